@@ -1,0 +1,74 @@
+"""Solution vector back to the canonical schedule, and pools back to named chargers."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+
+from sitenode.model.problem import SiteProblem
+from sitenode.optimizer.formulation import SiteColumns
+from sitenode.schedule import CHARGE, CURTAIL, DISCHARGE, GRID_EXPORT, GRID_IMPORT, SOC, ev_column, flex_column, new_schedule
+
+
+def _clean(values: np.ndarray) -> np.ndarray:
+    # solver noise of ±1e-10 should not read as a tiny reverse flow
+    out = np.where(np.abs(values) < 1e-9, 0.0, values)
+    return np.maximum(out, 0.0)
+
+
+def schedule_frame(problem: SiteProblem, cols: SiteColumns, x: np.ndarray | None) -> pd.DataFrame:
+    frame = new_schedule(problem)
+    if x is None:
+        return frame * np.nan
+    frame[GRID_IMPORT] = _clean(x[cols.grid_import])
+    frame[GRID_EXPORT] = _clean(x[cols.grid_export])
+    if cols.charge is not None and cols.discharge is not None and cols.soc is not None:
+        frame[CHARGE] = _clean(x[cols.charge])
+        frame[DISCHARGE] = _clean(x[cols.discharge])
+        frame[SOC] = np.maximum(x[cols.soc], 0.0)
+    if cols.curtail is not None:
+        frame[CURTAIL] = _clean(x[cols.curtail])
+    for load_id, c in cols.flex.items():
+        frame[flex_column(load_id)] = _clean(x[c])
+    ev = {w.session_id: np.zeros(problem.steps) for w in problem.sessions}
+    for seg in cols.segments:
+        ev[seg.session_id][seg.first : seg.first + len(seg.cols)] += _clean(x[seg.cols])
+    for sid, values in ev.items():
+        frame[ev_column(sid)] = values
+    return frame
+
+
+def assign_chargers(problem: SiteProblem, cols: SiteColumns, x: np.ndarray) -> dict[str, str]:
+    """Session id -> charger id: named chargers as given, pooled sessions by interval colouring.
+
+    A session takes the pool it drew most energy from; within a pool, sessions sorted by
+    arrival take the charger that became free first. The MIP kept every pool's count
+    within its chargers at every arrival, so this never runs out of chargers.
+    """
+    out = {w.session_id: w.session.charger_id for w in problem.sessions if w.session.charger_id}
+    energy: dict[str, dict[str, float]] = defaultdict(dict)
+    for seg in cols.segments:
+        if seg.pool is not None:
+            energy[seg.session_id][seg.pool] = float(x[seg.cols].sum())
+    chosen: dict[str, list] = defaultdict(list)
+    for w in problem.sessions:
+        if w.session_id in cols.choice:
+            pool = max(cols.choice[w.session_id], key=lambda k: x[cols.choice[w.session_id][k]])
+        elif energy.get(w.session_id):
+            pool = max(energy[w.session_id], key=energy[w.session_id].__getitem__)
+        else:
+            continue
+        if w.session_id in cols.choice and x[cols.choice[w.session_id][pool]] < 0.5:
+            continue  # the plan gives this session no charger at all
+        chosen[pool].append(w)
+    for pool_key, windows in chosen.items():
+        free_at = {cid: -1 for cid in cols.pools[pool_key].charger_ids}
+        for w in sorted(windows, key=lambda w: (w.first, w.stop)):
+            charger = min((cid for cid, t in free_at.items() if t <= w.first), key=free_at.__getitem__, default=None)
+            if charger is None:
+                continue
+            out[w.session_id] = charger
+            free_at[charger] = w.stop
+    return out

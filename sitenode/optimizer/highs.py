@@ -1,0 +1,101 @@
+"""The only module that touches highspy: load a `Matrix`, swap objectives, add caps, run.
+
+One tolerance profile for every solve, set here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import highspy
+import numpy as np
+
+from sitenode.optimizer.lp import Matrix
+from sitenode.optimizer.result import SolverStatus, StageOutcome
+
+_STATUS = {
+    "Optimal": SolverStatus.OPTIMAL,
+    "Time limit reached": SolverStatus.TIME_LIMIT,
+    "Infeasible": SolverStatus.INFEASIBLE,
+    "Primal infeasible or unbounded": SolverStatus.INFEASIBLE,
+    "Unbounded": SolverStatus.UNBOUNDED,
+}
+
+VERSION = f"HiGHS {highspy.Highs().version()}"
+
+
+class HighsModel:
+    """A loaded program that can be re-solved under other objectives and extra cap rows."""
+
+    def __init__(self, m: Matrix, *, time_limit_seconds: float | None = None, mip_rel_gap: float | None = None, threads: int = 1) -> None:
+        self._h = highspy.Highs()
+        h = self._h
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("threads", threads)
+        h.setOptionValue("primal_feasibility_tolerance", 1e-7)
+        h.setOptionValue("dual_feasibility_tolerance", 1e-7)
+        if time_limit_seconds is not None:
+            h.setOptionValue("time_limit", float(time_limit_seconds))
+        if mip_rel_gap is not None:
+            h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
+        self.has_integers = bool(m.integrality.any())
+        args = (
+            m.num_cols, m.num_rows, m.num_nonzeros, 1, 1, 0.0,
+            np.zeros(m.num_cols), np.ascontiguousarray(m.col_lower), np.ascontiguousarray(m.col_upper),
+            np.ascontiguousarray(m.row_lower), np.ascontiguousarray(m.row_upper),
+            m.starts[:-1].astype(np.int32), m.indices, m.values,
+        )
+        if self.has_integers:
+            h.passModel(*args, m.integrality.astype(np.int32))
+        else:
+            h.passModel(*args)
+        self._upper = np.ascontiguousarray(m.col_upper, dtype=float)
+        self._lower = np.ascontiguousarray(m.col_lower, dtype=float)
+        self.num_cols = m.num_cols
+
+    def set_objective(self, cost: np.ndarray) -> None:
+        idx = np.arange(self.num_cols, dtype=np.int32)
+        self._h.changeColsCost(self.num_cols, idx, np.ascontiguousarray(cost, dtype=float))
+
+    def fix_zero(self, cols: np.ndarray) -> None:
+        """Hold `cols` at 0 (slacks in the first, slack-free attempt)."""
+        if len(cols):
+            zero = np.zeros(len(cols))
+            self._h.changeColsBounds(len(cols), cols.astype(np.int32), zero, zero)
+
+    def release(self, cols: np.ndarray) -> None:
+        if len(cols):
+            c = cols.astype(np.int32)
+            self._h.changeColsBounds(len(c), c, self._lower[c], self._upper[c])
+
+    def add_cap(self, cost: np.ndarray, upper: float) -> None:
+        """Row `cost·x <= upper`: a lexicographic stage's optimum held for the next stages."""
+        nz = np.flatnonzero(cost)
+        self._h.addRow(-highspy.kHighsInf, float(upper), len(nz), nz.astype(np.int32), cost[nz].astype(float))
+
+    def run(self, stage: str, time_limit_seconds: float | None = None, start: np.ndarray | None = None) -> StageOutcome:
+        """Solve under the current objective; `start` is a feasible point to begin from (MIP)."""
+        h = self._h
+        if time_limit_seconds is not None:
+            h.setOptionValue("time_limit", max(float(time_limit_seconds), 0.05))
+        if start is not None and self.has_integers:
+            solution = highspy.HighsSolution()
+            solution.col_value = list(start)
+            solution.value_valid = True
+            h.setSolution(solution)
+        before = h.getRunTime()
+        h.run()
+        status = _STATUS.get(h.modelStatusToString(h.getModelStatus()), SolverStatus.UNKNOWN)
+        info = h.getInfo()
+        if status is SolverStatus.TIME_LIMIT and info.primal_solution_status != 2:
+            status = SolverStatus.ERROR  # out of time without any feasible plan
+        objective = float(info.objective_function_value) if status.has_solution else float("nan")
+        if self.has_integers and status.has_solution:
+            bound, gap = float(info.mip_dual_bound), float(info.mip_gap)
+        else:
+            bound, gap = objective, 0.0
+        return StageOutcome(stage, status, objective, bound, gap, float(h.getRunTime() - before))
+
+    def values(self) -> np.ndarray:
+        return np.asarray(self._h.getSolution().col_value)
+
+    def run_time(self) -> float:
+        return float(self._h.getRunTime())
