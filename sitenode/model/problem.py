@@ -159,7 +159,7 @@ def build_problem(
         if soc_final > reachable + 1e-9:
             if not reachable_final_soc:
                 raise InvalidInput.one(
-                    "battery.soc_final_min_kwh",
+                    "site_config.battery.soc_final_min_kwh",
                     f"cannot be reached in {count} steps from {soc0:g} kWh at {rate:g} kW (at most {reachable:g}), got {soc_final:g}",
                 )
             soc_final = reachable

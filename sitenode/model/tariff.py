@@ -36,7 +36,7 @@ def window_mask(index: pd.DatetimeIndex, timezone: str, schedule: WindowSchedule
 
 
 def energy_rate_series(
-    index: pd.DatetimeIndex, timezone: str, rates: list[EnergyRate], field: str = "tariff.energy_rates"
+    index: pd.DatetimeIndex, timezone: str, rates: list[EnergyRate], field: str = "run_config.tariff.energy_rates"
 ) -> np.ndarray:
     """Price per step from TOU windows; every step must be covered by some window."""
     price = np.full(len(index), np.nan)

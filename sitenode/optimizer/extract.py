@@ -9,7 +9,17 @@ import pandas as pd
 
 from sitenode.model.problem import SiteProblem
 from sitenode.optimizer.formulation import SiteColumns
-from sitenode.schedule import CHARGE, CURTAIL, DISCHARGE, GRID_EXPORT, GRID_IMPORT, SOC, ev_column, flex_column, new_schedule
+from sitenode.schedule import (
+    CHARGE,
+    CURTAIL,
+    DISCHARGE,
+    GRID_EXPORT,
+    GRID_IMPORT,
+    SOC,
+    ev_column,
+    flex_column,
+    new_schedule,
+)
 
 
 def _clean(values: np.ndarray) -> np.ndarray:

@@ -268,7 +268,7 @@ def cap_rows(lp: LinearProgram, T: int, segs: list[Segment], cap_kw: float, extr
     reach = np.zeros(T)
     for seg in segs:
         reach[seg.first : seg.first + len(seg.cols)] += seg.upper_kw
-    for col_per_step, upper in extra:
+    for _cols, upper in extra:
         reach += upper
     binding = reach > cap_kw + 1e-9
     if not binding.any():

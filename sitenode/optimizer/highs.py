@@ -43,10 +43,7 @@ class HighsModel:
             np.ascontiguousarray(m.row_lower), np.ascontiguousarray(m.row_upper),
             m.starts[:-1].astype(np.int32), m.indices, m.values,
         )
-        if self.has_integers:
-            h.passModel(*args, m.integrality.astype(np.int32))
-        else:
-            h.passModel(*args)
+        h.passModel(*args, m.integrality.astype(np.int32))
         self._upper = np.ascontiguousarray(m.col_upper, dtype=float)
         self._lower = np.ascontiguousarray(m.col_lower, dtype=float)
         self.num_cols = m.num_cols

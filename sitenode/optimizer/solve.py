@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 
 from sitenode.model.problem import SiteProblem
+from sitenode.optimizer.extract import assign_chargers, schedule_frame
 from sitenode.optimizer.formulation import BREACH, COST, OVER, SHORTFALL, SiteColumns, add_site
 from sitenode.optimizer.highs import VERSION, HighsModel
 from sitenode.optimizer.lp import LinearProgram
-from sitenode.optimizer.result import SolveResult, SolverStatus, StageOutcome
-from sitenode.optimizer.extract import assign_chargers, schedule_frame
+from sitenode.optimizer.result import SolveResult, StageOutcome
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,10 @@ def optimize_site(problem: SiteProblem, *, price_adjust: np.ndarray | None = Non
         model.release(slacks)
         incumbent = None
         for name in (OVER, SHORTFALL, BREACH):
+            if incumbent is not None and float(costs[name] @ incumbent) <= 1e-9:
+                # slacks are >= 0, so a plan that already needs none of this one is optimal for it
+                model.add_cap(costs[name], _cap(0.0))
+                continue
             model.set_objective(costs[name])
             outcome = model.run(name, remaining(), incumbent)
             stages.append(outcome)

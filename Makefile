@@ -1,0 +1,41 @@
+# Every target creates the virtualenv and installs first, so each works from a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+BUNDLES := depot office warehouse
+DEMO_DIR ?= runs/demo
+
+.PHONY: install test demo bench lint examples clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,examples]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(PY) -m pytest -n 2 -q
+
+# Until the portfolio demo lands: optimize and report each example bundle in a copy.
+demo: install
+	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	for b in $(BUNDLES); do \
+	  cp -r examples/bundles/$$b $(DEMO_DIR)/$$b && \
+	  $(VENV)/bin/gridmesh optimize $(DEMO_DIR)/$$b && \
+	  $(VENV)/bin/gridmesh report $(DEMO_DIR)/$$b || exit 1; \
+	done
+
+bench: install
+	$(PY) bench/optimizer.py
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+examples: install
+	$(PY) scripts/build_example_bundles.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""The portfolio's own logic: registry, coupled problem, decomposition (later issues)."""

@@ -1,0 +1,1 @@
+"""Edges facing the network and the operator: gRPC services, CLI, demo."""

@@ -1,0 +1,126 @@
+"""`gridmesh`: the command line. Parses arguments, calls the domain, prints; nothing else.
+
+Bad input prints each field error and exits 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sitenode.errors import GridmeshError, InvalidInput
+
+EXIT_BAD_INPUT = 2
+
+
+def _validate(args: argparse.Namespace, out: Console) -> int:
+    from sitenode.bundle import load_bundle
+
+    inputs = load_bundle(args.bundle)
+    problem = inputs.problem()
+    out.print(
+        f"[green]valid[/green]: site {inputs.site.site_id}, {problem.steps} steps of {problem.step_minutes} min "
+        f"from {problem.start.isoformat()}, {len(inputs.sessions)} EV sessions"
+    )
+    return 0
+
+
+def _print_table(outcome, out: Console) -> None:  # noqa: ANN001 - RunOutcome, imported lazily
+    from sitenode.report import savings_table
+
+    out.print(savings_table(outcome.metrics, outcome.currency))
+
+
+def _optimize(args: argparse.Namespace, out: Console) -> int:
+    from sitenode.bundle.runner import optimize_bundle
+
+    outcome = optimize_bundle(args.bundle, engine=args.engine)
+    r, relax = outcome.plan.result, outcome.plan.relaxation
+    out.print(
+        f"{r.status} in {r.total_seconds * 1000:.1f} ms (build {r.build_seconds * 1000:.1f}, "
+        f"HiGHS {r.highs_seconds * 1000:.1f}, extract {r.extract_seconds * 1000:.1f}); "
+        f"{r.num_cols} columns, {r.num_rows} rows, {r.num_integer} integer"
+    )
+    if relax.relaxed:
+        out.print(
+            f"[yellow]relaxed[/yellow] {', '.join(relax.stages)}: EV shortfall {relax.ev_shortfall_kwh:.2f} kWh, "
+            f"breach {relax.breach_kwh:.2f} kWh, over limit {relax.over_limit_kwh:.2f} kWh"
+        )
+    _print_table(outcome, out)
+    return 0
+
+
+def _backtest(args: argparse.Namespace, out: Console) -> int:
+    from sitenode.bundle.runner import backtest_bundle
+
+    with Progress(TextColumn("backtest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=out) as bar:
+        task = bar.add_task("solves", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        outcome = backtest_bundle(args.bundle, progress=advance)
+    _print_table(outcome, out)
+    return 0
+
+
+def _report(args: argparse.Namespace, out: Console) -> int:
+    from sitenode.bundle.runner import report_bundle
+
+    outcome, page = report_bundle(args.bundle)
+    _print_table(outcome, out)
+    out.print(f"report: {page}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gridmesh", description="Run energy sites as one virtual power plant.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, helptext in (
+        ("validate", "check a run bundle's inputs"),
+        ("optimize", "optimize a bundle's horizon and write its outputs"),
+        ("backtest", "rolling-horizon backtest with forecasts, realized on the actual series"),
+        ("report", "plots and an HTML page from a bundle's outputs"),
+    ):
+        cmd = sub.add_parser(name, help=helptext)
+        cmd.add_argument("bundle", help="run bundle directory")
+        if name == "optimize":
+            cmd.add_argument("--engine", choices=("direct", "pyomo"), default="direct", help="model builder (both solve with HiGHS)")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
+    "validate": _validate,
+    "optimize": _optimize,
+    "backtest": _backtest,
+    "report": _report,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out, err = Console(), Console(stderr=True)
+    try:
+        return COMMANDS[args.command](args, out)
+    except InvalidInput as exc:
+        for v in exc.violations:
+            err.print(f"[red]error[/red] {escape(v.field)}: {escape(v.description)}", highlight=False)
+        return EXIT_BAD_INPUT
+    except GridmeshError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: say so in one line unless debugging
+        if os.environ.get("GRIDMESH_DEBUG"):
+            raise
+        err.print(f"[red]internal error[/red] {type(exc).__name__}: {escape(str(exc))} (GRIDMESH_DEBUG=1 shows the traceback)", highlight=False)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
