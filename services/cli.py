@@ -105,7 +105,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    out, err = Console(), Console(stderr=True)
+    # logs and pipes get a wide table rather than rich's 80-column default
+    wide = {} if sys.stdout.isatty() else {"width": 160}
+    out, err = Console(**wide), Console(stderr=True, **wide)
     try:
         return COMMANDS[args.command](args, out)
     except InvalidInput as exc:

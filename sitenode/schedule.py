@@ -39,17 +39,24 @@ def flex_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c.startswith("flex_") and c.endswith("_kw")]
 
 
+def schedule_columns(problem: SiteProblem) -> dict[str, np.ndarray]:
+    """Every column of `problem`'s schedule as arrays: zero flows, load and PV filled in."""
+    zeros = np.zeros(problem.steps)
+    soc = problem.soc_initial_kwh if problem.site.battery is not None else 0.0
+    columns = {name: zeros.copy() for name in FIXED}
+    columns[PV] = np.asarray(problem.pv_kw, dtype=float).copy()
+    columns[LOAD] = np.asarray(problem.load_kw, dtype=float).copy()
+    columns[SOC] = np.full(problem.steps, soc)
+    for w in problem.sessions:
+        columns[ev_column(w.session_id)] = zeros.copy()
+    for load in problem.site.flexible_loads:
+        columns[flex_column(load.id)] = zeros.copy()
+    return columns
+
+
 def new_schedule(problem: SiteProblem) -> pd.DataFrame:
     """All columns of `problem`'s schedule, zero, with load and PV filled in."""
-    frame = pd.DataFrame(0.0, index=problem.index, columns=list(FIXED))
-    frame[PV] = problem.pv_kw
-    frame[LOAD] = problem.load_kw
-    frame[SOC] = problem.soc_initial_kwh if problem.site.battery is not None else 0.0
-    for w in problem.sessions:
-        frame[ev_column(w.session_id)] = 0.0
-    for load in problem.site.flexible_loads:
-        frame[flex_column(load.id)] = 0.0
-    return frame
+    return pd.DataFrame(schedule_columns(problem), index=problem.index)
 
 
 def balance_residual(frame: pd.DataFrame) -> np.ndarray:

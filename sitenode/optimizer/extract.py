@@ -18,7 +18,7 @@ from sitenode.schedule import (
     SOC,
     ev_column,
     flex_column,
-    new_schedule,
+    schedule_columns,
 )
 
 
@@ -29,25 +29,23 @@ def _clean(values: np.ndarray) -> np.ndarray:
 
 
 def schedule_frame(problem: SiteProblem, cols: SiteColumns, x: np.ndarray | None) -> pd.DataFrame:
-    frame = new_schedule(problem)
+    columns = schedule_columns(problem)
     if x is None:
-        return frame * np.nan
-    frame[GRID_IMPORT] = _clean(x[cols.grid_import])
-    frame[GRID_EXPORT] = _clean(x[cols.grid_export])
+        return pd.DataFrame(columns, index=problem.index) * np.nan
+    columns[GRID_IMPORT] = _clean(x[cols.grid_import])
+    columns[GRID_EXPORT] = _clean(x[cols.grid_export])
     if cols.charge is not None and cols.discharge is not None and cols.soc is not None:
-        frame[CHARGE] = _clean(x[cols.charge])
-        frame[DISCHARGE] = _clean(x[cols.discharge])
-        frame[SOC] = np.maximum(x[cols.soc], 0.0)
+        columns[CHARGE] = _clean(x[cols.charge])
+        columns[DISCHARGE] = _clean(x[cols.discharge])
+        columns[SOC] = np.maximum(x[cols.soc], 0.0)
     if cols.curtail is not None:
-        frame[CURTAIL] = _clean(x[cols.curtail])
+        columns[CURTAIL] = _clean(x[cols.curtail])
     for load_id, c in cols.flex.items():
-        frame[flex_column(load_id)] = _clean(x[c])
-    ev = {w.session_id: np.zeros(problem.steps) for w in problem.sessions}
+        columns[flex_column(load_id)] = _clean(x[c])
     for seg in cols.segments:
-        ev[seg.session_id][seg.first : seg.first + len(seg.cols)] += _clean(x[seg.cols])
-    for sid, values in ev.items():
-        frame[ev_column(sid)] = values
-    return frame
+        columns[ev_column(seg.session_id)][seg.first : seg.first + len(seg.cols)] += _clean(x[seg.cols])
+    # one DataFrame built at once: inserting columns one by one costs more than the solve
+    return pd.DataFrame(columns, index=problem.index)
 
 
 def assign_chargers(problem: SiteProblem, cols: SiteColumns, x: np.ndarray) -> dict[str, str]:

@@ -3,7 +3,7 @@ import json
 
 import pandas as pd
 import pytest
-from bundle_factory import RUN, SITE, series, write_bundle
+from factories.bundles import RUN, SITE, series, write_bundle
 
 from sitenode.bundle import load_bundle, write_outputs
 from sitenode.bundle.io import read_dispatch

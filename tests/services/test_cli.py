@@ -1,0 +1,63 @@
+"""The CLI as a user runs it: a real subprocess, exit codes, no tracebacks on bad input."""
+
+import copy
+import json
+import subprocess
+import sys
+
+import pytest
+from factories.bundles import SITE, write_bundle
+
+GRIDMESH = [sys.executable, "-m", "services.cli"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*GRIDMESH, *args], capture_output=True, text=True, timeout=240)
+
+
+def test_validate_accepts_a_good_bundle(tmp_path):
+    done = run("validate", str(write_bundle(tmp_path / "b")))
+    assert done.returncode == 0, done.stderr
+    assert "tiny-depot" in done.stdout and "24 steps" in done.stdout
+
+
+@pytest.mark.parametrize("command", ["validate", "optimize", "backtest", "report"])
+def test_bad_input_exits_2_naming_the_field_without_traceback(tmp_path, command):
+    site = copy.deepcopy(SITE)
+    site["battery"]["soc_min_kwh"] = 39
+    root = write_bundle(tmp_path / "b", site=site)
+    done = run(command, str(root))
+    assert done.returncode == 2
+    assert "site_config.battery.soc_min_kwh: must be <= soc_max_kwh (38), got 39" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert not (root / "dispatch.parquet").exists()
+
+
+def test_missing_bundle_directory(tmp_path):
+    done = run("optimize", str(tmp_path / "nowhere"))
+    assert done.returncode == 2 and "bundle" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_optimize_then_report_write_every_output(tmp_path):
+    root = write_bundle(tmp_path / "b")
+    done = run("optimize", str(root))
+    assert done.returncode == 0, done.stderr
+    for name in ("dispatch.parquet", "metrics.json", "solve_stats.json", "bundle_metadata.json"):
+        assert (root / name).exists(), name
+    metrics = json.loads((root / "metrics.json").read_text())
+    for key in ("total_cost", "energy_cost", "export_revenue", "demand_cost", "degradation_cost", "flex_value", "carbon_kg",
+                "peak_import_kw", "ev_energy_kwh", "ev_shortfall_kwh", "breach_kwh", "breach_cost"):
+        assert key in metrics and key in metrics["baseline"] and key in metrics["savings"]
+    assert metrics["total_cost"] <= metrics["baseline"]["total_cost"] + 1e-6
+    assert metrics["savings"]["total_cost"] == pytest.approx(metrics["baseline"]["total_cost"] - metrics["total_cost"], abs=1e-5)
+    assert "business_as_usual" in done.stdout
+
+    done = run("report", str(root))
+    assert done.returncode == 0, done.stderr
+    page = (root / "report.html").read_text()
+    assert "tiny-depot" in page
+
+
+def test_report_before_optimize_says_what_to_do(tmp_path):
+    done = run("report", str(write_bundle(tmp_path / "b")))
+    assert done.returncode == 2 and "gridmesh optimize" in done.stderr
