@@ -37,6 +37,7 @@ from sitenode.schedule import (
     ev_column,
     flex_column,
     schedule_columns,
+    soc_trajectory,
 )
 
 
