@@ -73,8 +73,7 @@ def _backtest(args: argparse.Namespace, out: Console) -> int:
 def _report(args: argparse.Namespace, out: Console) -> int:
     from sitenode.bundle.runner import report_bundle
 
-    outcome, page = report_bundle(args.bundle)
-    _print_table(outcome, out)
+    _, page = report_bundle(args.bundle)
     out.print(f"report: {page}")
     return 0
 

@@ -54,6 +54,7 @@ def test_optimize_then_report_write_every_output(tmp_path):
 
     done = run("report", str(root))
     assert done.returncode == 0, done.stderr
+    assert "report.html" in done.stdout
     page = (root / "report.html").read_text()
     assert "tiny-depot" in page
 
