@@ -7,8 +7,8 @@ Rows per step: the energy balance
 
     load + Σev + Σflex + charge + export = (pv − curtail) + discharge + import
 
-the SOC recursion, import/export limits, circuit and charger limits, demand-charge
-epigraphs. Three slack families make every plan feasible and are priced only in
+the SOC recursion, import/export limits, export at most what the site generates
+(PV used plus battery discharge), circuit and charger limits, demand-charge epigraphs. Three slack families make every plan feasible and are priced only in
 their own named terms, never in "cost":
 
 * ``over``      import or export beyond the limit *and* its margin (physically needed
@@ -152,6 +152,14 @@ def add_site(lp: LinearProgram, problem: SiteProblem, price_adjust: np.ndarray |
     for seg in cols.segments:
         balance.append((seg.first + np.arange(len(seg.cols)), seg.cols, -1.0))
     lp.add_rows(T, balance, lower=p.load_kw - p.pv_kw, upper=p.load_kw - p.pv_kw)
+    # One meter cannot pass imported power straight back out: export only what the site
+    # makes. Without it an export price above the import price makes the plan unbounded.
+    own = [(steps, exp, 1.0)]
+    if cols.discharge is not None:
+        own.append((steps, cols.discharge, -1.0))
+    if cols.curtail is not None:
+        own.append((steps, cols.curtail, 1.0))
+    lp.add_rows(T, own, upper=p.pv_kw)
     _add_circuits(lp, p, cols)
 
     for dw in p.demand_windows:
