@@ -44,7 +44,7 @@ def _series(steps: int, seed: int, pv_kwp: float, load_kw: float) -> pd.DataFram
     rng = np.random.default_rng(seed)
     index = pd.date_range(START, periods=steps, freq="15min")
     hour = index.hour + index.minute / 60
-    day = np.asarray(index.dayofyear)
+    day = np.asarray(index.day_of_year)
     season = 0.6 + 0.4 * np.sin((day - 80) / 365 * 2 * np.pi)
     pv = pv_kwp * season * np.clip(np.sin((hour - 6) / 12 * np.pi), 0, None) * rng.uniform(0.6, 1.0, steps)
     load = load_kw * (0.6 + 0.4 * ((hour > 7) & (hour < 19))) * rng.uniform(0.85, 1.15, steps)

@@ -31,7 +31,7 @@ def window_mask(index: pd.DatetimeIndex, timezone: str, schedule: WindowSchedule
     else:
         mask = (minute_of_day >= start) | (minute_of_day < end)
     if schedule.days_of_week is not None:
-        mask &= np.isin(np.asarray(local.dayofweek), schedule.days_of_week)
+        mask &= np.isin(np.asarray(local.day_of_week), schedule.days_of_week)
     return mask
 
 
