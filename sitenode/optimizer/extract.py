@@ -7,8 +7,8 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from sitenode.model.problem import SiteProblem
-from sitenode.optimizer.formulation import SiteColumns
+from sitenode.model.problem import SessionWindow, SiteProblem
+from sitenode.optimizer.formulation import Pool, SiteColumns
 from sitenode.schedule import (
     CHARGE,
     CURTAIL,
@@ -48,31 +48,38 @@ def schedule_frame(problem: SiteProblem, cols: SiteColumns, x: np.ndarray | None
     return pd.DataFrame(columns, index=problem.index)
 
 
-def assign_chargers(problem: SiteProblem, cols: SiteColumns, x: np.ndarray) -> dict[str, str]:
-    """Session id -> charger id: named chargers as given, pooled sessions by interval colouring.
-
-    A session takes the pool it drew most energy from; within a pool, sessions sorted by
-    arrival take the charger that became free first. The MIP kept every pool's count
-    within its chargers at every arrival, so this never runs out of chargers.
-    """
-    out = {w.session_id: w.session.charger_id for w in problem.sessions if w.session.charger_id}
+def chosen_pools(problem: SiteProblem, cols: SiteColumns, x: np.ndarray) -> dict[str, str]:
+    """Session id -> the pool it charges from: its binary's pool, or where its energy went."""
     energy: dict[str, dict[str, float]] = defaultdict(dict)
     for seg in cols.segments:
         if seg.pool is not None:
             energy[seg.session_id][seg.pool] = float(x[seg.cols].sum())
-    chosen: dict[str, list] = defaultdict(list)
+    out: dict[str, str] = {}
     for w in problem.sessions:
-        if w.session_id in cols.choice:
-            pool = max(cols.choice[w.session_id], key=lambda k: x[cols.choice[w.session_id][k]])
+        choice = cols.choice.get(w.session_id)
+        if choice:
+            pool = max(choice, key=lambda k: x[choice[k]])
+            if x[choice[pool]] >= 0.5:  # else the plan gives this session no charger at all
+                out[w.session_id] = pool
         elif energy.get(w.session_id):
-            pool = max(energy[w.session_id], key=energy[w.session_id].__getitem__)
-        else:
-            continue
-        if w.session_id in cols.choice and x[cols.choice[w.session_id][pool]] < 0.5:
-            continue  # the plan gives this session no charger at all
-        chosen[pool].append(w)
-    for pool_key, windows in chosen.items():
-        free_at = {cid: -1 for cid in cols.pools[pool_key].charger_ids}
+            out[w.session_id] = max(energy[w.session_id], key=energy[w.session_id].__getitem__)
+    return out
+
+
+def colour_pools(problem: SiteProblem, pools: dict[str, Pool], pool_of: dict[str, str]) -> dict[str, str]:
+    """Session id -> charger id: named chargers as given, pooled sessions by interval colouring.
+
+    Within a pool, sessions sorted by arrival take the charger that became free first.
+    The MIP kept every pool's count within its chargers at every arrival, so this never
+    runs out of chargers. Both engines share this step.
+    """
+    out = {w.session_id: w.session.charger_id for w in problem.sessions if w.session.charger_id}
+    members: dict[str, list[SessionWindow]] = defaultdict(list)
+    for w in problem.sessions:
+        if w.session_id in pool_of:
+            members[pool_of[w.session_id]].append(w)
+    for pool_key, windows in members.items():
+        free_at = {cid: -1 for cid in pools[pool_key].charger_ids}
         for w in sorted(windows, key=lambda w: (w.first, w.stop)):
             charger = min((cid for cid, t in free_at.items() if t <= w.first), key=free_at.__getitem__, default=None)
             if charger is None:
@@ -80,3 +87,7 @@ def assign_chargers(problem: SiteProblem, cols: SiteColumns, x: np.ndarray) -> d
             out[w.session_id] = charger
             free_at[charger] = w.stop
     return out
+
+
+def assign_chargers(problem: SiteProblem, cols: SiteColumns, x: np.ndarray) -> dict[str, str]:
+    return colour_pools(problem, cols.pools, chosen_pools(problem, cols, x))

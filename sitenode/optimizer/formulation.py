@@ -16,7 +16,7 @@ their own named terms, never in "cost":
 * ``shortfall`` EV energy not delivered, weighted by 1/priority,
 * ``breach``    import above the limit, within `breach_margin`.
 
-`solve.optimize_site` minimizes them lexicographically, then "cost".
+`lexicographic.solve_lexicographic` minimizes them in that order, then "cost".
 
 Charger choice (the fleet charge scheduler's MIP): sessions without a charger pick
 one *pool* of identical chargers (same kind, rating and circuits) for their whole
@@ -34,9 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sitenode.model.problem import SessionWindow, SiteProblem
+from sitenode.optimizer.lexicographic import BREACH, COST, OVER, SHORTFALL
 from sitenode.optimizer.lp import INF, LinearProgram
-
-COST, OVER, SHORTFALL, BREACH = "cost", "over", "shortfall", "breach"
 
 
 @dataclass(frozen=True)

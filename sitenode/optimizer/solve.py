@@ -1,16 +1,7 @@
-"""Optimize one site: build, solve lexicographically, extract a schedule.
+"""Optimize one site with the direct engine: arrays in, HiGHS, a schedule out.
 
-Relaxation order (shared/BUNDLE.md), each stage holding the optimum of the ones
-before it, so a relaxation is never traded against cost:
-
-0. import/export beyond limit and margin (only when fixed load alone forces it),
-1. EV energy shortfall, weighted by 1/priority,
-2. import-limit breach within `breach_margin`,
-3. the weighted objective.
-
-The first attempt holds every slack at zero and minimizes cost directly: whenever a
-plan without relaxation exists that single solve is the lexicographic optimum, and
-only a site that cannot be served pays for the extra stages.
+The relaxation order and its stages live in `lexicographic`; this module builds the
+program (`formulation`), drives the stages over a `HighsModel`, and extracts.
 """
 
 from __future__ import annotations
@@ -23,8 +14,9 @@ import pandas as pd
 
 from sitenode.model.problem import SiteProblem
 from sitenode.optimizer.extract import assign_chargers, schedule_frame
-from sitenode.optimizer.formulation import BREACH, COST, OVER, SHORTFALL, SiteColumns, add_site
+from sitenode.optimizer.formulation import add_site
 from sitenode.optimizer.highs import VERSION, HighsModel
+from sitenode.optimizer.lexicographic import BREACH, COST, OVER, SHORTFALL, solve_lexicographic
 from sitenode.optimizer.lp import LinearProgram
 from sitenode.optimizer.result import SolveResult, StageOutcome
 
@@ -54,9 +46,30 @@ class Plan:
     charger_assignment: dict[str, str]
 
 
-def _cap(value: float) -> float:
-    # tight: whatever a stage leaves in its tolerance, a later stage may trade away
-    return value + 1e-8 * max(1.0, abs(value))
+class _DirectStages:
+    """The staged-model interface over a loaded HiGHS program and its named cost vectors."""
+
+    def __init__(self, model: HighsModel, costs: dict[str, np.ndarray], slacks: np.ndarray) -> None:
+        self.model, self.costs, self.slacks = model, costs, slacks
+        self.incumbent: np.ndarray | None = None
+
+    def minimize(self, term: str) -> None:
+        self.model.set_objective(self.costs[term])
+
+    def hold_slacks_at_zero(self, held: bool) -> None:
+        (self.model.fix_zero if held else self.model.release)(self.slacks)
+
+    def cap(self, term: str, upper: float) -> None:
+        self.model.add_cap(self.costs[term], upper)
+
+    def run(self, stage: str, time_limit_seconds: float, warm_start: bool) -> StageOutcome:
+        outcome = self.model.run(stage, time_limit_seconds, self.incumbent if warm_start else None)
+        if outcome.status.has_solution:
+            self.incumbent = self.model.values()
+        return outcome
+
+    def current_value(self, term: str) -> float:
+        return float(self.costs[term] @ self.incumbent) if self.incumbent is not None else float("inf")
 
 
 def optimize_site(problem: SiteProblem, *, price_adjust: np.ndarray | None = None, threads: int = 1) -> Plan:
@@ -71,37 +84,7 @@ def optimize_site(problem: SiteProblem, *, price_adjust: np.ndarray | None = Non
     build_s = time.perf_counter() - started
 
     started = time.perf_counter()
-
-    def remaining() -> float:
-        # one time budget for all stages of a MIP, not one per stage
-        return cfg.time_limit_seconds - (time.perf_counter() - started)
-
-    stages: list[StageOutcome] = []
-    slacks = cols.slacks
-    model.set_objective(costs[COST])
-    model.fix_zero(slacks)
-    first = model.run("cost", remaining())
-    stages.append(first)
-    relaxed: list[str] = []
-    if not first.status.has_solution:
-        model.release(slacks)
-        incumbent = None
-        for name in (OVER, SHORTFALL, BREACH):
-            if incumbent is not None and float(costs[name] @ incumbent) <= 1e-9:
-                # slacks are >= 0, so a plan that already needs none of this one is optimal for it
-                model.add_cap(costs[name], _cap(0.0))
-                continue
-            model.set_objective(costs[name])
-            outcome = model.run(name, remaining(), incumbent)
-            stages.append(outcome)
-            if not outcome.status.has_solution:
-                break
-            if outcome.objective > 1e-6:
-                relaxed.append(name)
-            incumbent = model.values()
-            model.add_cap(costs[name], _cap(max(outcome.objective, 0.0)))
-        model.set_objective(costs[COST])
-        stages.append(model.run("cost", remaining(), incumbent))
+    stages, relaxed = solve_lexicographic(_DirectStages(model, costs, cols.slacks), cfg.time_limit_seconds)
     solve_s = time.perf_counter() - started
     final = stages[-1]
 
@@ -110,7 +93,8 @@ def optimize_site(problem: SiteProblem, *, price_adjust: np.ndarray | None = Non
         x = model.values()
         schedule = schedule_frame(problem, cols, x)
         assignment = assign_chargers(problem, cols, x)
-        relaxation = _relaxation(problem, cols, x, tuple(relaxed))
+        by_session = {sid: float(max(x[c], 0.0)) for sid, c in cols.shortfall.items()}
+        relaxation = relaxation_from(problem, x[cols.grid_import], x[cols.grid_export], by_session, tuple(relaxed))
     else:
         schedule, assignment, relaxation = schedule_frame(problem, cols, None), {}, Relaxation(stages=tuple(relaxed))
     extract_s = time.perf_counter() - started
@@ -137,16 +121,17 @@ def optimize_site(problem: SiteProblem, *, price_adjust: np.ndarray | None = Non
     return Plan(schedule, result, relaxation, assignment)
 
 
-def _relaxation(problem: SiteProblem, cols: SiteColumns, x: np.ndarray, stages: tuple[str, ...]) -> Relaxation:
+def relaxation_from(
+    problem: SiteProblem, grid_import: np.ndarray, grid_export: np.ndarray, by_session: dict[str, float], stages: tuple[str, ...]
+) -> Relaxation:
     """Amounts read off the flows themselves, not the slack columns (a slack the cost stage
     leaves idle above zero would otherwise be reported as a breach that never happens)."""
     dt, limit = problem.dt_h, problem.import_limit_kw
     finite = np.isfinite(limit)
     safe = np.where(finite, limit, 0.0)
-    above = np.where(finite, np.clip(x[cols.grid_import] - safe, 0.0, None), 0.0)
+    above = np.where(finite, np.clip(grid_import - safe, 0.0, None), 0.0)
     within = np.minimum(above, problem.site.grid.breach_margin * safe)
-    over_export = np.clip(x[cols.grid_export] - problem.export_limit_kw, 0.0, None)
-    by_session = {sid: float(max(x[c], 0.0)) for sid, c in cols.shortfall.items()}
+    over_export = np.clip(grid_export - problem.export_limit_kw, 0.0, None)
     return Relaxation(
         over_limit_kwh=float(((above - within).sum() + over_export.sum()) * dt),
         ev_shortfall_kwh=float(sum(by_session.values())),
