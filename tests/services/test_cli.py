@@ -62,3 +62,38 @@ def test_optimize_then_report_write_every_output(tmp_path):
 def test_report_before_optimize_says_what_to_do(tmp_path):
     done = run("report", str(write_bundle(tmp_path / "b")))
     assert done.returncode == 2 and "gridmesh optimize" in done.stderr
+
+
+def _break_series_csv(root):
+    path = root / "timeseries.csv"
+    lines = path.read_text().splitlines()
+    lines[4] = lines[4].rsplit(",", 1)[0] + ",oops"
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _break_series_parquet(root):
+    import pandas as pd
+
+    frame = pd.read_parquet(root / "timeseries.parquet").drop(index=[7])
+    frame.to_parquet(root / "timeseries.parquet", index=False)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "breaker", "field"),
+    [
+        ("csv", _break_series_csv, "timeseries.pv_kw"),
+        ("parquet", _break_series_parquet, "timeseries.timestamp"),
+        ("parquet", lambda root: (root / "run_config.yaml").write_text("horizon: {start: 2025-01-15T00:00:00Z, steps: -1}\n"), "run_config.horizon.steps"),
+        ("parquet", lambda root: (root / "sessions.csv").write_text("session_id,arrival\nx,2025\n"), "sessions.departure"),
+        ("parquet", lambda root: (root / "timeseries.parquet").write_bytes(b"not parquet"), "timeseries.parquet"),
+    ],
+)
+def test_every_bad_input_gives_its_field_error_and_exit_2(tmp_path, capsys, fmt, breaker, field):
+    from services.cli import main
+
+    root = write_bundle(tmp_path / "b", fmt=fmt)
+    breaker(root)
+    assert main(["optimize", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert field in err and "Traceback" not in err
+    assert not (root / "dispatch.parquet").exists()

@@ -1,7 +1,7 @@
-"""The Pyomo formulation and the direct one agree on random sites and on hand cases."""
+"""The Pyomo formulation and the direct one agree on random sites (the hand-computed
+cases in test_known_answers run on both engines too)."""
 
 import pytest
-from factories.problems import make_problem
 from factories.strategies import sites
 from hypothesis import HealthCheck, given, settings
 
@@ -9,7 +9,7 @@ from sitenode.metrics import compute_metrics
 from sitenode.model.problem import SiteProblem
 from sitenode.optimizer.pyomo_model import optimize_site_pyomo
 from sitenode.optimizer.solve import optimize_site
-from sitenode.schedule import CHARGE, check_schedule
+from sitenode.schedule import check_schedule
 
 
 def agree(problem: SiteProblem) -> None:
@@ -30,23 +30,3 @@ def agree(problem: SiteProblem) -> None:
 @given(sites(circuits=True))
 def test_both_engines_agree(problem: SiteProblem) -> None:
     agree(problem)
-
-
-def test_hand_case_arbitrage_in_pyomo():
-    battery = {"capacity_kwh": 10, "soc_initial_kwh": 0, "soc_final_min_kwh": 0, "max_charge_kw": 10, "max_discharge_kw": 10,
-               "charge_efficiency": 0.9, "discharge_efficiency": 0.9}
-    p = make_problem({"battery": battery}, load=[0, 0], prices=[0.1, 0.3], export_prices=[0.1, 0.3])
-    plan = optimize_site_pyomo(p)
-    assert plan.result.objective == pytest.approx(-1.43)
-    assert plan.schedule[CHARGE].tolist() == pytest.approx([10, 0])
-
-
-def test_hand_case_relaxation_in_pyomo():
-    sessions = [
-        {"session_id": "urgent", "arrival": 0, "departure": 2, "energy_kwh": 15, "max_kw": 10, "priority": 1},
-        {"session_id": "later", "arrival": 0, "departure": 2, "energy_kwh": 15, "max_kw": 10, "priority": 2},
-    ]
-    p = make_problem({"grid": {"import_limit_kw": 10}}, load=[0, 0], sessions=sessions)
-    plan = optimize_site_pyomo(p)
-    assert plan.relaxation.shortfall_by_session == pytest.approx({"urgent": 0, "later": 10}, abs=1e-6)
-    assert plan.relaxation.stages == ("shortfall",)
