@@ -93,6 +93,3 @@ class HighsModel:
 
     def values(self) -> np.ndarray:
         return np.asarray(self._h.getSolution().col_value)
-
-    def run_time(self) -> float:
-        return float(self._h.getRunTime())
