@@ -75,10 +75,13 @@ def soc_trajectory(problem: SiteProblem, charge_kw: np.ndarray, discharge_kw: np
     return problem.soc_initial_kwh + np.cumsum(delta)
 
 
-def check_schedule(problem: SiteProblem, frame: pd.DataFrame, tol: float = 1e-5, *, limits: bool = True) -> list[str]:
+def check_schedule(
+    problem: SiteProblem, frame: pd.DataFrame, tol: float = 1e-5, *, limits: bool = True, assignment: dict[str, str] | None = None
+) -> list[str]:
     """Every physical rule a schedule must keep; empty when it keeps them all.
 
     With `limits` false, grid limits are not checked (business as usual ignores them).
+    With `assignment` (session -> charger), charger ratings and circuit limits are too.
     """
     bad: list[str] = []
     scale = tol * max(1.0, float(np.abs(frame.to_numpy()).max()))
@@ -120,10 +123,35 @@ def check_schedule(problem: SiteProblem, frame: pd.DataFrame, tol: float = 1e-5,
         f = frame[flex_column(load.id)]
         if f.min() < load.min_kw - scale or f.max() > load.max_kw + scale:
             bad.append(f"{flex_column(load.id)}: outside [{load.min_kw:g}, {load.max_kw:g}]")
+    if assignment is not None:
+        bad += _check_chargers_and_circuits(problem, frame, assignment, scale)
     if limits:
         margin = problem.site.grid.breach_margin
         if (frame[GRID_IMPORT].to_numpy() > problem.import_limit_kw * (1 + margin) + scale).any():
             bad.append("grid_import_kw above import limit and margin")
         if (frame[GRID_EXPORT].to_numpy() > problem.export_limit_kw + scale).any():
             bad.append("grid_export_kw above export limit")
+    return bad
+
+
+def _check_chargers_and_circuits(problem: SiteProblem, frame: pd.DataFrame, assignment: dict[str, str], scale: float) -> list[str]:
+    site = problem.site
+    draw: dict[str, np.ndarray] = {c.id: np.zeros(problem.steps) for c in site.chargers}
+    bad: list[str] = []
+    for w in problem.sessions:
+        ev = frame[ev_column(w.session_id)].to_numpy()
+        if site.chargers and ev.max(initial=0.0) > scale and w.session_id not in assignment:
+            bad.append(f"{ev_column(w.session_id)}: charges without a charger")
+        if w.session_id in assignment:
+            draw[assignment[w.session_id]] = draw[assignment[w.session_id]] + ev
+    for c in site.chargers:
+        if draw[c.id].max(initial=0.0) > c.max_kw + scale:
+            bad.append(f"charger {c.id}: draws {draw[c.id].max():.6g} kW above its {c.max_kw:g}")
+    for load in site.flexible_loads:
+        draw[load.id] = frame[flex_column(load.id)].to_numpy()
+    for circuit_id, members in site.circuit_leaves().items():
+        total = sum((draw[m] for m in members if m in draw), np.zeros(problem.steps))
+        cap = next(c.max_kw for c in site.circuits if c.id == circuit_id)
+        if total.max(initial=0.0) > cap + scale:
+            bad.append(f"circuit {circuit_id}: draws {total.max():.6g} kW above its {cap:g}")
     return bad

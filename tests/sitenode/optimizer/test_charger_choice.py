@@ -80,7 +80,12 @@ def test_named_chargers_share_their_rating_and_circuits_hold():
     ]
     circuits = [{"id": "panel", "max_kw": 30, "members": ["a", "b"]}]
     p = make_problem({"chargers": chargers, "circuits": circuits}, load=[0, 0], sessions=sessions)
-    s = optimize_site(p).schedule
+    plan = optimize_site(p)
+    s = plan.schedule
+    assert check_schedule(p, s, assignment=plan.charger_assignment) == []
+    broken = s.copy()
+    broken[ev_column("z")] += 5.0  # over the panel's 30 kW wherever z charged
+    assert any("circuit panel" in v for v in check_schedule(p, broken, limits=False, assignment=plan.charger_assignment))
     on_a = s[ev_column("x")] + s[ev_column("y")]
     assert (on_a <= 22 + 1e-6).all()
     assert ((on_a + s[ev_column("z")]) <= 30 + 1e-6).all()
