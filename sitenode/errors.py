@@ -2,7 +2,9 @@
 
     GridmeshError                  code INTERNAL: a bug or an unexpected failure
     ├── InvalidInput               code INVALID_ARGUMENT: carries FieldViolations
-    └── NotFound                   code NOT_FOUND: an unknown site, asset or session
+    ├── NotFound                   code NOT_FOUND: an unknown site, asset or session
+    └── FailedPrecondition         code FAILED_PRECONDITION: refused in the current state
+        └── TransitionRefused      an asset state machine refused a trigger
 
 Each error carries the name of its gRPC status code as a plain string, so this
 package stays free of grpc; `services` maps the name to `grpc.StatusCode` and the
@@ -54,3 +56,15 @@ class InvalidInput(GridmeshError):
 
 class NotFound(GridmeshError):
     code = "NOT_FOUND"
+
+
+class FailedPrecondition(GridmeshError):
+    code = "FAILED_PRECONDITION"
+
+
+class TransitionRefused(FailedPrecondition):
+    """A trigger that the machine's current state does not allow, or whose guard said no."""
+
+    def __init__(self, machine: str, asset_id: str, state: str, trigger: str, reason: str) -> None:
+        self.machine, self.asset_id, self.state, self.trigger, self.reason = machine, asset_id, state, trigger, reason
+        super().__init__(f"{machine} {asset_id}: {trigger!r} refused in state {state}: {reason}")
