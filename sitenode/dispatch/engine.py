@@ -1,0 +1,177 @@
+"""The dispatch engine: due commands to device adapters, with lifecycle, retries and holds.
+
+Each `tick(now)` takes the commands that are due, keeps only the newest setpoint per
+asset and command type (older ones are SUPERSEDED: a device should get where the plan
+is now, not replay where it was), holds those whose asset is FAULTED or UNAVAILABLE
+(they stay PENDING and go once it recovers), clamps every setpoint to the asset's
+ratings once more, and sends the rest concurrently. A failed or unanswered send is
+retried with exponential backoff up to `max_attempts`, then FAILED or TIMED_OUT.
+State changes are written to the store a batch at a time, before the send (DISPATCHED)
+and after it, so a restart knows what may have reached a device.
+
+Time comes in as `now`; only the per-send timeout runs on the event loop's clock,
+because it bounds real I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sitenode.dispatch.commands import AssetRating, Command, CommandState, clamp
+from sitenode.errors import GridmeshError, NotFound
+from sitenode.events import CommandEvent, EventBus, EventType
+from sitenode.state import HOLD_STATES
+
+
+class AdapterError(GridmeshError):
+    """A device refused or could not carry out a command."""
+
+    code = "UNAVAILABLE"
+
+
+class Adapter(Protocol):
+    async def execute(self, command: Command) -> None:
+        """Carry the command out; raise AdapterError when the device refuses."""
+        ...
+
+
+class CommandStore(Protocol):
+    def save_commands(self, commands: Iterable[Command]) -> None: ...
+    def open_commands(self) -> list[Command]: ...
+    def known_ids(self, ids: Iterable[str]) -> set[str]: ...
+
+
+class AdapterRegistry:
+    def __init__(self) -> None:
+        self._adapters: dict[str, Adapter] = {}
+
+    def register(self, asset_id: str, adapter: Adapter) -> None:
+        self._adapters[asset_id] = adapter
+
+    def get(self, asset_id: str) -> Adapter:
+        try:
+            return self._adapters[asset_id]
+        except KeyError:
+            raise NotFound(f"no adapter for asset {asset_id!r}") from None
+
+    def __contains__(self, asset_id: str) -> bool:
+        return asset_id in self._adapters
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    backoff_seconds: float = 1.0
+    backoff_factor: float = 2.0
+    timeout_seconds: float = 5.0
+
+    def delay(self, attempts: int) -> timedelta:
+        return timedelta(seconds=self.backoff_seconds * self.backoff_factor ** max(0, attempts - 1))
+
+
+_EVENT = {
+    CommandState.DISPATCHED: EventType.COMMAND_DISPATCHED,
+    CommandState.COMPLETED: EventType.COMMAND_COMPLETED,
+    CommandState.FAILED: EventType.COMMAND_FAILED,
+    CommandState.TIMED_OUT: EventType.COMMAND_TIMED_OUT,
+}
+
+
+def _events_for(c: Command) -> tuple[EventType, ...]:
+    if c.state is CommandState.PENDING:
+        return (EventType.COMMAND_CREATED,) if c.attempts == 0 else ()  # a retry is not a new command
+    if c.state is CommandState.COMPLETED:
+        return (EventType.COMMAND_ACKNOWLEDGED, EventType.COMMAND_COMPLETED)
+    return tuple(k for k in (_EVENT.get(c.state),) if k is not None)
+
+
+class DispatchEngine:
+    def __init__(
+        self,
+        registry: AdapterRegistry,
+        bus: EventBus,
+        store: CommandStore,
+        ratings: dict[str, AssetRating],
+        state_of: Callable[[str], str | None],
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.registry, self.bus, self.store, self.ratings = registry, bus, store, ratings
+        self.state_of = state_of
+        self.policy = policy or RetryPolicy()
+        # resume: whatever the journal says is still open (PENDING, or DISPATCHED when the
+        # process died mid-send) goes again, under the same idempotency id
+        self.commands: dict[str, Command] = {}
+        for c in store.open_commands():
+            self.commands[c.id] = c.evolve(state=CommandState.PENDING) if c.state is CommandState.DISPATCHED else c
+
+    def _record(self, changed: list[Command], now: datetime) -> None:
+        self.store.save_commands(changed)
+        for c in changed:
+            self.commands[c.id] = c
+            for kind in _events_for(c):
+                self.bus.publish(kind, CommandEvent(c.id, c.asset_id, str(c.type), c.value_kw, c.attempts, c.last_error), now)
+
+    def submit(self, commands: Iterable[Command], now: datetime, replace_from: datetime | None = None) -> int:
+        """Queue new commands (a repeated id is ignored); with `replace_from`, pending
+        commands of other sources due from then on are superseded (a new schedule)."""
+        fresh = [c for c in commands if c.id not in self.commands]
+        # ids finished before a restart live only in the store: never send those again
+        seen = self.store.known_ids(c.id for c in fresh)
+        fresh = [c for c in fresh if c.id not in seen]
+        changed: list[Command] = []
+        if replace_from is not None and fresh:
+            sources = {c.source for c in fresh}
+            changed += [
+                c.evolve(state=CommandState.SUPERSEDED)
+                for c in self.commands.values()
+                if c.state is CommandState.PENDING and c.source not in sources and c.due_at >= replace_from
+            ]
+        self._record(changed + fresh, now)
+        return len(fresh)
+
+    def pending(self) -> list[Command]:
+        return [c for c in self.commands.values() if c.state is CommandState.PENDING]
+
+    async def tick(self, now: datetime) -> list[Command]:
+        """Send what is due; return the commands that reached a final state in this tick."""
+        due = [c for c in self.pending() if c.due_at <= now and (c.next_attempt_at is None or c.next_attempt_at <= now)]
+        newest: dict[tuple[str, str], Command] = {}
+        superseded: list[Command] = []
+        for c in sorted(due, key=lambda c: (c.due_at, c.attempts == 0)):
+            key = (c.asset_id, str(c.type))
+            if key in newest:
+                superseded.append(newest[key].evolve(state=CommandState.SUPERSEDED))
+            newest[key] = c
+        expired = [c.evolve(state=CommandState.SUPERSEDED, last_error="expired") for c in newest.values() if c.expires_at and c.expires_at <= now]
+        sendable = [c for c in newest.values() if not (c.expires_at and c.expires_at <= now) and self.state_of(c.asset_id) not in HOLD_STATES]
+        dispatched = [clamp(c, self.ratings.get(c.asset_id)).evolve(state=CommandState.DISPATCHED, attempts=c.attempts + 1) for c in sendable]
+        self._record(superseded + expired + dispatched, now)
+        results = await asyncio.gather(*(self._send(c) for c in dispatched))
+        finished = [self._settle(c, error, now) for c, error in zip(dispatched, results, strict=True)]
+        self._record(finished, now)
+        return [c for c in finished + superseded + expired if c.done]
+
+    async def _send(self, command: Command) -> str | None:
+        """None when the device carried the command out, else what went wrong."""
+        try:
+            adapter = self.registry.get(command.asset_id)
+            await asyncio.wait_for(adapter.execute(command), self.policy.timeout_seconds)
+        except TimeoutError:
+            return "timeout"
+        except NotFound as exc:
+            return str(exc)
+        except Exception as exc:  # noqa: BLE001 - a misbehaving adapter must not take the engine down
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def _settle(self, command: Command, error: str | None, now: datetime) -> Command:
+        if error is None:
+            return command.evolve(state=CommandState.COMPLETED, last_error="")
+        if command.attempts < self.policy.max_attempts:
+            return command.evolve(state=CommandState.PENDING, next_attempt_at=now + self.policy.delay(command.attempts), last_error=error)
+        final = CommandState.TIMED_OUT if error == "timeout" else CommandState.FAILED
+        return command.evolve(state=final, last_error=error)

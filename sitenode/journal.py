@@ -1,0 +1,151 @@
+"""The node's journal: schedules, commands and EV sessions in one SQLite file (WAL).
+
+Every write commits with `synchronous=FULL`, so a command state the engine has
+recorded survives a power cut; batches of state changes share one transaction, which
+is what keeps that affordable. After a crash the node reopens the file and carries on:
+open commands go again under their idempotency ids, finished ones never do, and the
+newest schedule is still the one in force.
+"""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from sitenode.dispatch.commands import Command, CommandState, CommandType
+from sitenode.model.sessions import EVSession
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schedules (
+    version TEXT PRIMARY KEY, source TEXT NOT NULL, received_at TEXT NOT NULL,
+    valid_from TEXT NOT NULL, valid_until TEXT NOT NULL, frame BLOB NOT NULL, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS commands (
+    id TEXT PRIMARY KEY, asset_id TEXT NOT NULL, type TEXT NOT NULL, value_kw REAL, due_at TEXT NOT NULL,
+    source TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt_at TEXT,
+    last_error TEXT NOT NULL, expires_at TEXT);
+CREATE INDEX IF NOT EXISTS commands_open ON commands(state) WHERE state IN ('PENDING', 'DISPATCHED');
+CREATE TABLE IF NOT EXISTS sessions (session_id TEXT PRIMARY KEY, body TEXT NOT NULL, ended INTEGER NOT NULL DEFAULT 0);
+"""
+
+
+@dataclass(frozen=True, eq=False)
+class StoredSchedule:
+    version: str
+    source: str
+    received_at: datetime
+    valid_from: datetime
+    valid_until: datetime
+    frame: pd.DataFrame
+
+
+def _ts(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+class Journal:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- commands (the dispatch engine's CommandStore) --------------------------------
+    def save_commands(self, commands: Iterable[Command]) -> None:
+        rows = [
+            (c.id, c.asset_id, str(c.type), c.value_kw, _ts(c.due_at), c.source, str(c.state), c.attempts,
+             _ts(c.next_attempt_at), c.last_error, _ts(c.expires_at))
+            for c in commands
+        ]
+        if not rows:
+            return
+        with self._tx():
+            self._db.executemany("INSERT OR REPLACE INTO commands VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def _commands(self, where: str = "", args: tuple = ()) -> list[Command]:
+        out = []
+        for r in self._db.execute(f"SELECT * FROM commands {where} ORDER BY due_at, id", args):
+            out.append(Command(r[0], r[1], CommandType(r[2]), r[3], _dt(r[4]), r[5], CommandState(r[6]), r[7], _dt(r[8]), r[9], _dt(r[10])))  # type: ignore[arg-type]
+        return out
+
+    def open_commands(self) -> list[Command]:
+        return self._commands("WHERE state IN ('PENDING', 'DISPATCHED')")
+
+    def known_ids(self, ids: Iterable[str]) -> set[str]:
+        wanted, found = list(ids), set()
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            found |= {r[0] for r in self._db.execute(f"SELECT id FROM commands WHERE id IN ({marks})", chunk)}
+        return found
+
+    def commands(self) -> list[Command]:
+        return self._commands()
+
+    def last_setpoints(self) -> dict[tuple[str, CommandType], float]:
+        """What each device was last told and accepted: a re-plan repeats none of it."""
+        out: dict[tuple[str, CommandType], float] = {}
+        for c in self._commands("WHERE state = 'COMPLETED' AND value_kw IS NOT NULL"):
+            out[(c.asset_id, c.type)] = c.value_kw  # type: ignore[assignment]
+        return out
+
+    # -- schedules ----------------------------------------------------------------------
+    def save_schedule(self, version: str, source: str, frame: pd.DataFrame, received_at: datetime) -> None:
+        buffer = io.BytesIO()
+        frame.reset_index().to_parquet(buffer, index=False)
+        step = frame.index[1] - frame.index[0] if len(frame) > 1 else pd.Timedelta(0)
+        with self._tx():
+            seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM schedules").fetchone()[0]
+            self._db.execute(
+                "INSERT OR REPLACE INTO schedules VALUES (?,?,?,?,?,?,?)",
+                (version, source, _ts(received_at), frame.index[0].isoformat(), (frame.index[-1] + step).isoformat(), buffer.getvalue(), seq),
+            )
+
+    def current_schedule(self) -> StoredSchedule | None:
+        row = self._db.execute("SELECT * FROM schedules ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        frame = pd.read_parquet(io.BytesIO(row[5]))
+        frame = frame.set_index(pd.DatetimeIndex(pd.to_datetime(frame.pop(frame.columns[0]), utc=True), name="timestamp"))
+        return StoredSchedule(row[0], row[1], _dt(row[2]), _dt(row[3]), _dt(row[4]), frame)  # type: ignore[arg-type]
+
+    # -- EV sessions ------------------------------------------------------------------------
+    def upsert_session(self, session: EVSession) -> None:
+        with self._tx():
+            self._db.execute("INSERT OR REPLACE INTO sessions VALUES (?,?,0)", (session.session_id, session.model_dump_json()))
+
+    def end_session(self, session_id: str) -> bool:
+        with self._tx():
+            return self._db.execute("UPDATE sessions SET ended = 1 WHERE session_id = ? AND ended = 0", (session_id,)).rowcount == 1
+
+    def sessions(self) -> list[EVSession]:
+        rows = self._db.execute("SELECT body FROM sessions WHERE ended = 0 ORDER BY session_id")
+        return [EVSession.model_validate_json(r[0]) for r in rows]
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
