@@ -16,6 +16,7 @@ because it bounds real I/O.
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -81,6 +82,10 @@ _EVENT = {
 }
 
 
+def _ready_at(c: Command) -> datetime:
+    return c.due_at if c.next_attempt_at is None else max(c.due_at, c.next_attempt_at)
+
+
 def _events_for(c: Command) -> tuple[EventType, ...]:
     if c.state is CommandState.PENDING:
         return (EventType.COMMAND_CREATED,) if c.attempts == 0 else ()  # a retry is not a new command
@@ -102,23 +107,36 @@ class DispatchEngine:
         self.registry, self.bus, self.store, self.ratings = registry, bus, store, ratings
         self.state_of = state_of
         self.policy = policy or RetryPolicy()
+        # Only open commands live in memory; finished ones are the store's. Pending ids
+        # wait in a heap by the time they may go, so a tick costs what is due, not what
+        # is queued.
+        self.open: dict[str, Command] = {}
+        self._ready: list[tuple[datetime, str]] = []
+        self._held: set[str] = set()
         # resume: whatever the journal says is still open (PENDING, or DISPATCHED when the
         # process died mid-send) goes again, under the same idempotency id
-        self.commands: dict[str, Command] = {}
         for c in store.open_commands():
-            self.commands[c.id] = c.evolve(state=CommandState.PENDING) if c.state is CommandState.DISPATCHED else c
+            self._track(c.evolve(state=CommandState.PENDING) if c.state is CommandState.DISPATCHED else c)
+
+    def _track(self, c: Command) -> None:
+        if c.done:
+            self.open.pop(c.id, None)
+            return
+        self.open[c.id] = c
+        if c.state is CommandState.PENDING:
+            heapq.heappush(self._ready, (_ready_at(c), c.id))
 
     def _record(self, changed: list[Command], now: datetime) -> None:
         self.store.save_commands(changed)
         for c in changed:
-            self.commands[c.id] = c
+            self._track(c)
             for kind in _events_for(c):
                 self.bus.publish(kind, CommandEvent(c.id, c.asset_id, str(c.type), c.value_kw, c.attempts, c.last_error), now)
 
     def submit(self, commands: Iterable[Command], now: datetime, replace_from: datetime | None = None) -> int:
         """Queue new commands (a repeated id is ignored); with `replace_from`, pending
         commands of other sources due from then on are superseded (a new schedule)."""
-        fresh = [c for c in commands if c.id not in self.commands]
+        fresh = [c for c in commands if c.id not in self.open]
         # ids finished before a restart live only in the store: never send those again
         seen = self.store.known_ids(c.id for c in fresh)
         fresh = [c for c in fresh if c.id not in seen]
@@ -127,18 +145,25 @@ class DispatchEngine:
             sources = {c.source for c in fresh}
             changed += [
                 c.evolve(state=CommandState.SUPERSEDED)
-                for c in self.commands.values()
+                for c in self.open.values()
                 if c.state is CommandState.PENDING and c.source not in sources and c.due_at >= replace_from
             ]
         self._record(changed + fresh, now)
         return len(fresh)
 
     def pending(self) -> list[Command]:
-        return [c for c in self.commands.values() if c.state is CommandState.PENDING]
+        return [c for c in self.open.values() if c.state is CommandState.PENDING]
+
+    def _due(self, now: datetime) -> list[Command]:
+        ids, self._held = self._held, set()
+        while self._ready and self._ready[0][0] <= now:
+            ids.add(heapq.heappop(self._ready)[1])
+        # the heap may hold stale entries (a command retried or superseded since): check
+        return [c for i in ids if (c := self.open.get(i)) is not None and c.state is CommandState.PENDING and _ready_at(c) <= now]
 
     async def tick(self, now: datetime) -> list[Command]:
         """Send what is due; return the commands that reached a final state in this tick."""
-        due = [c for c in self.pending() if c.due_at <= now and (c.next_attempt_at is None or c.next_attempt_at <= now)]
+        due = self._due(now)
         newest: dict[tuple[str, str], Command] = {}
         superseded: list[Command] = []
         for c in sorted(due, key=lambda c: (c.due_at, c.attempts == 0)):
@@ -147,7 +172,9 @@ class DispatchEngine:
                 superseded.append(newest[key].evolve(state=CommandState.SUPERSEDED))
             newest[key] = c
         expired = [c.evolve(state=CommandState.SUPERSEDED, last_error="expired") for c in newest.values() if c.expires_at and c.expires_at <= now]
-        sendable = [c for c in newest.values() if not (c.expires_at and c.expires_at <= now) and self.state_of(c.asset_id) not in HOLD_STATES]
+        live = [c for c in newest.values() if not (c.expires_at and c.expires_at <= now)]
+        sendable = [c for c in live if self.state_of(c.asset_id) not in HOLD_STATES]
+        self._held |= {c.id for c in live if self.state_of(c.asset_id) in HOLD_STATES}
         dispatched = [clamp(c, self.ratings.get(c.asset_id)).evolve(state=CommandState.DISPATCHED, attempts=c.attempts + 1) for c in sendable]
         self._record(superseded + expired + dispatched, now)
         results = await asyncio.gather(*(self._send(c) for c in dispatched))
