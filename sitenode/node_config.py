@@ -1,0 +1,88 @@
+"""`node.yaml`: the site config of shared/BUNDLE.md, how the node plans, and how it serves.
+
+```yaml
+site: {site_id: depot-north, ...}        # exactly site_config.yaml's schema
+plan:                                     # run_config.yaml's tariff/objective, rolling
+  step_minutes: 15
+  horizon_steps: 96
+  reoptimize_minutes: 15
+  tariff: {...}
+  objective: {cost: 1, carbon: 0, peak: 0}
+  priorities: {fleet: 1, ...}
+  forecast: seasonal_naive
+node:
+  listen: 127.0.0.1:50051
+  journal: runs/nodes/depot/journal.db    # relative to this file
+  history: ../../examples/bundles/depot/timeseries.csv   # optional: seeds the forecasts
+  clock_speed: 1.0                        # > 1 runs a simulated clock that much faster
+  tokens: [{token: "...", role: operator}, {token_env: VIEWER_TOKEN, role: viewer}]
+```
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import Field, model_validator
+
+from sitenode.errors import InvalidInput
+from sitenode.model.run import Objective, Priorities, SolverConfig, Tariff
+from sitenode.model.site import SiteConfig, Strict
+from sitenode.model.validation import parse
+
+
+class PlanConfig(Strict):
+    step_minutes: int = 15
+    horizon_steps: Annotated[int, Field(gt=0, le=2880)] = 96
+    reoptimize_minutes: Annotated[float, Field(gt=0)] = 15.0
+    tariff: Tariff = Tariff()
+    objective: Objective = Objective()
+    priorities: Priorities = Priorities()
+    solver: SolverConfig = SolverConfig()
+    forecast: Literal["persistence", "seasonal_naive"] = "seasonal_naive"
+
+
+class TokenConfig(Strict):
+    token: str | None = None
+    token_env: str | None = None
+    role: Literal["viewer", "operator"]
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TokenConfig:
+        if (self.token is None) == (self.token_env is None):
+            raise ValueError("give exactly one of token or token_env")
+        return self
+
+    def value(self) -> str | None:
+        return self.token if self.token is not None else os.environ.get(self.token_env or "")
+
+
+class ServeConfig(Strict):
+    listen: str = "127.0.0.1:50051"
+    journal: str = "journal.db"
+    history: str | None = None
+    clock_speed: Annotated[float, Field(gt=0)] = 1.0
+    tick_seconds: Annotated[float, Field(gt=0)] = 1.0
+    failsafe_charger_kw: Annotated[float, Field(ge=0)] = 6.0
+    tokens: list[TokenConfig] = []
+
+
+class NodeConfig(Strict):
+    site: SiteConfig
+    plan: PlanConfig = PlanConfig()
+    node: ServeConfig = ServeConfig()
+
+
+def load_node_config(path: str | Path) -> tuple[NodeConfig, Path]:
+    """The config and the folder its relative paths are resolved from."""
+    file = Path(path)
+    if not file.exists():
+        raise InvalidInput.one("config", f"file not found: {file}")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise InvalidInput.one("config", f"is not valid YAML ({exc})") from None
+    return parse(NodeConfig, data), file.resolve().parent

@@ -1,0 +1,282 @@
+"""The site node's runtime: the pieces of a site gateway wired together.
+
+It keeps the asset state machines, EV sessions and the schedule in force (journalled),
+re-optimizes on a period and whenever something changes (a session arrives or ends, an
+asset faults, the objective changes), turns each new schedule into commands, and ticks
+the dispatch engine. With no valid schedule it holds the failsafe: chargers at a safe
+rate, the battery idle. Device adapters plug in through the registry; the gRPC service
+in `services` is a thin layer over the methods here. Time comes from a `Clock`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sitenode.baselines import business_as_usual
+from sitenode.bundle.io import read_series
+from sitenode.clock import Clock
+from sitenode.dispatch import (
+    AdapterRegistry,
+    AssetMap,
+    AssetRating,
+    Command,
+    CommandType,
+    DispatchEngine,
+    commands_from_schedule,
+)
+from sitenode.errors import InvalidInput, NotFound
+from sitenode.events import EventBus, EventType, ScheduleReceived, StateChanged
+from sitenode.forecast import provider_for
+from sitenode.journal import Journal, StoredSchedule
+from sitenode.metrics import compute_metrics
+from sitenode.model.problem import build_problem
+from sitenode.model.run import Horizon, Objective, Priorities, RunConfig
+from sitenode.model.sessions import EVSession, check_sessions
+from sitenode.node_config import NodeConfig
+from sitenode.optimizer.solve import Plan, optimize_site
+from sitenode.state import BATTERY, CHARGER, StateChange, StateMachine
+
+log = logging.getLogger(__name__)
+BATTERY_ID = "battery"
+MAX_OVERRIDE_SECONDS = 86_400
+
+
+class Mode(StrEnum):
+    LOCAL = "LOCAL"
+    PORTFOLIO = "PORTFOLIO"
+    FAILSAFE = "FAILSAFE"
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    site_id: str
+    mode: Mode
+    now: datetime
+    schedule_version: str
+    schedule_source: str
+    last_optimized_at: datetime | None
+    open_commands: int
+    active_sessions: int
+    last_solve_status: str
+    relaxed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AssetView:
+    asset_id: str
+    kind: str  # grid, battery, pv, charger, flexible_load
+    state: str
+    max_charge_kw: float
+    max_discharge_kw: float
+    setpoint_kw: float = 0.0
+    soc_kwh: float = 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class OptimizeOutcome:
+    version: str
+    plan: Plan
+    total_cost: float
+    baseline_total_cost: float
+    commands_created: int
+
+
+@dataclass(eq=False)
+class _Settings:
+    objective: Objective
+    priorities: Priorities
+    dirty: bool = True
+    history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["load_kw", "pv_kw"], dtype=float))
+
+
+class NodeRuntime:
+    def __init__(self, config: NodeConfig, base: Path, clock: Clock, registry: AdapterRegistry | None = None) -> None:
+        plan = config.plan
+        if not plan.tariff.energy_rates or plan.tariff.export_rate is None:
+            raise InvalidInput.one("plan.tariff", "a node needs energy_rates and export_rate to price its plans")
+        self.config, self.clock = config, clock
+        site = config.site
+        self.journal = Journal(base / config.node.journal)
+        self.bus = EventBus()
+        self.registry = registry or AdapterRegistry()
+        self.machines: dict[str, StateMachine] = {c.id: StateMachine(CHARGER, c.id) for c in site.chargers}
+        self.ratings = {c.id: AssetRating(c.id, "charger", c.max_kw) for c in site.chargers}
+        if site.battery is not None:
+            self.machines[BATTERY_ID] = StateMachine(BATTERY, BATTERY_ID)
+            b = site.battery
+            self.ratings[BATTERY_ID] = AssetRating(BATTERY_ID, "battery", b.max_charge_kw or b.capacity_kwh, b.max_discharge_kw or b.capacity_kwh)
+        self.engine = DispatchEngine(self.registry, self.bus, self.journal, self.ratings, self._state_of)
+        self.settings = _Settings(plan.objective, plan.priorities)
+        if config.node.history:
+            frame = read_series(base / config.node.history)
+            frame = frame.set_index(pd.DatetimeIndex(pd.to_datetime(frame.pop("timestamp"), utc=True)))
+            self.settings.history = frame[["load_kw", "pv_kw"]].astype(float)
+        self.last_plan: Plan | None = None
+        self.last_optimized_at: datetime | None = None
+        self.soc_kwh = site.battery.soc_initial_kwh if site.battery is not None else 0.0
+        self._failsafe_since: datetime | None = None
+
+    def _state_of(self, asset_id: str) -> str | None:
+        machine = self.machines.get(asset_id)
+        return machine.state if machine is not None else None
+
+    # -- reading ------------------------------------------------------------------------
+    def schedule(self) -> StoredSchedule | None:
+        return self.journal.current_schedule()
+
+    def mode(self, now: datetime) -> Mode:
+        current = self.schedule()
+        if current is None or current.valid_until <= now:
+            return Mode.FAILSAFE
+        return Mode.PORTFOLIO if current.source == "portfolio" else Mode.LOCAL
+
+    def status(self) -> NodeStatus:
+        now = self.clock.now()
+        current = self.schedule()
+        result = self.last_plan.result if self.last_plan else None
+        return NodeStatus(
+            site_id=self.config.site.site_id,
+            mode=self.mode(now),
+            now=now,
+            schedule_version=current.version if current else "",
+            schedule_source=current.source if current else "",
+            last_optimized_at=self.last_optimized_at,
+            open_commands=len(self.engine.open),
+            active_sessions=len(self.journal.sessions()),
+            last_solve_status=str(result.status) if result else "",
+            relaxed=self.last_plan.relaxation.stages if self.last_plan else (),
+        )
+
+    def assets(self) -> list[AssetView]:
+        site = self.config.site
+        held = self.journal.last_setpoints()
+        out = [AssetView("grid", "grid", "", site.grid.import_limit_kw or 0.0, site.grid.export_limit_kw or 0.0)]
+        if site.battery is not None:
+            r = self.ratings[BATTERY_ID]
+            setpoint = held.get((BATTERY_ID, CommandType.SET_CHARGE_RATE), 0.0) - held.get((BATTERY_ID, CommandType.SET_DISCHARGE_RATE), 0.0)
+            out.append(AssetView(BATTERY_ID, "battery", self.machines[BATTERY_ID].state, r.max_charge_kw, r.max_discharge_kw, setpoint, self.soc_kwh))
+        if site.pv is not None:
+            out.append(AssetView("pv", "pv", "", 0.0, 0.0))
+        for c in site.chargers:
+            out.append(AssetView(c.id, "charger", self.machines[c.id].state, c.max_kw, 0.0, held.get((c.id, CommandType.SET_CHARGE_RATE), 0.0)))
+        for f in site.flexible_loads:
+            out.append(AssetView(f.id, "flexible_load", "", f.max_kw, 0.0))
+        return out
+
+    # -- changing ----------------------------------------------------------------------
+    def upsert_session(self, session: EVSession) -> EVSession:
+        check_sessions(self.config.site, [session], prefix="session")
+        self.journal.upsert_session(session)
+        self.settings.dirty = True
+        return session
+
+    def end_session(self, session_id: str) -> None:
+        if not self.journal.end_session(session_id):
+            raise NotFound(f"no active session {session_id!r}")
+        self.settings.dirty = True
+
+    def set_objective(self, objective: Objective | None, priorities: Priorities | None) -> tuple[Objective, Priorities]:
+        if objective is not None:
+            self.settings.objective = objective
+        if priorities is not None:
+            self.settings.priorities = priorities
+        self.settings.dirty = True
+        return self.settings.objective, self.settings.priorities
+
+    def fire(self, asset_id: str, trigger: str) -> StateChange:
+        machine = self.machines.get(asset_id)
+        if machine is None:
+            raise NotFound(f"no asset {asset_id!r} with a state machine")
+        change = machine.fire(trigger, at=self.clock.now())
+        self.bus.publish(EventType.STATE_CHANGED, StateChanged(asset_id, change.machine, trigger, change.from_state, change.to_state), self.clock.now())
+        if change.to_state in ("FAULTED", "UNAVAILABLE") or change.from_state in ("FAULTED", "UNAVAILABLE"):
+            self.settings.dirty = True
+        return change
+
+    def send_command(self, asset_id: str, kind: CommandType, value_kw: float, ttl_seconds: int) -> Command:
+        if asset_id not in self.ratings:
+            raise NotFound(f"no asset {asset_id!r} takes commands")
+        if not 0 < ttl_seconds <= MAX_OVERRIDE_SECONDS:
+            raise InvalidInput.one("ttl_seconds", f"must be in 1..{MAX_OVERRIDE_SECONDS}, got {ttl_seconds}")
+        if not np.isfinite(value_kw) or value_kw < 0:
+            raise InvalidInput.one("value_kw", f"must be a finite number >= 0, got {value_kw}")
+        now = self.clock.now()
+        command = Command.new(f"manual-{now.isoformat()}", asset_id, kind, value_kw, now, expires_at=now + timedelta(seconds=ttl_seconds))
+        command = clamp(command, self.ratings[asset_id])
+        self.engine.submit([command], now)
+        return command
+
+    def observe(self, at: datetime, load_kw: float, pv_kw: float) -> None:
+        """Telemetry: what the site drew and made, feeding the forecasts."""
+        self.settings.history.loc[pd.Timestamp(at)] = [load_kw, pv_kw]
+
+    # -- planning ----------------------------------------------------------------------
+    def optimize(self) -> OptimizeOutcome:
+        now = self.clock.now()
+        plan_cfg, site = self.config.plan, self.config.site
+        step = timedelta(minutes=plan_cfg.step_minutes)
+        start = pd.Timestamp(now).floor(step)
+        index = pd.date_range(start, periods=plan_cfg.horizon_steps, freq=step, name="timestamp")
+        history = self.settings.history.loc[self.settings.history.index < start]
+        forecast = provider_for(plan_cfg.forecast, plan_cfg.step_minutes).forecast(history, index)
+        run = RunConfig(horizon=Horizon(start=start.to_pydatetime(), step_minutes=plan_cfg.step_minutes, steps=plan_cfg.horizon_steps),
+                        tariff=plan_cfg.tariff, objective=self.settings.objective, priorities=self.settings.priorities, solver=plan_cfg.solver)
+        sessions = self.journal.sessions()
+        problem = build_problem(site, run, forecast, sessions, soc_initial_kwh=self.soc_kwh, reachable_final_soc=True)
+        plan = optimize_site(problem)
+        self.last_plan, self.last_optimized_at, self.settings.dirty = plan, now, False
+        version = f"local-{now.strftime('%Y%m%dT%H%M%S.%f')}"
+        created = 0
+        if plan.result.status.has_solution:
+            self.journal.save_schedule(version, "local", plan.schedule, now)
+            self.bus.publish(EventType.SCHEDULE_RECEIVED, ScheduleReceived(version, "local", index[0].to_pydatetime(), (index[-1] + step).to_pydatetime()), now)
+            assets = AssetMap(BATTERY_ID if site.battery is not None else None, plan.charger_assignment)
+            commands = commands_from_schedule(plan.schedule, version, assets, self.ratings, self.journal.last_setpoints())
+            created = self.engine.submit(commands, now, replace_from=index[0].to_pydatetime())
+        baseline = compute_metrics(problem, business_as_usual(problem)).total_cost
+        total = compute_metrics(problem, plan.schedule).total_cost if plan.result.status.has_solution else float("nan")
+        return OptimizeOutcome(version, plan, total, baseline, created)
+
+    def _failsafe(self, now: datetime) -> None:
+        """Chargers at the safe rate, the battery idle: once per failsafe spell."""
+        if self._failsafe_since is not None:
+            return
+        self._failsafe_since = now
+        source = f"failsafe-{now.isoformat()}"
+        commands = [Command.new(source, c.id, CommandType.SET_CHARGE_RATE, min(c.max_kw, self.config.node.failsafe_charger_kw), now) for c in self.config.site.chargers]
+        if self.config.site.battery is not None:
+            commands += [Command.new(source, BATTERY_ID, kind, 0.0, now) for kind in (CommandType.SET_CHARGE_RATE, CommandType.SET_DISCHARGE_RATE)]
+        self.engine.submit(commands, now, replace_from=now)
+
+    async def step(self) -> None:
+        """One turn of the loop: re-plan when due or asked to, then dispatch."""
+        now = self.clock.now()
+        period = timedelta(minutes=self.config.plan.reoptimize_minutes)
+        if self.settings.dirty or self.last_optimized_at is None or now - self.last_optimized_at >= period:
+            try:
+                self.optimize()
+            except Exception:  # noqa: BLE001 - a failed plan falls back to failsafe, never kills the node
+                log.exception("optimization failed")
+        if self.mode(now) is Mode.FAILSAFE:
+            self._failsafe(now)
+        else:
+            self._failsafe_since = None
+        await self.engine.tick(now)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.step()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.node.tick_seconds / getattr(self.clock, "speed", 1.0))
+
+    def close(self) -> None:
+        self.journal.close()
