@@ -31,6 +31,7 @@ from sitenode.dispatch import (
     Command,
     CommandType,
     DispatchEngine,
+    clamp,
     commands_from_schedule,
 )
 from sitenode.errors import InvalidInput, NotFound
