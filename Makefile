@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 BUNDLES := depot office warehouse
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test demo bench lint examples clean
+.PHONY: install test demo bench lint examples proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: install
+test: install $(BUF)
 	$(PY) -m pytest -n 2 -q
 
 # Until the portfolio demo lands: optimize and report each example bundle in a copy.
@@ -30,12 +30,22 @@ demo: install
 
 bench: install
 	$(PY) bench/optimizer.py
+	$(PY) bench/sitenode.py
 
-lint: install
+# buf comes from the npm registry (@bufbuild/buf ships the real binary)
+BUF := .tools/node_modules/.bin/buf
+$(BUF):
+	mkdir -p .tools && cd .tools && npm install --silent --no-audit --no-fund @bufbuild/buf@1.75.0
+
+lint: install $(BUF)
 	$(VENV)/bin/ruff check .
+	cd protos && ../$(BUF) lint
+
+proto: install
+	$(PY) scripts/gen_protos.py
 
 examples: install
 	$(PY) scripts/build_example_bundles.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) runs .tools .pytest_cache .ruff_cache .hypothesis

@@ -78,6 +78,17 @@ def _report(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+def _sitenode_serve(args: argparse.Namespace, out: Console) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from services.node_main import ServeArgs, serve
+
+    asyncio.run(serve(ServeArgs(Path(args.config), args.listen, args.insecure_loopback,
+                                Path(args.tls_cert) if args.tls_cert else None, Path(args.tls_key) if args.tls_key else None)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gridmesh", description="Run energy sites as one virtual power plant.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("bundle", help="run bundle directory")
         if name == "optimize":
             cmd.add_argument("--engine", choices=("direct", "pyomo"), default="direct", help="model builder (both solve with HiGHS)")
+    node = sub.add_parser("sitenode", help="the site node service").add_subparsers(dest="action", required=True)
+    serve = node.add_parser("serve", help="run a site node: its gRPC API, planning and dispatch")
+    serve.add_argument("--config", required=True, help="node.yaml (see examples/nodes/)")
+    serve.add_argument("--listen", help="HOST:PORT, overriding the config")
+    serve.add_argument("--insecure-loopback", action="store_true", help="plaintext, allowed only on a loopback address")
+    serve.add_argument("--tls-cert")
+    serve.add_argument("--tls-key")
     return parser
 
 
@@ -99,6 +117,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
     "optimize": _optimize,
     "backtest": _backtest,
     "report": _report,
+    "sitenode": _sitenode_serve,
 }
 
 

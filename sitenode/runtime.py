@@ -175,7 +175,7 @@ class NodeRuntime:
 
     # -- changing ----------------------------------------------------------------------
     def upsert_session(self, session: EVSession) -> EVSession:
-        check_sessions(self.config.site, [session], prefix="session")
+        check_sessions(self.config.site, [session], prefix="session", indexed=False)
         self.journal.upsert_session(session)
         self.settings.dirty = True
         return session

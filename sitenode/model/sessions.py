@@ -41,16 +41,18 @@ class EVSession(Strict):
         return self
 
 
-def check_sessions(site: SiteConfig, sessions: list[EVSession], prefix: str = "sessions") -> None:
-    """Cross-checks against the site: known chargers, unique ids."""
+def check_sessions(site: SiteConfig, sessions: list[EVSession], prefix: str = "sessions", *, indexed: bool = True) -> None:
+    """Cross-checks against the site: known chargers, unique ids. Paths are
+    `sessions[i].field`, or `prefix.field` for a lone session with `indexed` false."""
     v: list[FieldViolation] = []
     ids: set[str] = set()
     known = {c.id for c in site.chargers}
     for i, s in enumerate(sessions):
+        at = f"{prefix}[{i}]" if indexed else prefix
         if s.session_id in ids:
-            v.append(FieldViolation(f"{prefix}[{i}].session_id", f"duplicates an earlier session, got {s.session_id!r}"))
+            v.append(FieldViolation(f"{at}.session_id", f"duplicates an earlier session, got {s.session_id!r}"))
         ids.add(s.session_id)
         if s.charger_id is not None and s.charger_id not in known:
-            v.append(FieldViolation(f"{prefix}[{i}].charger_id", f"must name a charger of site {site.site_id!r} ({', '.join(sorted(known)) or 'none'}), got {s.charger_id!r}"))
+            v.append(FieldViolation(f"{at}.charger_id", f"must name a charger of site {site.site_id!r} ({', '.join(sorted(known)) or 'none'}), got {s.charger_id!r}"))
     if v:
         raise InvalidInput(v)

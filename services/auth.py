@@ -1,0 +1,64 @@
+"""Operator tokens with roles: a viewer may read, an operator may also change.
+
+Clients send `authorization: Bearer <token>`. Health checks and reflection stay open
+(load balancers and tooling call them without tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from enum import StrEnum
+from typing import Any
+
+import grpc
+
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+
+
+def _deny(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as `handler` that refuses the call."""
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(code, message)
+
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(code, message)
+        yield  # pragma: no cover - makes this an async generator
+
+    kinds = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }
+    make = kinds[(handler.request_streaming, handler.response_streaming)]
+    return make(stream if handler.response_streaming else unary, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, tokens: dict[str, Role], operator_methods: Iterable[str]) -> None:
+        self.tokens = dict(tokens)
+        self.operator_methods = frozenset(operator_methods)
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]], details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method = details.method
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        metadata = dict(details.invocation_metadata or ())
+        header = metadata.get("authorization", "")
+        token = header[7:] if header.lower().startswith("bearer ") else ""
+        role = self.tokens.get(token)
+        if role is None:
+            return _deny(handler, grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required")
+        if method in self.operator_methods and role is not Role.OPERATOR:
+            return _deny(handler, grpc.StatusCode.PERMISSION_DENIED, f"{method} needs the operator role")
+        return handler

@@ -1,0 +1,106 @@
+"""The one way gridmesh builds a gRPC server: health, reflection, auth, metrics, keepalive,
+TLS (or plaintext on loopback behind an explicit flag), graceful shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from services.auth import AuthInterceptor, Role
+from services.observability import Metrics, MetricsInterceptor
+from sitenode.errors import InvalidInput
+
+KEEPALIVE = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    listen: str
+    insecure_loopback: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # mTLS: clients must present a certificate from this CA
+    tokens: dict[str, Role] = field(default_factory=dict)
+    operator_methods: frozenset[str] = frozenset()
+
+
+def _host(listen: str) -> str:
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    return host
+
+
+def is_loopback(listen: str) -> bool:
+    host = _host(listen)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(eq=False)
+class Built:
+    server: grpc.aio.Server
+    port: int
+    health: HealthServicer
+    services: tuple[str, ...]
+    metrics: Metrics
+
+
+def build_server(options: ServerOptions, register: Callable[[grpc.aio.Server], Sequence[str]], metrics: Metrics | None = None) -> Built:
+    """`register` adds the servicers and returns their full service names."""
+    metrics = metrics or Metrics()
+    interceptors = [MetricsInterceptor(metrics), AuthInterceptor(options.tokens, options.operator_methods)]
+    server = grpc.aio.server(interceptors=interceptors, options=KEEPALIVE)
+    names = tuple(register(server))
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection((*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+    if options.insecure_loopback:
+        if not is_loopback(options.listen):
+            raise InvalidInput.one("listen", f"plaintext is only allowed on a loopback address, got {options.listen!r}")
+        port = server.add_insecure_port(options.listen)
+    elif options.tls_cert and options.tls_key:
+        credentials = grpc.ssl_server_credentials(
+            [(options.tls_key.read_bytes(), options.tls_cert.read_bytes())],
+            root_certificates=options.tls_client_ca.read_bytes() if options.tls_client_ca else None,
+            require_client_auth=options.tls_client_ca is not None,
+        )
+        port = server.add_secure_port(options.listen, credentials)
+    else:
+        raise InvalidInput.one("listen", "give --tls-cert and --tls-key, or --insecure-loopback on a loopback address")
+    return Built(server, port, health, names, metrics)
+
+
+async def start(built: Built) -> None:
+    await built.server.start()
+    for name in built.services:
+        await built.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await built.health.set("", health_pb2.HealthCheckResponse.SERVING)
+
+
+async def stop(built: Built, grace_seconds: float = 5.0) -> None:
+    await built.health.enter_graceful_shutdown()
+    await built.server.stop(grace_seconds)
+
+
+def stop_on_signals(stop_event: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_event.set)
