@@ -14,8 +14,9 @@ from services.sitenode_service import OPERATOR_METHODS, SiteNodeServicer
 from services.stubs.gridmesh.v1 import sitenode_pb2_grpc
 from sitenode.clock import Clock, RealClock, SimulatedClock
 from sitenode.dispatch import AdapterRegistry
+from sitenode.dryrun import DryRunDevice
 from sitenode.node_config import NodeConfig, load_node_config
-from sitenode.runtime import NodeRuntime
+from sitenode.runtime import BATTERY_ID, NodeRuntime
 
 log = logging.getLogger("gridmesh.sitenode")
 
@@ -47,10 +48,21 @@ def make_node(config: NodeConfig, base: Path, listen: str, *, insecure_loopback:
     return runtime, build_server(options, register)
 
 
+def dry_run_registry(config: NodeConfig, base: Path) -> AdapterRegistry:
+    """Until device adapters are configured, every asset logs its commands next to the journal."""
+    device = DryRunDevice((base / config.node.journal).parent / "dry_run_commands.jsonl")
+    registry = AdapterRegistry()
+    for charger in config.site.chargers:
+        registry.register(charger.id, device)
+    if config.site.battery is not None:
+        registry.register(BATTERY_ID, device)
+    return registry
+
+
 async def serve(args: ServeArgs) -> None:
     config, base = load_node_config(args.config)
     runtime, built = make_node(config, base, args.listen or config.node.listen, insecure_loopback=args.insecure_loopback,
-                               tls_cert=args.tls_cert, tls_key=args.tls_key)
+                               tls_cert=args.tls_cert, tls_key=args.tls_key, registry=dry_run_registry(config, base))
     stop_event = asyncio.Event()
     stop_on_signals(stop_event)
     await start(built)

@@ -123,6 +123,10 @@ class NodeRuntime:
             self.settings.history = frame[["load_kw", "pv_kw"]].astype(float)
         self.last_plan: Plan | None = None
         self.last_optimized_at: datetime | None = None
+        # after a restart the journalled schedule stays in force until the next planned re-plan
+        current = self.journal.current_schedule()
+        if current is not None and current.valid_until > clock.now():
+            self.last_optimized_at, self.settings.dirty = current.received_at, False
         self.soc_kwh = site.battery.soc_initial_kwh if site.battery is not None else 0.0
         self._failsafe_since: datetime | None = None
 

@@ -1,0 +1,81 @@
+"""The node runtime's planning loop: period, events, failsafe."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sitenode.dispatch import AdapterRegistry, CommandType
+from sitenode.model.sessions import EVSession
+from sitenode.node_config import load_node_config
+from sitenode.runtime import Mode, NodeRuntime
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2025, 1, 15, 22, 0, tzinfo=UTC)
+
+
+class ManualClock:
+    def __init__(self, now: datetime) -> None:
+        self.t = now
+
+    def now(self) -> datetime:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.t += timedelta(seconds=seconds)
+
+
+class Recorder:
+    def __init__(self):
+        self.sent = []
+
+    async def execute(self, command):
+        self.sent.append(command)
+
+
+def runtime(tmp_path, **plan):
+    config, base = load_node_config(ROOT / "examples" / "nodes" / "depot.yaml")
+    config = config.model_copy(update={
+        "node": config.node.model_copy(update={"journal": str(tmp_path / "j.db")}),
+        "plan": config.plan.model_copy(update=plan),
+    })
+    registry, device = AdapterRegistry(), Recorder()
+    for c in config.site.chargers:
+        registry.register(c.id, device)
+    clock = ManualClock(T0)
+    return NodeRuntime(config, base, clock, registry), clock, device
+
+
+async def test_replans_on_period_and_on_events(tmp_path):
+    rt, clock, _ = runtime(tmp_path, reoptimize_minutes=15)
+    await rt.step()
+    first = rt.last_optimized_at
+    assert rt.mode(clock.now()) is Mode.LOCAL
+    clock.t += timedelta(minutes=5)
+    await rt.step()
+    assert rt.last_optimized_at == first  # not due yet
+    rt.upsert_session(EVSession(session_id="v", arrival=T0, departure=T0 + timedelta(hours=5), energy_kwh=20, max_kw=11))
+    await rt.step()
+    assert rt.last_optimized_at == clock.now()  # a new session re-plans at once
+    clock.t += timedelta(minutes=1)
+    await rt.step()
+    planned = rt.last_optimized_at
+    rt.fire(rt.last_plan.charger_assignment["v"], "fault")
+    clock.t += timedelta(seconds=10)
+    await rt.step()
+    assert rt.last_optimized_at > planned  # a fault re-plans
+    clock.t += timedelta(minutes=15)
+    await rt.step()
+    assert rt.last_optimized_at == clock.now()  # the period re-plans
+
+
+async def test_expired_schedule_falls_back_to_failsafe(tmp_path):
+    rt, clock, device = runtime(tmp_path, horizon_steps=4, reoptimize_minutes=600)
+    await rt.step()
+    assert rt.mode(clock.now()) is Mode.LOCAL
+    clock.t += timedelta(hours=2)
+    await rt.step()
+    assert rt.status().mode is Mode.FAILSAFE
+    failsafe = [c for c in device.sent if c.source.startswith("failsafe")]
+    assert {c.asset_id for c in failsafe} == {c.id for c in rt.config.site.chargers}
+    assert all(c.type is CommandType.SET_CHARGE_RATE and c.value_kw == 6.0 for c in failsafe)
+    await rt.step()
+    assert len([c for c in device.sent if c.source.startswith("failsafe")]) == len(failsafe)  # once per spell
