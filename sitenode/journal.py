@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from sitenode.dispatch.commands import Command, CommandState, CommandType
@@ -105,8 +106,11 @@ class Journal:
 
     # -- schedules ----------------------------------------------------------------------
     def save_schedule(self, version: str, source: str, frame: pd.DataFrame, received_at: datetime) -> None:
+        # columns and float64 values as raw bytes: a schedule is saved on every re-plan, and
+        # a Parquet writer would cost more than the solve it records
         buffer = io.BytesIO()
-        frame.reset_index().to_parquet(buffer, index=False)
+        np.savez(buffer, columns=np.array(frame.columns, dtype=str), values=frame.to_numpy(dtype=float),
+                 index=frame.index.as_unit("ns").asi8)
         step = frame.index[1] - frame.index[0] if len(frame) > 1 else pd.Timedelta(0)
         with self._tx():
             seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM schedules").fetchone()[0]
@@ -119,8 +123,9 @@ class Journal:
         row = self._db.execute("SELECT * FROM schedules ORDER BY seq DESC LIMIT 1").fetchone()
         if row is None:
             return None
-        frame = pd.read_parquet(io.BytesIO(row[5]))
-        frame = frame.set_index(pd.DatetimeIndex(pd.to_datetime(frame.pop(frame.columns[0]), utc=True), name="timestamp"))
+        stored = np.load(io.BytesIO(row[5]))
+        index = pd.DatetimeIndex(pd.to_datetime(stored["index"], utc=True), name="timestamp")
+        frame = pd.DataFrame(stored["values"], index=index, columns=[str(c) for c in stored["columns"]])
         return StoredSchedule(row[0], row[1], _dt(row[2]), _dt(row[3]), _dt(row[4]), frame)  # type: ignore[arg-type]
 
     # -- EV sessions ------------------------------------------------------------------------

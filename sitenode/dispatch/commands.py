@@ -4,9 +4,9 @@
        ^           |
        +-- retry --+            (and SUPERSEDED: a newer setpoint for the same asset won)
 
-A command's id is its idempotency id, derived from what it says (source, asset, type,
-due time, value): the same schedule planned twice gives the same ids, and a device or
-journal that has seen an id knows it is a repeat.
+A command's id is its idempotency id, derived from what it says (asset, type, due time,
+value) and not from which plan said it: a re-plan that keeps a setpoint keeps its
+command, and a device or journal that has seen an id knows it is a repeat.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ TERMINAL = frozenset({CommandState.COMPLETED, CommandState.FAILED, CommandState.
 SETPOINTS = frozenset({CommandType.SET_CHARGE_RATE, CommandType.SET_DISCHARGE_RATE})
 
 
-def idempotency_id(source: str, asset_id: str, kind: CommandType, due_at: datetime, value: float | None) -> str:
-    text = f"{source}|{asset_id}|{kind}|{due_at.isoformat()}|{'' if value is None else f'{value:.3f}'}"
+def idempotency_id(asset_id: str, kind: CommandType, due_at: datetime, value: float | None) -> str:
+    text = f"{asset_id}|{kind}|{due_at.isoformat()}|{'' if value is None else f'{value:.3f}'}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -61,7 +61,7 @@ class Command:
     @classmethod
     def new(cls, source: str, asset_id: str, kind: CommandType, value: float | None, due_at: datetime, expires_at: datetime | None = None) -> Command:
         value = None if value is None else round(float(value), 3)
-        return cls(idempotency_id(source, asset_id, kind, due_at, value), asset_id, kind, value, due_at, source, expires_at=expires_at)
+        return cls(idempotency_id(asset_id, kind, due_at, value), asset_id, kind, value, due_at, source, expires_at=expires_at)
 
     def evolve(self, **changes: object) -> Command:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -135,18 +135,20 @@ class DispatchEngine:
 
     def submit(self, commands: Iterable[Command], now: datetime, replace_from: datetime | None = None) -> int:
         """Queue new commands (a repeated id is ignored); with `replace_from`, pending
-        commands of other sources due from then on are superseded (a new schedule)."""
+        commands due from then on that the new batch does not repeat are superseded
+        (a new schedule replaces the old one's future)."""
+        commands = list(commands)
         fresh = [c for c in commands if c.id not in self.open]
         # ids finished before a restart live only in the store: never send those again
         seen = self.store.known_ids(c.id for c in fresh)
         fresh = [c for c in fresh if c.id not in seen]
         changed: list[Command] = []
-        if replace_from is not None and fresh:
-            sources = {c.source for c in fresh}
+        if replace_from is not None:
+            kept = {c.id for c in commands}
             changed += [
                 c.evolve(state=CommandState.SUPERSEDED)
                 for c in self.open.values()
-                if c.state is CommandState.PENDING and c.source not in sources and c.due_at >= replace_from
+                if c.state is CommandState.PENDING and c.id not in kept and c.due_at >= replace_from
             ]
         self._record(changed + fresh, now)
         return len(fresh)

@@ -52,14 +52,16 @@ def commands_from_schedule(
     """Commands in due order; `last_sent` maps (asset, type) to the value the device holds."""
     held = dict(last_sent or {})
     commands: list[Command] = []
-    times = [t.to_pydatetime() for t in schedule.index]
-    for key, values in setpoint_series(schedule, assets).items():
+    times = schedule.index.to_pydatetime()
+    for key, raw in setpoint_series(schedule, assets).items():
         asset_id, kind = key
-        for due_at, value in zip(times, values, strict=True):
-            value = round(float(value), 3)
-            if key in held and abs(held[key] - value) < TOLERANCE_KW:
+        last = held.get(key)
+        for i, value in enumerate(np.round(np.asarray(raw, dtype=float), 3).tolist()):
+            if last is not None and abs(last - value) < TOLERANCE_KW:
                 continue
-            held[key] = value
-            commands.append(clamp(Command.new(source, asset_id, kind, value, due_at), ratings.get(asset_id)))
+            last = value
+            commands.append(clamp(Command.new(source, asset_id, kind, value, times[i]), ratings.get(asset_id)))
+        if last is not None:
+            held[key] = last
     commands.sort(key=lambda c: (c.due_at, c.asset_id, c.type))
     return commands

@@ -32,13 +32,12 @@ def _same_step_earlier(history: pd.DataFrame, index: pd.DatetimeIndex, column: s
     if history.empty:
         return values
     series = history[column]
-    first, last = history.index[0], history.index[-1]
-    for i, t in enumerate(index):
-        back = t - period
-        while back > last:
-            back -= period
-        if back >= first and back in series.index:
-            values[i] = series.loc[back]
+    last = history.index[-1]
+    # how many periods back each step must look to land at or before the last observation
+    periods = np.maximum(1, np.ceil((index - last) / period).astype(int))
+    for k in np.unique(periods):
+        where = periods == k
+        values[where] = series.reindex(index[where] - k * period).to_numpy()
     return values
 
 
