@@ -66,6 +66,8 @@ async def serve(args: ServeArgs) -> None:
     stop_event = asyncio.Event()
     stop_on_signals(stop_event)
     await start(built)
+    if config.node.metrics_listen:
+        log.info("metrics on port %d", built.metrics.serve(config.node.metrics_listen))
     log.info("site node %s serving on port %d", config.site.site_id, built.port)
     print(f"site node {config.site.site_id} serving on port {built.port}", flush=True)
     loop = asyncio.create_task(runtime.run(stop_event))

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 log = logging.getLogger("gridmesh.rpc")
 
@@ -19,6 +19,17 @@ class Metrics:
         self.requests = Counter("gridmesh_grpc_requests", "gRPC calls handled", ["method", "code"], registry=self.registry)
         self.latency = Histogram("gridmesh_grpc_latency_seconds", "gRPC call latency", ["method"], registry=self.registry,
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+    def serve(self, listen: str) -> int:
+        """Expose /metrics over HTTP on HOST:PORT (port 0 picks one); returns the port."""
+        host, port = listen.rsplit(":", 1)
+        self._http, _ = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+        return self._http.server_port
+
+    def close(self) -> None:
+        if getattr(self, "_http", None) is not None:
+            self._http.shutdown()
+            self._http = None
 
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         self.requests.labels(method, code.name).inc()

@@ -62,6 +62,7 @@ class TokenConfig(Strict):
 
 class ServeConfig(Strict):
     listen: str = "127.0.0.1:50051"
+    metrics_listen: str | None = None  # HOST:PORT for Prometheus' /metrics; off when absent
     journal: str = "journal.db"
     history: str | None = None
     clock_speed: Annotated[float, Field(gt=0)] = 1.0
