@@ -96,7 +96,8 @@ class _Settings:
     objective: Objective
     priorities: Priorities
     dirty: bool = True
-    history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["load_kw", "pv_kw"], dtype=float))
+    history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        {"load_kw": [], "pv_kw": []}, index=pd.DatetimeIndex([], tz="UTC", name="timestamp"), dtype=float))
 
 
 class NodeRuntime:
@@ -221,8 +222,12 @@ class NodeRuntime:
         return command
 
     def observe(self, at: datetime, load_kw: float, pv_kw: float) -> None:
-        """Telemetry: what the site drew and made, feeding the forecasts."""
-        self.settings.history.loc[pd.Timestamp(at)] = [load_kw, pv_kw]
+        """Telemetry: what the site drew and made, feeding the forecasts (a week is kept)."""
+        history = self.settings.history
+        history.loc[pd.Timestamp(at).tz_convert("UTC")] = [load_kw, pv_kw]
+        if len(history) > 1 and history.index[-1] < history.index[-2]:
+            history = history.sort_index()
+        self.settings.history = history.loc[history.index >= history.index[-1] - pd.Timedelta(days=7)]
 
     # -- planning ----------------------------------------------------------------------
     def optimize(self) -> OptimizeOutcome:

@@ -3,6 +3,8 @@
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from sitenode.dispatch import AdapterRegistry, CommandType
 from sitenode.model.sessions import EVSession
 from sitenode.node_config import load_node_config
@@ -79,3 +81,27 @@ async def test_expired_schedule_falls_back_to_failsafe(tmp_path):
     assert all(c.type is CommandType.SET_CHARGE_RATE and c.value_kw == 6.0 for c in failsafe)
     await rt.step()
     assert len([c for c in device.sent if c.source.startswith("failsafe")]) == len(failsafe)  # once per spell
+
+
+async def test_forecasts_come_from_observed_telemetry(tmp_path):
+    config, base = load_node_config(ROOT / "examples" / "nodes" / "office.yaml")
+    config = config.model_copy(update={"node": config.node.model_copy(update={"journal": str(tmp_path / "j.db"), "history": None})})
+    clock = ManualClock(T0)
+    rt = NodeRuntime(config, base, clock)
+    rt.optimize()
+    assert (rt.last_plan.schedule["load_kw"] == 0).all()  # cold start: nothing observed yet
+    for k in range(96):
+        at = T0 - timedelta(days=1) + k * timedelta(minutes=15)
+        rt.observe(at, load_kw=40.0 + (k % 4), pv_kw=0.0)
+    rt.optimize()
+    load = rt.last_plan.schedule["load_kw"].to_numpy()
+    assert load.tolist() == [40.0 + (k % 4) for k in range(96)]  # yesterday, same step
+
+
+@pytest.mark.parametrize("name", ["depot", "office", "warehouse"])
+def test_every_example_node_config_plans(tmp_path, name):
+    config, base = load_node_config(ROOT / "examples" / "nodes" / f"{name}.yaml")
+    config = config.model_copy(update={"node": config.node.model_copy(update={"journal": str(tmp_path / "j.db")})})
+    rt = NodeRuntime(config, base, ManualClock(T0))
+    out = rt.optimize()
+    assert out.plan.result.status == "optimal" and out.total_cost <= out.baseline_total_cost + 1e-6
