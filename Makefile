@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 BUNDLES := depot office warehouse
 DEMO_DIR ?= runs/demo
+# buf comes from the npm registry (@bufbuild/buf ships the real binary)
+BUF := .tools/node_modules/.bin/buf
 
 .PHONY: install test demo bench lint examples proto clean
 
@@ -32,8 +34,6 @@ bench: install
 	$(PY) bench/optimizer.py
 	$(PY) bench/sitenode.py
 
-# buf comes from the npm registry (@bufbuild/buf ships the real binary)
-BUF := .tools/node_modules/.bin/buf
 $(BUF):
 	mkdir -p .tools && cd .tools && npm install --silent --no-audit --no-fund @bufbuild/buf@1.75.0
 
