@@ -76,7 +76,8 @@ def test_kill_9_and_restart(tmp_path):
                                            energy_kwh=30 + 5 * i, max_kw=22, priority=1 + i % 3)
             stub.UpsertSession(sitenode_pb2.UpsertSessionRequest(session=session), metadata=OPERATOR, timeout=10)
         out = stub.Optimize(sitenode_pb2.OptimizeRequest(), metadata=OPERATOR, timeout=30)
-        assert out.status == "optimal" and out.commands_created > 0
+        # the loop may already have planned after the upserts: same setpoints, same command ids
+        assert out.status == "optimal"
         version = out.schedule.version
         time.sleep(0.3)  # let the engine send the commands now due
     finally:
@@ -85,6 +86,7 @@ def test_kill_9_and_restart(tmp_path):
 
     journal = Journal(tmp_path / "journal.db")
     at_crash = {c.id: c.state for c in journal.commands()}
+    assert at_crash, "the plan should have produced commands"
     assert journal.current_schedule().version == version
     journal.close()
     log = tmp_path / "dry_run_commands.jsonl"
