@@ -89,6 +89,27 @@ def _sitenode_serve(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+def _sim(args: argparse.Namespace, out: Console) -> int:
+    import asyncio
+
+    from sitenode.simulators.sunspec_battery import BatterySpec, SunSpecBatterySim
+
+    async def run() -> None:
+        host, port = args.listen.rsplit(":", 1)
+        sim = SunSpecBatterySim(BatterySpec(capacity_kwh=args.capacity_kwh, max_kw=args.max_kw, soc_pct=args.soc), host=host, port=int(port))
+        bound = await sim.start()
+        out.print(f"SunSpec battery simulator on {host}:{bound} (models 1, 802, 124 at 40000)")
+        stop = asyncio.Event()
+        from services.server import stop_on_signals
+
+        stop_on_signals(stop)
+        await stop.wait()
+        await sim.stop()
+
+    asyncio.run(run())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gridmesh", description="Run energy sites as one virtual power plant.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--insecure-loopback", action="store_true", help="plaintext, allowed only on a loopback address")
     serve.add_argument("--tls-cert")
     serve.add_argument("--tls-key")
+    sim = sub.add_parser("sim", help="device simulators").add_subparsers(dest="device", required=True)
+    battery = sim.add_parser("battery", help="a SunSpec battery on Modbus TCP")
+    battery.add_argument("--listen", default="127.0.0.1:5020", help="HOST:PORT")
+    battery.add_argument("--capacity-kwh", type=float, default=200.0)
+    battery.add_argument("--max-kw", type=float, default=100.0)
+    battery.add_argument("--soc", type=float, default=50.0, help="initial SOC, percent")
     return parser
 
 
@@ -118,6 +145,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
     "backtest": _backtest,
     "report": _report,
     "sitenode": _sitenode_serve,
+    "sim": _sim,
 }
 
 

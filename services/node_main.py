@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from services.auth import Role
@@ -13,7 +14,9 @@ from services.server import Built, ServerOptions, build_server, start, stop, sto
 from services.sitenode_service import OPERATOR_METHODS, SiteNodeServicer
 from services.stubs.gridmesh.v1 import sitenode_pb2_grpc
 from sitenode.clock import Clock, RealClock, SimulatedClock
-from sitenode.dispatch import AdapterRegistry
+from sitenode.devices.battery_monitor import BatteryMonitor
+from sitenode.devices.modbus_battery import SunSpecBattery
+from sitenode.dispatch import AdapterRegistry, AssetRating
 from sitenode.dryrun import DryRunDevice
 from sitenode.node_config import NodeConfig, load_node_config
 from sitenode.runtime import BATTERY_ID, NodeRuntime
@@ -48,21 +51,42 @@ def make_node(config: NodeConfig, base: Path, listen: str, *, insecure_loopback:
     return runtime, build_server(options, register)
 
 
-def dry_run_registry(config: NodeConfig, base: Path) -> AdapterRegistry:
-    """Until device adapters are configured, every asset logs its commands next to the journal."""
-    device = DryRunDevice((base / config.node.journal).parent / "dry_run_commands.jsonl")
+def device_registry(config: NodeConfig, base: Path) -> tuple[AdapterRegistry, SunSpecBattery | None]:
+    """Adapters from the config's `devices`; assets without one log their commands, dry,
+    next to the journal."""
+    dry = DryRunDevice((base / config.node.journal).parent / "dry_run_commands.jsonl")
     registry = AdapterRegistry()
     for charger in config.site.chargers:
-        registry.register(charger.id, device)
+        registry.register(charger.id, dry)
+    battery = None
     if config.site.battery is not None:
-        registry.register(BATTERY_ID, device)
-    return registry
+        spec = config.devices.battery
+        if spec is None:
+            registry.register(BATTERY_ID, dry)
+        else:
+            b = config.site.battery
+            rating = AssetRating(BATTERY_ID, "battery", b.max_charge_kw or b.capacity_kwh, b.max_discharge_kw or b.capacity_kwh)
+            battery = SunSpecBattery(spec.host, spec.port, rating, base=spec.base, device_id=spec.device_id,
+                                     timeout_seconds=spec.timeout_seconds, revert_seconds=spec.revert_seconds)
+            registry.register(BATTERY_ID, battery)
+    return registry, battery
+
+
+async def poll_battery(monitor: BatteryMonitor, every_seconds: float, clock: Clock, stop_event: asyncio.Event) -> None:
+    while not stop_event.is_set():
+        try:
+            await monitor.poll()
+        except Exception:  # noqa: BLE001 - a misbehaving device must not stop the node
+            log.exception("battery poll")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop_event.wait(), every_seconds / getattr(clock, "speed", 1.0))
 
 
 async def serve(args: ServeArgs) -> None:
     config, base = load_node_config(args.config)
+    registry, battery = device_registry(config, base)
     runtime, built = make_node(config, base, args.listen or config.node.listen, insecure_loopback=args.insecure_loopback,
-                               tls_cert=args.tls_cert, tls_key=args.tls_key, registry=dry_run_registry(config, base))
+                               tls_cert=args.tls_cert, tls_key=args.tls_key, registry=registry)
     stop_event = asyncio.Event()
     stop_on_signals(stop_event)
     await start(built)
@@ -71,8 +95,15 @@ async def serve(args: ServeArgs) -> None:
     log.info("site node %s serving on port %d", config.site.site_id, built.port)
     print(f"site node {config.site.site_id} serving on port {built.port}", flush=True)
     loop = asyncio.create_task(runtime.run(stop_event))
+    tasks = [loop]
+    if battery is not None and config.devices.battery is not None:
+        monitor = BatteryMonitor(battery, runtime, runtime.clock, BATTERY_ID, timedelta(seconds=config.devices.battery.stale_seconds))
+        tasks.append(asyncio.create_task(poll_battery(monitor, config.devices.battery.poll_seconds, runtime.clock, stop_event)))
     await stop_event.wait()
     await stop(built)
-    with contextlib.suppress(asyncio.CancelledError):
-        await loop
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if battery is not None:
+        await battery.close()
     runtime.close()

@@ -71,10 +71,37 @@ class ServeConfig(Strict):
     tokens: list[TokenConfig] = []
 
 
+class SunSpecDevice(Strict):
+    """A battery inverter speaking SunSpec over Modbus TCP."""
+
+    protocol: Literal["sunspec"] = "sunspec"
+    host: str
+    port: Annotated[int, Field(gt=0, lt=65536)] = 502
+    device_id: Annotated[int, Field(ge=0, le=247)] = 1
+    base: int = 40000
+    poll_seconds: Annotated[float, Field(gt=0)] = 5.0
+    stale_seconds: Annotated[float, Field(gt=0)] = 30.0
+    revert_seconds: Annotated[int, Field(gt=0, le=65535)] = 120
+    timeout_seconds: Annotated[float, Field(gt=0)] = 1.0
+
+
+class DevicesConfig(Strict):
+    """Which protocol adapter reaches each asset; assets not named here run dry."""
+
+    battery: SunSpecDevice | None = None
+
+
 class NodeConfig(Strict):
     site: SiteConfig
     plan: PlanConfig = PlanConfig()
     node: ServeConfig = ServeConfig()
+    devices: DevicesConfig = DevicesConfig()
+
+    @model_validator(mode="after")
+    def _devices_exist(self) -> NodeConfig:
+        if self.devices.battery is not None and self.site.battery is None:
+            raise InvalidInput.one("devices.battery", "the site has no battery to connect it to")
+        return self
 
 
 def load_node_config(path: str | Path) -> tuple[NodeConfig, Path]:

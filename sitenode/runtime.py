@@ -221,6 +221,14 @@ class NodeRuntime:
         self.engine.submit([command], now)
         return command
 
+    def record_battery(self, soc_kwh: float, at: datetime) -> None:
+        """Measured SOC: the next plan starts from it."""
+        self.soc_kwh = soc_kwh
+
+    def battery_state(self) -> str:
+        machine = self.machines.get(BATTERY_ID)
+        return machine.state if machine is not None else ""
+
     def observe(self, at: datetime, load_kw: float, pv_kw: float) -> None:
         """Telemetry: what the site drew and made, feeding the forecasts (a week is kept)."""
         history = self.settings.history

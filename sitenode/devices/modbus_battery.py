@@ -93,7 +93,14 @@ class SunSpecBattery:
         value = points.get(name)
         return int(value) if isinstance(value, int) else 0
 
+    async def ensure_connected(self) -> None:
+        """(Re)connect and rescan after a drop: devices restart, links flap."""
+        if not self.client.connected or not self.models:
+            self.models = {}
+            await self.connect()
+
     async def status(self) -> BatteryStatus:
+        await self.ensure_connected()
         battery, control = await self._points(load_model(802)), await self._points(load_model(124))
         soc = scale(battery["SoC"], self._sf(battery, "SoC_SF")) or 0.0
         wh = scale(battery["WHRtg"], self._sf(battery, "WHRtg_SF")) or 0.0
@@ -106,6 +113,7 @@ class SunSpecBattery:
         if command.type not in (CommandType.SET_CHARGE_RATE, CommandType.SET_DISCHARGE_RATE):
             raise AdapterError(f"a battery takes rate setpoints, not {command.type}")
         command = clamp(command, self.rating)  # the safety envelope: nothing bypasses it
+        await self.ensure_connected()
         model = load_model(124)
         control = await self._points(model)
         wmax_kw = (scale(control["WChaMax"], self._sf(control, "WChaMax_SF")) or 0.0) / 1000
