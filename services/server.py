@@ -65,6 +65,11 @@ class Built:
 
 def build_server(options: ServerOptions, register: Callable[[grpc.aio.Server], Sequence[str]], metrics: Metrics | None = None) -> Built:
     """`register` adds the servicers and returns their full service names."""
+    # refuse bad options before anything is built
+    if options.insecure_loopback and not is_loopback(options.listen):
+        raise InvalidInput.one("listen", f"plaintext is only allowed on a loopback address, got {options.listen!r}")
+    if not options.insecure_loopback and not (options.tls_cert and options.tls_key):
+        raise InvalidInput.one("listen", "give --tls-cert and --tls-key, or --insecure-loopback on a loopback address")
     metrics = metrics or Metrics()
     interceptors = [MetricsInterceptor(metrics), AuthInterceptor(options.tokens, options.operator_methods)]
     server = grpc.aio.server(interceptors=interceptors, options=KEEPALIVE)
@@ -73,18 +78,14 @@ def build_server(options: ServerOptions, register: Callable[[grpc.aio.Server], S
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection((*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
     if options.insecure_loopback:
-        if not is_loopback(options.listen):
-            raise InvalidInput.one("listen", f"plaintext is only allowed on a loopback address, got {options.listen!r}")
         port = server.add_insecure_port(options.listen)
-    elif options.tls_cert and options.tls_key:
+    else:
         credentials = grpc.ssl_server_credentials(
             [(options.tls_key.read_bytes(), options.tls_cert.read_bytes())],
             root_certificates=options.tls_client_ca.read_bytes() if options.tls_client_ca else None,
             require_client_auth=options.tls_client_ca is not None,
         )
         port = server.add_secure_port(options.listen, credentials)
-    else:
-        raise InvalidInput.one("listen", "give --tls-cert and --tls-key, or --insecure-loopback on a loopback address")
     return Built(server, port, health, names, metrics)
 
 
