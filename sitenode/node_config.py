@@ -34,6 +34,14 @@ from sitenode.model.site import SiteConfig, Strict
 from sitenode.model.validation import parse
 
 
+class WalkInSession(Strict):
+    """What the node assumes of an EV that starts charging without a known session."""
+
+    stay_hours: Annotated[float, Field(gt=0, le=72)] = 8.0
+    energy_kwh: Annotated[float, Field(gt=0)] = 30.0
+    priority: Annotated[int, Field(ge=1)] = 2
+
+
 class PlanConfig(Strict):
     step_minutes: int = 15
     horizon_steps: Annotated[int, Field(gt=0, le=2880)] = 96
@@ -43,6 +51,7 @@ class PlanConfig(Strict):
     priorities: Priorities = Priorities()
     solver: SolverConfig = SolverConfig()
     forecast: Literal["persistence", "seasonal_naive"] = "seasonal_naive"
+    walk_in: WalkInSession = WalkInSession()
 
 
 class TokenConfig(Strict):

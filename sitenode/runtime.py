@@ -24,6 +24,7 @@ import pandas as pd
 from sitenode.baselines import business_as_usual
 from sitenode.bundle.io import read_series
 from sitenode.clock import Clock
+from sitenode.devices.ocpp_status import OCPP_TO_STATE, path_to
 from sitenode.dispatch import (
     AdapterRegistry,
     AssetMap,
@@ -130,6 +131,7 @@ class NodeRuntime:
             self.last_optimized_at, self.settings.dirty = current.received_at, False
         self.soc_kwh = site.battery.soc_initial_kwh if site.battery is not None else 0.0
         self._failsafe_since: datetime | None = None
+        self.charger_kw: dict[str, float] = {}
 
     def _state_of(self, asset_id: str) -> str | None:
         machine = self.machines.get(asset_id)
@@ -220,6 +222,41 @@ class NodeRuntime:
         command = clamp(command, self.ratings[asset_id])
         self.engine.submit([command], now)
         return command
+
+    # -- chargers (the OCPP central system calls these) ---------------------------------
+    def charger_status(self, charger_id: str, ocpp_status: str) -> None:
+        """Walk the charger's machine to the reported status along legal transitions."""
+        machine = self.machines.get(charger_id)
+        target = OCPP_TO_STATE.get(ocpp_status)
+        if machine is None or target is None:
+            log.warning("status %r from %s ignored", ocpp_status, charger_id)
+            return
+        path = path_to(machine.state, target)
+        if path is None:
+            log.warning("charger %s: no legal way from %s to %s", charger_id, machine.state, target)
+            return
+        for trigger in path:
+            self.fire(charger_id, trigger)
+
+    def charger_transaction(self, charger_id: str, transaction_id: int | None, id_tag: str, at: datetime) -> None:
+        """A transaction opens a walk-in session unless the fleet announced one on that
+        charger; its end closes the walk-in session."""
+        walk_in = f"{charger_id}-tx"
+        known = [s for s in self.journal.sessions() if s.charger_id == charger_id and s.arrival <= at < s.departure]
+        if transaction_id is None:
+            with contextlib.suppress(NotFound):
+                self.end_session(walk_in)
+            return
+        if any(s.session_id != walk_in for s in known):
+            return
+        assumed = self.config.plan.walk_in
+        charger = self.config.site.charger(charger_id)
+        self.upsert_session(EVSession(session_id=walk_in, arrival=at, departure=at + timedelta(hours=assumed.stay_hours),
+                                      energy_kwh=assumed.energy_kwh, max_kw=charger.max_kw if charger else 22.0,
+                                      priority=assumed.priority, charger_id=charger_id))
+
+    def charger_power(self, charger_id: str, kw: float, at: datetime) -> None:
+        self.charger_kw[charger_id] = kw
 
     def record_battery(self, soc_kwh: float, at: datetime) -> None:
         """Measured SOC: the next plan starts from it."""

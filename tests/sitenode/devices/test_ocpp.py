@@ -1,0 +1,123 @@
+"""OCPP 1.6 between the node's central system and simulated charge points, over real
+websockets with the `ocpp` library on both ends."""
+
+import asyncio
+import base64
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from sitenode.clock import RealClock
+from sitenode.devices.ocpp_central import CentralSystem
+from sitenode.devices.ocpp_status import path_to
+from sitenode.dispatch import AdapterRegistry, CommandType
+from sitenode.node_config import load_node_config
+from sitenode.runtime import NodeRuntime
+from sitenode.simulators.ocpp_charger import connect_charge_point, disconnect
+from sitenode.state import CHARGER, StateMachine
+
+ROOT = Path(__file__).resolve().parents[3]
+IDS = ["ac-01", "ac-02", "dc-01"]
+
+
+def test_status_paths_follow_legal_transitions():
+    assert path_to("AVAILABLE", "CHARGING") == ["plug_in", "start_charge"]
+    back = path_to("CHARGING", "AVAILABLE")
+    machine = StateMachine(CHARGER, "cp", "CHARGING")
+    for trigger in back:
+        machine.fire(trigger)
+    assert len(back) == 2 and machine.state == "AVAILABLE"
+    assert path_to("FAULTED", "FAULTED") == []
+
+
+@pytest.fixture
+async def site(tmp_path):
+    config, base = load_node_config(ROOT / "examples" / "nodes" / "depot.yaml")
+    config = config.model_copy(update={"node": config.node.model_copy(update={"journal": str(tmp_path / "j.db")})})
+    registry = AdapterRegistry()
+    runtime = NodeRuntime(config, base, RealClock(), registry)
+    central = CentralSystem(runtime, {i: f"pw-{i}" for i in IDS}, {i: 7000.0 for i in IDS}, response_timeout=2)
+    for charger_id in IDS:
+        registry.register(charger_id, central.adapter(charger_id))
+    port = await central.start("127.0.0.1", 0)
+    yield runtime, central, f"ws://127.0.0.1:{port}/ocpp"
+    await central.stop()
+    runtime.close()
+
+
+async def test_boot_session_schedule_profile_and_meter_values(site):
+    runtime, central, url = site
+    cps = [await connect_charge_point(url, i, f"pw-{i}", 22.0 if i.startswith("ac") else 60.0) for i in IDS]
+    try:
+        for cp, _ in cps:
+            await cp.boot()
+        await asyncio.sleep(0.2)
+        for cp, _ in cps:
+            assert cp.limits_w["ChargePointMaxProfile"] == 7000.0  # the persistent default took
+        assert all(central.links[i].default_profile_ok.is_set() for i in IDS)
+        cp, _ = cps[0]
+        await cp.plug_in(ev_kw=11.0)
+        assert runtime.machines["ac-01"].state == "CHARGING"
+        assert [s.session_id for s in runtime.journal.sessions()] == ["ac-01-tx"]
+        out = runtime.optimize()
+        await runtime.engine.tick(datetime.now(UTC))
+        sent = [c for c in runtime.journal.commands() if c.asset_id == "ac-01" and c.type is CommandType.SET_CHARGE_RATE]
+        assert sent and sent[0].state == "COMPLETED"
+        assert cp.limits_w["TxProfile"] == pytest.approx(sent[0].value_kw * 1000)
+        assert out.plan.schedule["ev_ac-01-tx_kw"].iloc[0] == pytest.approx(sent[0].value_kw, abs=0.01)
+        await cp.report_power()
+        assert runtime.charger_kw["ac-01"] == pytest.approx(cp.power_kw())
+        await cp.unplug()
+        assert runtime.machines["ac-01"].state == "AVAILABLE" and runtime.journal.sessions() == []
+    finally:
+        for cp, task in cps:
+            await disconnect(cp, task)
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+async def test_bad_peers_are_refused_and_the_node_keeps_serving(site):
+    runtime, central, url = site
+    with pytest.raises(InvalidStatus) as exc:
+        await connect(f"{url}/ac-01", subprotocols=["ocpp1.6"], additional_headers=basic("ac-01", "wrong"))
+    assert exc.value.response.status_code == 401
+    with pytest.raises(InvalidStatus) as exc:
+        await connect(f"{url}/cp-unknown", subprotocols=["ocpp1.6"], additional_headers=basic("cp-unknown", "x"))
+    assert exc.value.response.status_code == 404
+    good, task = await connect_charge_point(url, "ac-02", "pw-ac-02", 22.0)
+    try:
+        with pytest.raises(InvalidStatus) as exc:  # the id is taken: no hijack
+            await connect(f"{url}/ac-02", subprotocols=["ocpp1.6"], additional_headers=basic("ac-02", "pw-ac-02"))
+        assert exc.value.response.status_code == 409
+        # a peer that sends garbage ends its own link, nobody else's
+        bad = await connect(f"{url}/dc-01", subprotocols=["ocpp1.6"], additional_headers=basic("dc-01", "pw-dc-01"))
+        for frame in ("not json", "[2]", '[2,"1",[],{}]', '[2,"2","StatusNotification",{"connectorId":-1,"errorCode":"NoError","status":"Charging"}]'):
+            await bad.send(frame)
+        await asyncio.sleep(0.2)
+        await bad.close()
+        await good.boot()
+        assert "ac-02" in central.links
+        assert runtime.machines["dc-01"].state == "AVAILABLE"
+    finally:
+        await disconnect(good, task)
+
+
+async def test_an_unanswered_profile_fails_the_command(site):
+    runtime, central, url = site
+    silent = await connect(f"{url}/ac-01", subprotocols=["ocpp1.6"], additional_headers=basic("ac-01", "pw-ac-01"))
+    try:
+        for _ in range(50):
+            if "ac-01" in central.links:
+                break
+            await asyncio.sleep(0.02)
+        from sitenode.dispatch import AdapterError, Command
+
+        with pytest.raises(AdapterError, match="did not answer"):
+            await central.adapter("ac-01").execute(Command.new("t", "ac-01", CommandType.SET_CHARGE_RATE, 5.0, datetime.now(UTC)))
+    finally:
+        await silent.close()
