@@ -6,6 +6,7 @@ Bad input prints each field error and exits 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -90,6 +91,8 @@ def _sitenode_serve(args: argparse.Namespace, out: Console) -> int:
 
 
 def _sim(args: argparse.Namespace, out: Console) -> int:
+    if args.device == "chargers":
+        return _sim_chargers(args, out)
     import asyncio
 
     from sitenode.simulators.sunspec_battery import BatterySpec, SunSpecBatterySim
@@ -105,6 +108,35 @@ def _sim(args: argparse.Namespace, out: Console) -> int:
         stop_on_signals(stop)
         await stop.wait()
         await sim.stop()
+
+    asyncio.run(run())
+    return 0
+
+
+def _sim_chargers(args: argparse.Namespace, out: Console) -> int:
+    import asyncio
+
+    from services.server import stop_on_signals
+    from sitenode.simulators.ocpp_charger import connect_charge_point, disconnect
+
+    ids = args.ids.split(",") if args.ids else [f"{args.prefix}{i + 1:02d}" for i in range(args.count)]
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        points = [await connect_charge_point(args.central_system, cid, args.password, args.max_kw) for cid in ids]
+        for cp, _ in points:
+            await cp.boot()
+            if args.plug_in:
+                await cp.plug_in(ev_kw=args.ev_kw)
+        out.print(f"{len(points)} charge points connected to {args.central_system}: {', '.join(ids)}")
+        while not stop.is_set():
+            for cp, _ in points:
+                await cp.report_power()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.meter_seconds)
+        for cp, task in points:
+            await disconnect(cp, task)
 
     asyncio.run(run())
     return 0
@@ -136,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     battery.add_argument("--capacity-kwh", type=float, default=200.0)
     battery.add_argument("--max-kw", type=float, default=100.0)
     battery.add_argument("--soc", type=float, default=50.0, help="initial SOC, percent")
+    chargers = sim.add_parser("chargers", help="OCPP 1.6 charge points")
+    chargers.add_argument("--central-system", required=True, help="ws://HOST:PORT/ocpp")
+    chargers.add_argument("--ids", help="comma-separated charge point ids (else --prefix and --count)")
+    chargers.add_argument("--prefix", default="cp-")
+    chargers.add_argument("--count", type=int, default=1)
+    chargers.add_argument("--password", required=True)
+    chargers.add_argument("--ocpp", choices=("1.6",), default="1.6", help="protocol version (2.0.1 comes next)")
+    chargers.add_argument("--max-kw", type=float, default=22.0)
+    chargers.add_argument("--ev-kw", type=float, default=11.0)
+    chargers.add_argument("--plug-in", action="store_true", help="plug an EV into each at once")
+    chargers.add_argument("--meter-seconds", type=float, default=10.0)
     return parser
 
 

@@ -16,6 +16,7 @@ from services.stubs.gridmesh.v1 import sitenode_pb2_grpc
 from sitenode.clock import Clock, RealClock, SimulatedClock
 from sitenode.devices.battery_monitor import BatteryMonitor
 from sitenode.devices.modbus_battery import SunSpecBattery
+from sitenode.devices.ocpp_central import CentralSystem, ChargerNode
 from sitenode.dispatch import AdapterRegistry, AssetRating
 from sitenode.dryrun import DryRunDevice
 from sitenode.node_config import NodeConfig, load_node_config
@@ -51,13 +52,30 @@ def make_node(config: NodeConfig, base: Path, listen: str, *, insecure_loopback:
     return runtime, build_server(options, register)
 
 
-def device_registry(config: NodeConfig, base: Path) -> tuple[AdapterRegistry, SunSpecBattery | None]:
+def default_profile_w(config: NodeConfig) -> dict[str, float]:
+    """Each charger's persistent limit: its share of the site's import limit, at most its
+    rating, so chargers that lose the node cannot together exceed the connection."""
+    chargers = config.site.chargers
+    limit = config.site.grid.import_limit_kw
+    share = limit / len(chargers) if limit and chargers else None
+    return {c.id: 1000 * (min(c.max_kw, share) if share else c.max_kw) for c in chargers}
+
+
+def central_system(config: NodeConfig, node: ChargerNode) -> CentralSystem | None:
+    spec = config.devices.ocpp
+    if spec is None:
+        return None
+    passwords = {c.id: pw for c in config.site.chargers if (pw := spec.password(c.id))}
+    return CentralSystem(node, passwords, default_profile_w(config), spec.response_timeout_seconds)
+
+
+def device_registry(config: NodeConfig, base: Path, central: CentralSystem | None = None) -> tuple[AdapterRegistry, SunSpecBattery | None]:
     """Adapters from the config's `devices`; assets without one log their commands, dry,
     next to the journal."""
     dry = DryRunDevice((base / config.node.journal).parent / "dry_run_commands.jsonl")
     registry = AdapterRegistry()
     for charger in config.site.chargers:
-        registry.register(charger.id, dry)
+        registry.register(charger.id, central.adapter(charger.id) if central and charger.id in central.passwords else dry)
     battery = None
     if config.site.battery is not None:
         spec = config.devices.battery
@@ -84,9 +102,17 @@ async def poll_battery(monitor: BatteryMonitor, every_seconds: float, clock: Clo
 
 async def serve(args: ServeArgs) -> None:
     config, base = load_node_config(args.config)
-    registry, battery = device_registry(config, base)
+    registry = AdapterRegistry()
     runtime, built = make_node(config, base, args.listen or config.node.listen, insecure_loopback=args.insecure_loopback,
                                tls_cert=args.tls_cert, tls_key=args.tls_key, registry=registry)
+    central = central_system(config, runtime)
+    devices, battery = device_registry(config, base, central)
+    for asset_id in [c.id for c in config.site.chargers] + ([BATTERY_ID] if config.site.battery else []):
+        registry.register(asset_id, devices.get(asset_id))
+    if central is not None and config.devices.ocpp is not None:
+        host, port = config.devices.ocpp.listen.rsplit(":", 1)
+        bound = await central.start(host, int(port))
+        print(f"OCPP central system on ws://{host}:{bound}/ocpp", flush=True)
     stop_event = asyncio.Event()
     stop_on_signals(stop_event)
     await start(built)
@@ -106,4 +132,6 @@ async def serve(args: ServeArgs) -> None:
             await task
     if battery is not None:
         await battery.close()
+    if central is not None:
+        await central.stop()
     runtime.close()

@@ -94,10 +94,25 @@ class SunSpecDevice(Strict):
     timeout_seconds: Annotated[float, Field(gt=0)] = 1.0
 
 
+class OcppCentralSystem(Strict):
+    """The node as its chargers' OCPP central system (security profile 1)."""
+
+    listen: str = "127.0.0.1:9000"
+    passwords: dict[str, str] = {}  # charge point id -> password; ids must be site chargers
+    password_env: str | None = None  # or one password for all, from this variable
+    response_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+
+    def password(self, charger_id: str) -> str | None:
+        if charger_id in self.passwords:
+            return self.passwords[charger_id]
+        return os.environ.get(self.password_env) if self.password_env else None
+
+
 class DevicesConfig(Strict):
     """Which protocol adapter reaches each asset; assets not named here run dry."""
 
     battery: SunSpecDevice | None = None
+    ocpp: OcppCentralSystem | None = None
 
 
 class NodeConfig(Strict):
@@ -110,6 +125,11 @@ class NodeConfig(Strict):
     def _devices_exist(self) -> NodeConfig:
         if self.devices.battery is not None and self.site.battery is None:
             raise InvalidInput.one("devices.battery", "the site has no battery to connect it to")
+        if self.devices.ocpp is not None:
+            known = {c.id for c in self.site.chargers}
+            for charger_id in self.devices.ocpp.passwords:
+                if charger_id not in known:
+                    raise InvalidInput.one(f"devices.ocpp.passwords.{charger_id}", "is not a charger of the site")
         return self
 
 
