@@ -33,6 +33,7 @@ demo: install
 bench: install
 	$(PY) bench/optimizer.py
 	$(PY) bench/sitenode.py
+	$(PY) bench/protocols.py
 
 $(BUF):
 	mkdir -p .tools && cd .tools && npm install --silent --no-audit --no-fund @bufbuild/buf@1.75.0

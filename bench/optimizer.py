@@ -10,6 +10,7 @@ fleet MIP (50 sessions, 20 AC/DC chargers) <= 2 s to a 0.1 % gap.
 
 from __future__ import annotations
 
+import benchpath  # noqa: F401 - first: keeps bench/ from shadowing the sitenode package
 import argparse
 import json
 import multiprocessing as mp

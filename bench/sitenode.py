@@ -10,11 +10,7 @@ optimizer's time; >= 5,000 commands/s through the engine with the journal on.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# this file shares its name with the package it measures: keep bench/ off the path
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import benchpath  # noqa: F401 - first: keeps bench/ from shadowing the sitenode package
 
 import argparse
 import asyncio
@@ -23,6 +19,7 @@ import resource
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
