@@ -1,0 +1,27 @@
+"""Every benchmark starts as a script (bench/sitenode.py must not shadow the package)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.mark.parametrize("script", ["optimizer.py", "sitenode.py", "protocols.py"])
+def test_benchmark_script_starts(script):
+    done = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "--out" in done.stdout
+
+
+def test_protocols_benchmark_runs_small(tmp_path):
+    out = tmp_path / "p.json"
+    done = subprocess.run([sys.executable, str(BENCH / "protocols.py"), "--chargers", "5", "--calls", "20", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    result = json.loads(out.read_text())
+    assert result["ocpp"]["charge_points"] == 5 and result["modbus"]["write_readback_p99_ms"] > 0
