@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -110,9 +111,14 @@ async def serve(args: ServeArgs) -> None:
     for asset_id in [c.id for c in config.site.chargers] + ([BATTERY_ID] if config.site.battery else []):
         registry.register(asset_id, devices.get(asset_id))
     if central is not None and config.devices.ocpp is not None:
-        host, port = config.devices.ocpp.listen.rsplit(":", 1)
-        bound = await central.start(host, int(port))
-        print(f"OCPP central system on ws://{host}:{bound}/ocpp", flush=True)
+        spec = config.devices.ocpp
+        host, port = spec.listen.rsplit(":", 1)
+        context = None
+        if spec.tls_cert and spec.tls_key:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(base / spec.tls_cert, base / spec.tls_key)
+        bound = await central.start(host, int(port), ssl=context)
+        print(f"OCPP central system on {'wss' if context else 'ws'}://{host}:{bound}/ocpp", flush=True)
     stop_event = asyncio.Event()
     stop_on_signals(stop_event)
     await start(built)

@@ -1,7 +1,8 @@
 """The node as its chargers' central system: OCPP 1.6 over websockets with the `ocpp` library.
 
 Charge points connect to `ws://HOST:PORT/ocpp/<charge_point_id>` with HTTP Basic auth
-(security profile 1: user name = charge point id, password from the config). Unknown
+(security profile 1: user name = charge point id, password from the config), or over
+`wss://` when the node has a certificate (profile 2). Unknown
 ids and wrong passwords get 401 (repeated failures are slowed down), a second
 connection under an id already connected gets 409. Boot, heartbeat, status, authorize,
 transactions and meter values flow into the node through `ChargerNode`; commands go out
@@ -22,6 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
+from ssl import SSLContext
 from typing import Protocol
 
 from ocpp.routing import after, on
@@ -201,8 +203,9 @@ class CentralSystem:
         finally:
             self.links.pop(charger_id, None)
 
-    async def start(self, host: str, port: int) -> int:
-        self.server = await serve(self._handle, host, port, subprotocols=SUBPROTOCOLS, process_request=self._check)
+    async def start(self, host: str, port: int, ssl: SSLContext | None = None) -> int:
+        """Listen; with `ssl` the charge points connect over wss:// (security profile 2)."""
+        self.server = await serve(self._handle, host, port, subprotocols=SUBPROTOCOLS, process_request=self._check, ssl=ssl)
         return self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import contextlib
 from datetime import UTC, datetime
+from ssl import SSLContext
 
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
@@ -88,10 +89,13 @@ class SimulatedChargePoint(ChargePoint):
                                          meter_value=[{"timestamp": _now(), "sampled_value": [sample]}]))
 
 
-async def connect_charge_point(url: str, charger_id: str, password: str, max_kw: float) -> tuple[SimulatedChargePoint, asyncio.Task]:
-    """Connect to a central system at `url` (…/ocpp) and start listening; boot is the caller's."""
+async def connect_charge_point(url: str, charger_id: str, password: str, max_kw: float,
+                               ssl: SSLContext | None = None) -> tuple[SimulatedChargePoint, asyncio.Task]:
+    """Connect to a central system at `url` (…/ocpp, ws:// or wss://) and start listening;
+    boot is the caller's."""
     token = base64.b64encode(f"{charger_id}:{password}".encode()).decode()
-    ws = await connect(f"{url.rstrip('/')}/{charger_id}", subprotocols=["ocpp1.6"], additional_headers={"Authorization": f"Basic {token}"})
+    ws = await connect(f"{url.rstrip('/')}/{charger_id}", subprotocols=["ocpp1.6"], additional_headers={"Authorization": f"Basic {token}"},
+                       ssl=ssl)
     cp = SimulatedChargePoint(charger_id, ws, max_kw)
     task = asyncio.create_task(cp.start())
     return cp, task

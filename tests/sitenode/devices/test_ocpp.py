@@ -121,3 +121,39 @@ async def test_an_unanswered_profile_fails_the_command(site):
             await central.adapter("ac-01").execute(Command.new("t", "ac-01", CommandType.SET_CHARGE_RATE, 5.0, datetime.now(UTC)))
     finally:
         await silent.close()
+
+
+async def test_security_profile_2_over_tls(tmp_path):
+    import ssl
+
+    from factories.certs import make_server_cert
+
+    files = make_server_cert(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(files.cert, files.key)
+    client_ctx = ssl.create_default_context(cafile=str(files.ca))
+
+    class Node:
+        statuses: list = []
+
+        def charger_status(self, charger_id, ocpp_status):
+            self.statuses.append(ocpp_status)
+
+        def charger_transaction(self, *args):
+            pass
+
+        def charger_power(self, *args):
+            pass
+
+    node = Node()
+    central = CentralSystem(node, {"ac-01": "pw"}, {"ac-01": 7000.0})
+    port = await central.start("127.0.0.1", 0, ssl=server_ctx)
+    try:
+        cp, task = await connect_charge_point(f"wss://127.0.0.1:{port}/ocpp", "ac-01", "pw", 22.0, ssl=client_ctx)
+        await cp.boot()
+        assert node.statuses == ["Available"]
+        await disconnect(cp, task)
+        with pytest.raises(Exception):  # noqa: B017 - plaintext to a TLS listener fails one way or another
+            await connect(f"ws://127.0.0.1:{port}/ocpp/ac-01", subprotocols=["ocpp1.6"], additional_headers=basic("ac-01", "pw"), open_timeout=2)
+    finally:
+        await central.stop()
