@@ -124,7 +124,7 @@ def _sim_chargers(args: argparse.Namespace, out: Console) -> int:
     async def run() -> None:
         stop = asyncio.Event()
         stop_on_signals(stop)
-        points = [await connect_charge_point(args.central_system, cid, args.password, args.max_kw) for cid in ids]
+        points = [await connect_charge_point(args.central_system, cid, args.password, args.max_kw, version=args.ocpp) for cid in ids]
         for cp, _ in points:
             await cp.boot()
             if args.plug_in:
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     chargers.add_argument("--prefix", default="cp-")
     chargers.add_argument("--count", type=int, default=1)
     chargers.add_argument("--password", required=True)
-    chargers.add_argument("--ocpp", choices=("1.6",), default="1.6", help="protocol version (2.0.1 comes next)")
+    chargers.add_argument("--ocpp", choices=("1.6", "2.0.1"), default="1.6", help="protocol version")
     chargers.add_argument("--max-kw", type=float, default=22.0)
     chargers.add_argument("--ev-kw", type=float, default=11.0)
     chargers.add_argument("--plug-in", action="store_true", help="plug an EV into each at once")

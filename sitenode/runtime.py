@@ -238,7 +238,7 @@ class NodeRuntime:
         for trigger in path:
             self.fire(charger_id, trigger)
 
-    def charger_transaction(self, charger_id: str, transaction_id: int | None, id_tag: str, at: datetime) -> None:
+    def charger_transaction(self, charger_id: str, transaction_id: int | str | None, id_tag: str, at: datetime) -> None:
         """A transaction opens a walk-in session unless the fleet announced one on that
         charger; its end closes the walk-in session."""
         walk_in = f"{charger_id}-tx"

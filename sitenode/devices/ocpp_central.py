@@ -1,4 +1,5 @@
-"""The node as its chargers' central system: OCPP 1.6 over websockets with the `ocpp` library.
+"""The node as its chargers' central system: OCPP 1.6 and 2.0.1 over websockets with the
+`ocpp` library (the subprotocol a charger offers picks the version; 2.0.1 in `ocpp201`).
 
 Charge points connect to `ws://HOST:PORT/ocpp/<charge_point_id>` with HTTP Basic auth
 (security profile 1: user name = charge point id, password from the config), or over
@@ -33,15 +34,16 @@ from ocpp.v16 import enums as e
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from sitenode.devices.ocpp201 import ChargerLink201
 from sitenode.dispatch import AdapterError, Command, CommandType
 
 log = logging.getLogger(__name__)
-SUBPROTOCOLS = ["ocpp1.6"]
+SUBPROTOCOLS = ["ocpp2.0.1", "ocpp1.6"]
 
 
 class ChargerNode(Protocol):
     def charger_status(self, charger_id: str, ocpp_status: str) -> None: ...
-    def charger_transaction(self, charger_id: str, transaction_id: int | None, id_tag: str, at: datetime) -> None: ...
+    def charger_transaction(self, charger_id: str, transaction_id: int | str | None, id_tag: str, at: datetime) -> None: ...
     def charger_power(self, charger_id: str, kw: float, at: datetime) -> None: ...
 
 
@@ -162,7 +164,7 @@ class CentralSystem:
     passwords: dict[str, str]  # charge point id -> password
     default_limit_w: dict[str, float]  # charge point id -> its persistent max profile
     response_timeout: float = 10.0
-    links: dict[str, ChargerLink] = field(default_factory=dict)
+    links: dict[str, ChargerLink | ChargerLink201] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
     server: Server | None = None
 
@@ -194,7 +196,8 @@ class CentralSystem:
         if charger_id is None or charger_id in self.links:
             await connection.close(code=1008)
             return
-        link = ChargerLink(charger_id, connection, self.node, self.default_limit_w.get(charger_id, 0.0), self.response_timeout)
+        kind = ChargerLink201 if connection.subprotocol == "ocpp2.0.1" else ChargerLink
+        link = kind(charger_id, connection, self.node, self.default_limit_w.get(charger_id, 0.0), self.response_timeout)
         self.links[charger_id] = link
         try:
             await link.start()

@@ -90,13 +90,16 @@ class SimulatedChargePoint(ChargePoint):
 
 
 async def connect_charge_point(url: str, charger_id: str, password: str, max_kw: float,
-                               ssl: SSLContext | None = None) -> tuple[SimulatedChargePoint, asyncio.Task]:
-    """Connect to a central system at `url` (…/ocpp, ws:// or wss://) and start listening;
-    boot is the caller's."""
+                               ssl: SSLContext | None = None, version: str = "1.6") -> tuple[SimulatedChargePoint, asyncio.Task]:
+    """Connect to a central system at `url` (…/ocpp, ws:// or wss://) speaking OCPP
+    `version` (1.6 or 2.0.1) and start listening; boot is the caller's."""
+    from sitenode.simulators.ocpp201_charger import SimulatedChargingStation
+
     token = base64.b64encode(f"{charger_id}:{password}".encode()).decode()
-    ws = await connect(f"{url.rstrip('/')}/{charger_id}", subprotocols=["ocpp1.6"], additional_headers={"Authorization": f"Basic {token}"},
+    ws = await connect(f"{url.rstrip('/')}/{charger_id}", subprotocols=[f"ocpp{version}"], additional_headers={"Authorization": f"Basic {token}"},
                        ssl=ssl)
-    cp = SimulatedChargePoint(charger_id, ws, max_kw)
+    kind = SimulatedChargingStation if version == "2.0.1" else SimulatedChargePoint
+    cp = kind(charger_id, ws, max_kw)
     task = asyncio.create_task(cp.start())
     return cp, task
 

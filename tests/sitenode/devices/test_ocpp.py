@@ -157,3 +157,31 @@ async def test_security_profile_2_over_tls(tmp_path):
             await connect(f"ws://127.0.0.1:{port}/ocpp/ac-01", subprotocols=["ocpp1.6"], additional_headers=basic("ac-01", "pw"), open_timeout=2)
     finally:
         await central.stop()
+
+
+async def test_mixed_16_and_201_chargers_follow_the_plan(site):
+    runtime, central, url = site
+    versions = {"ac-01": "1.6", "ac-02": "2.0.1", "dc-01": "2.0.1"}
+    cps = {i: await connect_charge_point(url, i, f"pw-{i}", 22.0, version=v) for i, v in versions.items()}
+    try:
+        for cp, _ in cps.values():
+            await cp.boot()
+        await asyncio.sleep(0.2)
+        assert all(central.links[i].default_profile_ok.is_set() for i in versions)
+        station, _ = cps["ac-02"]
+        assert station.limits_w["ChargingStationMaxProfile"] == 7000.0
+        await station.plug_in(ev_kw=11.0)
+        assert runtime.machines["ac-02"].state == "CHARGING"
+        assert [s.session_id for s in runtime.journal.sessions()] == ["ac-02-tx"]
+        runtime.optimize()
+        await runtime.engine.tick(datetime.now(UTC))
+        sent = [c for c in runtime.journal.commands() if c.asset_id == "ac-02"]
+        assert sent and sent[0].state == "COMPLETED"
+        assert station.limits_w["TxProfile"] == pytest.approx(sent[0].value_kw * 1000)
+        await station.report_power()
+        assert runtime.charger_kw["ac-02"] == pytest.approx(station.power_kw())
+        await station.unplug()
+        assert runtime.machines["ac-02"].state == "AVAILABLE" and runtime.journal.sessions() == []
+    finally:
+        for cp, task in cps.values():
+            await disconnect(cp, task)

@@ -1,0 +1,81 @@
+"""A simulated OCPP 2.0.1 charging station with one EVSE (the `ocpp` library's client side)."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+
+from ocpp.routing import on
+from ocpp.v201 import ChargePoint, call, call_result
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class SimulatedChargingStation(ChargePoint):
+    def __init__(self, charger_id: str, connection: object, max_kw: float) -> None:
+        super().__init__(charger_id, connection, response_timeout=10)
+        self.max_kw = max_kw
+        self.limits_w: dict[str, float] = {}
+        self.transaction_id: str | None = None
+        self.ev_kw = 0.0
+        self._seq = itertools.count()
+        self._tx = itertools.count(1)
+
+    @on("SetChargingProfile")
+    async def on_profile(self, evse_id: int, charging_profile: dict, **_: object) -> call_result.SetChargingProfile:
+        purpose = charging_profile["charging_profile_purpose"]
+        if purpose == "TxProfile" and charging_profile.get("transaction_id") != self.transaction_id:
+            return call_result.SetChargingProfile(status="Rejected")
+        self.limits_w[purpose] = float(charging_profile["charging_schedule"][0]["charging_schedule_period"][0]["limit"])
+        return call_result.SetChargingProfile(status="Accepted")
+
+    @on("RequestStartTransaction")
+    async def on_start(self, id_token: dict, remote_start_id: int, **_: object) -> call_result.RequestStartTransaction:
+        return call_result.RequestStartTransaction(status="Accepted")
+
+    @on("RequestStopTransaction")
+    async def on_stop(self, transaction_id: str, **_: object) -> call_result.RequestStopTransaction:
+        return call_result.RequestStopTransaction(status="Accepted" if transaction_id == self.transaction_id else "Rejected")
+
+    @on("ChangeAvailability")
+    async def on_availability(self, operational_status: str, **_: object) -> call_result.ChangeAvailability:
+        return call_result.ChangeAvailability(status="Accepted")
+
+    def power_kw(self) -> float:
+        if self.transaction_id is None:
+            return 0.0
+        tx = self.limits_w.get("TxProfile", self.limits_w.get("TxDefaultProfile", 1e12))
+        return max(0.0, min(self.max_kw * 1000, self.ev_kw * 1000, tx, self.limits_w.get("ChargingStationMaxProfile", 1e12))) / 1000
+
+    async def status(self, connector_status: str) -> None:
+        await self.call(call.StatusNotification(timestamp=_now(), connector_status=connector_status, evse_id=1, connector_id=1))
+
+    async def boot(self) -> None:
+        await self.call(call.BootNotification(charging_station={"model": "sim-201", "vendor_name": "gridmesh"}, reason="PowerUp"))
+        await self.status("Available")
+
+    async def _event(self, event_type: str, trigger: str, charging_state: str | None = None) -> None:
+        info = {"transaction_id": self.transaction_id}
+        if charging_state:
+            info["charging_state"] = charging_state
+        meter = [{"timestamp": _now(), "sampled_value": [{"value": self.power_kw() * 1000, "measurand": "Power.Active.Import"}]}]
+        await self.call(call.TransactionEvent(event_type=event_type, timestamp=_now(), trigger_reason=trigger, seq_no=next(self._seq),
+                                              transaction_info=info, meter_value=meter, evse={"id": 1, "connector_id": 1}))
+
+    async def plug_in(self, ev_kw: float) -> str:
+        self.ev_kw = ev_kw
+        await self.status("Occupied")
+        self.transaction_id = f"tx-{next(self._tx)}"
+        await self._event("Started", "CablePluggedIn", "Charging")
+        return self.transaction_id
+
+    async def report_power(self) -> None:
+        await self._event("Updated", "MeterValuePeriodic", "Charging")
+
+    async def unplug(self) -> None:
+        await self._event("Ended", "EVCommunicationLost", "Idle")
+        self.transaction_id = None
+        self.limits_w.pop("TxProfile", None)
+        await self.status("Available")
