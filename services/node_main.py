@@ -67,7 +67,8 @@ def central_system(config: NodeConfig, node: ChargerNode) -> CentralSystem | Non
     if spec is None:
         return None
     passwords = {c.id: pw for c in config.site.chargers if (pw := spec.password(c.id))}
-    return CentralSystem(node, passwords, default_profile_w(config), spec.response_timeout_seconds)
+    amps = {cid: spec.volts * spec.phases for cid in spec.amps_only}
+    return CentralSystem(node, passwords, default_profile_w(config), spec.response_timeout_seconds, amps)
 
 
 def device_registry(config: NodeConfig, base: Path, central: CentralSystem | None = None) -> tuple[AdapterRegistry, SunSpecBattery | None]:

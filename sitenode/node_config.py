@@ -100,6 +100,9 @@ class OcppCentralSystem(Strict):
     listen: str = "127.0.0.1:9000"
     passwords: dict[str, str] = {}  # charge point id -> password; ids must be site chargers
     password_env: str | None = None  # or one password for all, from this variable
+    amps_only: list[str] = []  # charge point ids that take limits only in A
+    volts: Annotated[float, Field(gt=0)] = 230.0
+    phases: Annotated[int, Field(ge=1, le=3)] = 3
     tls_cert: str | None = None  # with tls_key: wss:// (security profile 2); paths relative to node.yaml
     tls_key: str | None = None
     response_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0

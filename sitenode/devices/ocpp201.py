@@ -22,11 +22,13 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def profile(profile_id: int, purpose: str, watts: float, transaction_id: str | None = None, stack_level: int = 0) -> dict[str, Any]:
+def profile(profile_id: int, purpose: str, watts: float, transaction_id: str | None = None, stack_level: int = 0,
+            watts_per_amp: float | None = None) -> dict[str, Any]:
+    unit, limit = ("A", watts / watts_per_amp) if watts_per_amp else ("W", watts)
     body: dict[str, Any] = {
         "id": profile_id, "stack_level": stack_level, "charging_profile_purpose": purpose, "charging_profile_kind": "Absolute",
-        "charging_schedule": [{"id": profile_id, "charging_rate_unit": "W",
-                               "charging_schedule_period": [{"start_period": 0, "limit": round(watts, 1)}]}],
+        "charging_schedule": [{"id": profile_id, "charging_rate_unit": unit,
+                               "charging_schedule_period": [{"start_period": 0, "limit": round(limit, 1)}]}],
     }
     if transaction_id is not None:
         body["transaction_id"] = transaction_id
@@ -43,9 +45,10 @@ def power_kw(meter_value: list[dict]) -> float | None:
 
 
 class ChargerLink201(ChargePoint):
-    def __init__(self, charger_id: str, connection: Any, node: Any, default_limit_w: float, timeout: float) -> None:
+    def __init__(self, charger_id: str, connection: Any, node: Any, default_limit_w: float, timeout: float,
+                 watts_per_amp: float | None = None) -> None:
         super().__init__(charger_id, connection, response_timeout=timeout)
-        self.node, self.default_limit_w = node, default_limit_w
+        self.node, self.default_limit_w, self.watts_per_amp = node, default_limit_w, watts_per_amp
         self.transaction_id: str | None = None
         self._remote = itertools.count(1)
         import asyncio
@@ -59,7 +62,7 @@ class ChargerLink201(ChargePoint):
     @after(e.Action.boot_notification)
     async def after_boot(self, **_: object) -> None:
         try:
-            reply = await self.call(call.SetChargingProfile(evse_id=0, charging_profile=profile(1, "ChargingStationMaxProfile", self.default_limit_w)))
+            reply = await self.call(call.SetChargingProfile(evse_id=0, charging_profile=profile(1, "ChargingStationMaxProfile", self.default_limit_w, watts_per_amp=self.watts_per_amp)))
         except TimeoutError:
             log.warning("charger %s never answered the default profile", self.id)
             return
@@ -110,7 +113,7 @@ class ChargerLink201(ChargePoint):
     async def execute(self, command: Command) -> None:
         if command.type is CommandType.SET_CHARGE_RATE:
             purpose = "TxProfile" if self.transaction_id else "TxDefaultProfile"
-            request = call.SetChargingProfile(evse_id=1, charging_profile=profile(2, purpose, (command.value_kw or 0) * 1000, self.transaction_id, 1))
+            request = call.SetChargingProfile(evse_id=1, charging_profile=profile(2, purpose, (command.value_kw or 0) * 1000, self.transaction_id, 1, self.watts_per_amp))
         elif command.type is CommandType.START_CHARGING:
             request = call.RequestStartTransaction(id_token={"id_token": "gridmesh", "type": "Central"}, remote_start_id=next(self._remote), evse_id=1)
         elif command.type is CommandType.STOP_CHARGING:

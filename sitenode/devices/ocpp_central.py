@@ -8,7 +8,7 @@ ids and wrong passwords get 401 (repeated failures are slowed down), a second
 connection under an id already connected gets 409. Boot, heartbeat, status, authorize,
 transactions and meter values flow into the node through `ChargerNode`; commands go out
 as SetChargingProfile (TxProfile inside a transaction, TxDefaultProfile otherwise, in
-W), RemoteStart/StopTransaction and ChangeAvailability. On every boot the node installs
+W, or in A for chargers configured to take only A), RemoteStart/StopTransaction and ChangeAvailability. On every boot the node installs
 a persistent ChargePointMaxProfile at the charger's share of the site limit and checks
 it was accepted, so a charger that loses the node still keeps the site within its
 connection. A rejected or unanswered call fails the command (the engine retries).
@@ -54,9 +54,11 @@ def _now() -> str:
 class ChargerLink(ChargePoint):
     """One connected charge point, seen from the central system."""
 
-    def __init__(self, charger_id: str, connection: ServerConnection, node: ChargerNode, default_limit_w: float, timeout: float) -> None:
+    def __init__(self, charger_id: str, connection: ServerConnection, node: ChargerNode, default_limit_w: float, timeout: float,
+                 watts_per_amp: float | None = None) -> None:
         super().__init__(charger_id, connection, response_timeout=timeout)
         self.node, self.default_limit_w = node, default_limit_w
+        self.watts_per_amp = watts_per_amp  # set for chargers that take limits only in A
         self.transaction_id: int | None = None
         self.default_profile_ok = asyncio.Event()
         self._tx = itertools.count(1)
@@ -74,8 +76,7 @@ class ChargerLink(ChargePoint):
             charging_profile_id=1, stack_level=0,
             charging_profile_purpose=e.ChargingProfilePurposeType.charge_point_max_profile,
             charging_profile_kind=e.ChargingProfileKindType.absolute,
-            charging_schedule=dt.ChargingSchedule(charging_rate_unit=e.ChargingRateUnitType.watts,
-                                                  charging_schedule_period=[dt.ChargingSchedulePeriod(start_period=0, limit=self.default_limit_w)]),
+            charging_schedule=self._schedule(self.default_limit_w),
         )
         try:
             reply = await self.call(call.SetChargingProfile(connector_id=0, cs_charging_profiles=profile))
@@ -88,6 +89,13 @@ class ChargerLink(ChargePoint):
         else:
             log.warning("charger %s refused its default profile: %s", self.id, reply)
         return ok
+
+    def _schedule(self, watts: float) -> dt.ChargingSchedule:
+        if self.watts_per_amp:
+            unit, limit = e.ChargingRateUnitType.amps, round(watts / self.watts_per_amp, 1)
+        else:
+            unit, limit = e.ChargingRateUnitType.watts, round(watts, 1)
+        return dt.ChargingSchedule(charging_rate_unit=unit, charging_schedule_period=[dt.ChargingSchedulePeriod(start_period=0, limit=limit)])
 
     @on(e.Action.heartbeat)
     async def on_heartbeat(self) -> call_result.Heartbeat:
@@ -131,8 +139,7 @@ class ChargerLink(ChargePoint):
                 charging_profile_id=2, stack_level=1,
                 charging_profile_purpose=e.ChargingProfilePurposeType.tx_profile if in_tx else e.ChargingProfilePurposeType.tx_default_profile,
                 charging_profile_kind=e.ChargingProfileKindType.absolute, transaction_id=self.transaction_id,
-                charging_schedule=dt.ChargingSchedule(charging_rate_unit=e.ChargingRateUnitType.watts,
-                                                      charging_schedule_period=[dt.ChargingSchedulePeriod(start_period=0, limit=round((command.value_kw or 0) * 1000, 1))]),
+                charging_schedule=self._schedule((command.value_kw or 0) * 1000),
             )
             request = call.SetChargingProfile(connector_id=1, cs_charging_profiles=profile)
             accepted = e.ChargingProfileStatus.accepted
@@ -164,6 +171,7 @@ class CentralSystem:
     passwords: dict[str, str]  # charge point id -> password
     default_limit_w: dict[str, float]  # charge point id -> its persistent max profile
     response_timeout: float = 10.0
+    watts_per_amp: dict[str, float] = field(default_factory=dict)  # chargers that take A: volts x phases
     links: dict[str, ChargerLink | ChargerLink201] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
     server: Server | None = None
@@ -197,7 +205,8 @@ class CentralSystem:
             await connection.close(code=1008)
             return
         kind = ChargerLink201 if connection.subprotocol == "ocpp2.0.1" else ChargerLink
-        link = kind(charger_id, connection, self.node, self.default_limit_w.get(charger_id, 0.0), self.response_timeout)
+        link = kind(charger_id, connection, self.node, self.default_limit_w.get(charger_id, 0.0), self.response_timeout,
+                    self.watts_per_amp.get(charger_id))
         self.links[charger_id] = link
         try:
             await link.start()

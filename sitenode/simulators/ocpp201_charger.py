@@ -18,6 +18,8 @@ class SimulatedChargingStation(ChargePoint):
         super().__init__(charger_id, connection, response_timeout=10)
         self.max_kw = max_kw
         self.limits_w: dict[str, float] = {}
+        self.units: dict[str, str] = {}
+        self.watts_per_amp = 230.0 * 3  # three-phase 230 V
         self.transaction_id: str | None = None
         self.ev_kw = 0.0
         self._seq = itertools.count()
@@ -28,7 +30,10 @@ class SimulatedChargingStation(ChargePoint):
         purpose = charging_profile["charging_profile_purpose"]
         if purpose == "TxProfile" and charging_profile.get("transaction_id") != self.transaction_id:
             return call_result.SetChargingProfile(status="Rejected")
-        self.limits_w[purpose] = float(charging_profile["charging_schedule"][0]["charging_schedule_period"][0]["limit"])
+        schedule = charging_profile["charging_schedule"][0]
+        limit = float(schedule["charging_schedule_period"][0]["limit"])
+        self.units[purpose] = schedule["charging_rate_unit"]
+        self.limits_w[purpose] = limit * self.watts_per_amp if schedule["charging_rate_unit"] == "A" else limit
         return call_result.SetChargingProfile(status="Accepted")
 
     @on("RequestStartTransaction")

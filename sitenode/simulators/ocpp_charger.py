@@ -28,14 +28,18 @@ class SimulatedChargePoint(ChargePoint):
         self.transaction_id: int | None = None
         self.ev_kw = 0.0
         self.available = True
+        self.units: dict[str, str] = {}  # profile purpose -> the unit it came in
+        self.watts_per_amp = 230.0 * 3  # three-phase 230 V
 
     @on(e.Action.set_charging_profile)
     async def on_profile(self, connector_id: int, cs_charging_profiles: dict) -> call_result.SetChargingProfile:
         purpose = cs_charging_profiles["charging_profile_purpose"]
         if purpose == "TxProfile" and cs_charging_profiles.get("transaction_id") != self.transaction_id:
             return call_result.SetChargingProfile(status=e.ChargingProfileStatus.rejected)
-        periods = cs_charging_profiles["charging_schedule"]["charging_schedule_period"]
-        self.limits_w[purpose] = float(periods[0]["limit"])
+        schedule = cs_charging_profiles["charging_schedule"]
+        limit = float(schedule["charging_schedule_period"][0]["limit"])
+        self.units[purpose] = schedule["charging_rate_unit"]
+        self.limits_w[purpose] = limit * self.watts_per_amp if schedule["charging_rate_unit"] == "A" else limit
         return call_result.SetChargingProfile(status=e.ChargingProfileStatus.accepted)
 
     @on(e.Action.remote_start_transaction)

@@ -185,3 +185,22 @@ async def test_mixed_16_and_201_chargers_follow_the_plan(site):
     finally:
         for cp, task in cps.values():
             await disconnect(cp, task)
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_chargers_that_take_only_amps_get_amps(site, version):
+    runtime, central, url = site
+    central.watts_per_amp["ac-01"] = 230.0 * 3
+    cp, task = await connect_charge_point(url, "ac-01", "pw-ac-01", 22.0, version=version)
+    try:
+        await cp.boot()
+        await asyncio.sleep(0.1)
+        max_profile = "ChargePointMaxProfile" if version == "1.6" else "ChargingStationMaxProfile"
+        assert cp.units[max_profile] == "A"
+        assert cp.limits_w[max_profile] == pytest.approx(7000, abs=35)  # 10.1 A x 690 W/A
+        from sitenode.dispatch import Command
+
+        await central.adapter("ac-01").execute(Command.new("t", "ac-01", CommandType.SET_CHARGE_RATE, 6.9, datetime.now(UTC)))
+        assert cp.units["TxDefaultProfile"] == "A" and cp.limits_w["TxDefaultProfile"] == pytest.approx(6900)
+    finally:
+        await disconnect(cp, task)
