@@ -204,3 +204,34 @@ async def test_chargers_that_take_only_amps_get_amps(site, version):
         assert cp.units["TxDefaultProfile"] == "A" and cp.limits_w["TxDefaultProfile"] == pytest.approx(6900)
     finally:
         await disconnect(cp, task)
+
+
+async def test_callerror_replies_and_bad_timestamps(site):
+    """A charger that answers a profile with CALLERROR fails the command; timestamps that
+    pass the schema but are not dates change nothing."""
+    from ocpp.routing import on as route
+    from ocpp.v16 import call as call16
+    from ocpp.v16 import enums as enums16
+
+    from sitenode.dispatch import AdapterError, Command
+    from sitenode.simulators.ocpp_charger import SimulatedChargePoint
+
+    class Grumpy(SimulatedChargePoint):
+        @route(enums16.Action.set_charging_profile)
+        async def on_profile(self, connector_id, cs_charging_profiles):
+            raise NotImplementedError("no profiles here")  # the library answers CALLERROR
+
+    runtime, central, url = site
+    cp, task = await connect_charge_point(url, "ac-01", "pw-ac-01", 22.0)
+    grumpy = Grumpy("ac-01", cp._connection, 22.0)  # noqa: SLF001 - same socket, other handlers
+    task.cancel()
+    listener = asyncio.create_task(grumpy.start())
+    try:
+        await grumpy.call(call16.StatusNotification(connector_id=1, error_code="NoError", status="Preparing", timestamp="yesterday-ish"))
+        assert runtime.machines["ac-01"].state == "PREPARING"
+        with pytest.raises(AdapterError):
+            await central.adapter("ac-01").execute(Command.new("t", "ac-01", CommandType.SET_CHARGE_RATE, 5.0, datetime.now(UTC)))
+        reply = await grumpy.call(call16.Heartbeat())
+        assert reply.current_time  # the link is still up after the CALLERROR
+    finally:
+        await disconnect(grumpy, listener)
