@@ -87,7 +87,8 @@ def device_registry(config: NodeConfig, base: Path, central: CentralSystem | Non
             b = config.site.battery
             rating = AssetRating(BATTERY_ID, "battery", b.max_charge_kw or b.capacity_kwh, b.max_discharge_kw or b.capacity_kwh)
             battery = SunSpecBattery(spec.host, spec.port, rating, base=spec.base, device_id=spec.device_id,
-                                     timeout_seconds=spec.timeout_seconds, revert_seconds=spec.revert_seconds)
+                                     timeout_seconds=spec.timeout_seconds, revert_seconds=spec.revert_seconds,
+                                     ramp_kw_per_second=spec.ramp_kw_per_second)
             registry.register(BATTERY_ID, battery)
     return registry, battery
 

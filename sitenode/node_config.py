@@ -91,6 +91,7 @@ class SunSpecDevice(Strict):
     poll_seconds: Annotated[float, Field(gt=0)] = 5.0
     stale_seconds: Annotated[float, Field(gt=0)] = 30.0
     revert_seconds: Annotated[int, Field(gt=0, le=65535)] = 120
+    ramp_kw_per_second: Annotated[float, Field(gt=0)] | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 1.0
 
 

@@ -2,7 +2,8 @@
 charge and discharge rates through the storage control model 124, read them back.
 
 Modbus has no authentication: the clamp to the asset's ratings (and the device's own
-`WChaMax`) is the safety envelope, applied here whatever the caller sent. The reversion
+`WChaMax`, and the ramp limit when one is set) is the safety envelope, applied here
+whatever the caller sent. The reversion
 timeout is written with every setpoint so the battery idles if the node goes silent.
 A device's exception reply or a timeout is an `AdapterError`: the dispatch engine
 retries, and the node keeps serving.
@@ -10,6 +11,7 @@ retries, and the node keeps serving.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from pymodbus.client import AsyncModbusTcpClient
@@ -40,10 +42,12 @@ class BatteryStatus:
 
 class SunSpecBattery:
     def __init__(self, host: str, port: int, rating: AssetRating, *, base: int = 40000, device_id: int = 1,
-                 timeout_seconds: float = 1.0, revert_seconds: int = 120) -> None:
+                 timeout_seconds: float = 1.0, revert_seconds: int = 120, ramp_kw_per_second: float | None = None) -> None:
         self.client = AsyncModbusTcpClient(host, port=port, timeout=timeout_seconds, retries=0)
         self.rating, self.base, self.device_id, self.revert_seconds = rating, base, device_id, revert_seconds
         self.models: dict[int, int] = {}  # model id -> address of its ID register
+        self.ramp_kw_per_second = ramp_kw_per_second
+        self._last_write: dict[str, float] = {}  # register name -> monotonic time of our last write
 
     async def _read(self, address: int, count: int) -> list[int]:
         try:
@@ -122,11 +126,17 @@ class SunSpecBattery:
         kw = min(command.value_kw or 0.0, wmax_kw)
         rate_sf = self._sf(control, "InOutWRte_SF")
         name = "InWRte" if command.type is CommandType.SET_CHARGE_RATE else "OutWRte"
+        if self.ramp_kw_per_second is not None and name in self._last_write:
+            # a setpoint moves at most ramp x elapsed from where the device is now
+            held_kw = (scale(control[name], rate_sf) or 0.0) / 100 * wmax_kw
+            step = self.ramp_kw_per_second * (time.monotonic() - self._last_write[name])
+            kw = min(max(kw, held_kw - step), held_kw + step)
         raw = unscale(kw / wmax_kw * 100.0, rate_sf)
         at = self.models[124]
         await self._write(at + model.point("StorCtl_Mod").offset, encode(model.point("StorCtl_Mod"), 3))
         await self._write(at + model.point(name).offset, encode(model.point(name), raw))
         await self._write(at + model.point("InOutWRte_RvrtTms").offset, encode(model.point("InOutWRte_RvrtTms"), self.revert_seconds))
+        self._last_write[name] = time.monotonic()
         back = decode(model.point(name), await self._read(at + model.point(name).offset, 1))
         if back != raw:
             raise AdapterError(f"{name} read back {back}, wrote {raw}")

@@ -97,3 +97,20 @@ async def test_an_independent_sunspec_client_reads_what_we_read(sim):
     assert wh == pytest.approx(ours.capacity_kwh * 1000)
     assert soc == pytest.approx(ours.soc_pct, abs=0.5)
     assert wchamax == pytest.approx(80_000)
+
+
+async def test_ramp_limit_bounds_each_step(sim):
+    simulator, port = sim
+    adapter = SunSpecBattery("127.0.0.1", port, RATING, revert_seconds=600, ramp_kw_per_second=20.0)
+    await adapter.connect()
+    try:
+        await adapter.execute(Command.new("t", "battery", CommandType.SET_CHARGE_RATE, 0.0, NOW))
+        await asyncio.sleep(0.5)
+        await adapter.execute(Command.new("t", "battery", CommandType.SET_CHARGE_RATE, 50.0, NOW))
+        first = simulator.commanded_kw()
+        assert 5.0 <= first <= 14.0  # about 20 kW/s x 0.5 s, not the 50 asked
+        await asyncio.sleep(2.0)
+        await adapter.execute(Command.new("t", "battery", CommandType.SET_CHARGE_RATE, 50.0, NOW))
+        assert simulator.commanded_kw() == pytest.approx(50)
+    finally:
+        await adapter.close()
