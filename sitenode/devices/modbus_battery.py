@@ -48,6 +48,7 @@ class SunSpecBattery:
         self.models: dict[int, int] = {}  # model id -> address of its ID register
         self.ramp_kw_per_second = ramp_kw_per_second
         self._last_write: dict[str, float] = {}  # register name -> monotonic time of our last write
+        self._backoff, self._retry_at = 0.0, 0.0
 
     async def _read(self, address: int, count: int) -> list[int]:
         try:
@@ -98,10 +99,21 @@ class SunSpecBattery:
         return int(value) if isinstance(value, int) else 0
 
     async def ensure_connected(self) -> None:
-        """(Re)connect and rescan after a drop: devices restart, links flap."""
-        if not self.client.connected or not self.models:
-            self.models = {}
+        """(Re)connect and rescan after a drop: devices restart, links flap. Failed attempts
+        back off exponentially (0.5 s doubling to 30 s) instead of hammering the device."""
+        if self.client.connected and self.models:
+            return
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise AdapterError(f"battery unreachable, next reconnect in {self._retry_at - now:.1f} s")
+        self.models = {}
+        try:
             await self.connect()
+        except AdapterError:
+            self._backoff = min(30.0, self._backoff * 2) if self._backoff else 0.5
+            self._retry_at = time.monotonic() + self._backoff
+            raise
+        self._backoff, self._retry_at = 0.0, 0.0
 
     async def status(self) -> BatteryStatus:
         await self.ensure_connected()

@@ -114,3 +114,20 @@ async def test_ramp_limit_bounds_each_step(sim):
         assert simulator.commanded_kw() == pytest.approx(50)
     finally:
         await adapter.close()
+
+
+async def test_reconnects_back_off_and_recover():
+    adapter = SunSpecBattery("127.0.0.1", 1, RATING, timeout_seconds=0.2)
+    with pytest.raises(AdapterError, match="cannot connect"):
+        await adapter.status()
+    with pytest.raises(AdapterError, match="next reconnect"):
+        await adapter.status()  # no new attempt inside the back-off
+    await adapter.close()
+    simulator = SunSpecBatterySim(BatterySpec(capacity_kwh=100, max_kw=80, soc_pct=42))
+    port = await simulator.start()
+    try:
+        adapter = SunSpecBattery("127.0.0.1", port, RATING)
+        assert (await adapter.status()).soc_pct == pytest.approx(42)
+        await adapter.close()
+    finally:
+        await simulator.stop()
