@@ -199,7 +199,7 @@ def _add_battery(lp: LinearProgram, p: SiteProblem, cols: SiteColumns, balance: 
     cols.charge, cols.discharge, cols.soc = ch, dis, soc
 
 
-def _max_concurrency(windows: list[SessionWindow], T: int) -> int:
+def max_concurrency(windows: list[SessionWindow], T: int) -> int:
     count = np.zeros(T + 1, dtype=np.int64)
     for w in windows:
         count[w.first] += 1
@@ -213,7 +213,7 @@ def _add_sessions(lp: LinearProgram, p: SiteProblem, cols: SiteColumns) -> None:
     pools = charger_pools(p) if pooled else {}
     cols.pools = pools
     # one pool that never holds more sessions than chargers needs no binaries
-    use_binaries = len(pools) > 1 or any(_max_concurrency(pooled, p.steps) > len(pool.charger_ids) for pool in pools.values())
+    use_binaries = len(pools) > 1 or any(max_concurrency(pooled, p.steps) > len(pool.charger_ids) for pool in pools.values())
 
     for w in p.sessions:
         n = w.stop - w.first

@@ -28,7 +28,7 @@ from pyomo.contrib.solver.solvers.highs import Highs
 
 from sitenode.model.problem import SiteProblem
 from sitenode.optimizer.extract import colour_pools
-from sitenode.optimizer.formulation import _max_concurrency, charger_pools
+from sitenode.optimizer.formulation import max_concurrency, charger_pools
 from sitenode.optimizer.lexicographic import BREACH, COST, OVER, SHORTFALL, solve_lexicographic
 from sitenode.optimizer.result import SolveResult, SolverStatus, StageOutcome
 from sitenode.optimizer.solve import Plan, Relaxation, relaxation_from
@@ -142,7 +142,7 @@ def _add_sessions(b: pyo.Block, p: SiteProblem, demand: dict[int, list]) -> None
     has_chargers = bool(p.site.chargers)
     pooled = [w for w in p.sessions if w.session.charger_id is None and has_chargers]
     pools = charger_pools(p) if pooled else {}
-    binaries = len(pools) > 1 or any(_max_concurrency(pooled, p.steps) > len(pool.charger_ids) for pool in pools.values())
+    binaries = len(pools) > 1 or any(max_concurrency(pooled, p.steps) > len(pool.charger_ids) for pool in pools.values())
     keys: list[tuple[str, str, int]] = []  # (session, pool or "", step)
     upper: dict[tuple[str, str, int], float] = {}
     for w in p.sessions:
