@@ -28,7 +28,7 @@ from pyomo.contrib.solver.solvers.highs import Highs
 
 from sitenode.model.problem import SiteProblem
 from sitenode.optimizer.extract import colour_pools
-from sitenode.optimizer.formulation import max_concurrency, charger_pools
+from sitenode.optimizer.formulation import charger_pools, max_concurrency
 from sitenode.optimizer.lexicographic import BREACH, COST, OVER, SHORTFALL, solve_lexicographic
 from sitenode.optimizer.result import SolveResult, SolverStatus, StageOutcome
 from sitenode.optimizer.solve import Plan, Relaxation, relaxation_from
