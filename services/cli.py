@@ -6,7 +6,6 @@ Bad input prints each field error and exits 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -115,28 +114,28 @@ def _sim(args: argparse.Namespace, out: Console) -> int:
 
 def _sim_chargers(args: argparse.Namespace, out: Console) -> int:
     import asyncio
+    from pathlib import Path
 
     from services.server import stop_on_signals
-    from sitenode.simulators.ocpp_charger import connect_charge_point, disconnect
+    from sitenode.clock import RealClock, SimulatedClock
+    from sitenode.simulators.charger_fleet import read_planned_sessions, run_fleet
 
     ids = args.ids.split(",") if args.ids else [f"{args.prefix}{i + 1:02d}" for i in range(args.count)]
+    sessions = read_planned_sessions(Path(args.sessions)) if args.sessions else None
+    start = min(s.arrival for s in sessions) if sessions else None
+    clock = SimulatedClock(start, args.speed) if start is not None else RealClock()
 
     async def run() -> None:
-        stop = asyncio.Event()
+        stop, ready = asyncio.Event(), asyncio.Event()
         stop_on_signals(stop)
-        points = [await connect_charge_point(args.central_system, cid, args.password, args.max_kw, version=args.ocpp) for cid in ids]
-        for cp, _ in points:
-            await cp.boot()
-            if args.plug_in:
-                await cp.plug_in(ev_kw=args.ev_kw)
-        out.print(f"{len(points)} charge points connected to {args.central_system}: {', '.join(ids)}")
-        while not stop.is_set():
-            for cp, _ in points:
-                await cp.report_power()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), args.meter_seconds)
-        for cp, task in points:
-            await disconnect(cp, task)
+        fleet = asyncio.create_task(run_fleet(args.central_system, ids, args.password, max_kw=args.max_kw, version=args.ocpp, clock=clock,
+                                              stop=stop, sessions=sessions, plug_in_all=args.plug_in, ev_kw=args.ev_kw,
+                                              meter_seconds=args.meter_seconds, ready=ready))
+        await asyncio.wait([fleet, asyncio.create_task(ready.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if fleet.done():
+            fleet.result()
+        out.print(f"{len(ids)} charge points connected to {args.central_system}: {', '.join(ids)}")
+        await fleet
 
     asyncio.run(run())
     return 0
@@ -179,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     chargers.add_argument("--ev-kw", type=float, default=11.0)
     chargers.add_argument("--plug-in", action="store_true", help="plug an EV into each at once")
     chargers.add_argument("--meter-seconds", type=float, default=10.0)
+    chargers.add_argument("--sessions", help="sessions.csv: plug EVs in and out at their arrival and departure")
+    chargers.add_argument("--speed", type=float, default=1.0, help="with --sessions: simulated seconds per second")
     return parser
 
 

@@ -235,3 +235,46 @@ async def test_callerror_replies_and_bad_timestamps(site):
         assert reply.current_time  # the link is still up after the CALLERROR
     finally:
         await disconnect(grumpy, listener)
+
+
+async def test_a_fleet_plays_sessions_onto_the_node(site, tmp_path):
+    from sitenode.simulators.charger_fleet import read_planned_sessions, run_fleet
+
+    class HandClock:
+        def __init__(self, t):
+            self.t = t
+
+        def now(self):
+            return self.t
+
+    async def until(condition, seconds=5.0):
+        for _ in range(int(seconds / 0.02)):
+            if condition():
+                return True
+            await asyncio.sleep(0.02)
+        return condition()
+
+    runtime, central, url = site
+    csv = tmp_path / "sessions.csv"
+    csv.write_text("session_id,arrival,departure,energy_kwh,max_kw,priority,charger_id\n"
+                   "v1,2025-01-15T18:00:00Z,2025-01-15T19:00:00Z,10,11,1,ac-02\n"
+                   "v2,2025-01-15T18:30:00,2025-01-15T23:00:00,10,11,1,\n")  # naive times are UTC
+    sessions = read_planned_sessions(csv)
+    clock = HandClock(datetime(2025, 1, 15, 17, 59, tzinfo=UTC))
+    central.passwords["ac-02"] = "pw-ac-01"  # the fleet uses one password
+    stop, ready = asyncio.Event(), asyncio.Event()
+    fleet = asyncio.create_task(run_fleet(url, ["ac-01", "ac-02"], "pw-ac-01", max_kw=22, version="1.6", clock=clock, stop=stop,
+                                          sessions=sessions, tick_seconds=0.02, ready=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 5)
+        assert runtime.machines["ac-02"].state == "AVAILABLE"
+        clock.t = datetime(2025, 1, 15, 18, 0, tzinfo=UTC)
+        assert await until(lambda: runtime.machines["ac-02"].state == "CHARGING")
+        clock.t = datetime(2025, 1, 15, 18, 30, tzinfo=UTC)
+        assert await until(lambda: runtime.machines["ac-01"].state == "CHARGING")  # v2 takes the free charger
+        clock.t = datetime(2025, 1, 15, 19, 0, tzinfo=UTC)
+        assert await until(lambda: runtime.machines["ac-02"].state == "AVAILABLE")  # v1 has left
+        assert runtime.machines["ac-01"].state == "CHARGING"
+    finally:
+        stop.set()
+        await fleet
