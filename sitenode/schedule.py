@@ -91,8 +91,15 @@ def check_schedule(
     resid = balance_residual(frame)
     if (np.abs(resid) > scale).any():
         bad.append(f"energy balance off by up to {np.abs(resid).max():.6g} kW")
+    # a balance kept by dropping load or inventing PV is no schedule of this problem
+    if np.abs(frame[LOAD].to_numpy() - problem.load_kw).max(initial=0.0) > scale:
+        bad.append("load_kw differs from the problem's fixed load")
+    if np.abs(frame[PV].to_numpy() - problem.pv_kw).max(initial=0.0) > scale:
+        bad.append("pv_kw differs from the problem's PV production")
     if (frame[CURTAIL] > frame[PV] + scale).any():
         bad.append("pv_curtail_kw exceeds pv_kw")
+    if not (problem.site.pv is not None and problem.site.pv.curtailable) and (frame[CURTAIL] > scale).any():
+        bad.append("pv_curtail_kw without curtailable PV")
     b = problem.site.battery
     if b is not None:
         soc = frame[SOC].to_numpy()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sitenode.model.problem import SessionWindow, SiteProblem
+from sitenode.model.problem import EVER, SessionWindow, SiteProblem
 from sitenode.schedule import (
     CHARGE,
     CURTAIL,
@@ -34,20 +34,21 @@ def plug_in(problem: SiteProblem) -> dict[str, str | None]:
     if not site.chargers:
         return {w.session_id: None for w in problem.sessions}
     named = {w.session.charger_id for w in problem.sessions if w.session.charger_id}
-    free_at = {c.id: 0 for c in site.chargers if c.id not in named}
+    # a car holds its plug from arrival to departure (real times, not whole steps)
+    free_at = {c.id: EVER for c in site.chargers if c.id not in named}
     out: dict[str, str | None] = {}
-    for w in sorted(problem.sessions, key=lambda w: (w.first, w.session_id)):
+    for w in sorted(problem.sessions, key=lambda w: (w.session.arrival, w.session_id)):
         if w.session.charger_id:
             out[w.session_id] = w.session.charger_id
             continue
         # the fastest free charger: what a driver picks
-        free = [cid for cid, t in free_at.items() if t <= w.first]
+        free = [cid for cid, t in free_at.items() if t <= w.session.arrival]
         if not free:
             out[w.session_id] = None
             continue
         best = max(free, key=lambda cid: (site.charger(cid).max_kw, -list(free_at).index(cid)))  # type: ignore[union-attr]
         out[w.session_id] = best
-        free_at[best] = w.stop
+        free_at[best] = w.session.departure
     return out
 
 
@@ -59,7 +60,7 @@ def charge_on_arrival(problem: SiteProblem, columns: dict[str, np.ndarray]) -> N
     dt = problem.dt_h
     plugs = plug_in(problem)
     used: dict[str, np.ndarray] = {}
-    for w in sorted(problem.sessions, key=lambda w: (w.first, w.session_id)):
+    for w in sorted(problem.sessions, key=lambda w: (w.session.arrival, w.session_id)):
         cid = plugs[w.session_id]
         if problem.site.chargers and cid is None:
             continue

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,9 @@ from sitenode.model.run import Objective, Priorities, RunConfig, SolverConfig
 from sitenode.model.sessions import EVSession, check_sessions
 from sitenode.model.site import SiteConfig
 from sitenode.model.tariff import energy_rate_series, window_mask
+
+# when a charger nobody has used became free
+EVER = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,10 @@ def _session_window(
         charger = site.charger(s.charger_id)
         assert charger is not None  # check_sessions ran
         rate = min(rate, charger.max_kw)
+    elif site.chargers:
+        # whichever charger it gets, none draws more than the fastest: the energy left for
+        # after the horizon must not be counted at a rate no charger gives
+        rate = min(rate, max(c.max_kw for c in site.chargers))
     remaining = max(0.0, s.energy_kwh - delivered)
     later_kwh = max(0, stop_unclipped - count) * dt * rate
     return SessionWindow(

@@ -13,10 +13,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sitenode.errors import FieldViolation, InvalidInput
+from sitenode.model.validation import ID_PATTERN
 
 NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Pos = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
 
 
 class Strict(BaseModel):

@@ -14,6 +14,9 @@ from sitenode.errors import FieldViolation, InvalidInput
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
+# the pattern of every id (site, charger, load, circuit, session); site.py uses it
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+
 
 def _path(loc: tuple[Any, ...]) -> str:
     text = ""
@@ -51,8 +54,14 @@ def _describe(err: Any) -> str:
         "string_too_short": "must not be empty",
         "too_short": "must not be empty",
         "timezone_aware": "must carry a timezone (UTC, e.g. 2025-01-15T00:00:00Z)",
+        "string_too_long": "must be at most {max_length} characters",
+        "datetime_parsing": "must be an ISO 8601 time",
+        "datetime_from_date_parsing": "must be an ISO 8601 time",
+        "datetime_type": "must be an ISO 8601 time",
     }
-    if kind in templates:
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == ID_PATTERN:
+        text = "must start with a letter or digit and hold only letters, digits and _ . : -"
+    elif kind in templates:
         # 0 reads better than 0.0 in a limit
         tidy = {k: (int(x) if isinstance(x, float) and x.is_integer() else x) for k, x in ctx.items()}
         text = templates[kind].format(**tidy)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
-from sitenode.model.problem import SessionWindow, SiteProblem
+from sitenode.model.problem import EVER, SessionWindow, SiteProblem
 from sitenode.optimizer.formulation import Pool, SiteColumns
 from sitenode.schedule import (
     CHARGE,
@@ -69,9 +70,10 @@ def chosen_pools(problem: SiteProblem, cols: SiteColumns, x: np.ndarray) -> dict
 def colour_pools(problem: SiteProblem, pools: dict[str, Pool], pool_of: dict[str, str]) -> dict[str, str]:
     """Session id -> charger id: named chargers as given, pooled sessions by interval colouring.
 
-    Within a pool, sessions sorted by arrival take the charger that became free first.
-    The MIP kept every pool's count within its chargers at every arrival, so this never
-    runs out of chargers. Both engines share this step.
+    Within a pool, sessions sorted by arrival take the charger that became free first; a
+    car holds its charger from arrival to departure (real times, not whole steps). The MIP
+    kept every pool's count within its chargers at every arrival, so this never runs out
+    of chargers. Both engines share this step.
     """
     out = {w.session_id: w.session.charger_id for w in problem.sessions if w.session.charger_id}
     members: dict[str, list[SessionWindow]] = defaultdict(list)
@@ -79,13 +81,14 @@ def colour_pools(problem: SiteProblem, pools: dict[str, Pool], pool_of: dict[str
         if w.session_id in pool_of:
             members[pool_of[w.session_id]].append(w)
     for pool_key, windows in members.items():
-        free_at = {cid: -1 for cid in pools[pool_key].charger_ids}
-        for w in sorted(windows, key=lambda w: (w.first, w.stop)):
-            charger = min((cid for cid, t in free_at.items() if t <= w.first), key=free_at.__getitem__, default=None)
+        free_at: dict[str, datetime] = {cid: EVER for cid in pools[pool_key].charger_ids}
+        for w in sorted(windows, key=lambda w: (w.session.arrival, w.session.departure)):
+            free = (cid for cid, t in free_at.items() if t <= w.session.arrival)
+            charger = min(free, key=free_at.__getitem__, default=None)
             if charger is None:
                 continue
             out[w.session_id] = charger
-            free_at[charger] = w.stop
+            free_at[charger] = w.session.departure
     return out
 
 

@@ -22,8 +22,9 @@ Charger choice (the fleet charge scheduler's MIP): sessions without a charger pi
 one *pool* of identical chargers (same kind, rating and circuits) for their whole
 stay, a binary per session and pool. Identical chargers are interchangeable, so
 counting sessions per pool at every arrival (the moments where an interval graph's
-cliques peak) is enough for a charger-by-charger assignment to exist; one binary per
-charger would only make the solver search symmetric copies.
+cliques peak, in real arrival and departure times: see `present_at_arrivals`) is enough
+for a charger-by-charger assignment to exist; one binary per charger would only make
+the solver search symmetric copies.
 """
 
 from __future__ import annotations
@@ -199,12 +200,21 @@ def _add_battery(lp: LinearProgram, p: SiteProblem, cols: SiteColumns, balance: 
     cols.charge, cols.discharge, cols.soc = ch, dis, soc
 
 
+def present_at_arrivals(windows: list[SessionWindow]) -> list[list[SessionWindow]]:
+    """At each arrival, the sessions that hold a charger then (those that may charge at all).
+
+    A car holds its charger from arrival to departure, not only in the whole steps it
+    charges in: one that leaves at 01:30 and one that arrives at 01:15 never share a step
+    of an hourly plan, yet cannot share a plug.
+    """
+    live = [w for w in windows if w.stop > w.first]
+    arrivals = sorted({w.session.arrival for w in live})
+    return [[w for w in live if w.session.arrival <= t < w.session.departure] for t in arrivals]
+
+
 def max_concurrency(windows: list[SessionWindow], T: int) -> int:
-    count = np.zeros(T + 1, dtype=np.int64)
-    for w in windows:
-        count[w.first] += 1
-        count[w.stop] -= 1
-    return int(np.cumsum(count).max()) if windows else 0
+    """The most sessions holding chargers at once (`T`, the step count, is no longer needed)."""
+    return max((len(present) for present in present_at_arrivals(windows)), default=0)
 
 
 def _add_sessions(lp: LinearProgram, p: SiteProblem, cols: SiteColumns) -> None:
@@ -247,16 +257,16 @@ def _add_sessions(lp: LinearProgram, p: SiteProblem, cols: SiteColumns) -> None:
                 lp.add_rows(1, terms, upper=w.cap_kwh)
 
     if use_binaries:
-        starts = sorted({w.first for w in pooled if w.stop > w.first})
+        cliques = present_at_arrivals(pooled)
         for key, pool in pools.items():
             rows, ys = [], []
-            for r, t in enumerate(starts):
-                for w in pooled:
-                    if w.first <= t < w.stop and key in cols.choice.get(w.session_id, {}):
+            for r, present in enumerate(cliques):
+                for w in present:
+                    if key in cols.choice.get(w.session_id, {}):
                         rows.append(r)
                         ys.append(cols.choice[w.session_id][key])
             if rows:
-                lp.add_rows(len(starts), [(np.array(rows), np.array(ys), 1.0)], upper=float(len(pool.charger_ids)))
+                lp.add_rows(len(cliques), [(np.array(rows), np.array(ys), 1.0)], upper=float(len(pool.charger_ids)))
 
     by_charger: dict[str, list[Segment]] = defaultdict(list)
     charger_of = {w.session_id: w.session.charger_id for w in p.sessions}

@@ -5,6 +5,10 @@ One tolerance profile for every solve, set here and nowhere else.
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import sys
+
 import highspy
 import numpy as np
 
@@ -19,7 +23,28 @@ _STATUS = {
     "Unbounded": SolverStatus.UNBOUNDED,
 }
 
-VERSION = f"HiGHS {highspy.Highs().version()}"
+
+
+def _first_instance_quietly() -> highspy.Highs:
+    """Make the process's first Highs with file descriptor 1 pointed at /dev/null.
+
+    highspy 1.16 writes its banner straight to the C stdout when the first instance of a
+    process is built, before any option can turn output off; a service's stdout carries its
+    own startup lines (which tests and supervisors read), so the banner must not reach it.
+    """
+    sys.stdout.flush()
+    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        return highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
+
+
+VERSION = f"HiGHS {_first_instance_quietly().version()}"
+_CAP_ROOM = 1e-7
 
 
 class HighsModel:
@@ -64,13 +89,37 @@ class HighsModel:
             self._h.changeColsBounds(len(c), c, self._lower[c], self._upper[c])
 
     def add_cap(self, cost: np.ndarray, upper: float) -> None:
-        """Row `cost·x <= upper`: a lexicographic stage's optimum held for the next stages."""
+        """Row `cost·x <= upper`: a lexicographic stage's optimum held for the next stages.
+
+        HiGHS keeps each row only to within its tolerance, so a stage's optimum read off its
+        solution can lie a little below what the next solve can reach: held exactly, it has
+        made the next stage "infeasible". The cap leaves room of _CAP_ROOM (relative), far
+        below anything a plan reports.
+        """
         nz = np.flatnonzero(cost)
-        self._h.addRow(-highspy.kHighsInf, float(upper), len(nz), nz.astype(np.int32), cost[nz].astype(float))
+        upper = float(upper) + _CAP_ROOM * max(1.0, abs(float(upper)))
+        self._h.addRow(-highspy.kHighsInf, upper, len(nz), nz.astype(np.int32), cost[nz].astype(float))
 
     def run(self, stage: str, time_limit_seconds: float | None = None, start: np.ndarray | None = None) -> StageOutcome:
-        """Solve under the current objective; `start` is a feasible point to begin from (MIP)."""
+        """Solve under the current objective; `start` is a feasible point to begin from.
+
+        A `start` comes with the caps that hold earlier stages' optima, tight by design.
+        HiGHS's MIP presolve mishandles a start on such a program: it has called the program
+        infeasible and handed the start back as "optimal" without a bound, and it has proved
+        a wrong optimum. So a MIP re-solve skips presolve; an LP keeps it, and is solved
+        once more without it if presolve calls infeasible what `start` satisfies.
+        """
+        keep_presolve = start is None or not self.has_integers
+        outcome = self._solve(stage, time_limit_seconds, start, keep_presolve)
+        if keep_presolve and start is not None and not outcome.status.has_solution:
+            left = None if time_limit_seconds is None else time_limit_seconds - outcome.seconds
+            again = self._solve(stage, left, start, False)
+            outcome = dataclasses.replace(again, seconds=outcome.seconds + again.seconds)
+        return outcome
+
+    def _solve(self, stage: str, time_limit_seconds: float | None, start: np.ndarray | None, presolve: bool) -> StageOutcome:
         h = self._h
+        h.setOptionValue("presolve", "choose" if presolve else "off")
         if time_limit_seconds is not None:
             h.setOptionValue("time_limit", max(float(time_limit_seconds), 0.05))
         if start is not None and self.has_integers:

@@ -28,7 +28,7 @@ from pyomo.contrib.solver.solvers.highs import Highs
 
 from sitenode.model.problem import SiteProblem
 from sitenode.optimizer.extract import colour_pools
-from sitenode.optimizer.formulation import charger_pools, max_concurrency
+from sitenode.optimizer.formulation import charger_pools, max_concurrency, present_at_arrivals
 from sitenode.optimizer.lexicographic import BREACH, COST, OVER, SHORTFALL, solve_lexicographic
 from sitenode.optimizer.result import SolveResult, SolverStatus, StageOutcome
 from sitenode.optimizer.solve import Plan, Relaxation, relaxation_from
@@ -180,10 +180,8 @@ def _add_sessions(b: pyo.Block, p: SiteProblem, demand: dict[int, list]) -> None
         b.choice_rows.add(pyo.quicksum(b.choice[s, k] for k in pools) <= 1)
     if choice_keys:
         for k, pool in pools.items():
-            for t in sorted({w.first for w in pooled if w.stop > w.first}):
-                present = [b.choice[w.session_id, k] for w in pooled if w.first <= t < w.stop]
-                if present:
-                    b.choice_rows.add(pyo.quicksum(present) <= len(pool.charger_ids))
+            for present in present_at_arrivals(pooled):
+                b.choice_rows.add(pyo.quicksum(b.choice[w.session_id, k] for w in present) <= len(pool.charger_ids))
     b.pools = pools
     # sessions sharing a named charger share its rating
     b.charger_rows = pyo.ConstraintList()

@@ -46,6 +46,9 @@ class Plan:
     charger_assignment: dict[str, str]
 
 
+_NOTHING = 1e-7  # a relaxation optimum this small is none at all
+
+
 class _DirectStages:
     """The staged-model interface over a loaded HiGHS program and its named cost vectors."""
 
@@ -60,7 +63,14 @@ class _DirectStages:
         (self.model.fix_zero if held else self.model.release)(self.slacks)
 
     def cap(self, term: str, upper: float) -> None:
-        self.model.add_cap(self.costs[term], upper)
+        cost = self.costs[term]
+        if term != COST and upper <= _NOTHING and (cost >= 0).all():
+            # A relaxation term prices non-negative slacks: holding it at nothing is holding
+            # each slack at zero. Bounds say that exactly; a row with a bound of 1e-8 is one
+            # HiGHS's MIP has mishandled (it proved a wrong optimum without presolve).
+            self.model.fix_zero(np.flatnonzero(cost))
+        else:
+            self.model.add_cap(cost, upper)
 
     def run(self, stage: str, time_limit_seconds: float, warm_start: bool) -> StageOutcome:
         outcome = self.model.run(stage, time_limit_seconds, self.incumbent if warm_start else None)
