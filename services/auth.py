@@ -42,16 +42,18 @@ def _deny(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, tokens: dict[str, Role], operator_methods: Iterable[str]) -> None:
+    def __init__(self, tokens: dict[str, Role], operator_methods: Iterable[str], exempt: Iterable[str] = ()) -> None:
         self.tokens = dict(tokens)
         self.operator_methods = frozenset(operator_methods)
+        # method prefixes whose callers prove who they are otherwise (nodes: certificates)
+        self.open_prefixes = OPEN_PREFIXES + tuple(exempt)
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]], details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
         method = details.method
-        if handler is None or method.startswith(OPEN_PREFIXES):
+        if handler is None or method.startswith(self.open_prefixes):
             return handler
         metadata = dict(details.invocation_metadata or ())
         header = metadata.get("authorization", "")

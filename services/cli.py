@@ -89,6 +89,22 @@ def _sitenode_serve(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+def _portfolio_serve(args: argparse.Namespace, out: Console) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from services.portfolio_main import PortfolioArgs, serve
+
+    asyncio.run(serve(PortfolioArgs(Path(args.config), args.listen, args.insecure_loopback)))
+    return 0
+
+
+def _certs(args: argparse.Namespace, out: Console) -> int:
+    from services.certs import certs_command
+
+    return certs_command(args, out)
+
+
 def _sim(args: argparse.Namespace, out: Console) -> int:
     if args.device == "chargers":
         return _sim_chargers(args, out)
@@ -161,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--insecure-loopback", action="store_true", help="plaintext, allowed only on a loopback address")
     serve.add_argument("--tls-cert")
     serve.add_argument("--tls-key")
+    portfolio = sub.add_parser("portfolio", help="the portfolio service").add_subparsers(dest="action", required=True)
+    pserve = portfolio.add_parser("serve", help="run the portfolio: node streams, operator API, coupled solves")
+    pserve.add_argument("--config", required=True, help="portfolio.yaml (see examples/portfolio.yaml)")
+    pserve.add_argument("--listen", help="HOST:PORT, overriding the config")
+    pserve.add_argument("--insecure-loopback", action="store_true", help="plaintext, allowed only on a loopback address")
+    from services.certs import add_certs_commands
+
+    add_certs_commands(sub)
     sim = sub.add_parser("sim", help="device simulators").add_subparsers(dest="device", required=True)
     battery = sim.add_parser("battery", help="a SunSpec battery on Modbus TCP")
     battery.add_argument("--listen", default="127.0.0.1:5020", help="HOST:PORT")
@@ -190,6 +214,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
     "report": _report,
     "sitenode": _sitenode_serve,
     "sim": _sim,
+    "portfolio": _portfolio_serve,
+    "certs": _certs,
 }
 
 

@@ -130,6 +130,10 @@ async def serve(args: ServeArgs) -> None:
     print(f"site node {config.site.site_id} serving on port {built.port}", flush=True)
     loop = asyncio.create_task(runtime.run(stop_event))
     tasks = [loop]
+    if config.portfolio is not None:
+        from services.link_client import NodeLink  # only nodes that have a portfolio load the link
+
+        tasks.append(asyncio.create_task(NodeLink(runtime, config.portfolio, base).run(stop_event)))
     if battery is not None and config.devices.battery is not None:
         monitor = BatteryMonitor(battery, runtime, runtime.clock, BATTERY_ID, timedelta(seconds=config.devices.battery.stale_seconds))
         tasks.append(asyncio.create_task(poll_battery(monitor, config.devices.battery.poll_seconds, runtime.clock, stop_event)))

@@ -16,6 +16,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from services.auth import AuthInterceptor, Role
+from services.certs import server_credentials
 from services.observability import Metrics, MetricsInterceptor
 from sitenode.errors import InvalidInput
 
@@ -37,6 +38,7 @@ class ServerOptions:
     tls_client_ca: Path | None = None  # mTLS: clients must present a certificate from this CA
     tokens: dict[str, Role] = field(default_factory=dict)
     operator_methods: frozenset[str] = frozenset()
+    token_exempt: tuple[str, ...] = ()  # method prefixes authenticated by client certificate instead
 
 
 def _host(listen: str) -> str:
@@ -71,7 +73,7 @@ def build_server(options: ServerOptions, register: Callable[[grpc.aio.Server], S
     if not options.insecure_loopback and not (options.tls_cert and options.tls_key):
         raise InvalidInput.one("listen", "give --tls-cert and --tls-key, or --insecure-loopback on a loopback address")
     metrics = metrics or Metrics()
-    interceptors = [MetricsInterceptor(metrics), AuthInterceptor(options.tokens, options.operator_methods)]
+    interceptors = [MetricsInterceptor(metrics), AuthInterceptor(options.tokens, options.operator_methods, options.token_exempt)]
     server = grpc.aio.server(interceptors=interceptors, options=KEEPALIVE)
     names = tuple(register(server))
     health = HealthServicer()
@@ -80,11 +82,7 @@ def build_server(options: ServerOptions, register: Callable[[grpc.aio.Server], S
     if options.insecure_loopback:
         port = server.add_insecure_port(options.listen)
     else:
-        credentials = grpc.ssl_server_credentials(
-            [(options.tls_key.read_bytes(), options.tls_cert.read_bytes())],
-            root_certificates=options.tls_client_ca.read_bytes() if options.tls_client_ca else None,
-            require_client_auth=options.tls_client_ca is not None,
-        )
+        credentials = server_credentials(options.tls_cert, options.tls_key, options.tls_client_ca, require_client_auth=options.tls_client_ca is not None)
         port = server.add_secure_port(options.listen, credentials)
     return Built(server, port, health, names, metrics)
 

@@ -9,7 +9,9 @@ newest schedule is still the one in force.
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ import pandas as pd
 
 from sitenode.dispatch.commands import Command, CommandState, CommandType
 from sitenode.model.sessions import EVSession
+from sitenode.telemetry import TelemetryPoint
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schedules (
@@ -32,6 +35,8 @@ CREATE TABLE IF NOT EXISTS commands (
     last_error TEXT NOT NULL, expires_at TEXT);
 CREATE INDEX IF NOT EXISTS commands_open ON commands(state) WHERE state IN ('PENDING', 'DISPATCHED');
 CREATE TABLE IF NOT EXISTS sessions (session_id TEXT PRIMARY KEY, body TEXT NOT NULL, ended INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS telemetry (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -128,6 +133,11 @@ class Journal:
         frame = pd.DataFrame(stored["values"], index=index, columns=[str(c) for c in stored["columns"]])
         return StoredSchedule(row[0], row[1], _dt(row[2]), _dt(row[3]), _dt(row[4]), frame)  # type: ignore[arg-type]
 
+    def latest_version(self, source: str) -> str:
+        """The newest schedule from `source` ("" when none): what a node tells the portfolio it holds."""
+        row = self._db.execute("SELECT version FROM schedules WHERE source = ? ORDER BY seq DESC LIMIT 1", (source,)).fetchone()
+        return "" if row is None else str(row[0])
+
     # -- EV sessions ------------------------------------------------------------------------
     def upsert_session(self, session: EVSession) -> None:
         with self._tx():
@@ -140,6 +150,37 @@ class Journal:
     def sessions(self) -> list[EVSession]:
         rows = self._db.execute("SELECT body FROM sessions WHERE ended = 0 ORDER BY session_id")
         return [EVSession.model_validate_json(r[0]) for r in rows]
+
+    # -- telemetry, kept until the portfolio has it ------------------------------------
+    def append_telemetry(self, point: TelemetryPoint) -> TelemetryPoint:
+        body = dataclasses.asdict(point)
+        body.pop("seq")
+        body["at"] = point.at.isoformat()
+        # AUTOINCREMENT never reuses a number, even after the rows before it are pruned
+        with self._tx():
+            seq = self._db.execute("INSERT INTO telemetry (body) VALUES (?)", (json.dumps(body),)).lastrowid
+        return dataclasses.replace(point, seq=int(seq or 0))
+
+    def telemetry_after(self, seq: int, limit: int = 500) -> list[TelemetryPoint]:
+        out = []
+        for number, body in self._db.execute("SELECT seq, body FROM telemetry WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)):
+            fields = json.loads(body)
+            fields["at"] = datetime.fromisoformat(fields["at"])
+            out.append(TelemetryPoint(**fields, seq=number))
+        return out
+
+    def prune_telemetry(self, up_to_seq: int) -> int:
+        with self._tx():
+            return self._db.execute("DELETE FROM telemetry WHERE seq <= ?", (up_to_seq,)).rowcount
+
+    # -- small settings that must survive a restart (the portfolio's import limit) --------
+    def put_setting(self, key: str, value: str) -> None:
+        with self._tx():
+            self._db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, value))
+
+    def setting(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)

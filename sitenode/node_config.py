@@ -121,11 +121,44 @@ class DevicesConfig(Strict):
     ocpp: OcppCentralSystem | None = None
 
 
+class PortfolioLinkConfig(Strict):
+    """The node's stream to the portfolio (mTLS with its site certificate).
+
+    The node follows the portfolio's schedule while it is valid and the link has not been
+    down longer than `grace_seconds`; then it optimizes locally within the last import
+    limit the portfolio gave it; failing that, it holds the failsafe. Times of the site
+    (grace, telemetry, snapshots) run on the node's clock; the ping timeout is network
+    time, real seconds.
+    """
+
+    address: str  # HOST:PORT
+    ca: str | None = None  # the portfolio's CA; with cert/key: mTLS (paths relative to node.yaml)
+    cert: str | None = None
+    key: str | None = None
+    insecure_loopback: bool = False
+    grace_seconds: Annotated[float, Field(ge=0)] = 300.0
+    telemetry_seconds: Annotated[float, Field(gt=0)] = 60.0
+    snapshot_seconds: Annotated[float, Field(gt=0)] = 300.0
+    ping_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    ping_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 3.0
+    backoff_initial_seconds: Annotated[float, Field(gt=0)] = 0.2
+    backoff_max_seconds: Annotated[float, Field(gt=0)] = 10.0
+
+    @model_validator(mode="after")
+    def _security(self) -> PortfolioLinkConfig:
+        if not self.insecure_loopback and not (self.ca and self.cert and self.key):
+            raise InvalidInput.one("portfolio.ca", "give ca, cert and key (mTLS), or insecure_loopback: true for a loopback address")
+        if self.ping_timeout_seconds <= self.ping_interval_seconds:
+            raise InvalidInput.one("portfolio.ping_timeout_seconds", f"must exceed ping_interval_seconds ({self.ping_interval_seconds:g})")
+        return self
+
+
 class NodeConfig(Strict):
     site: SiteConfig
     plan: PlanConfig = PlanConfig()
     node: ServeConfig = ServeConfig()
     devices: DevicesConfig = DevicesConfig()
+    portfolio: PortfolioLinkConfig | None = None
 
     @model_validator(mode="after")
     def _devices_exist(self) -> NodeConfig:

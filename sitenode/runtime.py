@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,12 +42,27 @@ from sitenode.events import EventBus, EventType, ScheduleReceived, StateChanged
 from sitenode.forecast import provider_for
 from sitenode.journal import Journal, StoredSchedule
 from sitenode.metrics import compute_metrics
-from sitenode.model.problem import build_problem
+from sitenode.model.problem import SiteProblem, build_problem
 from sitenode.model.run import Horizon, Objective, Priorities, RunConfig
 from sitenode.model.sessions import EVSession, check_sessions
 from sitenode.node_config import NodeConfig
 from sitenode.optimizer.solve import Plan, optimize_site
+from sitenode.schedule import (
+    CHARGE,
+    DISCHARGE,
+    FIXED,
+    GRID_EXPORT,
+    GRID_IMPORT,
+    LOAD,
+    PV,
+    SOC,
+    ev_column,
+    ev_columns,
+    flex_column,
+    flex_columns,
+)
 from sitenode.state import BATTERY, CHARGER, StateChange, StateMachine
+from sitenode.telemetry import TelemetryPoint
 
 log = logging.getLogger(__name__)
 BATTERY_ID = "battery"
@@ -92,6 +109,39 @@ class OptimizeOutcome:
     commands_created: int
 
 
+@dataclass(frozen=True, eq=False)
+class SiteInputs:
+    """What the node plans from now: the portfolio models the site from the same."""
+
+    run: RunConfig
+    forecast: pd.DataFrame
+    sessions: list[EVSession]
+    soc_kwh: float
+
+
+@dataclass(frozen=True)
+class ImportLimit:
+    """The import limit the portfolio gave the site, per step from `start`; the last value
+    holds beyond the end."""
+
+    start: datetime
+    step_minutes: int
+    values_kw: tuple[float, ...]
+
+    def over(self, index: pd.DatetimeIndex) -> np.ndarray:
+        steps = ((index - pd.Timestamp(self.start)) / pd.Timedelta(minutes=self.step_minutes)).to_numpy()
+        at = np.clip(np.floor(steps).astype(int), 0, len(self.values_kw) - 1)
+        return np.asarray(self.values_kw, dtype=float)[at]
+
+
+@dataclass
+class LinkState:
+    """Whether the portfolio's stream is up, and since when it has been down."""
+
+    connected: bool = False
+    down_since: datetime | None = None
+
+
 @dataclass(eq=False)
 class _Settings:
     objective: Objective
@@ -132,6 +182,20 @@ class NodeRuntime:
         self.soc_kwh = site.battery.soc_initial_kwh if site.battery is not None else 0.0
         self._failsafe_since: datetime | None = None
         self.charger_kw: dict[str, float] = {}
+        # the link: a node that has never reached the portfolio counts as down since it started
+        self.link = LinkState(False, clock.now())
+        self.revision = 0  # bumped on every change the portfolio should hear of
+        self._was_following = False
+        self._last_telemetry_at: datetime | None = None
+        stored_limit = self.journal.setting("portfolio_import_limit")
+        self.import_limit: ImportLimit | None = None
+        if stored_limit:
+            raw = json.loads(stored_limit)
+            self.import_limit = ImportLimit(datetime.fromisoformat(raw["start"]), raw["step_minutes"], tuple(raw["values_kw"]))
+
+    def _changed(self) -> None:
+        self.settings.dirty = True
+        self.revision += 1
 
     def _state_of(self, asset_id: str) -> str | None:
         machine = self.machines.get(asset_id)
@@ -145,7 +209,21 @@ class NodeRuntime:
         current = self.schedule()
         if current is None or current.valid_until <= now:
             return Mode.FAILSAFE
-        return Mode.PORTFOLIO if current.source == "portfolio" else Mode.LOCAL
+        if current.source == "portfolio":
+            # a portfolio schedule the node may no longer follow, and no local plan instead
+            return Mode.PORTFOLIO if self.following_portfolio(now) else Mode.FAILSAFE
+        return Mode.LOCAL
+
+    def following_portfolio(self, now: datetime) -> bool:
+        """The portfolio's schedule is in force, valid, and the link is up or down for less than the grace."""
+        current = self.schedule()
+        if current is None or current.source != "portfolio" or current.valid_until <= now:
+            return False
+        link = self.config.portfolio
+        if link is None or self.link.connected:
+            return True
+        down_since = self.link.down_since or now
+        return (now - down_since).total_seconds() < link.grace_seconds
 
     def status(self) -> NodeStatus:
         now = self.clock.now()
@@ -184,20 +262,20 @@ class NodeRuntime:
     def upsert_session(self, session: EVSession) -> EVSession:
         check_sessions(self.config.site, [session], prefix="session", indexed=False)
         self.journal.upsert_session(session)
-        self.settings.dirty = True
+        self._changed()
         return session
 
     def end_session(self, session_id: str) -> None:
         if not self.journal.end_session(session_id):
             raise NotFound(f"no active session {session_id!r}")
-        self.settings.dirty = True
+        self._changed()
 
     def set_objective(self, objective: Objective | None, priorities: Priorities | None) -> tuple[Objective, Priorities]:
         if objective is not None:
             self.settings.objective = objective
         if priorities is not None:
             self.settings.priorities = priorities
-        self.settings.dirty = True
+        self._changed()
         return self.settings.objective, self.settings.priorities
 
     def fire(self, asset_id: str, trigger: str) -> StateChange:
@@ -207,7 +285,7 @@ class NodeRuntime:
         change = machine.fire(trigger, at=self.clock.now())
         self.bus.publish(EventType.STATE_CHANGED, StateChanged(asset_id, change.machine, trigger, change.from_state, change.to_state), self.clock.now())
         if change.to_state in ("FAULTED", "UNAVAILABLE") or change.from_state in ("FAULTED", "UNAVAILABLE"):
-            self.settings.dirty = True
+            self._changed()
         return change
 
     def send_command(self, asset_id: str, kind: CommandType, value_kw: float, ttl_seconds: int) -> Command:
@@ -275,9 +353,9 @@ class NodeRuntime:
         self.settings.history = history.loc[history.index >= history.index[-1] - pd.Timedelta(days=7)]
 
     # -- planning ----------------------------------------------------------------------
-    def optimize(self) -> OptimizeOutcome:
-        now = self.clock.now()
-        plan_cfg, site = self.config.plan, self.config.site
+    def inputs(self, now: datetime) -> SiteInputs:
+        """The horizon from the current step: run config, forecasts, open sessions, SOC."""
+        plan_cfg = self.config.plan
         step = timedelta(minutes=plan_cfg.step_minutes)
         start = pd.Timestamp(now).floor(step)
         index = pd.date_range(start, periods=plan_cfg.horizon_steps, freq=step, name="timestamp")
@@ -285,8 +363,22 @@ class NodeRuntime:
         forecast = provider_for(plan_cfg.forecast, plan_cfg.step_minutes).forecast(history, index)
         run = RunConfig(horizon=Horizon(start=start.to_pydatetime(), step_minutes=plan_cfg.step_minutes, steps=plan_cfg.horizon_steps),
                         tariff=plan_cfg.tariff, objective=self.settings.objective, priorities=self.settings.priorities, solver=plan_cfg.solver)
-        sessions = self.journal.sessions()
-        problem = build_problem(site, run, forecast, sessions, soc_initial_kwh=self.soc_kwh, reachable_final_soc=True)
+        return SiteInputs(run, forecast, self.journal.sessions(), self.soc_kwh)
+
+    def local_problem(self, now: datetime) -> SiteProblem:
+        """The site's own problem, held within the portfolio's last import limit if it gave one."""
+        got = self.inputs(now)
+        problem = build_problem(self.config.site, got.run, got.forecast, got.sessions, soc_initial_kwh=got.soc_kwh, reachable_final_soc=True)
+        if self.import_limit is not None:
+            problem = dataclasses.replace(problem, import_limit_kw=np.minimum(problem.import_limit_kw, self.import_limit.over(problem.index)))
+        return problem
+
+    def optimize(self) -> OptimizeOutcome:
+        now = self.clock.now()
+        plan_cfg, site = self.config.plan, self.config.site
+        step = timedelta(minutes=plan_cfg.step_minutes)
+        problem = self.local_problem(now)
+        index = problem.index
         plan = optimize_site(problem)
         self.last_plan, self.last_optimized_at, self.settings.dirty = plan, now, False
         version = f"local-{now.strftime('%Y%m%dT%H%M%S.%f')}"
@@ -316,11 +408,19 @@ class NodeRuntime:
         """One turn of the loop: re-plan when due or asked to, then dispatch."""
         now = self.clock.now()
         period = timedelta(minutes=self.config.plan.reoptimize_minutes)
-        if self.settings.dirty or self.last_optimized_at is None or now - self.last_optimized_at >= period:
+        following = self.following_portfolio(now)
+        if following:
+            pass  # the portfolio plans; changes reach it in the next snapshot
+        elif self._was_following or self.settings.dirty or self.last_optimized_at is None or now - self.last_optimized_at >= period:
+            if self._was_following:
+                log.warning("portfolio schedule no longer followed (expired or link down past grace): optimizing locally")
             try:
                 self.optimize()
             except Exception:  # noqa: BLE001 - a failed plan falls back to failsafe, never kills the node
                 log.exception("optimization failed")
+        self._was_following = following
+        if self.config.portfolio is not None:
+            self.record_telemetry(now)
         if self.mode(now) is Mode.FAILSAFE:
             self._failsafe(now)
         else:
@@ -335,3 +435,84 @@ class NodeRuntime:
 
     def close(self) -> None:
         self.journal.close()
+
+    # -- the portfolio link (services.link_client calls these) ---------------------------
+    def link_up(self, now: datetime) -> None:
+        self.link = LinkState(True, None)
+
+    def link_down(self, now: datetime) -> None:
+        if self.link.connected:
+            self.link = LinkState(False, now)
+
+    def apply_portfolio_schedule(self, version: str, frame: pd.DataFrame, valid_until: datetime, assignment: dict[str, str],
+                                 import_limit: ImportLimit | None) -> None:
+        """Check a schedule from the portfolio and put it in force; InvalidInput (nothing
+        changed) when it does not fit this site."""
+        now = self.clock.now()
+        held = self.schedule()
+        if held is not None and held.version == version and held.source == "portfolio":
+            return  # a resend after reconnect: already in force
+        check_portfolio_schedule(self.config, frame, valid_until, assignment, {s.session_id for s in self.journal.sessions()}, now)
+        if import_limit is not None:
+            self.journal.put_setting("portfolio_import_limit", json.dumps(
+                {"start": import_limit.start.isoformat(), "step_minutes": import_limit.step_minutes, "values_kw": list(import_limit.values_kw)}))
+            self.import_limit = import_limit
+        frame = frame.loc[frame.index < pd.Timestamp(valid_until)]
+        self.journal.save_schedule(version, "portfolio", frame, now)
+        step = frame.index[1] - frame.index[0] if len(frame) > 1 else pd.Timedelta(minutes=self.config.plan.step_minutes)
+        self.bus.publish(EventType.SCHEDULE_RECEIVED, ScheduleReceived(version, "portfolio", frame.index[0].to_pydatetime(), (frame.index[-1] + step).to_pydatetime()), now)
+        site = self.config.site
+        assets = AssetMap(BATTERY_ID if site.battery is not None else None, assignment)
+        commands = commands_from_schedule(frame, version, assets, self.ratings, self.journal.last_setpoints())
+        self.engine.submit(commands, now, replace_from=frame.index[0].to_pydatetime())
+        self.settings.dirty = False
+
+    def record_telemetry(self, now: datetime) -> TelemetryPoint | None:
+        """One numbered point per telemetry period: the schedule's current step, with what
+        devices measured where they report it."""
+        period = self.config.portfolio.telemetry_seconds if self.config.portfolio else 60.0
+        if self._last_telemetry_at is not None and (now - self._last_telemetry_at).total_seconds() < period:
+            return None
+        self._last_telemetry_at = now
+        current = self.schedule()
+        row: dict[str, float] = {}
+        ev_cols: list[str] = []
+        flex_cols: list[str] = []
+        if current is not None and current.valid_from <= now < current.valid_until:
+            at = current.frame.index.searchsorted(pd.Timestamp(now), side="right") - 1
+            if at >= 0:
+                row = {str(k): float(v) for k, v in current.frame.iloc[at].items() if np.isfinite(v)}
+                ev_cols, flex_cols = ev_columns(current.frame), flex_columns(current.frame)
+        ev = sum(self.charger_kw.values()) if self.charger_kw else sum(row.get(c, 0.0) for c in ev_cols)
+        point = TelemetryPoint(
+            at=now, grid_import_kw=row.get(GRID_IMPORT, 0.0), grid_export_kw=row.get(GRID_EXPORT, 0.0), load_kw=row.get(LOAD, 0.0),
+            pv_kw=row.get(PV, 0.0), battery_charge_kw=row.get(CHARGE, 0.0), battery_discharge_kw=row.get(DISCHARGE, 0.0),
+            soc_kwh=self.soc_kwh if self.config.devices.battery is not None else row.get(SOC, self.soc_kwh), ev_kw=float(ev),
+            flex_kw=sum(row.get(c, 0.0) for c in flex_cols), mode=str(self.mode(now)))
+        return self.journal.append_telemetry(point)
+
+
+def check_portfolio_schedule(config: NodeConfig, frame: pd.DataFrame, valid_until: datetime, assignment: dict[str, str],
+                             session_ids: set[str], now: datetime) -> None:
+    """Everything a node checks before it follows a schedule it did not make."""
+    site, step = config.site, pd.Timedelta(minutes=config.plan.step_minutes)
+    if len(frame) == 0:
+        raise InvalidInput.one("schedule.columns", "has no steps")
+    if valid_until <= now:
+        raise InvalidInput.one("schedule.valid_until", f"already passed ({valid_until.isoformat()} <= {now.isoformat()})")
+    if len(frame) > 1 and (np.diff(frame.index.to_numpy()) != step.to_timedelta64()).any():
+        raise InvalidInput.one("schedule.step_minutes", f"must be the node's {config.plan.step_minutes} min")
+    allowed = set(FIXED) | {flex_column(f.id) for f in site.flexible_loads} | {ev_column(s) for s in session_ids}
+    for col in frame.columns:
+        if col not in allowed:
+            raise InvalidInput.one(f"schedule.columns.{col}", "is not a column of this site (unknown session or asset)")
+        values = frame[col].to_numpy(dtype=float)
+        if not np.isfinite(values).all() or (values < -1e-6).any():
+            raise InvalidInput.one(f"schedule.columns.{col}", "must hold finite values >= 0")
+    b = site.battery
+    if b is None and any(c in frame.columns and (frame[c] > 1e-6).any() for c in (CHARGE, DISCHARGE)):
+        raise InvalidInput.one("schedule.columns.battery_charge_kw", "the site has no battery")
+    chargers = {c.id for c in site.chargers}
+    for session_id, charger_id in assignment.items():
+        if charger_id not in chargers:
+            raise InvalidInput.one(f"schedule.charger_assignment.{session_id}", f"names no charger of this site: {charger_id!r}")

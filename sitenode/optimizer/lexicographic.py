@@ -40,8 +40,14 @@ def cap_for(optimum: float) -> float:
     return max(optimum, 0.0) + 1e-8 * max(1.0, abs(optimum))
 
 
-def solve_lexicographic(model: StagedModel, time_limit_seconds: float) -> tuple[list[StageOutcome], tuple[str, ...]]:
-    """Run the stages; return every solver run and the terms that had to be relaxed."""
+def solve_lexicographic(
+    model: StagedModel, time_limit_seconds: float, order: tuple[str, ...] = RELAXATION_ORDER
+) -> tuple[list[StageOutcome], tuple[str, ...]]:
+    """Run the stages; return every solver run and the terms that had to be relaxed.
+
+    `order` names the relaxation terms, most important first; a site uses RELAXATION_ORDER,
+    the portfolio appends its own terms (see `portfolio.coupled`).
+    """
     started = time.perf_counter()
 
     def remaining() -> float:
@@ -55,7 +61,7 @@ def solve_lexicographic(model: StagedModel, time_limit_seconds: float) -> tuple[
     model.hold_slacks_at_zero(False)
     relaxed: list[str] = []
     have_incumbent = False
-    for term in RELAXATION_ORDER:
+    for term in order:
         if have_incumbent and model.current_value(term) <= 1e-9:
             # slacks are >= 0, so a plan that already needs none of this one is optimal for it
             model.cap(term, cap_for(0.0))

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 INF = np.inf
+# Coefficients below this are noise (a price of 1e-299 is zero): HiGHS scales by them and,
+# fed one, has returned a wrong "optimal" plan.
+TINY = 1e-12
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,6 +96,7 @@ class LinearProgram:
         vec = np.zeros(self.num_cols)
         for cols, coef in self._costs.get(name, []):
             np.add.at(vec, cols, coef)
+        vec[np.abs(vec) < TINY] = 0.0
         return vec
 
     def matrix(self) -> Matrix:
@@ -100,7 +104,7 @@ class LinearProgram:
         rows = np.concatenate(self._r) if self._r else empty_i
         cols = np.concatenate(self._c) if self._c else empty_i
         vals = np.concatenate(self._v) if self._v else np.empty(0)
-        keep = vals != 0.0
+        keep = np.abs(vals) >= TINY
         rows, cols, vals = rows[keep], cols[keep], vals[keep]
         order = np.lexsort((rows, cols))
         counts = np.bincount(cols, minlength=self.num_cols)

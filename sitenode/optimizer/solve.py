@@ -49,8 +49,12 @@ class Plan:
 _NOTHING = 1e-7  # a relaxation optimum this small is none at all
 
 
-class _DirectStages:
-    """The staged-model interface over a loaded HiGHS program and its named cost vectors."""
+class DirectStages:
+    """The staged-model interface over a loaded HiGHS program and its named cost vectors.
+
+    `slacks` are every column the slack-free first attempt holds at zero; the portfolio
+    passes its sites' slacks together with its own coupling slacks.
+    """
 
     def __init__(self, model: HighsModel, costs: dict[str, np.ndarray], slacks: np.ndarray) -> None:
         self.model, self.costs, self.slacks = model, costs, slacks
@@ -94,7 +98,7 @@ def optimize_site(problem: SiteProblem, *, price_adjust: np.ndarray | None = Non
     build_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    stages, relaxed = solve_lexicographic(_DirectStages(model, costs, cols.slacks), cfg.time_limit_seconds)
+    stages, relaxed = solve_lexicographic(DirectStages(model, costs, cols.slacks), cfg.time_limit_seconds)
     solve_s = time.perf_counter() - started
     final = stages[-1]
 

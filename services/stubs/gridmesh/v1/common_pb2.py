@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gridmesh/v1/common.proto\x12\x0bgridmesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"]\n\nTimeSeries\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cstep_minutes\x18\x02 \x01(\x05\x12\x0e\n\x06values\x18\x03 \x03(\x01\".\n\x0eScheduleColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x01\"\xff\x02\n\x08Schedule\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12)\n\x05start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cstep_minutes\x18\x04 \x01(\x05\x12,\n\x07\x63olumns\x18\x05 \x03(\x0b\x32\x1b.gridmesh.v1.ScheduleColumn\x12.\n\nvalid_from\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12H\n\x12\x63harger_assignment\x18\x08 \x03(\x0b\x32,.gridmesh.v1.Schedule.ChargerAssignmentEntry\x1a\x38\n\x16\x43hargerAssignmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa5\x01\n\x05\x41sset\x12\x10\n\x08\x61sset_id\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.gridmesh.v1.AssetKind\x12\r\n\x05state\x18\x03 \x01(\t\x12\x15\n\rmax_charge_kw\x18\x04 \x01(\x01\x12\x18\n\x10max_discharge_kw\x18\x05 \x01(\x01\x12\x13\n\x0bsetpoint_kw\x18\x06 \x01(\x01\x12\x0f\n\x07soc_kwh\x18\x07 \x01(\x01\"\xc5\x01\n\tEVSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12+\n\x07\x61rrival\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tdeparture\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nenergy_kwh\x18\x04 \x01(\x01\x12\x0e\n\x06max_kw\x18\x05 \x01(\x01\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12\x12\n\ncharger_id\x18\x07 \x01(\t\"\x90\x02\n\x0cSiteSnapshot\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12,\n\x08taken_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x06\x61ssets\x18\x03 \x03(\x0b\x32\x12.gridmesh.v1.Asset\x12(\n\x08sessions\x18\x04 \x03(\x0b\x32\x16.gridmesh.v1.EVSession\x12\x31\n\x10load_forecast_kw\x18\x05 \x01(\x0b\x32\x17.gridmesh.v1.TimeSeries\x12/\n\x0epv_forecast_kw\x18\x06 \x01(\x0b\x32\x17.gridmesh.v1.TimeSeries\x12\x0f\n\x07soc_kwh\x18\x07 \x01(\x01*\x9d\x01\n\tAssetKind\x12\x1a\n\x16\x41SSET_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41SSET_KIND_GRID\x10\x01\x12\x16\n\x12\x41SSET_KIND_BATTERY\x10\x02\x12\x11\n\rASSET_KIND_PV\x10\x03\x12\x16\n\x12\x41SSET_KIND_CHARGER\x10\x04\x12\x1c\n\x18\x41SSET_KIND_FLEXIBLE_LOAD\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gridmesh/v1/common.proto\x12\x0bgridmesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"]\n\nTimeSeries\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cstep_minutes\x18\x02 \x01(\x05\x12\x0e\n\x06values\x18\x03 \x03(\x01\".\n\x0eScheduleColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x01\"\xff\x02\n\x08Schedule\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12)\n\x05start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cstep_minutes\x18\x04 \x01(\x05\x12,\n\x07\x63olumns\x18\x05 \x03(\x0b\x32\x1b.gridmesh.v1.ScheduleColumn\x12.\n\nvalid_from\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12H\n\x12\x63harger_assignment\x18\x08 \x03(\x0b\x32,.gridmesh.v1.Schedule.ChargerAssignmentEntry\x1a\x38\n\x16\x43hargerAssignmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd0\x02\n\x05\x41sset\x12\x10\n\x08\x61sset_id\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.gridmesh.v1.AssetKind\x12\r\n\x05state\x18\x03 \x01(\t\x12\x15\n\rmax_charge_kw\x18\x04 \x01(\x01\x12\x18\n\x10max_discharge_kw\x18\x05 \x01(\x01\x12\x13\n\x0bsetpoint_kw\x18\x06 \x01(\x01\x12\x0f\n\x07soc_kwh\x18\x07 \x01(\x01\x12\x18\n\x10site_config_json\x18\x08 \x01(\t\x12\x17\n\x0frun_config_json\x18\t \x01(\t\x12.\n\x06series\x18\n \x03(\x0b\x32\x1e.gridmesh.v1.Asset.SeriesEntry\x1a\x46\n\x0bSeriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.gridmesh.v1.TimeSeries:\x02\x38\x01\"\xc5\x01\n\tEVSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12+\n\x07\x61rrival\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tdeparture\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nenergy_kwh\x18\x04 \x01(\x01\x12\x0e\n\x06max_kw\x18\x05 \x01(\x01\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12\x12\n\ncharger_id\x18\x07 \x01(\t\"\xc2\x03\n\x0cSiteSnapshot\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12,\n\x08taken_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x06\x61ssets\x18\x03 \x03(\x0b\x32\x12.gridmesh.v1.Asset\x12(\n\x08sessions\x18\x04 \x03(\x0b\x32\x16.gridmesh.v1.EVSession\x12\x31\n\x10load_forecast_kw\x18\x05 \x01(\x0b\x32\x17.gridmesh.v1.TimeSeries\x12/\n\x0epv_forecast_kw\x18\x06 \x01(\x0b\x32\x17.gridmesh.v1.TimeSeries\x12\x0f\n\x07soc_kwh\x18\x07 \x01(\x01\x12\x18\n\x10site_config_json\x18\x08 \x01(\t\x12\x17\n\x0frun_config_json\x18\t \x01(\t\x12\x35\n\x06series\x18\n \x03(\x0b\x32%.gridmesh.v1.SiteSnapshot.SeriesEntry\x1a\x46\n\x0bSeriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.gridmesh.v1.TimeSeries:\x02\x38\x01*\x9d\x01\n\tAssetKind\x12\x1a\n\x16\x41SSET_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41SSET_KIND_GRID\x10\x01\x12\x16\n\x12\x41SSET_KIND_BATTERY\x10\x02\x12\x11\n\rASSET_KIND_PV\x10\x03\x12\x16\n\x12\x41SSET_KIND_CHARGER\x10\x04\x12\x1c\n\x18\x41SSET_KIND_FLEXIBLE_LOAD\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SCHEDULE_CHARGERASSIGNMENTENTRY']._loaded_options = None
   _globals['_SCHEDULE_CHARGERASSIGNMENTENTRY']._serialized_options = b'8\001'
-  _globals['_ASSETKIND']._serialized_start=1247
-  _globals['_ASSETKIND']._serialized_end=1404
+  _globals['_ASSET_SERIESENTRY']._loaded_options = None
+  _globals['_ASSET_SERIESENTRY']._serialized_options = b'8\001'
+  _globals['_SITESNAPSHOT_SERIESENTRY']._loaded_options = None
+  _globals['_SITESNAPSHOT_SERIESENTRY']._serialized_options = b'8\001'
+  _globals['_ASSETKIND']._serialized_start=1596
+  _globals['_ASSETKIND']._serialized_end=1753
   _globals['_TIMESERIES']._serialized_start=74
   _globals['_TIMESERIES']._serialized_end=167
   _globals['_SCHEDULECOLUMN']._serialized_start=169
@@ -45,9 +49,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCHEDULE_CHARGERASSIGNMENTENTRY']._serialized_start=545
   _globals['_SCHEDULE_CHARGERASSIGNMENTENTRY']._serialized_end=601
   _globals['_ASSET']._serialized_start=604
-  _globals['_ASSET']._serialized_end=769
-  _globals['_EVSESSION']._serialized_start=772
-  _globals['_EVSESSION']._serialized_end=969
-  _globals['_SITESNAPSHOT']._serialized_start=972
-  _globals['_SITESNAPSHOT']._serialized_end=1244
+  _globals['_ASSET']._serialized_end=940
+  _globals['_ASSET_SERIESENTRY']._serialized_start=870
+  _globals['_ASSET_SERIESENTRY']._serialized_end=940
+  _globals['_EVSESSION']._serialized_start=943
+  _globals['_EVSESSION']._serialized_end=1140
+  _globals['_SITESNAPSHOT']._serialized_start=1143
+  _globals['_SITESNAPSHOT']._serialized_end=1593
+  _globals['_SITESNAPSHOT_SERIESENTRY']._serialized_start=870
+  _globals['_SITESNAPSHOT_SERIESENTRY']._serialized_end=940
 # @@protoc_insertion_point(module_scope)

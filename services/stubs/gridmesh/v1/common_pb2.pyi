@@ -71,7 +71,14 @@ class Schedule(_message.Message):
     def __init__(self, version: _Optional[str] = ..., source: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., step_minutes: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[ScheduleColumn, _Mapping]]] = ..., valid_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., valid_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., charger_assignment: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Asset(_message.Message):
-    __slots__ = ("asset_id", "kind", "state", "max_charge_kw", "max_discharge_kw", "setpoint_kw", "soc_kwh")
+    __slots__ = ("asset_id", "kind", "state", "max_charge_kw", "max_discharge_kw", "setpoint_kw", "soc_kwh", "site_config_json", "run_config_json", "series")
+    class SeriesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: TimeSeries
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[TimeSeries, _Mapping]] = ...) -> None: ...
     ASSET_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +86,9 @@ class Asset(_message.Message):
     MAX_DISCHARGE_KW_FIELD_NUMBER: _ClassVar[int]
     SETPOINT_KW_FIELD_NUMBER: _ClassVar[int]
     SOC_KWH_FIELD_NUMBER: _ClassVar[int]
+    SITE_CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    RUN_CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
     asset_id: str
     kind: AssetKind
     state: str
@@ -86,7 +96,10 @@ class Asset(_message.Message):
     max_discharge_kw: float
     setpoint_kw: float
     soc_kwh: float
-    def __init__(self, asset_id: _Optional[str] = ..., kind: _Optional[_Union[AssetKind, str]] = ..., state: _Optional[str] = ..., max_charge_kw: _Optional[float] = ..., max_discharge_kw: _Optional[float] = ..., setpoint_kw: _Optional[float] = ..., soc_kwh: _Optional[float] = ...) -> None: ...
+    site_config_json: str
+    run_config_json: str
+    series: _containers.MessageMap[str, TimeSeries]
+    def __init__(self, asset_id: _Optional[str] = ..., kind: _Optional[_Union[AssetKind, str]] = ..., state: _Optional[str] = ..., max_charge_kw: _Optional[float] = ..., max_discharge_kw: _Optional[float] = ..., setpoint_kw: _Optional[float] = ..., soc_kwh: _Optional[float] = ..., site_config_json: _Optional[str] = ..., run_config_json: _Optional[str] = ..., series: _Optional[_Mapping[str, TimeSeries]] = ...) -> None: ...
 
 class EVSession(_message.Message):
     __slots__ = ("session_id", "arrival", "departure", "energy_kwh", "max_kw", "priority", "charger_id")
@@ -107,7 +120,14 @@ class EVSession(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., arrival: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., departure: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., energy_kwh: _Optional[float] = ..., max_kw: _Optional[float] = ..., priority: _Optional[int] = ..., charger_id: _Optional[str] = ...) -> None: ...
 
 class SiteSnapshot(_message.Message):
-    __slots__ = ("site_id", "taken_at", "assets", "sessions", "load_forecast_kw", "pv_forecast_kw", "soc_kwh")
+    __slots__ = ("site_id", "taken_at", "assets", "sessions", "load_forecast_kw", "pv_forecast_kw", "soc_kwh", "site_config_json", "run_config_json", "series")
+    class SeriesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: TimeSeries
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[TimeSeries, _Mapping]] = ...) -> None: ...
     SITE_ID_FIELD_NUMBER: _ClassVar[int]
     TAKEN_AT_FIELD_NUMBER: _ClassVar[int]
     ASSETS_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +135,9 @@ class SiteSnapshot(_message.Message):
     LOAD_FORECAST_KW_FIELD_NUMBER: _ClassVar[int]
     PV_FORECAST_KW_FIELD_NUMBER: _ClassVar[int]
     SOC_KWH_FIELD_NUMBER: _ClassVar[int]
+    SITE_CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    RUN_CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
     site_id: str
     taken_at: _timestamp_pb2.Timestamp
     assets: _containers.RepeatedCompositeFieldContainer[Asset]
@@ -122,4 +145,7 @@ class SiteSnapshot(_message.Message):
     load_forecast_kw: TimeSeries
     pv_forecast_kw: TimeSeries
     soc_kwh: float
-    def __init__(self, site_id: _Optional[str] = ..., taken_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., assets: _Optional[_Iterable[_Union[Asset, _Mapping]]] = ..., sessions: _Optional[_Iterable[_Union[EVSession, _Mapping]]] = ..., load_forecast_kw: _Optional[_Union[TimeSeries, _Mapping]] = ..., pv_forecast_kw: _Optional[_Union[TimeSeries, _Mapping]] = ..., soc_kwh: _Optional[float] = ...) -> None: ...
+    site_config_json: str
+    run_config_json: str
+    series: _containers.MessageMap[str, TimeSeries]
+    def __init__(self, site_id: _Optional[str] = ..., taken_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., assets: _Optional[_Iterable[_Union[Asset, _Mapping]]] = ..., sessions: _Optional[_Iterable[_Union[EVSession, _Mapping]]] = ..., load_forecast_kw: _Optional[_Union[TimeSeries, _Mapping]] = ..., pv_forecast_kw: _Optional[_Union[TimeSeries, _Mapping]] = ..., soc_kwh: _Optional[float] = ..., site_config_json: _Optional[str] = ..., run_config_json: _Optional[str] = ..., series: _Optional[_Mapping[str, TimeSeries]] = ...) -> None: ...

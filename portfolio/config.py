@@ -1,0 +1,68 @@
+"""`portfolio.yaml`: where the portfolio listens, its store, identities, horizon and cadence.
+
+```yaml
+portfolio:
+  listen: 127.0.0.1:50070
+  store: portfolio.db                  # relative to this file
+  tls: {cert: certs/servers/portfolio.pem, key: certs/servers/portfolio.key, client_ca: certs/ca.pem}
+  tokens: [{token_env: GRIDMESH_OPERATOR_TOKEN, role: operator}]
+  step_minutes: 15
+  horizon_steps: 96
+  solve_period_seconds: 900            # on the portfolio's clock
+  schedule_valid_minutes: 60           # a pushed schedule is followed at most this long
+feeders: [{feeder_id: north, site_ids: [depot, office], cap_kw: 400}]   # seeded once into the store
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import Field
+
+from portfolio.model import Feeder
+from sitenode.errors import InvalidInput
+from sitenode.model.site import Strict
+from sitenode.model.validation import parse
+from sitenode.node_config import TokenConfig
+
+
+class TlsConfig(Strict):
+    cert: str
+    key: str
+    client_ca: str  # nodes must present a certificate signed by this CA
+
+
+class PortfolioSettings(Strict):
+    listen: str = "127.0.0.1:50070"
+    store: str = "portfolio.db"
+    tls: TlsConfig | None = None
+    tokens: list[TokenConfig] = []
+    step_minutes: Annotated[int, Field(gt=0, le=60)] = 15
+    horizon_steps: Annotated[int, Field(gt=0, le=2880)] = 96
+    solve_period_seconds: Annotated[float, Field(gt=0)] = 900.0
+    schedule_valid_minutes: Annotated[float, Field(gt=0)] = 60.0
+    solve_time_limit_seconds: Annotated[float, Field(gt=0)] = 30.0
+    ping_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    ping_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 3.0
+    snapshot_seconds: Annotated[int, Field(gt=0)] = 300
+    clock_speed: Annotated[float, Field(gt=0)] = 1.0
+    metrics_listen: str | None = None
+
+
+class PortfolioConfig(Strict):
+    portfolio: PortfolioSettings = PortfolioSettings()
+    feeders: list[Feeder] = []
+
+
+def load_portfolio_config(path: str | Path) -> tuple[PortfolioConfig, Path]:
+    file = Path(path)
+    if not file.exists():
+        raise InvalidInput.one("config", f"file not found: {file}")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise InvalidInput.one("config", f"is not valid YAML ({exc})") from None
+    return parse(PortfolioConfig, data), file.resolve().parent

@@ -1,0 +1,346 @@
+"""The portfolio's coupled problem, solved as one HiGHS model (the monolithic reference).
+
+The coupled problem is every site's own program (`formulation.add_site`, unchanged, one
+block of columns per site in one `LinearProgram`) plus coupling rows over the sites'
+grid flows, at each step t of the shared horizon:
+
+* feeder ``f``:   Σ_{s in f} (import_s[t] − export_s[t]) − over_f[t]  <= cap_f[t]
+  (net import is what the transformer carries; a site's export relieves its neighbours);
+* ``CAP_AT`` event e, t in its window:    Σ_{s in e} import_s[t] − short_e[t] <= kw
+* ``REDUCE_BY`` event e, t in its window: Σ_{s in e} import_s[t] − short_e[t]
+  <= Σ_{s in e} baseline_s[t] − kw, with baseline_s the import of site s's own optimum
+  (`optimize_site`, also what `alone_cost` is measured on).
+
+A step belongs to an event's window when the step *starts* in [start, end). Events are
+on import alone, as `portfolio.model` defines them; cancelled events are ignored.
+
+Relaxation: an infeasible portfolio is relaxed and reported, never raised. The slacks
+join the sites' own in `lexicographic.solve_lexicographic`, with the order extended:
+
+0. ``over``      site limits beyond margin *and* feeder overflow ``over_f``: a feeder is
+                 hardware like a site's connection, so it ranks with it;
+1. ``shortfall`` EV energy, 2. ``breach`` within the sites' margins (the sites' own);
+3. ``flex``      flex-event shortfall ``short_e``: a commercial promise gives way to
+                 the cars and the sites' limits, never to cost;
+4. ``cost``      Σ of the sites' weighted objectives.
+
+Every slack is priced per kWh (kW × step hours), like the sites' own. As at a site, the
+first attempt holds every slack at zero and is the answer whenever the portfolio can be
+served; per-site schedules are extracted exactly as a site's own `Plan`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from portfolio.model import Feeder, FlexEvent, FlexKind, FlexState
+from sitenode.errors import InvalidInput
+from sitenode.metrics import compute_metrics
+from sitenode.model.problem import SiteProblem
+from sitenode.optimizer.extract import assign_chargers, schedule_frame
+from sitenode.optimizer.formulation import SiteColumns, add_site
+from sitenode.optimizer.highs import VERSION, HighsModel
+from sitenode.optimizer.lexicographic import (
+    BREACH,
+    COST,
+    OVER,
+    RELAXATION_ORDER,
+    SHORTFALL,
+    solve_lexicographic,
+)
+from sitenode.optimizer.lp import LinearProgram
+from sitenode.optimizer.result import SolveResult, SolverStatus
+from sitenode.optimizer.solve import DirectStages, Plan, Relaxation, optimize_site, relaxation_from
+from sitenode.schedule import GRID_EXPORT, GRID_IMPORT
+
+FLEX = "flex"
+PORTFOLIO_ORDER = (*RELAXATION_ORDER, FLEX)
+_TERMS = (COST, *PORTFOLIO_ORDER)
+_RELAXED = 1e-6  # a site's slack term above this is a relaxation of that site (as solve_lexicographic)
+
+
+def _tol(reference: float) -> float:
+    # checks read extracted schedules: solver tolerance (1e-7) plus extraction's cleaning
+    return 1e-6 * max(1.0, abs(reference))
+
+
+@dataclass(frozen=True, eq=False)
+class SitePlan:
+    """One site's part of the portfolio plan."""
+
+    site_id: str
+    plan: Plan
+    alone_cost: float  # compute_metrics total_cost of the site optimizing alone
+    coupled_cost: float  # compute_metrics total_cost of its part of the coupled plan
+    # per step, the import limit the node keeps when it falls back to local optimization
+    import_share_kw: np.ndarray
+
+
+@dataclass(frozen=True)
+class CapCheck:
+    feeder_id: str
+    max_excess_kw: float  # worst Σ net import − cap over the horizon, 0 when it holds
+    holds: bool
+    binding_steps: int  # steps at the cap (within tolerance)
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    event_id: str
+    kind: str
+    worst_shortfall_kw: float  # aggregate import above the target at the worst step of the window
+    holds: bool
+
+
+@dataclass(frozen=True, eq=False)
+class PortfolioPlan:
+    index: pd.DatetimeIndex
+    sites: dict[str, SitePlan]
+    objective: float  # Σ coupled_cost
+    alone_objective: float  # Σ alone_cost
+    coupling_cost: float  # objective − alone_objective
+    feeders: tuple[CapCheck, ...]
+    events: tuple[TargetCheck, ...]
+    relaxed: tuple[str, ...]  # relaxation stages that were needed, in PORTFOLIO_ORDER
+    status: str
+    seconds: float
+    num_cols: int
+    num_rows: int
+    method: str = "monolithic"
+    bound: float = math.nan  # bound on the coupled "cost" term (Σ sites' weighted objectives)
+    gap: float = 0.0
+    iterations: int = 1
+
+    @property
+    def all_hold(self) -> bool:
+        return all(c.holds for c in self.feeders) and all(e.holds for e in self.events)
+
+
+class CoupledSolver(Protocol):
+    """What the portfolio service calls; the monolithic solve and a decomposition both offer it."""
+
+    def solve(self, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder], events: Sequence[FlexEvent]) -> PortfolioPlan: ...
+
+
+@dataclass(frozen=True)
+class _Coupling:
+    """The coupling's inputs resolved to steps: which sites, and the bound per step."""
+
+    name: str
+    site_ids: tuple[str, ...]
+    steps: np.ndarray  # steps the row applies to
+    bound: np.ndarray  # one per entry of `steps`
+    net: bool  # feeders bound import − export; events bound import alone
+
+
+class MonolithicSolver:
+    """One HiGHS model of all sites plus the coupling rows (see the module doc)."""
+
+    def __init__(self, *, time_limit_seconds: float = 30.0, threads: int = 1) -> None:
+        # the limit bounds the coupled solve; each site's solve alone keeps its own `solver` limits
+        self.time_limit_seconds = time_limit_seconds
+        self.threads = threads
+
+    def solve(self, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder], events: Sequence[FlexEvent]) -> PortfolioPlan:
+        started = time.perf_counter()
+        index = _common_index(problems)
+        live = [e for e in events if e.state is not FlexState.CANCELLED]
+        if not problems:
+            return PortfolioPlan(
+                index=index, sites={}, objective=0.0, alone_objective=0.0, coupling_cost=0.0,
+                feeders=tuple(CapCheck(f.feeder_id, 0.0, True, 0) for f in feeders),
+                events=tuple(TargetCheck(e.event_id, str(e.kind), 0.0, True) for e in live),
+                relaxed=(), status=str(SolverStatus.OPTIMAL), seconds=time.perf_counter() - started,
+                num_cols=0, num_rows=0, bound=0.0,
+            )
+        # each site alone: its cost without the portfolio, and the REDUCE_BY baselines
+        alone = {sid: optimize_site(p, threads=self.threads) for sid, p in problems.items()}
+        baseline = {sid: plan.schedule[GRID_IMPORT].to_numpy() for sid, plan in alone.items()}
+        feeder_rows = [_feeder_coupling(f, problems, len(index)) for f in feeders]
+        event_rows = [_event_coupling(e, problems, index, baseline) for e in live]
+
+        built = time.perf_counter()
+        lp = LinearProgram()
+        cols: dict[str, SiteColumns] = {}
+        span: dict[str, tuple[int, int]] = {}
+        for sid, problem in problems.items():
+            first = lp.num_cols
+            cols[sid] = add_site(lp, problem)
+            span[sid] = (first, lp.num_cols)
+        dt = next(iter(problems.values())).dt_h
+        coupling_slacks = [_add_coupling(lp, c, cols, dt, OVER) for c in feeder_rows]
+        coupling_slacks += [_add_coupling(lp, c, cols, dt, FLEX) for c in event_rows]
+        matrix = lp.matrix()
+        gap = min(p.solver.mip_rel_gap for p in problems.values())
+        model = HighsModel(matrix, time_limit_seconds=self.time_limit_seconds, mip_rel_gap=gap, threads=self.threads)
+        costs = {name: lp.cost(name) for name in _TERMS}
+        slacks = np.concatenate([c.slacks for c in cols.values()] + coupling_slacks)
+        build_s = time.perf_counter() - built
+
+        solving = time.perf_counter()
+        stages, relaxed = solve_lexicographic(DirectStages(model, costs, slacks), self.time_limit_seconds, PORTFOLIO_ORDER)
+        solve_s = time.perf_counter() - solving
+        final = stages[-1]
+        x = model.values() if final.status.has_solution else None
+
+        extracting = time.perf_counter()
+        result = SolveResult(
+            status=final.status, objective=final.objective, bound=final.bound, gap=final.gap,
+            build_seconds=build_s, solve_seconds=solve_s, extract_seconds=0.0,
+            highs_seconds=sum(s.seconds for s in stages), num_cols=matrix.num_cols, num_rows=matrix.num_rows,
+            num_nonzeros=matrix.num_nonzeros, num_integer=int(matrix.integrality.sum()), engine="highs-monolithic",
+            solver_version=VERSION, time_limit_seconds=self.time_limit_seconds if model.has_integers else None,
+            mip_rel_gap=gap if model.has_integers else None, stages=tuple(stages),
+        )
+        parts = {sid: _site_plan(problems[sid], cols[sid], span[sid], x, costs, relaxed, result) for sid in problems}
+        frames = {sid: plan.schedule for sid, plan in parts.items()}
+        cap_checks = tuple(_check_cap(f.feeder_id, c, frames) for f, c in zip(feeders, feeder_rows, strict=True))
+        target_checks = tuple(_check_target(e, c, frames) for e, c in zip(live, event_rows, strict=True))
+        shares = _import_shares(problems, feeder_rows, frames)
+        # one SolveResult describes the shared solve in every site's Plan
+        result = dataclasses.replace(result, extract_seconds=time.perf_counter() - extracting)
+        sites = {
+            sid: SitePlan(
+                site_id=sid,
+                plan=dataclasses.replace(parts[sid], result=result),
+                alone_cost=compute_metrics(problems[sid], alone[sid].schedule).total_cost,
+                coupled_cost=compute_metrics(problems[sid], frames[sid]).total_cost,
+                import_share_kw=shares[sid],
+            )
+            for sid in problems
+        }
+        objective = float(sum(s.coupled_cost for s in sites.values()))
+        alone_objective = float(sum(s.alone_cost for s in sites.values()))
+        return PortfolioPlan(
+            index=index, sites=sites, objective=objective, alone_objective=alone_objective,
+            coupling_cost=objective - alone_objective, feeders=cap_checks, events=target_checks, relaxed=relaxed,
+            status=str(final.status), seconds=time.perf_counter() - started, num_cols=matrix.num_cols,
+            num_rows=matrix.num_rows, bound=final.bound, gap=final.gap,
+        )
+
+
+def _common_index(problems: Mapping[str, SiteProblem]) -> pd.DatetimeIndex:
+    """The shared horizon; coupling rows add up flows of the same step, so it must be one."""
+    if not problems:
+        return pd.DatetimeIndex([], tz="UTC", name="timestamp")
+    (first_id, first), *rest = problems.items()
+    for sid, p in rest:
+        if p.step_minutes != first.step_minutes or not p.index.equals(first.index):
+            raise InvalidInput.one(
+                "problems",
+                f"site {sid!r} has horizon {_horizon(p)}, site {first_id!r} has {_horizon(first)}: "
+                "every site of a portfolio solve must share start, step and count",
+            )
+    return first.index
+
+
+def _horizon(p: SiteProblem) -> str:
+    start = p.index[0].isoformat() if p.steps else "-"
+    return f"(start {start}, step {p.step_minutes} min, {p.steps} steps)"
+
+
+def _feeder_coupling(feeder: Feeder, problems: Mapping[str, SiteProblem], steps: int) -> _Coupling:
+    # a site the feeder lists but the solve does not hold is not connected now: skip it
+    present = tuple(s for s in feeder.site_ids if s in problems)
+    caps = np.array([feeder.cap_at(t) for t in range(steps)], dtype=float)
+    return _Coupling(feeder.feeder_id, present, np.arange(steps), caps, net=True)
+
+
+def _event_coupling(event: FlexEvent, problems: Mapping[str, SiteProblem], index: pd.DatetimeIndex, baseline: dict[str, np.ndarray]) -> _Coupling:
+    present = tuple(s for s in (event.site_ids or problems) if s in problems)
+    window = np.flatnonzero([event.covers(t.to_pydatetime()) for t in index])
+    if event.kind is FlexKind.CAP_AT:
+        bound = np.full(len(window), event.kw)
+    else:
+        base = sum((baseline[s][window] for s in present), np.zeros(len(window)))
+        bound = base - event.kw  # may be negative: then only the "flex" slack can meet it
+    return _Coupling(event.event_id, present, window, bound, net=False)
+
+
+def _add_coupling(lp: LinearProgram, c: _Coupling, cols: dict[str, SiteColumns], dt: float, term: str) -> np.ndarray:
+    """One row per step of `c` with its own non-negative slack priced in `term`; the slack columns."""
+    if not c.site_ids or not len(c.steps):
+        return np.empty(0, dtype=np.int64)
+    n = len(c.steps)
+    local = np.arange(n)
+    slack = lp.add_cols(n)
+    terms = [(local, slack, -1.0)]
+    for sid in c.site_ids:
+        terms.append((local, cols[sid].grid_import[c.steps], 1.0))
+        if c.net:
+            terms.append((local, cols[sid].grid_export[c.steps], -1.0))
+    lp.add_rows(n, terms, upper=c.bound)
+    lp.add_cost(term, slack, dt)
+    return slack
+
+
+def _site_plan(
+    problem: SiteProblem, cols: SiteColumns, span: tuple[int, int], x: np.ndarray | None,
+    costs: dict[str, np.ndarray], relaxed: tuple[str, ...], result: SolveResult,
+) -> Plan:
+    """The site's part, shaped exactly like the Plan `optimize_site` returns."""
+    if x is None:
+        return Plan(schedule_frame(problem, cols, None), result, Relaxation(stages=relaxed), {})
+    lo, hi = span
+    # the site's own stages: a portfolio-wide term counts for a site only where its own slacks carry it
+    own = tuple(t for t in relaxed if t in (OVER, SHORTFALL, BREACH) and float(costs[t][lo:hi] @ x[lo:hi]) > _RELAXED)
+    by_session = {sid: float(max(x[c], 0.0)) for sid, c in cols.shortfall.items()}
+    relaxation = relaxation_from(problem, x[cols.grid_import], x[cols.grid_export], by_session, own)
+    return Plan(schedule_frame(problem, cols, x), result, relaxation, assign_chargers(problem, cols, x))
+
+
+def _aggregate(c: _Coupling, frames: dict[str, pd.DataFrame]) -> np.ndarray:
+    total = np.zeros(len(c.steps))
+    for sid in c.site_ids:
+        frame = frames[sid]
+        total += frame[GRID_IMPORT].to_numpy()[c.steps]
+        if c.net:
+            total -= frame[GRID_EXPORT].to_numpy()[c.steps]
+    return total
+
+
+def _check_cap(feeder_id: str, c: _Coupling, frames: dict[str, pd.DataFrame]) -> CapCheck:
+    if not c.site_ids:
+        return CapCheck(feeder_id, 0.0, True, 0)  # nothing connected carries nothing
+    net = _aggregate(c, frames)
+    excess = float(np.max(net - c.bound, initial=0.0)) if not np.isnan(net).any() else math.nan
+    tol = np.array([_tol(b) for b in c.bound])
+    binding = int(np.count_nonzero(net >= c.bound - tol))
+    return CapCheck(feeder_id, excess, bool(np.all(net <= c.bound + tol)), binding)
+
+
+def _check_target(event: FlexEvent, c: _Coupling, frames: dict[str, pd.DataFrame]) -> TargetCheck:
+    if not c.site_ids or not len(c.steps):
+        return TargetCheck(event.event_id, str(event.kind), 0.0, True)
+    imports = _aggregate(c, frames)
+    worst = float(np.max(imports - c.bound, initial=0.0)) if not np.isnan(imports).any() else math.nan
+    holds = bool(np.all(imports <= c.bound + np.array([_tol(b) for b in c.bound])))
+    return TargetCheck(event.event_id, str(event.kind), worst, holds)
+
+
+def _import_shares(problems: Mapping[str, SiteProblem], feeders: list[_Coupling], frames: dict[str, pd.DataFrame]) -> dict[str, np.ndarray]:
+    """The import limit each node keeps when it plans alone, per step.
+
+    Under a feeder: its planned net import (never below zero: a node cannot count on its
+    own export when it replans) plus an equal share of the feeder's headroom, so the shares
+    of a feeder's sites add up to its cap whenever the plan keeps it. Under several feeders,
+    the tightest; never above the site's own import limit.
+    """
+    shares = {sid: np.asarray(p.import_limit_kw, dtype=float).copy() for sid, p in problems.items()}
+    for c in feeders:
+        if not c.site_ids:
+            continue
+        base = {sid: np.clip(frames[sid][GRID_IMPORT].to_numpy() - frames[sid][GRID_EXPORT].to_numpy(), 0.0, None) for sid in c.site_ids}
+        headroom = np.clip(c.bound - sum(base.values()), 0.0, None) / len(c.site_ids)
+        for sid in c.site_ids:
+            shares[sid] = np.minimum(shares[sid], base[sid] + headroom)
+    return shares
+

@@ -1,0 +1,78 @@
+"""What one coupled solve did: kept per solve in the store, returned to operators."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class SiteCost:
+    site_id: str
+    alone_cost: float
+    coupled_cost: float
+
+
+@dataclass(frozen=True)
+class FeederResult:
+    feeder_id: str
+    holds: bool
+    max_excess_kw: float
+    binding_steps: int
+
+
+@dataclass(frozen=True)
+class EventResult:
+    event_id: str
+    holds: bool
+    worst_shortfall_kw: float
+
+
+@dataclass(frozen=True)
+class SolveReport:
+    solve_id: str
+    at: datetime
+    trigger: str
+    status: str
+    method: str
+    objective: float
+    alone_objective: float
+    coupling_cost: float
+    bound: float
+    gap: float
+    iterations: int
+    seconds: float
+    horizon_start: datetime | None
+    step_minutes: int
+    steps: int
+    sites: tuple[SiteCost, ...] = ()
+    feeders: tuple[FeederResult, ...] = ()
+    events: tuple[EventResult, ...] = ()
+    relaxed: tuple[str, ...] = ()
+    all_hold: bool = True
+    schedules: dict[str, str] = field(default_factory=dict)  # site id -> version pushed
+
+    def to_json(self) -> str:
+        body = asdict(self)
+        body["at"] = self.at.isoformat()
+        body["horizon_start"] = self.horizon_start.isoformat() if self.horizon_start else None
+        # JSON has no NaN: an unknown bound is null
+        for key in ("bound", "gap"):
+            if not math.isfinite(body[key]):
+                body[key] = None
+        return json.dumps(body)
+
+    @classmethod
+    def from_json(cls, text: str) -> SolveReport:
+        body = json.loads(text)
+        body["at"] = datetime.fromisoformat(body["at"])
+        body["horizon_start"] = datetime.fromisoformat(body["horizon_start"]) if body["horizon_start"] else None
+        body["bound"] = math.nan if body["bound"] is None else body["bound"]
+        body["gap"] = math.nan if body["gap"] is None else body["gap"]
+        body["sites"] = tuple(SiteCost(**s) for s in body["sites"])
+        body["feeders"] = tuple(FeederResult(**f) for f in body["feeders"])
+        body["events"] = tuple(EventResult(**e) for e in body["events"])
+        body["relaxed"] = tuple(body["relaxed"])
+        return cls(**body)

@@ -1,0 +1,176 @@
+"""The node's end of the portfolio stream: hello, resync, snapshots and telemetry up,
+schedules down, acks, heartbeats; reconnect with jittered exponential backoff.
+
+A stream can die without a word (a NAT drops it, the portfolio's host vanishes): gRPC
+keepalive notices only after its own, long timeout. So both ends ping on the stream
+every `ping_interval_seconds`, and the node gives the stream up when it has heard
+nothing for `ping_timeout_seconds`; from then the runtime counts the link as down and,
+after its grace, plans alone within the last import limit it was given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import itertools
+import logging
+import random
+import time
+from pathlib import Path
+
+import grpc
+
+from services import convert
+from services import portfolio_convert as pc
+from services.certs import channel_credentials
+from services.server import KEEPALIVE
+from services.stubs.gridmesh.v1 import portfolio_pb2, portfolio_pb2_grpc
+from sitenode.errors import GridmeshError
+from sitenode.node_config import PortfolioLinkConfig
+from sitenode.runtime import NodeRuntime
+
+log = logging.getLogger("gridmesh.link")
+TELEMETRY_BATCH = 200
+SOFTWARE_VERSION = importlib.metadata.version("gridmesh")
+
+
+class LinkDead(Exception):
+    """Nothing heard on the stream for longer than the ping timeout."""
+
+
+def channel(cfg: PortfolioLinkConfig, base: Path) -> grpc.aio.Channel:
+    if cfg.insecure_loopback:
+        return grpc.aio.insecure_channel(cfg.address, options=KEEPALIVE)
+    assert cfg.ca and cfg.cert and cfg.key  # the config checked it
+    credentials = channel_credentials(base / cfg.ca, base / cfg.cert, base / cfg.key)
+    return grpc.aio.secure_channel(cfg.address, credentials, options=KEEPALIVE)
+
+
+class NodeLink:
+    def __init__(self, runtime: NodeRuntime, cfg: PortfolioLinkConfig, base: Path) -> None:
+        self.runtime, self.cfg, self.base = runtime, cfg, base
+        self.connects = 0  # streams opened so far (tests and status)
+        self.last_error = ""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        delay = self.cfg.backoff_initial_seconds
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await self._session(stop)
+            except (grpc.aio.AioRpcError, LinkDead, TimeoutError, ConnectionError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc.details() if isinstance(exc, grpc.aio.AioRpcError) else exc}"
+                log.warning("portfolio link down: %s", self.last_error)
+            except Exception:  # noqa: BLE001 - the link must outlive any single failure
+                log.exception("portfolio link failed")
+            finally:
+                self.runtime.link_down(self.runtime.clock.now())
+            if stop.is_set():
+                return
+            if time.monotonic() - started > 30:
+                delay = self.cfg.backoff_initial_seconds  # it was up for a while: start the backoff over
+            # full jitter: a portfolio that comes back is not hit by every node at once
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), random.uniform(0, delay))
+            delay = min(delay * 2, self.cfg.backoff_max_seconds)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        runtime, cfg = self.runtime, self.cfg
+        async with channel(cfg, self.base) as ch:
+            call = portfolio_pb2_grpc.PortfolioLinkStub(ch).Connect()
+            try:
+                held = runtime.journal.latest_version("portfolio")
+                await call.write(portfolio_pb2.NodeMessage(hello=portfolio_pb2.Hello(
+                    site_id=runtime.config.site.site_id, software_version=SOFTWARE_VERSION, schedule_version=held)))
+                first = await asyncio.wait_for(call.read(), cfg.ping_timeout_seconds * 3)
+                if first is grpc.aio.EOF or first.WhichOneof("body") != "welcome":
+                    raise ConnectionError("the portfolio did not welcome the node")
+                self.connects += 1
+                runtime.link_up(runtime.clock.now())
+                log.info("portfolio link up (stream %d)", self.connects)
+                await self._converse(call, first.welcome, stop)
+            finally:
+                call.cancel()
+
+    async def _converse(self, call: grpc.aio.StreamStreamCall, welcome: portfolio_pb2.Welcome, stop: asyncio.Event) -> None:
+        runtime, cfg = self.runtime, self.cfg
+        outbox: asyncio.Queue[portfolio_pb2.NodeMessage] = asyncio.Queue()
+        heard = [time.monotonic()]
+        sent_seq = welcome.last_telemetry_seq  # resend whatever the portfolio did not store
+        runtime.journal.prune_telemetry(welcome.last_telemetry_seq)
+
+        async def read() -> None:
+            while True:
+                message = await call.read()
+                if message is grpc.aio.EOF:
+                    raise ConnectionError("the portfolio closed the stream")
+                heard[0] = time.monotonic()
+                kind = message.WhichOneof("body")
+                if kind == "schedule":
+                    outbox.put_nowait(portfolio_pb2.NodeMessage(ack=self._apply(message.schedule)))
+                elif kind == "telemetry_ack":
+                    runtime.journal.prune_telemetry(message.telemetry_ack.up_to_seq)
+                elif kind == "ping":
+                    outbox.put_nowait(portfolio_pb2.NodeMessage(pong=portfolio_pb2.Pong(nonce=message.ping.nonce)))
+
+        async def write() -> None:
+            nonlocal sent_seq
+            revision = -1
+            snapshot_at = 0.0
+            last_ping = time.monotonic()
+            nonce = itertools.count(1)
+            speed = getattr(runtime.clock, "speed", 1.0)
+            while not stop.is_set():
+                now = time.monotonic()
+                if now - heard[0] > cfg.ping_timeout_seconds:
+                    raise LinkDead(f"nothing heard for {now - heard[0]:.1f} s")
+                if runtime.revision != revision or (now - snapshot_at) * speed >= cfg.snapshot_seconds:
+                    revision, snapshot_at = runtime.revision, now
+                    snap = pc.snapshot_out(runtime.config.site, runtime.inputs(runtime.clock.now()), runtime.clock.now())
+                    await call.write(portfolio_pb2.NodeMessage(snapshot=snap))
+                points = runtime.journal.telemetry_after(sent_seq, TELEMETRY_BATCH)
+                if points:
+                    await call.write(portfolio_pb2.NodeMessage(telemetry=portfolio_pb2.TelemetryBatch(points=[pc.telemetry_out(p) for p in points])))
+                    sent_seq = points[-1].seq
+                while not outbox.empty():
+                    await call.write(outbox.get_nowait())
+                if now - last_ping >= cfg.ping_interval_seconds:
+                    last_ping = now
+                    await call.write(portfolio_pb2.NodeMessage(ping=portfolio_pb2.Ping(nonce=next(nonce), sent_at=convert.ts(runtime.clock.now()))))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(0.1, cfg.ping_interval_seconds / 4))
+
+        reader, writer = asyncio.create_task(read()), asyncio.create_task(write())
+        try:
+            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raise what ended the session
+        finally:
+            for task in (reader, writer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    def _apply(self, message: portfolio_pb2.SetpointSchedule) -> portfolio_pb2.ScheduleAck:
+        version = message.schedule.version
+        try:
+            if not version:
+                raise GridmeshError("schedule.version: is required")
+            if not message.schedule.columns:
+                raise GridmeshError("schedule.columns: has no columns")
+            if message.schedule.step_minutes <= 0:
+                raise GridmeshError(f"schedule.step_minutes: must be > 0, got {message.schedule.step_minutes}")
+            if len({len(c.values) for c in message.schedule.columns}) != 1:
+                raise GridmeshError("schedule.columns: columns differ in length")
+            frame = convert.schedule_frame(message.schedule)
+            limit = pc.import_limit_in(message)
+            self.runtime.apply_portfolio_schedule(version, frame, convert.from_ts(message.schedule.valid_until),
+                                                  dict(message.schedule.charger_assignment), limit)
+        except GridmeshError as exc:
+            log.warning("schedule %s refused: %s", version, exc)
+            return portfolio_pb2.ScheduleAck(version=version, accepted=False, reason=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a schedule the node cannot read is refused, not fatal
+            log.exception("schedule %s could not be read", version)
+            return portfolio_pb2.ScheduleAck(version=version, accepted=False, reason=f"unreadable: {type(exc).__name__}")
+        return portfolio_pb2.ScheduleAck(version=version, accepted=True)

@@ -1,0 +1,172 @@
+"""Proto messages of portfolio.proto <-> the portfolio's domain types (both directions)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pydantic
+
+from portfolio.model import Feeder, FlexEvent, FlexKind
+from portfolio.report import SolveReport
+from portfolio.snapshot import SiteSnapshot
+from services.convert import from_ts, session_in, session_out, ts
+from services.stubs.gridmesh.v1 import common_pb2, portfolio_pb2
+from sitenode.errors import InvalidInput
+from sitenode.model.run import RunConfig
+from sitenode.model.site import SiteConfig
+from sitenode.model.validation import parse
+from sitenode.runtime import ImportLimit, SiteInputs
+from sitenode.telemetry import TelemetryPoint
+
+LINK_MODE = {"PORTFOLIO": portfolio_pb2.NODE_LINK_MODE_PORTFOLIO, "LOCAL": portfolio_pb2.NODE_LINK_MODE_LOCAL,
+             "FAILSAFE": portfolio_pb2.NODE_LINK_MODE_FAILSAFE}
+LINK_MODE_NAME = {v: k for k, v in LINK_MODE.items()}
+FLEX_KIND = {FlexKind.REDUCE_BY: portfolio_pb2.FLEX_KIND_REDUCE_BY, FlexKind.CAP_AT: portfolio_pb2.FLEX_KIND_CAP_AT}
+FLEX_KIND_IN = {v: k for k, v in FLEX_KIND.items()}
+
+
+def series(start: datetime, step_minutes: int, values: np.ndarray | list[float]) -> common_pb2.TimeSeries:
+    return common_pb2.TimeSeries(start=ts(start), step_minutes=step_minutes, values=[float(v) for v in values])
+
+
+def _frame_of(columns: dict[str, common_pb2.TimeSeries], field: str) -> pd.DataFrame:
+    out: dict[str, pd.Series] = {}
+    for name, s in columns.items():
+        if s.step_minutes <= 0:
+            raise InvalidInput.one(f"{field}.{name}.step_minutes", f"must be > 0, got {s.step_minutes}")
+        index = pd.date_range(from_ts(s.start), periods=len(s.values), freq=f"{s.step_minutes}min", name="timestamp")
+        out[name] = pd.Series(list(s.values), index=index, dtype=float)
+    return pd.DataFrame(out)
+
+
+# ---- snapshots ------------------------------------------------------------------------
+def snapshot_out(site: SiteConfig, inputs: SiteInputs, taken_at: datetime) -> common_pb2.SiteSnapshot:
+    h = inputs.run.horizon
+    frame = inputs.forecast
+    extra = {c: series(h.start, h.step_minutes, frame[c].to_numpy()) for c in frame.columns if c not in ("load_kw", "pv_kw")}
+    msg = common_pb2.SiteSnapshot(site_id=site.site_id, taken_at=ts(taken_at), sessions=[session_out(s) for s in inputs.sessions],
+                                  soc_kwh=inputs.soc_kwh, site_config_json=site.model_dump_json(exclude_none=True),
+                                  run_config_json=inputs.run.model_dump_json(exclude_none=True), series=extra)
+    if "load_kw" in frame:
+        msg.load_forecast_kw.CopyFrom(series(h.start, h.step_minutes, frame["load_kw"].to_numpy()))
+    if "pv_kw" in frame:
+        msg.pv_forecast_kw.CopyFrom(series(h.start, h.step_minutes, frame["pv_kw"].to_numpy()))
+    return msg
+
+
+def _json(model: type[pydantic.BaseModel], text: str, field: str) -> pydantic.BaseModel:
+    try:
+        data = pydantic.TypeAdapter(dict).validate_json(text)
+    except pydantic.ValidationError:
+        raise InvalidInput.one(field, "is not a JSON object") from None
+    return parse(model, data, field)
+
+
+def snapshot_in(msg: common_pb2.SiteSnapshot) -> SiteSnapshot:
+    """Validated: field paths under `snapshot.`; nothing is kept when anything is wrong."""
+    site = _json(SiteConfig, msg.site_config_json, "snapshot.site_config_json")
+    run = _json(RunConfig, msg.run_config_json, "snapshot.run_config_json")
+    columns = dict(msg.series)
+    if msg.HasField("load_forecast_kw"):
+        columns["load_kw"] = msg.load_forecast_kw
+    if msg.HasField("pv_forecast_kw"):
+        columns["pv_kw"] = msg.pv_forecast_kw
+    frame = _frame_of(columns, "snapshot.series")
+    sessions = tuple(session_in(s) for s in msg.sessions)
+    if not math.isfinite(msg.soc_kwh) or msg.soc_kwh < 0:
+        raise InvalidInput.one("snapshot.soc_kwh", f"must be a finite number >= 0, got {msg.soc_kwh}")
+    taken = from_ts(msg.taken_at) if msg.HasField("taken_at") else run.horizon.start
+    return SiteSnapshot(msg.site_id or site.site_id, taken, site, run, frame, sessions, msg.soc_kwh)  # type: ignore[arg-type]
+
+
+# ---- telemetry ------------------------------------------------------------------------
+def telemetry_out(p: TelemetryPoint) -> portfolio_pb2.TelemetryPoint:
+    return portfolio_pb2.TelemetryPoint(
+        seq=p.seq, at=ts(p.at), grid_import_kw=p.grid_import_kw, grid_export_kw=p.grid_export_kw, load_kw=p.load_kw, pv_kw=p.pv_kw,
+        battery_charge_kw=p.battery_charge_kw, battery_discharge_kw=p.battery_discharge_kw, soc_kwh=p.soc_kwh, ev_kw=p.ev_kw,
+        flex_kw=p.flex_kw, mode=LINK_MODE.get(p.mode, portfolio_pb2.NODE_LINK_MODE_UNSPECIFIED))
+
+
+def check_telemetry(p: portfolio_pb2.TelemetryPoint, index: int) -> None:
+    field = f"telemetry.points[{index}]"
+    if p.seq <= 0:
+        raise InvalidInput.one(f"{field}.seq", f"must be > 0, got {p.seq}")
+    for name in ("grid_import_kw", "grid_export_kw", "load_kw", "pv_kw", "battery_charge_kw", "battery_discharge_kw", "soc_kwh", "ev_kw", "flex_kw"):
+        value = getattr(p, name)
+        if not math.isfinite(value) or value < 0:
+            raise InvalidInput.one(f"{field}.{name}", f"must be a finite number >= 0, got {value}")
+
+
+# ---- schedules ------------------------------------------------------------------------
+def setpoint_schedule(version: str, frame: pd.DataFrame, step_minutes: int, valid_until: datetime, assignment: dict[str, str],
+                      limit: np.ndarray) -> portfolio_pb2.SetpointSchedule:
+    start = frame.index[0].to_pydatetime()
+    schedule = common_pb2.Schedule(
+        version=version, source="portfolio", start=ts(start), step_minutes=step_minutes,
+        columns=[common_pb2.ScheduleColumn(name=str(c), values=frame[c].astype(float).tolist()) for c in frame.columns],
+        valid_from=ts(start), valid_until=ts(valid_until), charger_assignment=assignment)
+    # inf (no limit) travels as a large number: protobuf doubles carry inf, but JSON views of it do not
+    return portfolio_pb2.SetpointSchedule(schedule=schedule, import_limit_kw=series(start, step_minutes, np.where(np.isfinite(limit), limit, 1e9)))
+
+
+def import_limit_in(msg: portfolio_pb2.SetpointSchedule) -> ImportLimit | None:
+    s = msg.import_limit_kw
+    if not s.values:
+        return None
+    values = np.asarray(s.values, dtype=float)
+    if not np.isfinite(values).all() or (values < 0).any():
+        raise InvalidInput.one("import_limit_kw.values", "must hold finite values >= 0")
+    if s.step_minutes <= 0:
+        raise InvalidInput.one("import_limit_kw.step_minutes", f"must be > 0, got {s.step_minutes}")
+    return ImportLimit(from_ts(s.start), s.step_minutes, tuple(np.where(values >= 1e9, np.inf, values).tolist()))
+
+
+# ---- operator objects -----------------------------------------------------------------
+def feeder_in(msg: portfolio_pb2.Feeder) -> Feeder:
+    data: dict = {"feeder_id": msg.feeder_id, "site_ids": list(msg.site_ids), "description": msg.description}
+    if msg.HasField("cap_kw"):
+        data["cap_kw"] = msg.cap_kw
+    if msg.caps_kw:
+        data["caps_kw"] = list(msg.caps_kw)
+    return parse(Feeder, data, "feeder")
+
+
+def feeder_out(f: Feeder) -> portfolio_pb2.Feeder:
+    out = portfolio_pb2.Feeder(feeder_id=f.feeder_id, site_ids=f.site_ids, caps_kw=f.caps_kw or [], description=f.description)
+    if f.cap_kw is not None:
+        out.cap_kw = f.cap_kw
+    return out
+
+
+def event_in(msg: portfolio_pb2.FlexEvent) -> FlexEvent:
+    data: dict = {"event_id": msg.event_id, "kw": msg.kw, "site_ids": list(msg.site_ids)}
+    if msg.kind not in FLEX_KIND_IN:
+        raise InvalidInput.one("event.kind", "must be FLEX_KIND_REDUCE_BY or FLEX_KIND_CAP_AT")
+    data["kind"] = FLEX_KIND_IN[msg.kind]
+    for name in ("start", "end"):
+        if not msg.HasField(name):
+            raise InvalidInput.one(f"event.{name}", "is required")
+        data[name] = from_ts(getattr(msg, name))
+    return parse(FlexEvent, data, "event")
+
+
+def event_out(e: FlexEvent) -> portfolio_pb2.FlexEvent:
+    return portfolio_pb2.FlexEvent(event_id=e.event_id, kind=FLEX_KIND[e.kind], kw=e.kw, start=ts(e.start), end=ts(e.end),
+                                   site_ids=e.site_ids, state=str(e.state))
+
+
+def report_out(r: SolveReport) -> portfolio_pb2.SolveReport:
+    return portfolio_pb2.SolveReport(
+        solve_id=r.solve_id, at=ts(r.at), trigger=r.trigger, status=r.status, method=r.method, objective=r.objective,
+        alone_objective=r.alone_objective, coupling_cost=r.coupling_cost, bound=r.bound, gap=r.gap, iterations=r.iterations,
+        seconds=r.seconds, relaxed=list(r.relaxed), all_hold=r.all_hold, horizon_start=ts(r.horizon_start), step_minutes=r.step_minutes,
+        steps=r.steps,
+        sites=[portfolio_pb2.SiteCost(site_id=s.site_id, alone_cost=s.alone_cost, coupled_cost=s.coupled_cost) for s in r.sites],
+        feeders=[portfolio_pb2.FeederCheck(feeder_id=f.feeder_id, holds=f.holds, max_excess_kw=f.max_excess_kw, binding_steps=f.binding_steps)
+                 for f in r.feeders],
+        events=[portfolio_pb2.EventCheck(event_id=e.event_id, holds=e.holds, worst_shortfall_kw=e.worst_shortfall_kw) for e in r.events],
+    )
+

@@ -1,0 +1,311 @@
+"""The portfolio's live half: one stream per connected site, the coupled solve on a
+period and on every change, schedules pushed down and their acks recorded.
+
+`PortfolioHub` holds the connections and runs solves; `PortfolioLinkServicer` is the
+stream's gRPC face. A node's site id comes from its certificate (mTLS); with
+`--insecure-loopback` (tests, demo) the hello's site id is trusted.
+
+A second connection for a site that is already connected replaces the first: a node
+that lost its stream silently reconnects before the portfolio notices, and must not be
+locked out until the old stream times out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import grpc
+import numpy as np
+
+from portfolio.config import PortfolioSettings
+from portfolio.coupled import CoupledSolver
+from portfolio.model import FlexState
+from portfolio.report import EventResult, FeederResult, SiteCost, SolveReport
+from portfolio.snapshot import SiteSnapshot, check_snapshot, common_horizon
+from portfolio.store import PortfolioStore
+from services import portfolio_convert as pc
+from services.certs import site_id_from_auth_context
+from services.errors import abort
+from services.stubs.gridmesh.v1 import common_pb2, portfolio_pb2, portfolio_pb2_grpc
+from sitenode.clock import Clock
+from sitenode.errors import GridmeshError, InvalidInput
+from sitenode.model.validation import ID_PATTERN
+
+log = logging.getLogger("gridmesh.portfolio")
+_CLOSE = object()  # put in an outbox: end that stream
+
+
+@dataclass(eq=False)
+class Connection:
+    site_id: str
+    connected_at: datetime
+    outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
+    last_heard: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class SiteLive:
+    """What the portfolio holds of a site between solves."""
+
+    latest: portfolio_pb2.TelemetryPoint | None = None
+    snapshot: SiteSnapshot | None = None
+    snapshot_msg: common_pb2.SiteSnapshot | None = None
+
+
+class PortfolioHub:
+    def __init__(self, settings: PortfolioSettings, store: PortfolioStore, solver: CoupledSolver, clock: Clock, *, trust_hello: bool) -> None:
+        self.settings, self.store, self.solver, self.clock = settings, store, solver, clock
+        self.trust_hello = trust_hello
+        self.connections: dict[str, Connection] = {}
+        self.sites: dict[str, SiteLive] = {}
+        self.watchers: set[asyncio.Queue] = set()
+        self.planned: dict[str, np.ndarray] = {}  # site -> planned net import of the latest solve
+        self.planned_start: datetime | None = None
+        self._lock = asyncio.Lock()
+        self._wanted = asyncio.Event()
+        self._reasons: list[str] = []
+        self._ids = itertools.count(1)
+        self._restore()
+
+    def _restore(self) -> None:
+        """After a restart: the sites' last snapshots, so a solve can run as soon as they reconnect."""
+        for record in self.store.sites():
+            stored = self.store.snapshot(record.site_id)
+            if stored is None:
+                continue
+            msg = common_pb2.SiteSnapshot.FromString(stored[0])
+            try:
+                self.sites[record.site_id] = SiteLive(None, pc.snapshot_in(msg), msg)
+            except GridmeshError:
+                log.warning("stored snapshot of %s no longer valid; waiting for a new one", record.site_id)
+
+    # -- triggers -------------------------------------------------------------------------
+    def want_solve(self, reason: str) -> None:
+        self._reasons.append(reason)
+        self._wanted.set()
+
+    async def solve_loop(self, stop: asyncio.Event) -> None:
+        """Solve on the period, and soon after anything asked for one (requests within
+        a short spell share one solve)."""
+        period = self.settings.solve_period_seconds / self.settings.clock_speed
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wanted.wait(), period)
+            if stop.is_set():
+                return
+            await asyncio.sleep(0.05)
+            reasons = sorted(set(self._reasons)) or ["period"]
+            self._reasons.clear()
+            self._wanted.clear()
+            try:
+                await self.solve(",".join(reasons))
+            except Exception:  # noqa: BLE001 - a failed solve is logged; nodes keep their schedules
+                log.exception("portfolio solve failed")
+
+    # -- the solve --------------------------------------------------------------------------
+    async def solve(self, trigger: str) -> SolveReport:
+        async with self._lock:
+            now = self.clock.now()
+            solve_id = f"{now.strftime('%Y%m%dT%H%M%S')}-{next(self._ids)}"
+            snapshots = {s: live.snapshot for s, live in self.sites.items() if s in self.connections and live.snapshot is not None}
+            s = self.settings
+            horizon = common_horizon(snapshots, now, s.step_minutes, s.horizon_steps)  # type: ignore[arg-type]
+            if horizon is None:
+                report = SolveReport(solve_id, now, trigger, "no_sites", "none", 0.0, 0.0, 0.0, float("nan"), float("nan"), 0, 0.0, None, s.step_minutes, 0)
+                self.store.save_report(solve_id, now, report.to_json())
+                return report
+            feeders = self.store.feeders()
+            end = horizon.start + timedelta(minutes=horizon.step_minutes * horizon.steps)
+            events = [e for e in self.store.events(include_cancelled=False) if e.state is FlexState.SCHEDULED and e.start < end and e.end > horizon.start]
+            problems = {}
+            for site_id, snap in snapshots.items():
+                try:
+                    problems[site_id] = snap.problem(horizon.start, horizon.steps)  # type: ignore[union-attr]
+                except GridmeshError as exc:
+                    log.warning("site %s left out of the solve: %s", site_id, exc)
+            started = time.perf_counter()
+            plan = await asyncio.to_thread(self.solver.solve, problems, feeders, events)
+            seconds = time.perf_counter() - started
+            valid_until = min(now + timedelta(minutes=s.schedule_valid_minutes), end)
+            versions: dict[str, str] = {}
+            self.planned, self.planned_start = {}, horizon.start
+            for site_id, part in plan.sites.items():
+                frame = part.plan.schedule
+                if frame.isna().any().any():
+                    continue
+                version = f"pf-{solve_id}"
+                msg = pc.setpoint_schedule(version, frame, horizon.step_minutes, valid_until, part.plan.charger_assignment, part.import_share_kw)
+                self.store.issue_schedule(site_id, version, horizon.start, valid_until, msg.SerializeToString(), now)
+                self.planned[site_id] = (frame["grid_import_kw"] - frame["grid_export_kw"]).to_numpy()
+                versions[site_id] = version
+                self.push(site_id, portfolio_pb2.PortfolioMessage(schedule=msg))
+            report = SolveReport(
+                solve_id, now, trigger, plan.status, plan.method, plan.objective, plan.alone_objective, plan.coupling_cost, plan.bound,
+                plan.gap, plan.iterations, seconds, horizon.start, horizon.step_minutes, horizon.steps,
+                sites=tuple(SiteCost(k, v.alone_cost, v.coupled_cost) for k, v in plan.sites.items()),
+                feeders=tuple(FeederResult(c.feeder_id, c.holds, c.max_excess_kw, c.binding_steps) for c in plan.feeders),
+                events=tuple(EventResult(c.event_id, c.holds, c.worst_shortfall_kw) for c in plan.events),
+                relaxed=plan.relaxed, all_hold=plan.all_hold, schedules=versions)
+            self.store.save_report(solve_id, now, report.to_json())
+            log.info("solve %s (%s): %d sites, objective %.2f, coupling %.2f, all hold: %s", solve_id, trigger, len(problems),
+                     plan.objective, plan.coupling_cost, plan.all_hold)
+            self.notify()
+            return report
+
+    # -- connections ------------------------------------------------------------------------
+    def push(self, site_id: str, message: portfolio_pb2.PortfolioMessage) -> bool:
+        conn = self.connections.get(site_id)
+        if conn is None:
+            return False
+        conn.outbox.put_nowait(message)
+        return True
+
+    def notify(self) -> None:
+        for queue in list(self.watchers):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(True)
+
+    def attach(self, site_id: str) -> Connection:
+        old = self.connections.get(site_id)
+        if old is not None:
+            log.warning("site %s connected again: the older stream is closed", site_id)
+            old.outbox.put_nowait(_CLOSE)
+        conn = Connection(site_id, self.clock.now())
+        self.connections[site_id] = conn
+        self.sites.setdefault(site_id, SiteLive())
+        self.notify()
+        return conn
+
+    def detach(self, conn: Connection) -> None:
+        if self.connections.get(conn.site_id) is conn:
+            del self.connections[conn.site_id]
+            self.notify()
+
+    def handle(self, conn: Connection, message: portfolio_pb2.NodeMessage) -> None:
+        """One message from a node (after its hello). InvalidInput: refused, nothing kept."""
+        conn.last_heard = time.monotonic()
+        kind = message.WhichOneof("body")
+        now = self.clock.now()
+        site_id = conn.site_id
+        if kind == "snapshot":
+            snap = pc.snapshot_in(message.snapshot)
+            check_snapshot(snap, site_id, self.settings.step_minutes)
+            self.store.save_snapshot(site_id, message.snapshot.SerializeToString(), now)
+            live = self.sites.setdefault(site_id, SiteLive())
+            live.snapshot, live.snapshot_msg = snap, message.snapshot
+            self.want_solve("snapshot")
+        elif kind == "telemetry":
+            points = list(message.telemetry.points)
+            for i, p in enumerate(points):
+                pc.check_telemetry(p, i)
+            stored = self.store.add_telemetry_batch(site_id, [(p.seq, pc.from_ts(p.at), p.SerializeToString()) for p in points])
+            if points:
+                live = self.sites.setdefault(site_id, SiteLive())
+                newest = max(points, key=lambda p: p.seq)
+                if live.latest is None or newest.seq >= live.latest.seq:
+                    live.latest = newest
+                self.notify()
+            log.debug("site %s: %d telemetry points, %d new", site_id, len(points), stored)
+            self.push(site_id, portfolio_pb2.PortfolioMessage(telemetry_ack=portfolio_pb2.TelemetryAck(up_to_seq=self.store.last_telemetry_seq(site_id))))
+        elif kind == "ack":
+            ack = message.ack
+            if not self.store.ack(site_id, ack.version, ack.accepted, ack.reason, now):
+                raise InvalidInput.one("ack.version", f"no schedule {ack.version!r} was issued to {site_id}")
+            if not ack.accepted:
+                log.warning("site %s refused schedule %s: %s", site_id, ack.version, ack.reason)
+            self.notify()
+        elif kind == "ping":
+            self.push(site_id, portfolio_pb2.PortfolioMessage(pong=portfolio_pb2.Pong(nonce=message.ping.nonce)))
+        elif kind == "pong":
+            pass
+        elif kind == "hello":
+            raise InvalidInput.one("hello", "only the first message of a stream may be a hello")
+        else:
+            raise InvalidInput.one("body", "an empty NodeMessage")
+
+
+def _check_hello(message: portfolio_pb2.NodeMessage, certified: str | None, trust_hello: bool) -> str:
+    if message.WhichOneof("body") != "hello":
+        raise InvalidInput.one("hello", "the first message of a stream must be a hello")
+    site_id = message.hello.site_id
+    if not site_id or not re.match(ID_PATTERN, site_id) or len(site_id) > 64:
+        raise InvalidInput.one("hello.site_id", f"must be a site id, got {site_id!r}")
+    if certified is None and not trust_hello:
+        raise PermissionError("the client certificate names no site")
+    if certified is not None and certified != site_id:
+        raise PermissionError(f"this certificate speaks for site {certified!r}, not {site_id!r}")
+    return site_id
+
+
+class PortfolioLinkServicer(portfolio_pb2_grpc.PortfolioLinkServicer):
+    def __init__(self, hub: PortfolioHub) -> None:
+        self.hub = hub
+
+    async def Connect(self, request_iterator: AsyncIterator[portfolio_pb2.NodeMessage], context: grpc.aio.ServicerContext) -> AsyncIterator[portfolio_pb2.PortfolioMessage]:
+        hub, s = self.hub, self.hub.settings
+        certified = site_id_from_auth_context(context.auth_context())
+        try:
+            first = await asyncio.wait_for(anext(aiter(request_iterator)), s.ping_timeout_seconds * 3)
+            site_id = _check_hello(first, certified, hub.trust_hello)
+        except PermissionError as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+            return
+        except (TimeoutError, StopAsyncIteration):
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "no hello")
+            return
+        except GridmeshError as exc:
+            await abort(context, exc)
+            return
+        hello = first.hello
+        now = hub.clock.now()
+        hub.store.touch_site(site_id, software_version=hello.software_version, schedule_version=hello.schedule_version, at=now)
+        conn = hub.attach(site_id)
+        log.info("site %s connected (holds %r)", site_id, hello.schedule_version)
+        yield portfolio_pb2.PortfolioMessage(welcome=portfolio_pb2.Welcome(
+            site_id=site_id, last_telemetry_seq=hub.store.last_telemetry_seq(site_id), ping_interval_ms=int(s.ping_interval_seconds * 1000),
+            ping_timeout_ms=int(s.ping_timeout_seconds * 1000), snapshot_period_seconds=s.snapshot_seconds))
+        current = hub.store.current_schedule(site_id, now)
+        if current is not None and current.version != hello.schedule_version:
+            yield portfolio_pb2.PortfolioMessage(schedule=portfolio_pb2.SetpointSchedule.FromString(current.payload))
+        failure: list[BaseException] = []
+
+        async def read() -> None:
+            try:
+                async for message in request_iterator:
+                    hub.handle(conn, message)
+            except GridmeshError as exc:
+                failure.append(exc)
+            finally:
+                conn.outbox.put_nowait(_CLOSE)
+
+        reader = asyncio.create_task(read())
+        nonce = itertools.count(1)
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(conn.outbox.get(), s.ping_interval_seconds)
+                except TimeoutError:
+                    if time.monotonic() - conn.last_heard > s.ping_timeout_seconds:
+                        log.warning("site %s silent for %.1f s: stream dropped", site_id, time.monotonic() - conn.last_heard)
+                        break
+                    item = portfolio_pb2.PortfolioMessage(ping=portfolio_pb2.Ping(nonce=next(nonce), sent_at=pc.ts(hub.clock.now())))
+                if item is _CLOSE:
+                    break
+                yield item
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            hub.detach(conn)
+            log.info("site %s disconnected", site_id)
+        if failure:
+            await abort(context, failure[0])
+

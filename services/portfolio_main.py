@@ -1,0 +1,67 @@
+"""`gridmesh portfolio serve`: the portfolio's streams, operator API and solve loop, until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from portfolio.config import PortfolioConfig, load_portfolio_config
+from portfolio.coupled import MonolithicSolver
+from portfolio.store import PortfolioStore
+from services.auth import Role
+from services.portfolio_api import OPERATOR_METHODS, TOKEN_EXEMPT, PortfolioServicer
+from services.portfolio_hub import PortfolioHub, PortfolioLinkServicer
+from services.server import Built, ServerOptions, build_server, start, stop, stop_on_signals
+from services.stubs.gridmesh.v1 import portfolio_pb2_grpc
+from sitenode.clock import Clock, RealClock, SimulatedClock
+
+log = logging.getLogger("gridmesh.portfolio")
+
+
+@dataclass(frozen=True)
+class PortfolioArgs:
+    config: Path
+    listen: str | None = None
+    insecure_loopback: bool = False
+
+
+def make_portfolio(config: PortfolioConfig, base: Path, listen: str, *, insecure_loopback: bool, clock: Clock | None = None) -> tuple[PortfolioHub, Built]:
+    s = config.portfolio
+    clock = clock or (RealClock() if s.clock_speed == 1.0 else SimulatedClock(RealClock().now(), s.clock_speed))
+    store = PortfolioStore(base / s.store)
+    known = {f.feeder_id for f in store.feeders()}
+    for feeder in config.feeders:
+        if feeder.feeder_id not in known:  # seeded once: operators' later changes win
+            store.put_feeder(feeder)
+    hub = PortfolioHub(s, store, MonolithicSolver(time_limit_seconds=s.solve_time_limit_seconds), clock, trust_hello=insecure_loopback)
+
+    def register(server) -> list[str]:  # noqa: ANN001
+        portfolio_pb2_grpc.add_PortfolioLinkServicer_to_server(PortfolioLinkServicer(hub), server)
+        portfolio_pb2_grpc.add_PortfolioServicer_to_server(PortfolioServicer(hub), server)
+        return ["gridmesh.v1.PortfolioLink", "gridmesh.v1.Portfolio"]
+
+    tls = s.tls
+    tokens = {value: Role(t.role) for t in s.tokens if (value := t.value())}
+    options = ServerOptions(listen=listen, insecure_loopback=insecure_loopback, tls_cert=base / tls.cert if tls and not insecure_loopback else None,
+                            tls_key=base / tls.key if tls and not insecure_loopback else None,
+                            tls_client_ca=base / tls.client_ca if tls and not insecure_loopback else None,
+                            tokens=tokens, operator_methods=OPERATOR_METHODS, token_exempt=TOKEN_EXEMPT)
+    return hub, build_server(options, register)
+
+
+async def serve(args: PortfolioArgs) -> None:
+    config, base = load_portfolio_config(args.config)
+    hub, built = make_portfolio(config, base, args.listen or config.portfolio.listen, insecure_loopback=args.insecure_loopback)
+    stop_event = asyncio.Event()
+    stop_on_signals(stop_event)
+    await start(built)
+    if config.portfolio.metrics_listen:
+        built.metrics.serve(config.portfolio.metrics_listen)
+    print(f"portfolio serving on port {built.port}", flush=True)
+    solver = asyncio.create_task(hub.solve_loop(stop_event))
+    await stop_event.wait()
+    await stop(built)
+    solver.cancel()
+    hub.store.close()
