@@ -1,0 +1,283 @@
+"""Three site nodes and a portfolio on loopback: schedules, caps, flex events, failover and resync."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import grpc
+import numpy as np
+import pandas as pd
+import pytest
+from portfolio_rig import SITES, make_node, make_rig_portfolio, until
+
+from services import portfolio_convert as pc
+from services.stubs.gridmesh.v1 import portfolio_pb2, portfolio_pb2_grpc
+from sitenode.runtime import Mode
+
+CAP_KW = 60.0
+NORTH = ("depot-north", "office-east")
+OPERATOR = (("authorization", "Bearer op"),)
+
+
+def acked_all(pf, versions: dict[str, str] | None = None) -> bool:  # noqa: ANN001
+    for site in SITES.values():
+        issued = pf.hub.store.schedules(site, 1)
+        if not issued or str(issued[0].state) != "ACKED":
+            return False
+        if versions is not None and issued[0].version == versions.get(site):
+            return False
+    return True
+
+
+def executed(nodes) -> dict[str, pd.DataFrame]:  # noqa: ANN001
+    """The schedule each node has in force (what its dispatch engine follows)."""
+    return {n.runtime.config.site.site_id: n.runtime.schedule().frame for n in nodes}
+
+
+def net_import(frames: dict[str, pd.DataFrame], sites: tuple[str, ...]) -> pd.Series:
+    parts = [frames[s]["grid_import_kw"] - frames[s]["grid_export_kw"] for s in sites]
+    joined = pd.concat(parts, axis=1).dropna()
+    return joined.sum(axis=1)
+
+
+async def test_schedules_caps_and_flex_events_reach_every_node(tmp_path):
+    pf = make_rig_portfolio(tmp_path, {"feeders": [{"feeder_id": "north", "site_ids": list(NORTH), "cap_kw": CAP_KW}]})
+    await pf.begin()
+    nodes = [make_node(name, tmp_path, pf.address) for name in SITES]
+    try:
+        for n in nodes:
+            n.start()
+        await until(lambda: acked_all(pf), 60)
+        await until(lambda: all(n.runtime.mode(n.runtime.clock.now()) is Mode.PORTFOLIO for n in nodes))
+        frames = executed(nodes)
+        assert all(n.runtime.schedule().source == "portfolio" for n in nodes)
+        # the cap binds (alone, the two sites would draw more) and the executed schedules keep it
+        report = pf.hub.store.latest_report()
+        assert report is not None
+        from portfolio.report import SolveReport
+
+        first = SolveReport.from_json(report.payload)
+        assert first.all_hold and first.coupling_cost > 1e-6
+        assert net_import(frames, NORTH).max() <= CAP_KW + 1e-6
+
+        # a flex event: the portfolio re-solves on its own and the nodes' schedules change
+        before = {s: pf.hub.store.schedules(s, 1)[0].version for s in SITES.values()}
+        # a window inside the schedules' validity (the nodes hold the next hour)
+        start = pd.Timestamp(frames["depot-north"].index[1]).to_pydatetime()
+        end = start + timedelta(minutes=30)
+        baseline = net_import(frames, tuple(SITES.values())).loc[start : end - timedelta(minutes=1)]
+        async with grpc.aio.insecure_channel(pf.address) as channel:
+            stub = portfolio_pb2_grpc.PortfolioStub(channel)
+            event = portfolio_pb2.FlexEvent(event_id="evening", kind=portfolio_pb2.FLEX_KIND_CAP_AT, kw=float(baseline.max()) - 15.0,
+                                            start=pc.ts(start), end=pc.ts(end))
+            await stub.CreateFlexEvent(portfolio_pb2.CreateFlexEventRequest(event=event), metadata=OPERATOR)
+            await until(lambda: acked_all(pf, before), 60)
+            state = await stub.GetPortfolioState(portfolio_pb2.GetPortfolioStateRequest(), metadata=OPERATOR)
+        after = executed(nodes)
+        window = net_import(after, tuple(SITES.values())).loc[start : end - timedelta(minutes=1)]
+        assert window.max() <= baseline.max() - 15.0 + 1e-6
+        assert net_import(after, NORTH).max() <= CAP_KW + 1e-6
+        assert state.latest_solve.all_hold and [e.event_id for e in state.latest_solve.events] == ["evening"]
+        assert state.connected == 3 and [f.feeder.feeder_id for f in state.feeders] == ["north"]
+    finally:
+        for n in nodes:
+            await n.halt()
+        await pf.end()
+
+
+async def test_nodes_ride_out_a_portfolio_outage_then_resync(tmp_path):
+    pf = make_rig_portfolio(tmp_path, {"feeders": [{"feeder_id": "north", "site_ids": list(NORTH), "cap_kw": CAP_KW}]})
+    await pf.begin()
+    port = pf.built.port
+    nodes = [make_node(name, tmp_path, pf.address, grace_seconds=2.0) for name in SITES]
+    try:
+        for n in nodes:
+            n.start()
+        await until(lambda: acked_all(pf), 60)
+        await until(lambda: all(n.runtime.mode(n.runtime.clock.now()) is Mode.PORTFOLIO for n in nodes))
+        held = {n.runtime.config.site.site_id: n.runtime.schedule().version for n in nodes}
+        await pf.end()
+        killed = time.monotonic()
+        await until(lambda: not any(n.runtime.link.connected for n in nodes), 5)
+        # within the grace the portfolio's schedule still holds
+        if time.monotonic() - killed < 1.5:
+            assert all(n.runtime.mode(n.runtime.clock.now()) is Mode.PORTFOLIO for n in nodes)
+        # then each node plans alone, within the import limit the portfolio last gave it
+        await until(lambda: all(n.runtime.mode(n.runtime.clock.now()) is Mode.LOCAL for n in nodes), 20)
+        for n in nodes:
+            rt = n.runtime
+            assert rt.import_limit is not None
+            local = rt.schedule().frame
+            if not rt.last_plan.relaxation.relaxed:
+                assert (local["grid_import_kw"].to_numpy() <= rt.import_limit.over(local.index) + 1e-6).all()
+        north_limits = [n.runtime.import_limit for n in nodes if n.runtime.config.site.site_id in NORTH]
+        index = executed(nodes)["depot-north"].index
+        assert (sum(lim.over(index) for lim in north_limits) <= CAP_KW + 1e-6).all()  # shares never add up past the cap
+
+        # the portfolio returns on the same port and store: nodes reconnect and resync
+        pf2 = make_rig_portfolio(tmp_path, listen=f"127.0.0.1:{port}")
+        await pf2.begin()
+        try:
+            await until(lambda: acked_all(pf2, held), 60)
+            await until(lambda: all(n.runtime.mode(n.runtime.clock.now()) is Mode.PORTFOLIO for n in nodes))
+            assert all(n.link.connects >= 2 for n in nodes)
+            await asyncio.sleep(0.5)
+            for site in SITES.values():
+                # telemetry buffered during the outage arrived: no gap, no duplicate
+                seqs = [r.seq for r in pf2.hub.store.telemetry(site, limit=100_000)]
+                assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > 5
+        finally:
+            for n in nodes:
+                await n.halt()
+            await pf2.end()
+    finally:
+        for n in nodes:
+            await n.halt()
+
+
+class FreezingProxy:
+    """TCP relay that can stop forwarding without closing: a silently dead network path."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.frozen = asyncio.Event()
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while not reader.at_eof():
+            data = await reader.read(65536)
+            if self.frozen.is_set():
+                await asyncio.Event().wait()  # hold the connection open, forward nothing, forever
+            writer.write(data)
+            await writer.drain()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        tasks = [asyncio.create_task(self._pipe(reader, up_writer)), asyncio.create_task(self._pipe(up_reader, writer))]
+        try:
+            await asyncio.gather(*tasks)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            for t in tasks:
+                t.cancel()
+            writer.close()
+            up_writer.close()
+
+    async def close(self) -> None:
+        if self.server:
+            self.server.close()
+
+
+async def test_a_silently_dead_stream_is_noticed_within_the_ping_timeout(tmp_path):
+    pf = make_rig_portfolio(tmp_path)
+    await pf.begin()
+    proxy = FreezingProxy(pf.built.port)
+    port = await proxy.start()
+    node = make_node("office", tmp_path, f"127.0.0.1:{port}", ping_interval_seconds=0.2, ping_timeout_seconds=1.0)
+    try:
+        node.start()
+        await until(lambda: node.runtime.link.connected, 30)
+        proxy.frozen.set()
+        frozen_at = time.monotonic()
+        await until(lambda: not node.runtime.link.connected, 10, every=0.02)
+        noticed = time.monotonic() - frozen_at
+        # gRPC keepalive alone would take its 20 s + 10 s; the application ping takes ~1 s
+        assert noticed <= 2.0, noticed
+    finally:
+        await node.halt()
+        await proxy.close()
+        await pf.end()
+
+
+def test_import_limit_shares_extend_their_last_value():
+    from sitenode.runtime import ImportLimit
+
+    start = pd.Timestamp("2025-01-15T00:00Z")
+    limit = ImportLimit(start.to_pydatetime(), 15, (10.0, 20.0, 30.0))
+    index = pd.date_range(start - pd.Timedelta(minutes=15), periods=6, freq="15min")
+    assert limit.over(index).tolist() == [10.0, 10.0, 20.0, 30.0, 30.0, 30.0]
+    assert np.isinf(ImportLimit(start.to_pydatetime(), 15, (np.inf,)).over(index)).all()
+
+
+class ManualClock:
+    def __init__(self, now) -> None:  # noqa: ANN001
+        self._now = now
+
+    def now(self):  # noqa: ANN201
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+
+
+def portfolio_frame(rt, now):  # noqa: ANN001, ANN201
+    """A schedule as the portfolio would send it: the site's own local optimum."""
+    from sitenode.optimizer.solve import optimize_site
+
+    plan = optimize_site(rt.local_problem(now))
+    return plan.schedule
+
+
+def test_a_node_follows_the_portfolio_while_linked_or_within_grace_then_plans_alone(tmp_path):
+    from portfolio_rig import node_config
+
+    from sitenode.runtime import NodeRuntime
+
+    config = node_config("office", tmp_path, "127.0.0.1:1", grace_seconds=60.0)
+    clock = ManualClock(pd.Timestamp("2025-06-01T12:00Z").to_pydatetime())
+    rt = NodeRuntime(config, tmp_path, clock)
+    try:
+        now = clock.now()
+        rt.link_up(now)
+        rt.apply_portfolio_schedule("pf-1", portfolio_frame(rt, now), now + timedelta(hours=1), {}, None)
+        assert rt.mode(now) is Mode.PORTFOLIO
+        rt.link_down(now)
+        clock._now = now + timedelta(seconds=59)
+        assert rt.mode(clock.now()) is Mode.PORTFOLIO  # within the grace
+        clock._now = now + timedelta(seconds=61)
+        assert rt.mode(clock.now()) is Mode.FAILSAFE  # past it, until a local plan exists
+        asyncio.run(rt.step())
+        assert rt.mode(clock.now()) is Mode.LOCAL and rt.schedule().source == "local"
+    finally:
+        rt.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "step", "field"),
+    [
+        (lambda f: f.assign(ev_nobody_kw=1.0), 15, "schedule.columns.ev_nobody_kw"),
+        (lambda f: f.assign(grid_import_kw=-5.0), 15, "schedule.columns.grid_import_kw"),
+        (lambda f: f.assign(soc_kwh=np.nan), 15, "schedule.columns.soc_kwh"),
+        (lambda f: f.iloc[::2], 30, "schedule.step_minutes"),
+    ],
+)
+def test_a_bad_portfolio_schedule_is_refused_and_changes_nothing(tmp_path, change, step, field):
+    from portfolio_rig import node_config
+
+    from services.link_client import NodeLink
+    from sitenode.runtime import NodeRuntime
+
+    config = node_config("office", tmp_path, "127.0.0.1:1")
+    clock = ManualClock(pd.Timestamp("2025-06-01T12:00Z").to_pydatetime())
+    rt = NodeRuntime(config, tmp_path, clock)
+    try:
+        now = clock.now()
+        good = portfolio_frame(rt, now)
+        link = NodeLink(rt, config.portfolio, tmp_path)  # type: ignore[arg-type]
+        ok = link._apply(pc.setpoint_schedule("pf-good", good, 15, now + timedelta(hours=1), {}, np.full(len(good), 150.0)))
+        assert ok.accepted, ok.reason
+        commands = len(rt.journal.commands())
+        bad = link._apply(pc.setpoint_schedule("pf-bad", change(good), step, now + timedelta(hours=1), {}, np.full(len(good), 150.0)))
+        assert not bad.accepted and bad.reason.startswith(field)
+        assert rt.schedule().version == "pf-good" and len(rt.journal.commands()) == commands
+        expired = link._apply(pc.setpoint_schedule("pf-old", good, 15, now - timedelta(minutes=1), {}, np.full(len(good), 150.0)))
+        assert not expired.accepted and expired.reason.startswith("schedule.valid_until")
+    finally:
+        rt.close()
