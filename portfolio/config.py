@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from portfolio.model import Feeder
 from sitenode.errors import InvalidInput
@@ -49,6 +49,8 @@ class PortfolioSettings(Strict):
     ping_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 3.0
     snapshot_seconds: Annotated[int, Field(gt=0)] = 300
     clock_speed: Annotated[float, Field(gt=0)] = 1.0
+    clock_start: AwareDatetime | None = None  # as the node's: simulated time at clock_origin_unix
+    clock_origin_unix: float | None = None
     metrics_listen: str | None = None
 
 

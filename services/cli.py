@@ -114,7 +114,7 @@ def _sim(args: argparse.Namespace, out: Console) -> int:
 
     async def run() -> None:
         host, port = args.listen.rsplit(":", 1)
-        sim = SunSpecBatterySim(BatterySpec(capacity_kwh=args.capacity_kwh, max_kw=args.max_kw, soc_pct=args.soc), host=host, port=int(port))
+        sim = SunSpecBatterySim(BatterySpec(capacity_kwh=args.capacity_kwh, max_kw=args.max_kw, soc_pct=args.soc), host=host, port=int(port), speed=args.speed)
         bound = await sim.start()
         out.print(f"SunSpec battery simulator on {host}:{bound} (models 1, 802, 124 at 40000)")
         stop = asyncio.Event()
@@ -139,7 +139,12 @@ def _sim_chargers(args: argparse.Namespace, out: Console) -> int:
     ids = args.ids.split(",") if args.ids else [f"{args.prefix}{i + 1:02d}" for i in range(args.count)]
     sessions = read_planned_sessions(Path(args.sessions)) if args.sessions else None
     start = min(s.arrival for s in sessions) if sessions else None
-    clock = SimulatedClock(start, args.speed) if start is not None else RealClock()
+    if args.clock_start:  # a clock shared with a node and portfolio (the demo)
+        from datetime import datetime
+
+        clock = SimulatedClock(datetime.fromisoformat(args.clock_start), args.speed, args.clock_origin)
+    else:
+        clock = SimulatedClock(start, args.speed) if start is not None else RealClock()
 
     async def run() -> None:
         stop, ready = asyncio.Event(), asyncio.Event()
@@ -191,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     battery.add_argument("--capacity-kwh", type=float, default=200.0)
     battery.add_argument("--max-kw", type=float, default=100.0)
     battery.add_argument("--soc", type=float, default=50.0, help="initial SOC, percent")
+    battery.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second (SOC moves this much faster)")
     chargers = sim.add_parser("chargers", help="OCPP 1.6 charge points")
     chargers.add_argument("--central-system", required=True, help="ws://HOST:PORT/ocpp")
     chargers.add_argument("--ids", help="comma-separated charge point ids (else --prefix and --count)")
@@ -204,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     chargers.add_argument("--meter-seconds", type=float, default=10.0)
     chargers.add_argument("--sessions", help="sessions.csv: plug EVs in and out at their arrival and departure")
     chargers.add_argument("--speed", type=float, default=1.0, help="with --sessions: simulated seconds per second")
+    chargers.add_argument("--clock-start", help="ISO time the simulated clock reads at --clock-origin (default: the first arrival, now)")
+    chargers.add_argument("--clock-origin", type=float, help="wall-clock UNIX time at which the clock reads --clock-start")
     return parser
 
 

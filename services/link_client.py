@@ -128,6 +128,7 @@ class NodeLink:
                 if runtime.revision != revision or (now - snapshot_at) * speed >= cfg.snapshot_seconds:
                     revision, snapshot_at = runtime.revision, now
                     snap = pc.snapshot_out(runtime.config.site, runtime.inputs(runtime.clock.now()), runtime.clock.now())
+                    snap.assets.extend(convert.asset(a) for a in runtime.assets())
                     await call.write(portfolio_pb2.NodeMessage(snapshot=snap))
                 points = runtime.journal.telemetry_after(sent_seq, TELEMETRY_BATCH)
                 if points:

@@ -14,7 +14,7 @@ from services.auth import Role
 from services.server import Built, ServerOptions, build_server, start, stop, stop_on_signals
 from services.sitenode_service import OPERATOR_METHODS, SiteNodeServicer
 from services.stubs.gridmesh.v1 import sitenode_pb2_grpc
-from sitenode.clock import Clock, RealClock, SimulatedClock
+from sitenode.clock import Clock, clock_for
 from sitenode.devices.battery_monitor import BatteryMonitor
 from sitenode.devices.modbus_battery import SunSpecBattery
 from sitenode.devices.ocpp_central import CentralSystem, ChargerNode
@@ -41,7 +41,8 @@ def tokens_of(config: NodeConfig) -> dict[str, Role]:
 
 def make_node(config: NodeConfig, base: Path, listen: str, *, insecure_loopback: bool, clock: Clock | None = None,
               registry: AdapterRegistry | None = None, tls_cert: Path | None = None, tls_key: Path | None = None) -> tuple[NodeRuntime, Built]:
-    clock = clock or (RealClock() if config.node.clock_speed == 1.0 else SimulatedClock(RealClock().now(), config.node.clock_speed))
+    n = config.node
+    clock = clock or clock_for(n.clock_speed, n.clock_start, n.clock_origin_unix)
     runtime = NodeRuntime(config, base, clock, registry)
 
     def register(server) -> list[str]:  # noqa: ANN001

@@ -15,7 +15,7 @@ from services.portfolio_api import OPERATOR_METHODS, TOKEN_EXEMPT, PortfolioServ
 from services.portfolio_hub import PortfolioHub, PortfolioLinkServicer
 from services.server import Built, ServerOptions, build_server, start, stop, stop_on_signals
 from services.stubs.gridmesh.v1 import portfolio_pb2_grpc
-from sitenode.clock import Clock, RealClock, SimulatedClock
+from sitenode.clock import Clock, clock_for
 
 log = logging.getLogger("gridmesh.portfolio")
 
@@ -29,7 +29,7 @@ class PortfolioArgs:
 
 def make_portfolio(config: PortfolioConfig, base: Path, listen: str, *, insecure_loopback: bool, clock: Clock | None = None) -> tuple[PortfolioHub, Built]:
     s = config.portfolio
-    clock = clock or (RealClock() if s.clock_speed == 1.0 else SimulatedClock(RealClock().now(), s.clock_speed))
+    clock = clock or clock_for(s.clock_speed, s.clock_start, s.clock_origin_unix)
     store = PortfolioStore(base / s.store)
     known = {f.feeder_id for f in store.feeders()}
     for feeder in config.feeders:

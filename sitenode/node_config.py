@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from sitenode.errors import InvalidInput
 from sitenode.model.run import Objective, Priorities, SolverConfig, Tariff
@@ -75,6 +75,8 @@ class ServeConfig(Strict):
     journal: str = "journal.db"
     history: str | None = None
     clock_speed: Annotated[float, Field(gt=0)] = 1.0
+    clock_start: AwareDatetime | None = None  # simulated time at clock_origin_unix (shared by the demo's processes)
+    clock_origin_unix: float | None = None
     tick_seconds: Annotated[float, Field(gt=0)] = 1.0
     failsafe_charger_kw: Annotated[float, Field(ge=0)] = 6.0
     tokens: list[TokenConfig] = []

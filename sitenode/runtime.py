@@ -186,6 +186,7 @@ class NodeRuntime:
         self.link = LinkState(False, clock.now())
         self.revision = 0  # bumped on every change the portfolio should hear of
         self._was_following = False
+        self._mode: Mode | None = None
         self._last_telemetry_at: datetime | None = None
         stored_limit = self.journal.setting("portfolio_import_limit")
         self.import_limit: ImportLimit | None = None
@@ -393,6 +394,16 @@ class NodeRuntime:
         total = compute_metrics(problem, plan.schedule).total_cost if plan.result.status.has_solution else float("nan")
         return OptimizeOutcome(version, plan, total, baseline, created)
 
+    def _report_mode(self, now: datetime) -> None:
+        """A change of mode is a STATE_CHANGED event of the node's own machine, "mode"."""
+        mode = self.mode(now)
+        if mode is self._mode:
+            return
+        why = "link up" if self.link.connected else ("link down" if self.config.portfolio is not None else "local")
+        self.bus.publish(EventType.STATE_CHANGED, StateChanged("node", "mode", why, str(self._mode or ""), str(mode)), now)
+        log.info("mode %s -> %s (%s)", self._mode, mode, why)
+        self._mode = mode
+
     def _failsafe(self, now: datetime) -> None:
         """Chargers at the safe rate, the battery idle: once per failsafe spell."""
         if self._failsafe_since is not None:
@@ -421,6 +432,7 @@ class NodeRuntime:
         self._was_following = following
         if self.config.portfolio is not None:
             self.record_telemetry(now)
+        self._report_mode(now)
         if self.mode(now) is Mode.FAILSAFE:
             self._failsafe(now)
         else:

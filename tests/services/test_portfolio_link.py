@@ -14,6 +14,7 @@ from portfolio_rig import SITES, make_node, make_rig_portfolio, until
 
 from services import portfolio_convert as pc
 from services.stubs.gridmesh.v1 import portfolio_pb2, portfolio_pb2_grpc
+from sitenode.events import EventType
 from sitenode.runtime import Mode
 
 CAP_KW = 60.0
@@ -75,6 +76,10 @@ async def test_schedules_caps_and_flex_events_reach_every_node(tmp_path):
             await stub.CreateFlexEvent(portfolio_pb2.CreateFlexEventRequest(event=event), metadata=OPERATOR)
             await until(lambda: acked_all(pf, before), 60)
             state = await stub.GetPortfolioState(portfolio_pb2.GetPortfolioStateRequest(), metadata=OPERATOR)
+            office = await stub.GetSite(portfolio_pb2.GetSiteRequest(site_id="office-east"), metadata=OPERATOR)
+        assert office.site.connected and office.site.schedule_state == "ACKED" and office.schedule.version == office.site.schedule_version_issued
+        assert {a.asset_id for a in office.snapshot.assets} >= {"grid", "battery", "pv"}
+        assert office.site.feeder_ids == ["north"] and office.site.latest.seq > 0
         after = executed(nodes)
         window = net_import(after, tuple(SITES.values())).loc[start : end - timedelta(minutes=1)]
         assert window.max() <= baseline.max() - 15.0 + 1e-6
@@ -233,11 +238,13 @@ def test_a_node_follows_the_portfolio_while_linked_or_within_grace_then_plans_al
     config = node_config("office", tmp_path, "127.0.0.1:1", grace_seconds=60.0)
     clock = ManualClock(pd.Timestamp("2025-06-01T12:00Z").to_pydatetime())
     rt = NodeRuntime(config, tmp_path, clock)
+    modes = rt.bus.subscribe([EventType.STATE_CHANGED])
     try:
         now = clock.now()
         rt.link_up(now)
         rt.apply_portfolio_schedule("pf-1", portfolio_frame(rt, now), now + timedelta(hours=1), {}, None)
         assert rt.mode(now) is Mode.PORTFOLIO
+        asyncio.run(rt.step())
         rt.link_down(now)
         clock._now = now + timedelta(seconds=59)
         assert rt.mode(clock.now()) is Mode.PORTFOLIO  # within the grace
@@ -245,6 +252,12 @@ def test_a_node_follows_the_portfolio_while_linked_or_within_grace_then_plans_al
         assert rt.mode(clock.now()) is Mode.FAILSAFE  # past it, until a local plan exists
         asyncio.run(rt.step())
         assert rt.mode(clock.now()) is Mode.LOCAL and rt.schedule().source == "local"
+        seen = []
+        while not modes.queue.empty():
+            e = modes.queue.get_nowait()
+            if e.payload.machine == "mode":
+                seen.append((e.payload.from_state, e.payload.to_state, e.payload.trigger))
+        assert seen == [("", "PORTFOLIO", "link up"), ("PORTFOLIO", "LOCAL", "link down")]
     finally:
         rt.close()
 
