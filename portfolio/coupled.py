@@ -131,7 +131,7 @@ class CoupledSolver(Protocol):
 
 
 @dataclass(frozen=True)
-class _Coupling:
+class Coupling:
     """The coupling's inputs resolved to steps: which sites, and the bound per step."""
 
     name: str
@@ -151,7 +151,7 @@ class MonolithicSolver:
 
     def solve(self, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder], events: Sequence[FlexEvent]) -> PortfolioPlan:
         started = time.perf_counter()
-        index = _common_index(problems)
+        index = common_index(problems)
         live = [e for e in events if e.state is not FlexState.CANCELLED]
         if not problems:
             return PortfolioPlan(
@@ -164,8 +164,8 @@ class MonolithicSolver:
         # each site alone: its cost without the portfolio, and the REDUCE_BY baselines
         alone = {sid: optimize_site(p, threads=self.threads) for sid, p in problems.items()}
         baseline = {sid: plan.schedule[GRID_IMPORT].to_numpy() for sid, plan in alone.items()}
-        feeder_rows = [_feeder_coupling(f, problems, len(index)) for f in feeders]
-        event_rows = [_event_coupling(e, problems, index, baseline) for e in live]
+        feeder_rows = [feeder_coupling(f, problems, len(index)) for f in feeders]
+        event_rows = [event_coupling(e, problems, index, baseline) for e in live]
 
         built = time.perf_counter()
         lp = LinearProgram()
@@ -202,9 +202,9 @@ class MonolithicSolver:
         )
         parts = {sid: _site_plan(problems[sid], cols[sid], span[sid], x, costs, relaxed, result) for sid in problems}
         frames = {sid: plan.schedule for sid, plan in parts.items()}
-        cap_checks = tuple(_check_cap(f.feeder_id, c, frames) for f, c in zip(feeders, feeder_rows, strict=True))
-        target_checks = tuple(_check_target(e, c, frames) for e, c in zip(live, event_rows, strict=True))
-        shares = _import_shares(problems, feeder_rows, frames)
+        cap_checks = tuple(check_cap(f.feeder_id, c, frames) for f, c in zip(feeders, feeder_rows, strict=True))
+        target_checks = tuple(check_target(e, c, frames) for e, c in zip(live, event_rows, strict=True))
+        shares = import_shares(problems, feeder_rows, frames)
         # one SolveResult describes the shared solve in every site's Plan
         result = dataclasses.replace(result, extract_seconds=time.perf_counter() - extracting)
         sites = {
@@ -227,7 +227,7 @@ class MonolithicSolver:
         )
 
 
-def _common_index(problems: Mapping[str, SiteProblem]) -> pd.DatetimeIndex:
+def common_index(problems: Mapping[str, SiteProblem]) -> pd.DatetimeIndex:
     """The shared horizon; coupling rows add up flows of the same step, so it must be one."""
     if not problems:
         return pd.DatetimeIndex([], tz="UTC", name="timestamp")
@@ -247,14 +247,14 @@ def _horizon(p: SiteProblem) -> str:
     return f"(start {start}, step {p.step_minutes} min, {p.steps} steps)"
 
 
-def _feeder_coupling(feeder: Feeder, problems: Mapping[str, SiteProblem], steps: int) -> _Coupling:
+def feeder_coupling(feeder: Feeder, problems: Mapping[str, SiteProblem], steps: int) -> Coupling:
     # a site the feeder lists but the solve does not hold is not connected now: skip it
     present = tuple(s for s in feeder.site_ids if s in problems)
     caps = np.array([feeder.cap_at(t) for t in range(steps)], dtype=float)
-    return _Coupling(feeder.feeder_id, present, np.arange(steps), caps, net=True)
+    return Coupling(feeder.feeder_id, present, np.arange(steps), caps, net=True)
 
 
-def _event_coupling(event: FlexEvent, problems: Mapping[str, SiteProblem], index: pd.DatetimeIndex, baseline: dict[str, np.ndarray]) -> _Coupling:
+def event_coupling(event: FlexEvent, problems: Mapping[str, SiteProblem], index: pd.DatetimeIndex, baseline: dict[str, np.ndarray]) -> Coupling:
     present = tuple(s for s in (event.site_ids or problems) if s in problems)
     window = np.flatnonzero([event.covers(t.to_pydatetime()) for t in index])
     if event.kind is FlexKind.CAP_AT:
@@ -262,10 +262,10 @@ def _event_coupling(event: FlexEvent, problems: Mapping[str, SiteProblem], index
     else:
         base = sum((baseline[s][window] for s in present), np.zeros(len(window)))
         bound = base - event.kw  # may be negative: then only the "flex" slack can meet it
-    return _Coupling(event.event_id, present, window, bound, net=False)
+    return Coupling(event.event_id, present, window, bound, net=False)
 
 
-def _add_coupling(lp: LinearProgram, c: _Coupling, cols: dict[str, SiteColumns], dt: float, term: str) -> np.ndarray:
+def _add_coupling(lp: LinearProgram, c: Coupling, cols: dict[str, SiteColumns], dt: float, term: str) -> np.ndarray:
     """One row per step of `c` with its own non-negative slack priced in `term`; the slack columns."""
     if not c.site_ids or not len(c.steps):
         return np.empty(0, dtype=np.int64)
@@ -297,7 +297,7 @@ def _site_plan(
     return Plan(schedule_frame(problem, cols, x), result, relaxation, assign_chargers(problem, cols, x))
 
 
-def _aggregate(c: _Coupling, frames: dict[str, pd.DataFrame]) -> np.ndarray:
+def _aggregate(c: Coupling, frames: dict[str, pd.DataFrame]) -> np.ndarray:
     total = np.zeros(len(c.steps))
     for sid in c.site_ids:
         frame = frames[sid]
@@ -307,7 +307,7 @@ def _aggregate(c: _Coupling, frames: dict[str, pd.DataFrame]) -> np.ndarray:
     return total
 
 
-def _check_cap(feeder_id: str, c: _Coupling, frames: dict[str, pd.DataFrame]) -> CapCheck:
+def check_cap(feeder_id: str, c: Coupling, frames: dict[str, pd.DataFrame]) -> CapCheck:
     if not c.site_ids:
         return CapCheck(feeder_id, 0.0, True, 0)  # nothing connected carries nothing
     net = _aggregate(c, frames)
@@ -317,7 +317,7 @@ def _check_cap(feeder_id: str, c: _Coupling, frames: dict[str, pd.DataFrame]) ->
     return CapCheck(feeder_id, excess, bool(np.all(net <= c.bound + tol)), binding)
 
 
-def _check_target(event: FlexEvent, c: _Coupling, frames: dict[str, pd.DataFrame]) -> TargetCheck:
+def check_target(event: FlexEvent, c: Coupling, frames: dict[str, pd.DataFrame]) -> TargetCheck:
     if not c.site_ids or not len(c.steps):
         return TargetCheck(event.event_id, str(event.kind), 0.0, True)
     imports = _aggregate(c, frames)
@@ -326,7 +326,7 @@ def _check_target(event: FlexEvent, c: _Coupling, frames: dict[str, pd.DataFrame
     return TargetCheck(event.event_id, str(event.kind), worst, holds)
 
 
-def _import_shares(problems: Mapping[str, SiteProblem], feeders: list[_Coupling], frames: dict[str, pd.DataFrame]) -> dict[str, np.ndarray]:
+def import_shares(problems: Mapping[str, SiteProblem], feeders: list[Coupling], frames: dict[str, pd.DataFrame]) -> dict[str, np.ndarray]:
     """The import limit each node keeps when it plans alone, per step.
 
     Under a feeder: its planned net import (never below zero: a node cannot count on its

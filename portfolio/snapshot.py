@@ -52,15 +52,18 @@ class CommonHorizon:
 
 
 def common_horizon(snapshots: Mapping[str, SiteSnapshot], now: datetime, step_minutes: int, max_steps: int) -> CommonHorizon | None:
-    """The steps every snapshot covers, from the current step on; None when they share none.
+    """The steps every snapshot covers, from the next step on; None when they share none.
 
+    A plan starts at the next step boundary, not in the step under way: every site then
+    switches to it at the same instant, and no step is executed half under one plan and
+    half under another (each plan keeps a feeder's cap; a mix of two need not).
     A site whose snapshot steps differ from the portfolio's is refused at the snapshot
     (see `check_snapshot`), so here they all agree on the step.
     """
     if not snapshots:
         return None
     step = pd.Timedelta(minutes=step_minutes)
-    start = max([pd.Timestamp(now).floor(step)] + [pd.Timestamp(s.start) for s in snapshots.values()])
+    start = max([pd.Timestamp(now).floor(step) + step] + [pd.Timestamp(s.start) for s in snapshots.values()])
     end = min(pd.Timestamp(s.end) for s in snapshots.values())
     steps = min(max_steps, int((end - start) / step))
     return CommonHorizon(start.to_pydatetime(), step_minutes, steps) if steps > 0 else None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -198,6 +198,17 @@ class PortfolioStore:
             db.executemany("INSERT OR IGNORE INTO telemetry VALUES (?,?,?,?)", rows)
             return db.total_changes - before
 
+    def add_telemetry_many(self, batches: Mapping[str, Iterable[tuple[int, datetime, bytes]]]) -> dict[str, int]:
+        """Samples of many sites in one transaction (one disk sync for all); per site, how many were new."""
+        out: dict[str, int] = {}
+        with self._tx() as db:
+            for site_id, items in batches.items():
+                rows = [(site_id, seq, _ts(at), bytes(payload)) for seq, at, payload in items]
+                before = db.total_changes
+                db.executemany("INSERT OR IGNORE INTO telemetry VALUES (?,?,?,?)", rows)
+                out[site_id] = db.total_changes - before
+        return out
+
     def last_telemetry_seq(self, site_id: str) -> int:
         r = self._one("SELECT MAX(seq) FROM telemetry WHERE site_id = ?", (site_id,))
         return 0 if r is None or r[0] is None else r[0]
@@ -268,6 +279,27 @@ class PortfolioStore:
                 (site_id, version, _ts(valid_from, "valid_from"), _ts(valid_until, "valid_until"), bytes(payload), _ts(at),
                  str(ScheduleState.ISSUED)),
             )
+
+    def issue_schedules(self, items: Sequence[tuple[str, str, datetime, datetime, bytes]], at: datetime) -> None:
+        """Many (site_id, version, valid_from, valid_until, payload) at once, as `issue_schedule` each, in one transaction."""
+        with self._tx() as db:
+            for site_id, version, valid_from, valid_until, payload in items:
+                db.execute("DELETE FROM schedules WHERE site_id = ? AND version = ?", (site_id, version))
+                db.execute(
+                    f"INSERT INTO schedules ({_SCHEDULE_COLUMNS}) VALUES (?,?,?,?,?,?,?,'',NULL)",
+                    (site_id, version, _ts(valid_from, "valid_from"), _ts(valid_until, "valid_until"), bytes(payload), _ts(at),
+                     str(ScheduleState.ISSUED)),
+                )
+
+    def ack_many(self, items: Sequence[tuple[str, str, bool, str, datetime]]) -> list[bool]:
+        """Many (site_id, version, ok, reason, at) answers in one transaction; per item, whether it matched an issued schedule."""
+        out = []
+        with self._tx() as db:
+            for site_id, version, ok, reason, at in items:
+                state = ScheduleState.ACKED if ok else ScheduleState.NACKED
+                out.append(db.execute("UPDATE schedules SET state = ?, reason = ?, acked_at = ? WHERE site_id = ? AND version = ?",
+                                      (str(state), reason, _ts(at), site_id, version)).rowcount == 1)
+        return out
 
     def ack(self, site_id: str, version: str, ok: bool, reason: str, at: datetime) -> bool:
         """The site's answer to an issued schedule; False when no such schedule was issued."""

@@ -227,6 +227,25 @@ def issue_site(folder: Path, site_id: str, *, days: int = 825) -> IssuedFiles:
     return out
 
 
+OPERATOR_URI_PREFIX = "spiffe://gridmesh/operator/"
+
+
+def issue_operator(folder: Path, name: str, *, days: int = 825) -> IssuedFiles:
+    """An operator tool's client certificate (CLI, dashboard): `operators/<name>.pem` and `.key`.
+
+    With mTLS every client of the portfolio shows a certificate of its CA; an operator's
+    names no site (`spiffe://gridmesh/operator/<name>`), so it can never speak for one, and
+    its calls still need a token with a role."""
+    folder = Path(folder)
+    _check_id("name", name)
+    _check_days(days)
+    ca_paths, ca, ca_key = _load_ca(folder)
+    cert, key = _issue(ca, ca_key, name, [x509.UniformResourceIdentifier(OPERATOR_URI_PREFIX + name)], ExtendedKeyUsageOID.CLIENT_AUTH, days)
+    out = IssuedFiles(folder / "operators" / f"{name}.pem", folder / "operators" / f"{name}.key", ca_paths.cert)
+    _write_pair(out.cert, out.key, cert, key)
+    return out
+
+
 def issue_server(folder: Path, name: str, hosts: Sequence[str], *, days: int = 825) -> IssuedFiles:
     """A server certificate for `hosts` (IP addresses and DNS names), signed by the CA in `folder`:
     `servers/<name>.pem` and `.key` (0600)."""
@@ -342,6 +361,15 @@ def _cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_operator(args: argparse.Namespace) -> int:
+    try:
+        files = issue_operator(Path(args.dir), args.name, days=args.days)
+    except (InvalidInput, FailedPrecondition) as exc:
+        return _fail(exc)
+    print(f"operator {args.name}: wrote {files.cert} and {files.key}")
+    return 0
+
+
 def add_certs_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add `certs init|issue|server` to a parser's subparsers; each sets `func=handler(args) -> int`."""
     certs = subparsers.add_parser("certs", help="a CA and certificates for mTLS between site nodes and the portfolio")
@@ -361,6 +389,11 @@ def add_certs_commands(subparsers: argparse._SubParsersAction) -> None:
     server.add_argument("--dir", default=DEFAULT_DIR, help=f"certificates folder (default {DEFAULT_DIR})")
     server.add_argument("--days", type=int, default=825)
     server.set_defaults(func=_cmd_server)
+    operator = actions.add_parser("operator", help="an operator tool's client certificate (operators/<NAME>.pem, .key)")
+    operator.add_argument("--name", required=True)
+    operator.add_argument("--dir", default=DEFAULT_DIR, help=f"certificates folder (default {DEFAULT_DIR})")
+    operator.add_argument("--days", type=int, default=825)
+    operator.set_defaults(func=_cmd_operator)
 
 
 def certs_command(args: argparse.Namespace, out: object = None) -> int:

@@ -99,6 +99,18 @@ def _portfolio_serve(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace, out: Console) -> int:
+    from pathlib import Path
+
+    from services.demo import main
+
+    if not 0 < args.hours <= 48:
+        raise InvalidInput.one("hours", f"must be in (0, 48], got {args.hours:g}")
+    if args.speed is not None and not 1 <= args.speed <= 5000:
+        raise InvalidInput.one("speed", f"must be in [1, 5000], got {args.speed:g}")
+    return main(args.hours, Path(args.out), out, args.speed)
+
+
 def _certs(args: argparse.Namespace, out: Console) -> int:
     from services.certs import certs_command
 
@@ -187,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     pserve.add_argument("--config", required=True, help="portfolio.yaml (see examples/portfolio.yaml)")
     pserve.add_argument("--listen", help="HOST:PORT, overriding the config")
     pserve.add_argument("--insecure-loopback", action="store_true", help="plaintext, allowed only on a loopback address")
+    demo = sub.add_parser("demo", help="a portfolio and three site nodes on loopback, one simulated day")
+    demo.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24, about 100 s of real time)")
+    demo.add_argument("--out", default="runs", help="where the run folder demo-<time>/ goes")
+    demo.add_argument("--speed", type=float, help="simulated seconds per real second (default: a day in 100 s, 864)")
     from services.certs import add_certs_commands
 
     add_certs_commands(sub)
@@ -224,6 +240,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
     "sim": _sim,
     "portfolio": _portfolio_serve,
     "certs": _certs,
+    "demo": _demo,
 }
 
 

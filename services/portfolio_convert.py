@@ -87,14 +87,14 @@ def telemetry_out(p: TelemetryPoint) -> portfolio_pb2.TelemetryPoint:
     return portfolio_pb2.TelemetryPoint(
         seq=p.seq, at=ts(p.at), grid_import_kw=p.grid_import_kw, grid_export_kw=p.grid_export_kw, load_kw=p.load_kw, pv_kw=p.pv_kw,
         battery_charge_kw=p.battery_charge_kw, battery_discharge_kw=p.battery_discharge_kw, soc_kwh=p.soc_kwh, ev_kw=p.ev_kw,
-        flex_kw=p.flex_kw, mode=LINK_MODE.get(p.mode, portfolio_pb2.NODE_LINK_MODE_UNSPECIFIED))
+        flex_kw=p.flex_kw, mode=LINK_MODE.get(p.mode, portfolio_pb2.NODE_LINK_MODE_UNSPECIFIED), ev_energy_kwh=p.ev_energy_kwh)
 
 
 def check_telemetry(p: portfolio_pb2.TelemetryPoint, index: int) -> None:
     field = f"telemetry.points[{index}]"
     if p.seq <= 0:
         raise InvalidInput.one(f"{field}.seq", f"must be > 0, got {p.seq}")
-    for name in ("grid_import_kw", "grid_export_kw", "load_kw", "pv_kw", "battery_charge_kw", "battery_discharge_kw", "soc_kwh", "ev_kw", "flex_kw"):
+    for name in ("grid_import_kw", "grid_export_kw", "load_kw", "pv_kw", "battery_charge_kw", "battery_discharge_kw", "soc_kwh", "ev_kw", "flex_kw", "ev_energy_kwh"):
         value = getattr(p, name)
         if not math.isfinite(value) or value < 0:
             raise InvalidInput.one(f"{field}.{name}", f"must be a finite number >= 0, got {value}")

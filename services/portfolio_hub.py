@@ -26,10 +26,10 @@ import grpc
 import numpy as np
 
 from portfolio.config import PortfolioSettings
-from portfolio.coupled import CoupledSolver
+from portfolio.coupled import CoupledSolver, PortfolioPlan
 from portfolio.model import FlexState
 from portfolio.report import EventResult, FeederResult, SiteCost, SolveReport
-from portfolio.snapshot import SiteSnapshot, check_snapshot, common_horizon
+from portfolio.snapshot import CommonHorizon, SiteSnapshot, check_snapshot, common_horizon
 from portfolio.store import PortfolioStore
 from services import portfolio_convert as pc
 from services.certs import site_id_from_auth_context
@@ -73,6 +73,11 @@ class PortfolioHub:
         self._wanted = asyncio.Event()
         self._reasons: list[str] = []
         self._ids = itertools.count(1)
+        self.issued: dict[str, set[str]] = {}  # versions pushed since start, per site (acks are checked against them)
+        self.last_seq: dict[str, int] = {}  # the newest stored telemetry seq per site
+        self._telemetry: dict[str, list[tuple[int, datetime, bytes]]] = {}
+        self._acks: list[tuple[str, str, bool, str, datetime]] = []
+        self._flush_wanted = asyncio.Event()
         self._restore()
 
     def _restore(self) -> None:
@@ -91,6 +96,10 @@ class PortfolioHub:
     def want_solve(self, reason: str) -> None:
         self._reasons.append(reason)
         self._wanted.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """The hub's background work: solves, and the gathered writes."""
+        await asyncio.gather(self.solve_loop(stop), self.flush_loop(stop))
 
     async def solve_loop(self, stop: asyncio.Event) -> None:
         """Solve on the period, and soon after anything asked for one (requests within
@@ -125,28 +134,17 @@ class PortfolioHub:
             feeders = self.store.feeders()
             end = horizon.start + timedelta(minutes=horizon.step_minutes * horizon.steps)
             events = [e for e in self.store.events(include_cancelled=False) if e.state is FlexState.SCHEDULED and e.start < end and e.end > horizon.start]
-            problems = {}
-            for site_id, snap in snapshots.items():
-                try:
-                    problems[site_id] = snap.problem(horizon.start, horizon.steps)  # type: ignore[union-attr]
-                except GridmeshError as exc:
-                    log.warning("site %s left out of the solve: %s", site_id, exc)
             started = time.perf_counter()
-            plan = await asyncio.to_thread(self.solver.solve, problems, feeders, events)
-            seconds = time.perf_counter() - started
-            valid_until = min(now + timedelta(minutes=s.schedule_valid_minutes), end)
-            versions: dict[str, str] = {}
+            # building, solving, encoding and storing all run off the event loop: streams keep flowing
+            plan, outgoing, seconds = await asyncio.to_thread(self._solve_and_encode, snapshots, horizon, feeders, events, solve_id, now)
             self.planned, self.planned_start = {}, horizon.start
-            for site_id, part in plan.sites.items():
-                frame = part.plan.schedule
-                if frame.isna().any().any():
-                    continue
-                version = f"pf-{solve_id}"
-                msg = pc.setpoint_schedule(version, frame, horizon.step_minutes, valid_until, part.plan.charger_assignment, part.import_share_kw)
-                self.store.issue_schedule(site_id, version, horizon.start, valid_until, msg.SerializeToString(), now)
-                self.planned[site_id] = (frame["grid_import_kw"] - frame["grid_export_kw"]).to_numpy()
+            versions: dict[str, str] = {}
+            for site_id, (version, msg, net) in outgoing.items():
+                self.planned[site_id] = net
                 versions[site_id] = version
+                self.issued.setdefault(site_id, set()).add(version)
                 self.push(site_id, portfolio_pb2.PortfolioMessage(schedule=msg))
+            log.debug("solve %s: pushed %d schedules %.3f s after the solver returned", solve_id, len(outgoing), time.perf_counter() - started - seconds)
             report = SolveReport(
                 solve_id, now, trigger, plan.status, plan.method, plan.objective, plan.alone_objective, plan.coupling_cost, plan.bound,
                 plan.gap, plan.iterations, seconds, horizon.start, horizon.step_minutes, horizon.steps,
@@ -154,11 +152,63 @@ class PortfolioHub:
                 feeders=tuple(FeederResult(c.feeder_id, c.holds, c.max_excess_kw, c.binding_steps) for c in plan.feeders),
                 events=tuple(EventResult(c.event_id, c.holds, c.worst_shortfall_kw) for c in plan.events),
                 relaxed=plan.relaxed, all_hold=plan.all_hold, schedules=versions)
-            self.store.save_report(solve_id, now, report.to_json())
-            log.info("solve %s (%s): %d sites, objective %.2f, coupling %.2f, all hold: %s", solve_id, trigger, len(problems),
+            await asyncio.to_thread(self.store.save_report, solve_id, now, report.to_json())
+            log.info("solve %s (%s): %d sites, objective %.2f, coupling %.2f, all hold: %s", solve_id, trigger, len(plan.sites),
                      plan.objective, plan.coupling_cost, plan.all_hold)
             self.notify()
             return report
+
+    def _solve_and_encode(self, snapshots: dict[str, SiteSnapshot], horizon: CommonHorizon, feeders: list, events: list, solve_id: str,
+                          now: datetime) -> tuple[PortfolioPlan, dict[str, tuple[str, portfolio_pb2.SetpointSchedule, np.ndarray]], float]:
+        """Worker thread: the sites' problems, the coupled solve, each site's message, stored in one transaction."""
+        problems = {}
+        for site_id, snap in snapshots.items():
+            try:
+                problems[site_id] = snap.problem(horizon.start, horizon.steps)
+            except GridmeshError as exc:
+                log.warning("site %s left out of the solve: %s", site_id, exc)
+        started = time.perf_counter()
+        plan = self.solver.solve(problems, feeders, events)
+        seconds = time.perf_counter() - started
+        end = horizon.start + timedelta(minutes=horizon.step_minutes * horizon.steps)
+        valid_until = min(now + timedelta(minutes=self.settings.schedule_valid_minutes), end)
+        version = f"pf-{solve_id}"
+        outgoing = {}
+        for site_id, part in plan.sites.items():
+            frame = part.plan.schedule
+            if frame.isna().any().any():
+                continue
+            msg = pc.setpoint_schedule(version, frame, horizon.step_minutes, valid_until, part.plan.charger_assignment, part.import_share_kw)
+            outgoing[site_id] = (version, msg, (frame["grid_import_kw"] - frame["grid_export_kw"]).to_numpy())
+        self.store.issue_schedules([(site_id, v, horizon.start, valid_until, msg.SerializeToString()) for site_id, (v, msg, _) in outgoing.items()], now)
+        return plan, outgoing, seconds
+
+    # -- writes, gathered: one transaction (one disk sync) for everything that arrived meanwhile --
+    async def flush_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_wanted.wait(), 0.5)
+            self._flush_wanted.clear()
+            if self._telemetry or self._acks:
+                try:
+                    await self.flush()
+                except Exception:  # noqa: BLE001 - a failed write is logged; unacked telemetry comes again
+                    log.exception("storing telemetry and acks failed")
+
+    async def flush(self) -> None:
+        telemetry, self._telemetry = self._telemetry, {}
+        acks, self._acks = self._acks, []
+        await asyncio.to_thread(self._write, telemetry, acks)
+        for site_id, items in telemetry.items():
+            self.last_seq[site_id] = max([self.last_seq.get(site_id, 0), *(seq for seq, _, _ in items)])
+            self.push(site_id, portfolio_pb2.PortfolioMessage(telemetry_ack=portfolio_pb2.TelemetryAck(up_to_seq=self.last_seq[site_id])))
+        self.notify()
+
+    def _write(self, telemetry: dict[str, list[tuple[int, datetime, bytes]]], acks: list[tuple[str, str, bool, str, datetime]]) -> None:
+        if telemetry:
+            self.store.add_telemetry_many(telemetry)
+        if acks:
+            self.store.ack_many(acks)
 
     # -- connections ------------------------------------------------------------------------
     def push(self, site_id: str, message: portfolio_pb2.PortfolioMessage) -> bool:
@@ -189,16 +239,15 @@ class PortfolioHub:
             del self.connections[conn.site_id]
             self.notify()
 
-    def handle(self, conn: Connection, message: portfolio_pb2.NodeMessage) -> None:
+    async def handle(self, conn: Connection, message: portfolio_pb2.NodeMessage) -> None:
         """One message from a node (after its hello). InvalidInput: refused, nothing kept."""
         conn.last_heard = time.monotonic()
         kind = message.WhichOneof("body")
         now = self.clock.now()
         site_id = conn.site_id
         if kind == "snapshot":
-            snap = pc.snapshot_in(message.snapshot)
-            check_snapshot(snap, site_id, self.settings.step_minutes)
-            self.store.save_snapshot(site_id, message.snapshot.SerializeToString(), now)
+            # checking a snapshot builds the site's problem: milliseconds, kept off the event loop
+            snap = await asyncio.to_thread(self._checked_snapshot, message.snapshot, site_id, now)
             live = self.sites.setdefault(site_id, SiteLive())
             live.snapshot, live.snapshot_msg = snap, message.snapshot
             self.want_solve("snapshot")
@@ -206,22 +255,21 @@ class PortfolioHub:
             points = list(message.telemetry.points)
             for i, p in enumerate(points):
                 pc.check_telemetry(p, i)
-            stored = self.store.add_telemetry_batch(site_id, [(p.seq, pc.from_ts(p.at), p.SerializeToString()) for p in points])
             if points:
+                self._telemetry.setdefault(site_id, []).extend((p.seq, pc.from_ts(p.at), p.SerializeToString()) for p in points)
                 live = self.sites.setdefault(site_id, SiteLive())
                 newest = max(points, key=lambda p: p.seq)
                 if live.latest is None or newest.seq >= live.latest.seq:
                     live.latest = newest
-                self.notify()
-            log.debug("site %s: %d telemetry points, %d new", site_id, len(points), stored)
-            self.push(site_id, portfolio_pb2.PortfolioMessage(telemetry_ack=portfolio_pb2.TelemetryAck(up_to_seq=self.store.last_telemetry_seq(site_id))))
+                self._flush_wanted.set()
         elif kind == "ack":
             ack = message.ack
-            if not self.store.ack(site_id, ack.version, ack.accepted, ack.reason, now):
+            if ack.version not in self.issued.get(site_id, set()) and not any(r.version == ack.version for r in self.store.schedules(site_id, 50)):
                 raise InvalidInput.one("ack.version", f"no schedule {ack.version!r} was issued to {site_id}")
             if not ack.accepted:
                 log.warning("site %s refused schedule %s: %s", site_id, ack.version, ack.reason)
-            self.notify()
+            self._acks.append((site_id, ack.version, ack.accepted, ack.reason, now))
+            self._flush_wanted.set()
         elif kind == "ping":
             self.push(site_id, portfolio_pb2.PortfolioMessage(pong=portfolio_pb2.Pong(nonce=message.ping.nonce)))
         elif kind == "pong":
@@ -230,6 +278,12 @@ class PortfolioHub:
             raise InvalidInput.one("hello", "only the first message of a stream may be a hello")
         else:
             raise InvalidInput.one("body", "an empty NodeMessage")
+
+    def _checked_snapshot(self, msg: common_pb2.SiteSnapshot, site_id: str, now: datetime) -> SiteSnapshot:
+        snap = pc.snapshot_in(msg)
+        check_snapshot(snap, site_id, self.settings.step_minutes)
+        self.store.save_snapshot(site_id, msg.SerializeToString(), now)
+        return snap
 
 
 def _check_hello(message: portfolio_pb2.NodeMessage, certified: str | None, trust_hello: bool) -> str:
@@ -280,7 +334,7 @@ class PortfolioLinkServicer(portfolio_pb2_grpc.PortfolioLinkServicer):
         async def read() -> None:
             try:
                 async for message in request_iterator:
-                    hub.handle(conn, message)
+                    await hub.handle(conn, message)
             except GridmeshError as exc:
                 failure.append(exc)
             finally:

@@ -60,7 +60,7 @@ async def serve(args: PortfolioArgs) -> None:
     if config.portfolio.metrics_listen:
         built.metrics.serve(config.portfolio.metrics_listen)
     print(f"portfolio serving on port {built.port}", flush=True)
-    solver = asyncio.create_task(hub.solve_loop(stop_event))
+    solver = asyncio.create_task(hub.run(stop_event))
     await stop_event.wait()
     await stop(built)
     solver.cancel()

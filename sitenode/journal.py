@@ -105,8 +105,12 @@ class Journal:
     def last_setpoints(self) -> dict[tuple[str, CommandType], float]:
         """What each device was last told and accepted: a re-plan repeats none of it."""
         out: dict[tuple[str, CommandType], float] = {}
-        for c in self._commands("WHERE state = 'COMPLETED' AND value_kw IS NOT NULL"):
-            out[(c.asset_id, c.type)] = c.value_kw  # type: ignore[assignment]
+        # in the order they completed, not by due time: two plans' commands for one step both
+        # run when the newer plan arrives late, and the device holds the one that ran last
+        # (every save replaces the row, so rowid follows the order of the last state change)
+        rows = self._db.execute("SELECT asset_id, type, value_kw FROM commands WHERE state = 'COMPLETED' AND value_kw IS NOT NULL ORDER BY rowid")
+        for asset_id, kind, value in rows:
+            out[(asset_id, CommandType(kind))] = value
         return out
 
     # -- schedules ----------------------------------------------------------------------
@@ -126,12 +130,21 @@ class Journal:
 
     def current_schedule(self) -> StoredSchedule | None:
         row = self._db.execute("SELECT * FROM schedules ORDER BY seq DESC LIMIT 1").fetchone()
-        if row is None:
-            return None
+        return None if row is None else self._stored(row)
+
+    @staticmethod
+    def _stored(row: tuple) -> StoredSchedule:
         stored = np.load(io.BytesIO(row[5]))
         index = pd.DatetimeIndex(pd.to_datetime(stored["index"], utc=True), name="timestamp")
         frame = pd.DataFrame(stored["values"], index=index, columns=[str(c) for c in stored["columns"]])
         return StoredSchedule(row[0], row[1], _dt(row[2]), _dt(row[3]), _dt(row[4]), frame)  # type: ignore[arg-type]
+
+    def schedule_at(self, at: datetime) -> StoredSchedule | None:
+        """The newest schedule whose window holds `at`: a schedule received for the next step
+        leaves the step under way to the one before it."""
+        row = self._db.execute("SELECT * FROM schedules WHERE valid_from <= ? AND valid_until > ? ORDER BY seq DESC LIMIT 1",
+                               (at.isoformat(), at.isoformat())).fetchone()
+        return None if row is None else self._stored(row)
 
     def latest_version(self, source: str) -> str:
         """The newest schedule from `source` ("" when none): what a node tells the portfolio it holds."""

@@ -182,6 +182,10 @@ class NodeRuntime:
         self.soc_kwh = site.battery.soc_initial_kwh if site.battery is not None else 0.0
         self._failsafe_since: datetime | None = None
         self.charger_kw: dict[str, float] = {}
+        self._charger_sample: dict[str, tuple[datetime, float]] = {}
+        self._register: dict[str, float] = {}  # each charger's last energy register reading, kWh
+        self.delivered_kwh: dict[str, float] = {}  # measured per session: plans ask only for the rest
+        self.ev_energy_kwh = float(self.journal.setting("ev_energy_kwh") or 0.0)  # every charger, cumulative, kept across restarts
         # the link: a node that has never reached the portfolio counts as down since it started
         self.link = LinkState(False, clock.now())
         self.revision = 0  # bumped on every change the portfolio should hear of
@@ -323,6 +327,7 @@ class NodeRuntime:
         walk_in = f"{charger_id}-tx"
         known = [s for s in self.journal.sessions() if s.charger_id == charger_id and s.arrival <= at < s.departure]
         if transaction_id is None:
+            self.charger_power(charger_id, 0.0, at)  # unplugged: it draws nothing until told otherwise
             with contextlib.suppress(NotFound):
                 self.end_session(walk_in)
             return
@@ -335,7 +340,38 @@ class NodeRuntime:
                                       priority=assumed.priority, charger_id=charger_id))
 
     def charger_power(self, charger_id: str, kw: float, at: datetime) -> None:
+        """A charger's measured power; what it drew since its last report counts towards
+        the session on it (on the node's clock: chargers stamp with their own)."""
+        now = self.clock.now()
+        previous = self._charger_sample.get(charger_id)
+        if previous is not None and charger_id not in self._register:  # a charger with a register counts energy itself
+            hours = (now - previous[0]).total_seconds() / 3600
+            session_id = self._session_on(charger_id, now)
+            if 0 < hours <= 1:
+                self.ev_energy_kwh += previous[1] * hours
+                if session_id is not None:
+                    self.delivered_kwh[session_id] = self.delivered_kwh.get(session_id, 0.0) + previous[1] * hours
+        self._charger_sample[charger_id] = (now, kw)
         self.charger_kw[charger_id] = kw
+
+    def charger_energy(self, charger_id: str, kwh: float, at: datetime) -> None:
+        """A charger's energy register: what it drew since its last reading counts towards the
+        session on it (exact, where integrating sampled power is only as good as the samples)."""
+        last = self._register.get(charger_id)
+        self._register[charger_id] = kwh
+        if last is None or kwh < last:  # the first reading, or a meter that was reset
+            return
+        self.ev_energy_kwh += kwh - last
+        session_id = self._session_on(charger_id, self.clock.now())
+        if session_id is not None:
+            self.delivered_kwh[session_id] = self.delivered_kwh.get(session_id, 0.0) + kwh - last
+
+    def _session_on(self, charger_id: str, at: datetime) -> str | None:
+        assigned = self.last_plan.charger_assignment if self.last_plan else {}
+        for s in self.journal.sessions():
+            if s.arrival <= at < s.departure and (s.charger_id or assigned.get(s.session_id)) == charger_id:
+                return s.session_id
+        return None
 
     def record_battery(self, soc_kwh: float, at: datetime) -> None:
         """Measured SOC: the next plan starts from it."""
@@ -364,7 +400,9 @@ class NodeRuntime:
         forecast = provider_for(plan_cfg.forecast, plan_cfg.step_minutes).forecast(history, index)
         run = RunConfig(horizon=Horizon(start=start.to_pydatetime(), step_minutes=plan_cfg.step_minutes, steps=plan_cfg.horizon_steps),
                         tariff=plan_cfg.tariff, objective=self.settings.objective, priorities=self.settings.priorities, solver=plan_cfg.solver)
-        return SiteInputs(run, forecast, self.journal.sessions(), self.soc_kwh)
+        sessions = [s.model_copy(update={"energy_kwh": max(0.0, s.energy_kwh - self.delivered_kwh.get(s.session_id, 0.0))})
+                    for s in self.journal.sessions()]
+        return SiteInputs(run, forecast, sessions, self.soc_kwh)
 
     def local_problem(self, now: datetime) -> SiteProblem:
         """The site's own problem, held within the portfolio's last import limit if it gave one."""
@@ -486,21 +524,28 @@ class NodeRuntime:
         if self._last_telemetry_at is not None and (now - self._last_telemetry_at).total_seconds() < period:
             return None
         self._last_telemetry_at = now
-        current = self.schedule()
+        current = self.journal.schedule_at(now)
         row: dict[str, float] = {}
         ev_cols: list[str] = []
         flex_cols: list[str] = []
-        if current is not None and current.valid_from <= now < current.valid_until:
+        if current is not None:
             at = current.frame.index.searchsorted(pd.Timestamp(now), side="right") - 1
             if at >= 0:
                 row = {str(k): float(v) for k, v in current.frame.iloc[at].items() if np.isfinite(v)}
                 ev_cols, flex_cols = ev_columns(current.frame), flex_columns(current.frame)
-        ev = sum(self.charger_kw.values()) if self.charger_kw else sum(row.get(c, 0.0) for c in ev_cols)
+        planned_ev = sum(row.get(c, 0.0) for c in ev_cols)
+        ev = sum(self.charger_kw.values()) if self.charger_kw else planned_ev
+        grid_import, grid_export = row.get(GRID_IMPORT, 0.0), row.get(GRID_EXPORT, 0.0)
+        if self.charger_kw and row:
+            # chargers report what they draw: the grid takes the difference from the plan
+            net = grid_import - grid_export + ev - planned_ev
+            grid_import, grid_export = max(net, 0.0), max(-net, 0.0)
         point = TelemetryPoint(
-            at=now, grid_import_kw=row.get(GRID_IMPORT, 0.0), grid_export_kw=row.get(GRID_EXPORT, 0.0), load_kw=row.get(LOAD, 0.0),
+            at=now, grid_import_kw=grid_import, grid_export_kw=grid_export, load_kw=row.get(LOAD, 0.0),
             pv_kw=row.get(PV, 0.0), battery_charge_kw=row.get(CHARGE, 0.0), battery_discharge_kw=row.get(DISCHARGE, 0.0),
             soc_kwh=self.soc_kwh if self.config.devices.battery is not None else row.get(SOC, self.soc_kwh), ev_kw=float(ev),
-            flex_kw=sum(row.get(c, 0.0) for c in flex_cols), mode=str(self.mode(now)))
+            flex_kw=sum(row.get(c, 0.0) for c in flex_cols), mode=str(self.mode(now)), ev_energy_kwh=self.ev_energy_kwh)
+        self.journal.put_setting("ev_energy_kwh", repr(self.ev_energy_kwh))
         return self.journal.append_telemetry(point)
 
 

@@ -24,3 +24,4 @@ class TelemetryPoint:
     flex_kw: float
     mode: str  # PORTFOLIO, LOCAL or FAILSAFE
     seq: int = 0  # 0 until the journal numbers it
+    ev_energy_kwh: float = 0.0  # cumulative measured EV energy (a register: it only grows)

@@ -44,6 +44,16 @@ def power_kw(meter_value: list[dict]) -> float | None:
     return None
 
 
+def energy_kwh(meter_value: list[dict]) -> float | None:
+    """The Energy.Active.Import.Register reading of a MeterValue list (Wh unless it says kWh)."""
+    for sample_set in meter_value or []:
+        for sample in sample_set.get("sampled_value", []):
+            if sample.get("measurand") == "Energy.Active.Import.Register":
+                unit = (sample.get("unit_of_measure") or {}).get("unit", "Wh")
+                return float(sample["value"]) / (1 if unit == "kWh" else 1000)
+    return None
+
+
 class ChargerLink201(ChargePoint):
     def __init__(self, charger_id: str, connection: Any, node: Any, default_limit_w: float, timeout: float,
                  watts_per_amp: float | None = None) -> None:
@@ -94,9 +104,7 @@ class ChargerLink201(ChargePoint):
         state = transaction_info.get("charging_state")
         if state in CHARGING_STATE_TO_STATUS and event_type != "Ended":
             self.node.charger_status(self.id, CHARGING_STATE_TO_STATUS[state])
-        kw = power_kw(meter_value or [])
-        if kw is not None:
-            self.node.charger_power(self.id, kw, now)
+        self._meter(meter_value or [], now)
         if event_type == "Ended":
             self.transaction_id = None
             self.node.charger_status(self.id, "Finishing")
@@ -105,10 +113,16 @@ class ChargerLink201(ChargePoint):
 
     @on(e.Action.meter_values)
     async def on_meter_values(self, evse_id: int, meter_value: list, **_: object) -> call_result.MeterValues:
+        self._meter(meter_value, datetime.now(UTC))
+        return call_result.MeterValues()
+
+    def _meter(self, meter_value: list, at: datetime) -> None:
+        kwh = energy_kwh(meter_value)
+        if kwh is not None:
+            self.node.charger_energy(self.id, kwh, at)
         kw = power_kw(meter_value)
         if kw is not None:
-            self.node.charger_power(self.id, kw, datetime.now(UTC))
-        return call_result.MeterValues()
+            self.node.charger_power(self.id, kw, at)
 
     async def execute(self, command: Command) -> None:
         if command.type is CommandType.SET_CHARGE_RATE:

@@ -45,6 +45,7 @@ class ChargerNode(Protocol):
     def charger_status(self, charger_id: str, ocpp_status: str) -> None: ...
     def charger_transaction(self, charger_id: str, transaction_id: int | str | None, id_tag: str, at: datetime) -> None: ...
     def charger_power(self, charger_id: str, kw: float, at: datetime) -> None: ...
+    def charger_energy(self, charger_id: str, kwh: float, at: datetime) -> None: ...
 
 
 def _now() -> str:
@@ -125,11 +126,16 @@ class ChargerLink(ChargePoint):
 
     @on(e.Action.meter_values)
     async def on_meter_values(self, connector_id: int, meter_value: list, **_: object) -> call_result.MeterValues:
+        now = datetime.now(UTC)
         for sample_set in meter_value:
             for sample in sample_set.get("sampled_value", []):
-                if sample.get("measurand", "Energy.Active.Import.Register") == "Power.Active.Import":
+                measurand = sample.get("measurand", "Energy.Active.Import.Register")  # OCPP 1.6's default measurand
+                if measurand == "Power.Active.Import":
                     watts = float(sample["value"]) * (1000 if sample.get("unit") == "kW" else 1)
-                    self.node.charger_power(self.id, watts / 1000, datetime.now(UTC))
+                    self.node.charger_power(self.id, watts / 1000, now)
+                elif measurand == "Energy.Active.Import.Register":
+                    wh = float(sample["value"]) * (1000 if sample.get("unit") == "kWh" else 1)
+                    self.node.charger_energy(self.id, wh / 1000, now)
         return call_result.MeterValues()
 
     async def execute(self, command: Command) -> None:

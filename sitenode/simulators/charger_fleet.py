@@ -21,7 +21,8 @@ def read_planned_sessions(path: Path) -> list[PlannedSession]:
     """sessions.csv of shared/BUNDLE.md (only the columns a charge point cares about); UTC."""
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     when = lambda text: pd.to_datetime(text, utc=True).to_pydatetime()  # noqa: E731 - naive times are UTC per the contract
-    return [PlannedSession(r["session_id"], when(r["arrival"]), when(r["departure"]), float(r["max_kw"]), r.get("charger_id") or None)
+    return [PlannedSession(r["session_id"], when(r["arrival"]), when(r["departure"]), float(r["max_kw"]), r.get("charger_id") or None,
+                           float(r["energy_kwh"]) if r.get("energy_kwh") else None)
             for r in frame.to_dict("records")]
 
 
@@ -38,12 +39,28 @@ async def run_fleet(url: str, ids: list[str], password: str, *, max_kw: float, v
             ready.set()
         player = SessionPlayer(sessions or [], ids)
         next_meter = clock.now()
+        # each plugged car's battery: what it still takes, in kWh (None: no limit)
+        room: dict[str, float | None] = {}
+        last = clock.now()
         while not stop.is_set():
             now = clock.now()
+            hours = max((now - last).total_seconds(), 0.0) / 3600
+            last = now
+            for cid, (cp, _) in points.items():
+                drawn = cp.power_kw() * hours
+                cp.energy_wh += drawn * 1000  # the charger's own meter register
+                left = room.get(cid)
+                if left is not None:
+                    room[cid] = left - drawn
+                    if left - drawn <= 0 and cp.ev_kw > 0:
+                        cp.ev_kw = 0.0  # full: the car stops drawing, whatever the profile allows
+                        await cp.report_power()
             arrivals, departures = player.step(now)
             for cid in departures:
+                room.pop(cid, None)
                 await points[cid][0].unplug()
             for cid, session in arrivals:
+                room[cid] = session.energy_kwh
                 await points[cid][0].plug_in(ev_kw=session.max_kw)
             if now >= next_meter:
                 for cp, _ in points.values():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime
 
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v201 import ChargePoint, call, call_result
 
 
@@ -22,6 +22,7 @@ class SimulatedChargingStation(ChargePoint):
         self.watts_per_amp = 230.0 * 3  # three-phase 230 V
         self.transaction_id: str | None = None
         self.ev_kw = 0.0
+        self.energy_wh = 0.0  # Energy.Active.Import.Register
         self._seq = itertools.count()
         self._tx = itertools.count(1)
 
@@ -35,6 +36,10 @@ class SimulatedChargingStation(ChargePoint):
         self.units[purpose] = schedule["charging_rate_unit"]
         self.limits_w[purpose] = limit * self.watts_per_amp if schedule["charging_rate_unit"] == "A" else limit
         return call_result.SetChargingProfile(status="Accepted")
+
+    @after("SetChargingProfile")
+    async def after_profile(self, **_: object) -> None:
+        await self.report_power()  # the new draw at once, as a charging station reports a changed limit
 
     @on("RequestStartTransaction")
     async def on_start(self, id_token: dict, remote_start_id: int, **_: object) -> call_result.RequestStartTransaction:
@@ -65,7 +70,8 @@ class SimulatedChargingStation(ChargePoint):
         info = {"transaction_id": self.transaction_id}
         if charging_state:
             info["charging_state"] = charging_state
-        meter = [{"timestamp": _now(), "sampled_value": [{"value": self.power_kw() * 1000, "measurand": "Power.Active.Import"}]}]
+        meter = [{"timestamp": _now(), "sampled_value": [{"value": self.power_kw() * 1000, "measurand": "Power.Active.Import"},
+                                                         {"value": self.energy_wh, "measurand": "Energy.Active.Import.Register"}]}]
         await self.call(call.TransactionEvent(event_type=event_type, timestamp=_now(), trigger_reason=trigger, seq_no=next(self._seq),
                                               transaction_info=info, meter_value=meter, evse={"id": 1, "connector_id": 1}))
 
@@ -77,9 +83,13 @@ class SimulatedChargingStation(ChargePoint):
         return self.transaction_id
 
     async def report_power(self) -> None:
+        if self.transaction_id is None:
+            return  # 2.0.1 reports meter values inside a transaction; with no car there is none
         await self._event("Updated", "MeterValuePeriodic", "Charging")
 
     async def unplug(self) -> None:
+        if self.transaction_id is None:
+            return
         await self._event("Ended", "EVCommunicationLost", "Idle")
         self.transaction_id = None
         self.limits_w.pop("TxProfile", None)

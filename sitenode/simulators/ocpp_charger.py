@@ -10,7 +10,7 @@ import contextlib
 from datetime import UTC, datetime
 from ssl import SSLContext
 
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16 import enums as e
 from websockets.asyncio.client import ClientConnection, connect
@@ -30,6 +30,7 @@ class SimulatedChargePoint(ChargePoint):
         self.available = True
         self.units: dict[str, str] = {}  # profile purpose -> the unit it came in
         self.watts_per_amp = 230.0 * 3  # three-phase 230 V
+        self.energy_wh = 0.0  # Energy.Active.Import.Register: what it has drawn, cumulative
 
     @on(e.Action.set_charging_profile)
     async def on_profile(self, connector_id: int, cs_charging_profiles: dict) -> call_result.SetChargingProfile:
@@ -41,6 +42,12 @@ class SimulatedChargePoint(ChargePoint):
         self.units[purpose] = schedule["charging_rate_unit"]
         self.limits_w[purpose] = limit * self.watts_per_amp if schedule["charging_rate_unit"] == "A" else limit
         return call_result.SetChargingProfile(status=e.ChargingProfileStatus.accepted)
+
+    @after(e.Action.set_charging_profile)
+    async def after_profile(self, **_: object) -> None:
+        # like a real charge point, report the new draw when a limit changes it, not only on the meter clock
+        if self.transaction_id is not None:
+            await self.report_power()
 
     @on(e.Action.remote_start_transaction)
     async def on_remote_start(self, id_tag: str, **_: object) -> call_result.RemoteStartTransaction:
@@ -88,9 +95,10 @@ class SimulatedChargePoint(ChargePoint):
         await self.status(e.ChargePointStatus.available)
 
     async def report_power(self) -> None:
-        sample = {"value": f"{self.power_kw() * 1000:.1f}", "measurand": "Power.Active.Import", "unit": "W"}
+        power = {"value": f"{self.power_kw() * 1000:.1f}", "measurand": "Power.Active.Import", "unit": "W"}
+        register = {"value": f"{self.energy_wh:.1f}", "measurand": "Energy.Active.Import.Register", "unit": "Wh"}
         await self.call(call.MeterValues(connector_id=1, transaction_id=self.transaction_id,
-                                         meter_value=[{"timestamp": _now(), "sampled_value": [sample]}]))
+                                         meter_value=[{"timestamp": _now(), "sampled_value": [power, register]}]))
 
 
 async def connect_charge_point(url: str, charger_id: str, password: str, max_kw: float,

@@ -18,6 +18,7 @@ class PlannedSession:
     departure: datetime
     max_kw: float
     charger_id: str | None = None
+    energy_kwh: float | None = None  # the car is full after this much; None: it takes what it is given
 
 
 @dataclass

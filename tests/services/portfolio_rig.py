@@ -65,7 +65,7 @@ class Portfolio:
 
     async def begin(self) -> None:
         await start(self.built)
-        self.task = asyncio.create_task(self.hub.solve_loop(self.stop))
+        self.task = asyncio.create_task(self.hub.run(self.stop))
 
     async def end(self) -> None:
         self.stop.set()

@@ -168,7 +168,7 @@ async def test_mtls_node_speaks_only_for_its_own_site(tmp_path):
         # the real node, with its own certificate, is welcomed and follows the portfolio
         node = make_node("depot", tmp_path, address, insecure_loopback=False, ca=str(certs / "ca.pem"), cert=str(depot.cert), key=str(depot.key))
         node.start()
-        solver = asyncio.create_task(hub.solve_loop(asyncio.Event()))
+        solver = asyncio.create_task(hub.run(asyncio.Event()))
         try:
             await until(lambda: hub.store.schedules("depot-north", 1) and str(hub.store.schedules("depot-north", 1)[0].state) == "ACKED", 60)
             assert node.runtime.schedule().source == "portfolio"

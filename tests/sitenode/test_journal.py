@@ -42,6 +42,18 @@ def test_commands_and_last_setpoints(tmp_path):
     assert journal.known_ids([a.id, "nope"]) == {a.id}
 
 
+def test_last_setpoint_is_the_one_that_ran_last_not_the_latest_due(tmp_path):
+    # two plans' commands for the same step: the newer plan's ran after the older one's, so
+    # the device holds its value, whichever way the ids happen to sort
+    journal = Journal(tmp_path / "j.db")
+    for first, then in ((7.0, 0.0), (0.0, 7.0)):
+        older = Command.new(f"plan-a{first}", "cp-1", CommandType.SET_CHARGE_RATE, first, T0)
+        newer = Command.new(f"plan-b{then}", "cp-1", CommandType.SET_CHARGE_RATE, then, T0)
+        journal.save_commands([older.evolve(state=CommandState.COMPLETED)])
+        journal.save_commands([newer.evolve(state=CommandState.COMPLETED)])
+        assert journal.last_setpoints() == {("cp-1", CommandType.SET_CHARGE_RATE): then}
+
+
 def test_sessions_upsert_and_end(tmp_path):
     journal = Journal(tmp_path / "j.db")
     s = EVSession(session_id="ev-1", arrival=T0, departure=T0.replace(hour=8), energy_kwh=30, max_kw=11)

@@ -105,3 +105,29 @@ def test_every_example_node_config_plans(tmp_path, name):
     rt = NodeRuntime(config, base, ManualClock(T0))
     out = rt.optimize()
     assert out.plan.result.status == "optimal" and out.total_cost <= out.baseline_total_cost + 1e-6
+
+
+def test_measured_ev_energy_counts_towards_the_session_and_the_next_plan(tmp_path):
+    rt, clock, _ = runtime(tmp_path)
+    try:
+        rt.upsert_session(EVSession(session_id="v", arrival=T0, departure=T0 + timedelta(hours=5), energy_kwh=20, max_kw=11, charger_id="ac-01"))
+        # a charger with an energy register: its readings count, exactly
+        rt.charger_energy("ac-01", 100.0, T0)  # the first reading only sets the baseline
+        clock.t += timedelta(minutes=30)
+        rt.charger_energy("ac-01", 105.5, clock.now())
+        rt.charger_power("ac-01", 11.0, clock.now())  # power alone adds nothing where a register exists
+        clock.t += timedelta(minutes=30)
+        rt.charger_power("ac-01", 0.0, clock.now())
+        assert rt.delivered_kwh == {"v": pytest.approx(5.5)}
+        # a charger without one: sampled power integrates, the sample before holding until the next
+        rt.charger_power("ac-02", 10.0, clock.now())
+        clock.t += timedelta(minutes=6)
+        rt.charger_power("ac-02", 4.0, clock.now())
+        assert rt.ev_energy_kwh == pytest.approx(5.5 + 1.0)
+        assert "v" in rt.delivered_kwh and len(rt.delivered_kwh) == 1  # nothing on ac-02 to credit
+        plan_inputs = rt.inputs(clock.now())
+        assert [s.energy_kwh for s in plan_inputs.sessions] == [pytest.approx(14.5)]  # the plan asks only for the rest
+        rt.charger_energy("ac-01", 3.0, clock.now())  # a meter reset is a new baseline, not negative energy
+        assert rt.delivered_kwh["v"] == pytest.approx(5.5)
+    finally:
+        rt.close()

@@ -145,6 +145,9 @@ async def test_security_profile_2_over_tls(tmp_path):
         def charger_power(self, *args):
             pass
 
+        def charger_energy(self, *args):
+            pass
+
     node = Node()
     central = CentralSystem(node, {"ac-01": "pw"}, {"ac-01": 7000.0})
     port = await central.start("127.0.0.1", 0, ssl=server_ctx)

@@ -86,7 +86,7 @@ class Welcome(_message.Message):
     def __init__(self, site_id: _Optional[str] = ..., last_telemetry_seq: _Optional[int] = ..., ping_interval_ms: _Optional[int] = ..., ping_timeout_ms: _Optional[int] = ..., snapshot_period_seconds: _Optional[int] = ...) -> None: ...
 
 class TelemetryPoint(_message.Message):
-    __slots__ = ("seq", "at", "grid_import_kw", "grid_export_kw", "load_kw", "pv_kw", "battery_charge_kw", "battery_discharge_kw", "soc_kwh", "ev_kw", "flex_kw", "mode")
+    __slots__ = ("seq", "at", "grid_import_kw", "grid_export_kw", "load_kw", "pv_kw", "battery_charge_kw", "battery_discharge_kw", "soc_kwh", "ev_kw", "flex_kw", "mode", "ev_energy_kwh")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     GRID_IMPORT_KW_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,7 @@ class TelemetryPoint(_message.Message):
     EV_KW_FIELD_NUMBER: _ClassVar[int]
     FLEX_KW_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    EV_ENERGY_KWH_FIELD_NUMBER: _ClassVar[int]
     seq: int
     at: _timestamp_pb2.Timestamp
     grid_import_kw: float
@@ -111,7 +112,8 @@ class TelemetryPoint(_message.Message):
     ev_kw: float
     flex_kw: float
     mode: NodeLinkMode
-    def __init__(self, seq: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., grid_import_kw: _Optional[float] = ..., grid_export_kw: _Optional[float] = ..., load_kw: _Optional[float] = ..., pv_kw: _Optional[float] = ..., battery_charge_kw: _Optional[float] = ..., battery_discharge_kw: _Optional[float] = ..., soc_kwh: _Optional[float] = ..., ev_kw: _Optional[float] = ..., flex_kw: _Optional[float] = ..., mode: _Optional[_Union[NodeLinkMode, str]] = ...) -> None: ...
+    ev_energy_kwh: float
+    def __init__(self, seq: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., grid_import_kw: _Optional[float] = ..., grid_export_kw: _Optional[float] = ..., load_kw: _Optional[float] = ..., pv_kw: _Optional[float] = ..., battery_charge_kw: _Optional[float] = ..., battery_discharge_kw: _Optional[float] = ..., soc_kwh: _Optional[float] = ..., ev_kw: _Optional[float] = ..., flex_kw: _Optional[float] = ..., mode: _Optional[_Union[NodeLinkMode, str]] = ..., ev_energy_kwh: _Optional[float] = ...) -> None: ...
 
 class TelemetryBatch(_message.Message):
     __slots__ = ("points",)

@@ -1,0 +1,961 @@
+"""The coupled problem of `portfolio.coupled`, decomposed: Dantzig–Wolfe over sites on Ray.
+
+Same problem, same interface (`CoupledSolver`), same `PortfolioPlan`; only the solver
+behind it differs. The portfolio's program is block-angular: each site's own program
+X_s (`formulation.add_site`, untouched) and a few coupling rows over the sites' grid
+flows, one per step of every feeder (Σ import − export <= cap) and of every flex event's
+window (Σ import <= target). Nothing else joins two sites.
+
+Why Dantzig–Wolfe (and not ADMM)
+--------------------------------
+* **Exact and finite for this structure.** Every X_s of an LP site is a polytope, so the
+  master over convex combinations of site plans is the coupled LP itself (Minkowski–Weyl);
+  column generation with exact pricing ends after finitely many columns at its optimum,
+  with or without the dual smoothing used here (Wentges 1997; Pessoa, Sadykov, Uchoa and
+  Vanderbeck 2018 prove finite convergence of smoothing with the mis-pricing rule below).
+  ADMM converges only asymptotically and its iterates break the coupling rows until the
+  end, so a feeder cap would need a projection step with no bound behind it.
+* **A certified bound at every iteration.** For any row prices μ >= 0 the Lagrangian
+  L(μ) = Σ_s min_{x∈X_s} (c_s + μA_s)·x − μ·b is a lower bound on the coupled optimum
+  (weak duality); the site optima the pricing step computes anyway give it for free. The
+  upper bound is a plan that keeps every coupling row, so gap = (UB − LB)/|UB| is proven,
+  not estimated, and the stopping rule is that gap <= `gap`.
+* **Only prices change between iterations.** Pricing changes the cost of a site's 2T
+  import/export columns and nothing else, so every site keeps its loaded HiGHS model and
+  re-solves from its last basis (primal simplex: a cost change leaves the basis primal
+  feasible). A site whose prices did not change (all its rows slack) is not re-solved.
+* **Feasible schedules by construction.** The master holds the coupling rows exactly, with
+  a margin of a few micro-kW per row. Its solution gives every site a budget per coupled
+  row (Σ_k λ_k a_k, which add up to at most the cap); the final step re-solves each site
+  within its budget (a convex combination of its plans is feasible there, so the re-solve
+  is feasible and at most as costly) — or keeps its own optimum when that fits the budget.
+  Every coupling row is then checked on the extracted schedules (1e-6 kW); a plan that
+  failed the check would never be returned (the monolithic solve would be).
+
+Stabilization: pricing runs at μ_sep = α·μ_center + (1 − α)·μ_master, with μ_center the
+prices of the best bound so far (Wentges smoothing; α = `smoothing`). A round that yields
+no column of negative reduced cost at μ_master is a mis-pricing: the next round prices at
+μ_master itself, which either yields a column or proves the master optimal. Until its
+columns can keep the rows, the master carries an artificial slack per row priced far above
+any plausible marginal value of a kW (a Phase-1 in one: the master stays feasible and its
+prices bounded; any μ >= 0 still gives a valid bound).
+
+Relaxation (the lexicographic order of `coupled`): whenever the portfolio can be served the
+order's first attempt — every slack at zero, minimum cost — is the whole answer, and that is
+the problem decomposed here. When it cannot (a coupled site that cannot keep its own limits,
+or coupling rows no combination of site plans keeps: artificial slack left at the master's
+optimum under a raised price), the solver hands the portfolio to `MonolithicSolver` and
+reports method ``"monolithic-fallback"``. Pricing the slacks with big penalties instead would
+trade a feeder overflow against EV energy at some exchange rate, which the order forbids,
+and relaxed portfolios are the rare, alarming case where exactness matters more than speed.
+A site that is in no coupling row and needs its own relaxation keeps its own lexicographic
+optimum (which is what the portfolio order gives it: nothing couples it to the others).
+
+Charger-choice MIPs: a site with binaries prices on its LP relaxation (a valid lower bound
+of its MIP at any prices, so the bound stays certified), and the final step solves the MIP
+within its budget. If that MIP has no solution within the budget the portfolio falls back to
+the monolithic solve. The reported gap then includes the relaxation's integrality gap.
+
+Ray: sites are spread over a few actors (`SiteBatch`, one per CPU of the cluster by default),
+each holding the models of many sites for the whole solve — far cheaper than one actor per
+site. Prices go out as one numpy vector per round; proposals come back as net flows per step
+and costs; full schedules only at the end. Actors persist between solves of one solver.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import resource
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from portfolio.coupled import (
+    CapCheck,
+    Coupling,
+    MonolithicSolver,
+    PortfolioPlan,
+    SitePlan,
+    TargetCheck,
+    check_cap,
+    check_target,
+    common_index,
+    event_coupling,
+    feeder_coupling,
+    import_shares,
+)
+from portfolio.model import Feeder, FlexEvent, FlexState
+from sitenode.metrics import compute_metrics
+from sitenode.model.problem import SiteProblem
+from sitenode.optimizer.extract import assign_chargers, schedule_frame
+from sitenode.optimizer.formulation import SiteColumns, add_site
+from sitenode.optimizer.highs import VERSION, HighsModel
+from sitenode.optimizer.lexicographic import BREACH, COST, OVER, SHORTFALL, solve_lexicographic
+from sitenode.optimizer.lp import LinearProgram
+from sitenode.optimizer.result import SolveResult, SolverStatus, StageOutcome
+from sitenode.optimizer.solve import DirectStages, Plan, relaxation_from
+from sitenode.schedule import GRID_EXPORT, GRID_IMPORT
+
+log = logging.getLogger(__name__)
+
+FALLBACK = "monolithic-fallback"
+METHOD = "decomposition"
+CHECK_KW = 1e-6  # every coupling row holds on the extracted schedules within this
+# The master keeps each row this far inside its bound (per kW of solver tolerance each
+# site's re-solve may add): the margin is a few micro-kW, the guarantee is exact.
+_MARGIN_KW, _MARGIN_PER_SITE_KW = 1e-6, 5e-7
+_STALL = 1e-9  # reduced cost (relative) below which a column improves the master
+
+
+# ---- HiGHS, as the decomposition uses it --------------------------------------------------
+
+
+class _Highs(HighsModel):
+    """A `HighsModel` that can also change some costs, take columns and rows, re-solve from
+    its basis and report row duals: what pricing, the master and the final step need."""
+
+    def set_costs(self, cols: np.ndarray, cost: np.ndarray) -> None:
+        self._h.changeColsCost(len(cols), cols.astype(np.int32), np.ascontiguousarray(cost, dtype=float))
+
+    def resolve(self, *, primal: bool = True) -> SolverStatus:
+        """Re-solve an LP from the current basis (presolve would throw the basis away)."""
+        h = self._h
+        h.setOptionValue("presolve", "off")
+        h.setOptionValue("simplex_strategy", 4 if primal else 1)
+        h.run()
+        return self._status()
+
+    def interior(self, tolerance: float) -> SolverStatus:
+        """Solve by interior point without crossover: a well-centred, `tolerance`-optimal point."""
+        h = self._h
+        h.setOptionValue("solver", "ipm")
+        h.setOptionValue("run_crossover", "off")
+        h.setOptionValue("ipm_optimality_tolerance", float(tolerance))
+        h.run()
+        return self._status()
+
+    def _status(self) -> SolverStatus:
+        h = self._h
+        status = h.modelStatusToString(h.getModelStatus())
+        return SolverStatus.OPTIMAL if status == "Optimal" else SolverStatus.INFEASIBLE if "nfeasible" in status else SolverStatus.ERROR
+
+    def objective(self) -> float:
+        return float(self._h.getInfo().objective_function_value)
+
+    def row_duals(self) -> np.ndarray:
+        return np.asarray(self._h.getSolution().row_dual)
+
+    def add_columns(self, cost: np.ndarray, starts: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
+        n = len(cost)
+        self._h.addCols(n, np.ascontiguousarray(cost, dtype=float), np.zeros(n), np.full(n, np.inf), len(values),
+                        starts.astype(np.int32), indices.astype(np.int32), np.ascontiguousarray(values, dtype=float))
+        self.num_cols += n
+
+    def add_rows(self, upper: np.ndarray, starts: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
+        n = len(upper)
+        self._h.addRows(n, np.full(n, -np.inf), np.ascontiguousarray(upper, dtype=float), len(values),
+                        starts.astype(np.int32), indices.astype(np.int32), np.ascontiguousarray(values, dtype=float))
+
+    def seconds(self) -> float:
+        return float(self._h.getRunTime())
+
+
+# ---- what a worker holds and returns -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Link:
+    """Where one site enters one coupling: master rows `rows` at steps `steps`."""
+
+    rows: np.ndarray
+    steps: np.ndarray
+    net: bool  # a feeder row (import − export) or an event row (import)
+
+
+@dataclass(eq=False)
+class _Site:
+    problem: SiteProblem
+    cols: SiteColumns
+    model: _Highs  # the site's own program (with its binaries): alone and final solves
+    pricing: _Highs  # the LP pricing re-solves: `model` itself, or its relaxation for a MIP
+    cost: np.ndarray  # the "cost" term
+    x: np.ndarray | None  # the site's optimum alone
+    stages: tuple[str, ...]  # relaxation stages its optimum alone needed
+    links: tuple[Link, ...] = ()
+    adjust: np.ndarray | None = None  # price adjustment on [import, export] of the last pricing
+    z: float = math.nan  # pricing optimum at `adjust`
+
+
+@dataclass(frozen=True)
+class Alone:
+    """A site's own optimum (slacks at zero when it can be served), from its worker."""
+
+    site_id: str
+    status: SolverStatus
+    stages: tuple[str, ...]
+    objective: float  # "cost" term
+    bound: float  # its MIP bound (the objective for an LP)
+    alone_cost: float  # compute_metrics total_cost
+    grid_import: np.ndarray  # as the schedule reads (the REDUCE_BY baseline)
+    grid_export: np.ndarray
+    is_mip: bool
+    num_cols: int
+    num_rows: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Priced:
+    """One pricing round of one worker: every linked site's optimum, new plans of re-solved ones."""
+
+    ids: np.ndarray  # global ids of the worker's linked sites
+    z: np.ndarray  # their pricing optima at the round's prices
+    solved: np.ndarray  # ids re-solved this round (their prices changed)
+    cost: np.ndarray  # "cost" term of each re-solved site's plan
+    imports: np.ndarray  # (len(solved), T)
+    exports: np.ndarray
+    failed: tuple[int, ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Part:
+    """A site's final plan, from its worker."""
+
+    site_id: str
+    ok: bool
+    schedule: pd.DataFrame | None
+    assignment: dict[str, str]
+    shortfall: dict[str, float]
+    stages: tuple[str, ...]
+    cost_term: float
+    coupled_cost: float
+    resolved: bool  # re-solved within a budget (else its optimum alone)
+
+
+class SiteBatch:
+    """The sites one worker holds, with their models, for a whole solve (a Ray actor's body)."""
+
+    def __init__(self) -> None:
+        self.sites: dict[str, _Site] = {}
+        self.linked: dict[int, str] = {}
+
+    def load(self, items: list[tuple[str, SiteProblem]], threads: int = 1) -> list[Alone]:
+        """Build every site's model and solve it alone, exactly as `optimize_site` does."""
+        self.sites, self.linked = {}, {}
+        out = []
+        for sid, problem in items:
+            started = time.perf_counter()
+            lp = LinearProgram()
+            cols = add_site(lp, problem)
+            matrix = lp.matrix()
+            cfg = problem.solver
+            model = _Highs(matrix, time_limit_seconds=cfg.time_limit_seconds, mip_rel_gap=cfg.mip_rel_gap, threads=threads)
+            costs = {name: lp.cost(name) for name in (COST, OVER, SHORTFALL, BREACH)}
+            stages, relaxed = solve_lexicographic(DirectStages(model, costs, cols.slacks), cfg.time_limit_seconds)
+            final = stages[-1]
+            x = model.values() if final.status.has_solution else None
+            pricing = model
+            if model.has_integers:
+                pricing = _Highs(dataclasses.replace(matrix, integrality=np.zeros_like(matrix.integrality)), threads=threads)
+                pricing.set_objective(costs[COST])
+                pricing.fix_zero(cols.slacks)
+            frame = schedule_frame(problem, cols, x)
+            self.sites[sid] = _Site(problem, cols, model, pricing, costs[COST], x, tuple(relaxed))
+            out.append(Alone(
+                site_id=sid, status=final.status, stages=tuple(relaxed), objective=final.objective, bound=final.bound,
+                alone_cost=compute_metrics(problem, frame).total_cost if x is not None else math.nan,
+                grid_import=frame[GRID_IMPORT].to_numpy(), grid_export=frame[GRID_EXPORT].to_numpy(),
+                is_mip=model.has_integers, num_cols=matrix.num_cols, num_rows=matrix.num_rows,
+                seconds=time.perf_counter() - started,
+            ))
+        return out
+
+    def link(self, links: dict[str, tuple[int, tuple[Link, ...], float]]) -> None:
+        """Site id -> (global id, its rows in the master, its optimum at zero prices)."""
+        for sid, (gid, site_links, z0) in links.items():
+            site = self.sites[sid]
+            site.links, site.z = site_links, z0
+            site.adjust = np.zeros(2 * site.problem.steps)
+            self.linked[gid] = sid
+
+    def price(self, mu: np.ndarray) -> Priced:
+        """Re-solve every linked site whose prices changed; its optimum and plan."""
+        started = time.perf_counter()
+        ids = np.fromiter(self.linked, dtype=np.int64, count=len(self.linked))
+        z = np.empty(len(ids))
+        solved, cost, imports, exports, failed = [], [], [], [], []
+        for i, (gid, sid) in enumerate(self.linked.items()):
+            site = self.sites[sid]
+            T = site.problem.steps
+            adjust = np.zeros(2 * T)
+            for link in site.links:
+                adjust[link.steps] += mu[link.rows]
+                if link.net:
+                    adjust[T + link.steps] -= mu[link.rows]
+            if site.adjust is not None and np.array_equal(adjust, site.adjust):
+                z[i] = site.z
+                continue
+            flows = np.concatenate([site.cols.grid_import, site.cols.grid_export])
+            site.pricing.set_costs(flows, site.cost[flows] + adjust)
+            status = site.pricing.resolve()
+            if status is not SolverStatus.OPTIMAL:
+                failed.append(gid)
+                site.adjust = None
+                z[i] = -math.inf
+                continue
+            x = site.pricing.values()
+            site.adjust, site.z = adjust, site.pricing.objective()
+            z[i] = site.z
+            solved.append(gid)
+            cost.append(float(site.cost @ x))
+            imports.append(x[site.cols.grid_import])
+            exports.append(x[site.cols.grid_export])
+        T = next(iter(self.sites.values())).problem.steps if self.sites else 0
+        return Priced(
+            ids=ids, z=z, solved=np.asarray(solved, dtype=np.int64), cost=np.asarray(cost),
+            imports=np.asarray(imports).reshape(len(solved), T), exports=np.asarray(exports).reshape(len(solved), T),
+            failed=tuple(failed), seconds=time.perf_counter() - started,
+        )
+
+    def finish(self, budgets: dict[str, list[np.ndarray] | None], time_limit_seconds: float) -> list[Part]:
+        """Every site's final plan: its own optimum, or a re-solve within its budget per coupled row."""
+        started = time.perf_counter()
+        out = []
+        for sid, site in self.sites.items():
+            budget = budgets.get(sid)
+            if budget is None or site.x is None:
+                x, resolved = site.x, False
+            else:
+                left = max(1.0, time_limit_seconds - (time.perf_counter() - started))
+                x, resolved = self._within(site, budget, left), True
+            out.append(self._part(sid, site, x, resolved))
+        return out
+
+    def _within(self, site: _Site, budget: list[np.ndarray], time_limit_seconds: float) -> np.ndarray | None:
+        """The site's cheapest plan keeping Σ_t-rows <= `budget` on every link."""
+        cols = site.cols
+        starts, indices, values, upper = [0], [], [], []
+        for link, room in zip(site.links, budget, strict=True):
+            for t, u in zip(link.steps, room, strict=True):
+                indices.append(cols.grid_import[t])
+                values.append(1.0)
+                if link.net:
+                    indices.append(cols.grid_export[t])
+                    values.append(-1.0)
+                starts.append(len(indices))
+                upper.append(u)
+        model = site.model
+        model.set_objective(site.cost)
+        model.add_rows(np.asarray(upper), np.asarray(starts[:-1]), np.asarray(indices), np.asarray(values))
+        if model.has_integers:
+            outcome = model.run(COST, min(time_limit_seconds, site.problem.solver.time_limit_seconds))
+            ok = outcome.status.has_solution
+        else:
+            ok = model.resolve(primal=False) is SolverStatus.OPTIMAL
+        return model.values() if ok else None
+
+    def _part(self, sid: str, site: _Site, x: np.ndarray | None, resolved: bool) -> Part:
+        problem, cols = site.problem, site.cols
+        if x is None:
+            return Part(sid, False, None, {}, {}, site.stages, math.nan, math.nan, resolved)
+        frame = schedule_frame(problem, cols, x)
+        shortfall = {s: float(max(x[c], 0.0)) for s, c in cols.shortfall.items()}
+        return Part(
+            site_id=sid, ok=True, schedule=frame, assignment=assign_chargers(problem, cols, x), shortfall=shortfall,
+            stages=site.stages if not resolved else (), cost_term=float(site.cost @ x),
+            coupled_cost=compute_metrics(problem, frame).total_cost, resolved=resolved,
+        )
+
+    def peak_rss_mb(self) -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+# ---- the master ----------------------------------------------------------------------------
+
+
+class _Master:
+    """Restricted master: λ per site plan, one convexity row per site, coupling rows with artificials."""
+
+    def __init__(self, rhs: np.ndarray, penalty: np.ndarray, num_sites: int) -> None:
+        R = len(rhs)
+        lp = LinearProgram()
+        art = lp.add_cols(R)
+        lp.add_rows(R, [(np.arange(R), art, -1.0)], upper=rhs)
+        lp.add_rows(num_sites, [], lower=1.0, upper=1.0)
+        self.model = _Highs(lp.matrix())
+        self.model.set_objective(penalty)
+        self.R, self.S = R, num_sites
+        self.penalty = penalty.copy()
+        self.site_of: list[int] = []  # per λ column, its site
+        self.cost: list[float] = []
+        self.avals: list[np.ndarray] = []  # per λ column, its values on its site's rows
+        self.solves = 0
+
+    @property
+    def num_cols(self) -> int:
+        return self.R + len(self.site_of)
+
+    def add(self, gids: Sequence[int], costs: Sequence[float], avals: Sequence[np.ndarray], site_rows: list[np.ndarray]) -> None:
+        if not len(gids):
+            return
+        starts, indices, values = [0], [], []
+        for gid, a in zip(gids, avals, strict=True):
+            rows = site_rows[gid]
+            keep = np.abs(a) >= 1e-12
+            indices += [rows[keep], np.array([self.R + gid])]
+            values += [a[keep], np.ones(1)]
+            starts.append(starts[-1] + int(keep.sum()) + 1)
+            self.site_of.append(gid)
+            self.avals.append(a)
+        self.cost += list(costs)
+        self.model.add_columns(np.asarray(costs, dtype=float), np.asarray(starts[:-1]), np.concatenate(indices), np.concatenate(values))
+
+    def raise_penalty(self, factor: float) -> None:
+        self.penalty *= factor
+        self.model.set_costs(np.arange(self.R), self.penalty)
+
+    def solve(self) -> tuple[SolverStatus, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Status, objective, λ, artificials, row prices μ >= 0 and convexity duals σ."""
+        mode = os.environ.get("GM_MASTER", "simplex")
+        status = self.model.resolve(primal=self.solves > 0) if mode == "simplex" else self.model.interior(float(os.environ.get("GM_TOL", "1e-6")))
+        self.solves += 1
+        if status is not SolverStatus.OPTIMAL:
+            return status, math.nan, np.empty(0), np.empty(0), np.empty(0), np.empty(0)
+        x = self.model.values()
+        y = self.model.row_duals()
+        # HiGHS: a row dual is d(objective)/d(bound), <= 0 on a binding "<=" row
+        mu = np.clip(-y[: self.R], 0.0, None)
+        return status, self.model.objective(), np.clip(x[self.R :], 0.0, None), np.clip(x[: self.R], 0.0, None), mu, y[self.R :]
+
+
+@dataclass(eq=False)
+class _Block:
+    """Sites joined by coupling rows, directly or through each other, with their own master.
+
+    Blocks share nothing, so the Lagrangian bound is a sum of one bound per block: each
+    block keeps the best of its own, and a block whose gap is closed stops pricing (its
+    prices no longer change, so its sites are not re-solved).
+    """
+
+    sites: np.ndarray  # ids into the linked sites
+    rows: np.ndarray  # global row ids, ascending
+    rhs: np.ndarray  # the rows' bounds
+    local_rows: dict[int, np.ndarray]  # site id -> its rows, as positions in `rows`
+    z0: np.ndarray  # per site, its bound alone (pricing at zero prices)
+    scale: float = math.inf  # a kW-step's energy value: where separation prices are clipped
+    master: _Master | None = None
+    lower: float = 0.0
+    upper: float = 0.0
+    done: bool = False
+    feasible: bool = True
+    objective: float = math.nan
+    exact_next: bool = False
+    raised: bool = False
+    center: np.ndarray = field(default_factory=lambda: np.empty(0))
+    sep: np.ndarray = field(default_factory=lambda: np.empty(0))
+    alpha: float = 0.5
+    smoothed: bool = False
+    g_center: np.ndarray = field(default_factory=lambda: np.empty(0))
+    mu: np.ndarray = field(default_factory=lambda: np.empty(0))
+    sigma: np.ndarray = field(default_factory=lambda: np.empty(0))
+    lam: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def solve_master(self) -> None:
+        assert self.master is not None
+        status, objective, self.lam, art, self.mu, self.sigma = self.master.solve()
+        if status is not SolverStatus.OPTIMAL:
+            raise _Fallback(f"a master LP ended {status}")
+        self.objective = objective
+        self.feasible = float(art.sum()) <= 1e-7
+        self.upper = objective if self.feasible else math.inf
+
+    def separation(self) -> np.ndarray:
+        """Prices for the next pricing round: Wentges smoothing toward the best bound's prices,
+        turned toward that point's subgradient (directional smoothing, Pessoa et al. 2018)."""
+        if self.exact_next:
+            self.sep, self.smoothed = self.mu.copy(), False
+            return self.sep
+        center, out, a = self.center, self.mu, self.alpha
+        tilde = a * center + (1 - a) * out
+        toward, g = out - center, self.g_center
+        sep = tilde
+        norm_t, norm_g = float(np.linalg.norm(toward)), float(np.linalg.norm(g))
+        if norm_t > 0 and norm_g > 0:
+            beta = max(0.0, float(toward @ g) / (norm_t * norm_g))
+            rho = beta * (center + norm_t / norm_g * g) + (1 - beta) * out
+            step = float(np.linalg.norm(rho - center))
+            if step > 0:
+                sep = center + float(np.linalg.norm(tilde - center)) / step * (rho - center)
+        self.sep, self.smoothed = np.minimum(np.clip(sep, 0.0, None), np.maximum(self.scale, out)), True
+        return self.sep
+
+    def activity(self, plans: list[np.ndarray]) -> np.ndarray:
+        """Σ of the sites' flows on the block's rows, each site at its plan in `plans`."""
+        total = np.zeros(len(self.rows))
+        for g in self.sites:
+            np.add.at(total, self.local_rows[int(g)], plans[int(g)])
+        return total
+
+    def priced(self, z: np.ndarray, new: dict[int, list[tuple[float, np.ndarray]]], plans: list[np.ndarray]) -> None:
+        """Take a pricing round: the bound at its prices, and columns that improve the master."""
+        assert self.master is not None
+        bound = float(z[self.sites].sum() - self.sep @ self.rhs)
+        g = self.activity(plans) - self.rhs  # a subgradient of the bound at the round's prices
+        if self.smoothed:
+            # automatic smoothing: nearer the master's prices when they lie uphill of the round's
+            self.alpha = max(0.0, self.alpha - 0.1) if float(g @ (self.mu - self.sep)) > 0 else min(0.9, self.alpha + 0.1 * (1 - self.alpha))
+        if bound > self.lower:
+            self.lower, self.center, self.g_center = bound, self.sep.copy(), g
+        ids, costs, avals = [], [], []
+        for k, g in enumerate(self.sites):
+            for cost, a in new.get(int(g), ()):
+                reduced = cost + float(self.mu[self.local_rows[int(g)]] @ a) - self.sigma[k]
+                if reduced < -_STALL * max(1.0, abs(cost)):
+                    ids.append(k)
+                    costs.append(cost)
+                    avals.append(a)
+        self.master.add(ids, costs, avals, [self.local_rows[int(g)] for g in self.sites])
+        if ids:
+            self.exact_next = False
+        elif self.smoothed:
+            self.exact_next = True  # mis-pricing: the next round prices at the master's own duals
+        elif self.feasible:
+            # nothing prices out at the master's duals: its optimum is the block's
+            self.lower, self.done = max(self.lower, self.objective), True
+        elif not self.raised:
+            self.master.raise_penalty(100.0)
+            self.raised = True
+        else:
+            raise _Fallback("no combination of site plans keeps the coupling rows")
+
+    def budgets(self, linked: list[str], links: dict[str, list[Link]], alone_a: list[np.ndarray]) -> dict[str, list[np.ndarray] | None]:
+        """Per site, its share of each of its rows (None: its optimum alone fits in it)."""
+        if self.master is None:
+            return {linked[int(g)]: None for g in self.sites}
+        n = len(self.sites)
+        share = [np.zeros(len(alone_a[int(g)])) for g in self.sites]
+        for k, site in enumerate(self.master.site_of):
+            if self.lam[k] > 0:
+                share[site] += self.lam[k] * self.master.avals[k]
+        total = np.bincount(self.master.site_of, weights=self.lam, minlength=n)
+        out: dict[str, list[np.ndarray] | None] = {}
+        for k, g in enumerate(self.sites):
+            sid = linked[int(g)]
+            room = share[k] / total[k] if total[k] > 0 else alone_a[int(g)]
+            if (alone_a[int(g)] <= room + 1e-9).all():
+                out[sid] = None
+                continue
+            pieces, first = [], 0
+            for lk in links[sid]:
+                pieces.append(room[first : first + len(lk.rows)])
+                first += len(lk.rows)
+            out[sid] = pieces
+        return out
+
+
+def _blocks(linked: list[str], site_rows: list[np.ndarray], couplings: list[Coupling], rhs: np.ndarray, members: np.ndarray,
+            alone_a: list[np.ndarray], alone: list[Alone], problems: list[SiteProblem]) -> list[_Block]:
+    """Split the linked sites into blocks; a block whose sites' plans alone keep its rows is done."""
+    parent = list(range(len(linked)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    gid = {sid: i for i, sid in enumerate(linked)}
+    for c in couplings:
+        first = root(gid[c.site_ids[0]])
+        for sid in c.site_ids[1:]:
+            parent[root(gid[sid])] = first
+    groups: dict[int, list[int]] = {}
+    for i in range(len(linked)):
+        groups.setdefault(root(i), []).append(i)
+    out = []
+    for sites in groups.values():
+        rows = np.unique(np.concatenate([site_rows[g] for g in sites]))
+        local = {g: np.searchsorted(rows, site_rows[g]) for g in sites}
+        z0 = np.array([alone[g].bound for g in sites])
+        block = _Block(np.array(sites), rows, rhs[rows], local, z0, lower=float(z0.sum()),
+                       upper=float(sum(alone[g].objective for g in sites)))
+        activity = np.zeros(len(rows))
+        for g in sites:
+            np.add.at(activity, local[g], alone_a[g])
+        if (activity <= block.rhs).all():
+            block.done = True
+        else:
+            margin = _MARGIN_KW + _MARGIN_PER_SITE_KW * members[rows]
+            penalty = np.full(len(rows), _penalty([problems[g] for g in sites]))
+            block.master = _Master(block.rhs - margin, penalty, len(sites))
+            block.master.add(list(range(len(sites))), [alone[g].objective for g in sites], [alone_a[g] for g in sites],
+                             [local[g] for g in sites])
+            block.center, block.g_center = np.zeros(len(rows)), activity - block.rhs
+            block.scale = float(os.environ.get("GM_SCALE", "1")) * _energy_value([problems[g] for g in sites])
+        out.append(block)
+    return out
+
+
+# ---- the solver ----------------------------------------------------------------------------
+
+
+@dataclass
+class SolveStats:
+    """Where a decomposed solve's time went (the last solve's, on `DecompositionSolver.stats`)."""
+
+    load_seconds: float = 0.0  # build and solve every site alone, in the workers
+    master_seconds: float = 0.0
+    pricing_seconds: float = 0.0  # wall time of the pricing rounds
+    finish_seconds: float = 0.0  # budget re-solves and extraction, in the workers
+    iterations: int = 0
+    columns: int = 0
+    resolved_sites: int = 0  # sites re-solved in the final step (the rest keep their optimum alone)
+    max_coupling_violation_kw: float = 0.0
+    fallback_reason: str = ""
+    workers: int = 0
+    history: list[tuple[float, float, float]] = field(default_factory=list)  # (seconds, lower, upper) per iteration
+
+
+class DecompositionSolver:
+    """`CoupledSolver` by Dantzig–Wolfe decomposition, site subproblems in Ray actors (module doc).
+
+    `address`: a Ray cluster to connect to (``"auto"``, ``"ray://host:10001"``); None reads
+    RAY_ADDRESS and otherwise starts a local instance with `num_cpus` CPUs on first use. An
+    already initialized Ray is used as it is. `workers`: actors (default: the cluster's CPUs);
+    `use_ray=False` runs the same workers in this process (debugging, profiling).
+    """
+
+    def __init__(
+        self, *, gap: float = 1e-3, max_iterations: int = 200, time_limit_seconds: float = 120.0,
+        address: str | None = None, num_cpus: int | None = None, workers: int | None = None,
+        smoothing: float = 0.5, runtime_env: dict[str, Any] | None = None, use_ray: bool = True,
+        monolithic: MonolithicSolver | None = None,
+    ) -> None:
+        self.gap, self.max_iterations, self.time_limit_seconds = gap, max_iterations, time_limit_seconds
+        self.address, self.num_cpus, self.workers, self.smoothing = address, num_cpus, workers, smoothing
+        self.runtime_env, self.use_ray = runtime_env, use_ray
+        self.monolithic = monolithic or MonolithicSolver(time_limit_seconds=time_limit_seconds)
+        self.stats = SolveStats()
+        self._actors: list[Any] = []
+
+    # -- workers --------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Start or join Ray and the workers now (else on the first solve)."""
+        if self._actors:
+            return
+        if not self.use_ray:
+            self._actors = [SiteBatch() for _ in range(max(1, self.workers or 1))]
+            return
+        connect_ray(self.address, self.num_cpus, self.runtime_env)
+        import ray
+
+        count = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        actor = ray.remote(num_cpus=1)(SiteBatch)
+        self._actors = [actor.remote() for _ in range(count)]
+
+    def close(self) -> None:
+        """End the workers (Ray itself stays up for others)."""
+        if self.use_ray and self._actors:
+            import ray
+
+            for a in self._actors:
+                ray.kill(a)
+        self._actors = []
+
+    def _call(self, method: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """`method(*args[i])` on worker i, in parallel; results in worker order."""
+        if not self.use_ray:
+            return [getattr(w, method)(*a) for w, a in zip(self._actors, args, strict=False)]
+        import ray
+
+        return ray.get([getattr(w, method).remote(*a) for w, a in zip(self._actors, args, strict=False)])
+
+    def worker_peak_rss_mb(self) -> list[float]:
+        return [float(v) for v in self._call("peak_rss_mb", [()] * len(self._actors))]
+
+    # -- the solve ------------------------------------------------------------------------
+
+    def solve(self, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder], events: Sequence[FlexEvent]) -> PortfolioPlan:
+        started = time.perf_counter()
+        index = common_index(problems)  # raises InvalidInput before any work
+        self.stats = SolveStats()
+        if not problems:
+            return dataclasses.replace(self.monolithic.solve(problems, feeders, events), method=METHOD)
+        try:
+            return _Run(self, problems, feeders, events, index, started).run()
+        except _Fallback as why:
+            self.stats.fallback_reason = str(why)
+            log.info("decomposition falls back to the monolithic solve: %s", why)
+            plan = self.monolithic.solve(problems, feeders, events)
+            return dataclasses.replace(plan, method=FALLBACK, seconds=time.perf_counter() - started)
+
+
+def connect_ray(address: str | None = None, num_cpus: int | None = None, runtime_env: dict[str, Any] | None = None) -> None:
+    """Use the running Ray, else join `address` (or RAY_ADDRESS), else start a local instance."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    quiet = {"log_to_driver": False, "ignore_reinit_error": True, "runtime_env": runtime_env}
+    if address:
+        ray.init(address=address, **quiet)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **quiet)
+
+
+class _Fallback(Exception):
+    """The decomposition cannot give this portfolio's plan; the monolithic solve will."""
+
+
+def _spread(problems: Mapping[str, SiteProblem], workers: int) -> list[list[str]]:
+    """Sites to workers, heaviest first to the least loaded (work ~ sessions x steps)."""
+    load = [0.0] * workers
+    out: list[list[str]] = [[] for _ in range(workers)]
+    weight = {sid: p.steps * (4 + 3 * len(p.sessions)) for sid, p in problems.items()}
+    for sid in sorted(problems, key=lambda s: -weight[s]):
+        w = int(np.argmin(load))
+        out[w].append(sid)
+        load[w] += weight[sid]
+    return out
+
+
+def _energy_value(problems: Sequence[SiteProblem]) -> float:
+    """The most one kW over one step is worth in energy alone (import or export, carbon)."""
+    return max(
+        (p.dt_h * (p.objective.cost * (np.abs(p.import_price).max(initial=0) + np.abs(p.export_price).max(initial=0))
+                   + p.objective.carbon * np.abs(p.carbon_kg_per_kwh).max(initial=0)) for p in problems),
+        default=1.0,
+    )
+
+
+def _penalty(problems: Sequence[SiteProblem]) -> float:
+    """A price per kW and step above any marginal value a coupling row can have in practice.
+
+    Relieving one kW at one step costs at most about a step's energy at the dearest price,
+    the revenue or value given up (export, flexible load, degradation) and a kW more of
+    each demand-charge window or peak weight; a hundred times the largest such sum.
+    """
+    worst = 1.0
+    for p in problems:
+        w, dt = p.objective, p.dt_h
+        energy = dt * (w.cost * (np.abs(p.import_price).max(initial=0) + np.abs(p.export_price).max(initial=0))
+                       + w.carbon * np.abs(p.carbon_kg_per_kwh).max(initial=0))
+        flex = dt * w.cost * max((f.value_per_kwh for f in p.site.flexible_loads), default=0.0)
+        wear = dt * w.cost * (p.site.battery.degradation_cost_per_kwh if p.site.battery else 0.0)
+        demand = w.cost * sum(d.rate_per_kw for d in p.demand_windows) + w.peak
+        worst = max(worst, energy + flex + 2 * wear + demand)
+    return 100.0 * worst
+
+
+class _Run:
+    """One decomposed solve (state of the iterations)."""
+
+    def __init__(self, solver: DecompositionSolver, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder],
+                 events: Sequence[FlexEvent], index: pd.DatetimeIndex, started: float) -> None:
+        self.s, self.problems, self.feeders, self.index, self.started = solver, problems, feeders, index, started
+        self.events = [e for e in events if e.state is not FlexState.CANCELLED]
+        self.stats = solver.stats
+
+    def left(self) -> float:
+        return self.s.time_limit_seconds - (time.perf_counter() - self.started)
+
+    def run(self) -> PortfolioPlan:
+        s, problems, stats = self.s, self.problems, self.stats
+        T = len(self.index)
+        try:
+            s.connect()
+        except Exception as exc:  # noqa: BLE001 - no workers: the monolithic solve still serves
+            raise _Fallback(f"no workers ({exc})") from exc
+        batches = _spread(problems, len(s._actors))
+        stats.workers = len(s._actors)
+        t0 = time.perf_counter()
+        alone_lists = s._call("load", [([(sid, problems[sid]) for sid in b],) for b in batches])
+        stats.load_seconds = time.perf_counter() - t0
+        alone: dict[str, Alone] = {a.site_id: a for lst in alone_lists for a in lst}
+
+        baseline = {sid: a.grid_import for sid, a in alone.items()}
+        feeder_rows = [feeder_coupling(f, problems, T) for f in self.feeders]
+        event_rows = [event_coupling(e, problems, self.index, baseline) for e in self.events]
+        couplings = [c for c in feeder_rows + event_rows if c.site_ids and len(c.steps)]
+
+        # master rows and each site's links
+        rhs_parts, sizes, links = [], [], {}
+        first = 0
+        for c in couplings:
+            n = len(c.steps)
+            rows = np.arange(first, first + n)
+            for sid in c.site_ids:
+                links.setdefault(sid, []).append(Link(rows, c.steps, c.net))
+            rhs_parts.append(c.bound)
+            sizes.append(np.full(n, len(c.site_ids)))
+            first += n
+        R = first
+        rhs = np.concatenate(rhs_parts) if rhs_parts else np.empty(0)
+        members = np.concatenate(sizes) if sizes else np.empty(0)
+        linked = [sid for sid in problems if sid in links]
+        gid = {sid: i for i, sid in enumerate(linked)}
+
+        bad = [sid for sid in linked if alone[sid].stages or not alone[sid].status.has_solution]
+        if bad:
+            raise _Fallback(f"coupled site(s) {', '.join(sorted(bad)[:5])} cannot be served without relaxation")
+        if any(not a.status.has_solution for a in alone.values()):
+            raise _Fallback("a site has no plan of its own")
+
+        free_lb = sum(alone[sid].bound for sid in problems if sid not in links)
+        free_ub = sum(alone[sid].objective for sid in problems if sid not in links)
+        site_rows = [np.concatenate([lk.rows for lk in links[sid]]) for sid in linked]
+
+        def avals(sid: str, imp: np.ndarray, exp: np.ndarray) -> np.ndarray:
+            return np.concatenate([imp[lk.steps] - exp[lk.steps] if lk.net else imp[lk.steps] for lk in links[sid]])
+
+        alone_a = [avals(sid, alone[sid].grid_import, alone[sid].grid_export) for sid in linked]
+        activity = np.zeros(R)
+        for i in range(len(linked)):
+            np.add.at(activity, site_rows[i], alone_a[i])
+
+        blocks = _blocks(linked, site_rows, couplings, rhs, members, alone_a, [alone[sid] for sid in linked],
+                         [self.problems[sid] for sid in linked])
+        busy = [b for b in blocks if not b.done]
+        if busy:
+            ids = {g for b in busy for g in b.sites}
+            s._call("link", [({sid: (gid[sid], tuple(links[sid]), alone[sid].bound) for sid in b if gid.get(sid) in ids},) for b in batches])
+        iterations = self._iterate(blocks, busy, linked, site_rows, free_lb, free_ub, avals, R, alone_a)
+        lower = free_lb + sum(b.lower for b in blocks)
+        budgets = {}
+        for b in blocks:
+            budgets.update(b.budgets(linked, links, alone_a))
+        stats.iterations = iterations
+
+        t0 = time.perf_counter()
+        part_lists = s._call("finish", [({sid: budgets.get(sid) for sid in b}, max(self.left(), 5.0)) for b in batches])
+        stats.finish_seconds = time.perf_counter() - t0
+        parts: dict[str, Part] = {p.site_id: p for lst in part_lists for p in lst}
+        failed = [sid for sid, p in parts.items() if not p.ok]
+        if failed:
+            raise _Fallback(f"no plan within its budget for site(s) {', '.join(sorted(failed)[:5])}")
+        stats.resolved_sites = sum(p.resolved for p in parts.values())
+        frames = {sid: parts[sid].schedule for sid in problems}
+        violation = _worst_violation(couplings, frames)
+        stats.max_coupling_violation_kw = violation
+        if violation > CHECK_KW:
+            raise _Fallback(f"a coupling row is off by {violation:.3g} kW on the extracted schedules")
+        upper = float(sum(p.cost_term for p in parts.values()))
+        gap = max(0.0, (upper - lower) / max(abs(upper), 1e-9))
+        return self._plan(alone, parts, feeder_rows, event_rows, upper, lower, gap, iterations)
+
+    def _iterate(self, blocks: list[_Block], busy: list[_Block], linked: list[str], site_rows: list[np.ndarray],
+                 free_lb: float, free_ub: float, avals: Any, R: int, alone_a: list[np.ndarray]) -> int:
+        """Rounds of master solves and pricing until the gap is closed; the number of rounds."""
+        s, stats = self.s, self.stats
+        sep = np.zeros(R)
+        z = np.array([0.0] * len(linked))
+        for b in blocks:
+            z[b.sites] = b.z0
+        plans = list(alone_a)  # each linked site's latest pricing plan, on its rows
+        rounds = 1
+        stats.history.append((time.perf_counter() - self.started, free_lb + sum(b.lower for b in blocks),
+                              free_ub + sum(b.upper for b in blocks)))
+        while busy:
+            t0 = time.perf_counter()
+            for b in busy:
+                b.solve_master()
+            stats.master_seconds += time.perf_counter() - t0
+            lower = free_lb + sum(b.lower for b in blocks)
+            upper = free_ub + sum(b.upper for b in blocks)
+            stats.history.append((time.perf_counter() - self.started, lower, upper))
+            allowed = s.gap * max(abs(upper) if math.isfinite(upper) else abs(lower), 1e-9) - max(free_ub - free_lb, 0.0)
+            if math.isfinite(upper) and upper - lower <= allowed:
+                break
+            for b in busy:
+                b.done = b.feasible and b.upper - b.lower <= allowed * len(b.sites) / len(linked)
+            busy = [b for b in busy if not b.done]
+            if not busy:
+                break
+            if rounds >= s.max_iterations or self.left() <= 0:
+                if any(not b.feasible for b in blocks):
+                    raise _Fallback("the coupling rows were not met within the iteration or time limit")
+                break
+            rounds += 1
+            for b in busy:
+                sep[b.rows] = b.separation()
+            t0 = time.perf_counter()
+            priced: list[Priced] = s._call("price", [(sep,)] * len(s._actors))
+            stats.pricing_seconds += time.perf_counter() - t0
+            if any(p.failed for p in priced):
+                raise _Fallback("a site's pricing re-solve failed")
+            new: dict[int, list[tuple[float, np.ndarray]]] = {}
+            for p in priced:
+                z[p.ids] = p.z
+                for k, g in enumerate(p.solved):
+                    a = avals(linked[g], p.imports[k], p.exports[k])
+                    new[int(g)] = [(float(p.cost[k]), a)]
+                    plans[int(g)] = a
+            for b in busy:
+                b.priced(z, new, plans)
+            stats.columns = sum(b.master.num_cols - len(b.rows) for b in blocks if b.master is not None)
+        return rounds
+
+    def _plan(self, alone: dict[str, Alone], parts: dict[str, Part], feeder_rows: list[Coupling], event_rows: list[Coupling],
+              upper: float, lower: float, gap: float, iterations: int) -> PortfolioPlan:
+        problems, stats = self.problems, self.stats
+        status = SolverStatus.OPTIMAL if gap <= self.s.gap + 1e-12 else SolverStatus.TIME_LIMIT
+        seconds = time.perf_counter() - self.started
+        num_cols = sum(a.num_cols for a in alone.values()) + sum(len(c.steps) for c in feeder_rows + event_rows)
+        num_rows = sum(a.num_rows for a in alone.values()) + sum(len(c.steps) for c in feeder_rows + event_rows)
+        result = SolveResult(
+            status=status, objective=upper, bound=lower, gap=gap, build_seconds=stats.load_seconds,
+            solve_seconds=stats.master_seconds + stats.pricing_seconds, extract_seconds=stats.finish_seconds,
+            highs_seconds=stats.master_seconds + stats.pricing_seconds, num_cols=num_cols, num_rows=num_rows, num_nonzeros=0,
+            num_integer=0, engine="highs-dantzig-wolfe", solver_version=VERSION, time_limit_seconds=self.s.time_limit_seconds,
+            mip_rel_gap=self.s.gap, stages=(StageOutcome(COST, status, upper, lower, gap, seconds),),
+        )
+        frames = {sid: parts[sid].schedule for sid in problems}
+        caps = tuple(check_cap(f.feeder_id, c, frames) for f, c in zip(self.feeders, feeder_rows, strict=True))
+        targets = tuple(check_target(e, c, frames) for e, c in zip(self.events, event_rows, strict=True))
+        shares = import_shares(problems, feeder_rows, frames)
+        sites = {}
+        for sid, problem in problems.items():
+            part = parts[sid]
+            imp, exp = frames[sid][GRID_IMPORT].to_numpy(), frames[sid][GRID_EXPORT].to_numpy()
+            relaxation = relaxation_from(problem, imp, exp, part.shortfall, part.stages)
+            sites[sid] = SitePlan(
+                site_id=sid, plan=Plan(frames[sid], result, relaxation, part.assignment),
+                alone_cost=alone[sid].alone_cost, coupled_cost=part.coupled_cost, import_share_kw=shares[sid],
+            )
+        relaxed = tuple(t for t in (OVER, SHORTFALL, BREACH) if any(t in p.stages for p in parts.values()))
+        objective = float(sum(s.coupled_cost for s in sites.values()))
+        alone_objective = float(sum(s.alone_cost for s in sites.values()))
+        return PortfolioPlan(
+            index=self.index, sites=sites, objective=objective, alone_objective=alone_objective,
+            coupling_cost=objective - alone_objective, feeders=caps, events=targets, relaxed=relaxed, status=str(status),
+            seconds=seconds, num_cols=num_cols, num_rows=num_rows, method=METHOD, bound=lower, gap=gap, iterations=iterations,
+        )
+
+
+def _worst_violation(couplings: list[Coupling], frames: dict[str, pd.DataFrame]) -> float:
+    """The largest excess (kW) of any coupling row on the extracted schedules."""
+    worst = 0.0
+    for c in couplings:
+        total = np.zeros(len(c.steps))
+        for sid in c.site_ids:
+            total += frames[sid][GRID_IMPORT].to_numpy()[c.steps]
+            if c.net:
+                total -= frames[sid][GRID_EXPORT].to_numpy()[c.steps]
+        worst = max(worst, float(np.max(total - c.bound, initial=0.0)))
+    return worst
+
+
+__all__ = ["FALLBACK", "METHOD", "CapCheck", "DecompositionSolver", "SiteBatch", "SolveStats", "TargetCheck", "connect_ray"]

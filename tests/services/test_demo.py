@@ -1,0 +1,37 @@
+"""`gridmesh demo`, shortened: a portfolio and three nodes as processes with mTLS, simulated
+chargers and battery, four simulated hours at 480x (the suite runs beside it on two cores,
+so the clock runs slower than the demo's own 864x); its outcome is asserted, not only its exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_the_demo_keeps_caps_and_ev_needs_and_beats_business_as_usual(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "services.cli", "demo", "--hours", "4", "--speed", "480", "--out", str(tmp_path)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    folders = list(tmp_path.glob("demo-*"))
+    assert len(folders) == 1, run.stdout + run.stderr
+    out = folders[0]
+    outcome = json.loads((out / "outcome.json").read_text())
+    assert run.returncode == (0 if outcome["ok"] else 1), run.stderr
+    # every node followed the portfolio: each acknowledged schedules it was sent
+    assert {s["site_id"] for s in outcome["sites"]} == {"depot-north", "office-east", "warehouse-west"}
+    assert all(s["acked_schedules"] > 0 for s in outcome["sites"]), outcome["sites"]
+    # the feeder cap held in every realized step, and the flex event was delivered
+    assert [f["name"] for f in outcome["feeders"]] == ["north"] and all(f["holds"] and f["steps_checked"] == 16 for f in outcome["feeders"])
+    assert [e["name"] for e in outcome["events"]] == ["evening-peak"] and all(e["holds"] and e["steps_checked"] >= 2 for e in outcome["events"])
+    depot = next(s for s in outcome["sites"] if s["site_id"] == "depot-north")
+    assert depot["ev_required_kwh"] > 0 and depot["ev_ok"], depot
+    assert outcome["total_cost"] < outcome["total_bau_cost"]
+    assert outcome["ok"] and run.returncode == 0
+    # the run folder: configs, certificates, logs, a report per site
+    for site in ("depot-north", "office-east", "warehouse-west"):
+        assert (out / "sites" / site / "report.html").exists() and (out / "sites" / site / "realized.csv").exists()
+    assert (out / "certs" / "ca.pem").exists() and (out / "logs" / "portfolio.log").exists()
+    assert "gridmesh demo: what the day cost and kept" in run.stdout
+    assert Path(out / "config" / "portfolio.yaml").read_text().count("client_ca") == 1
