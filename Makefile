@@ -8,7 +8,7 @@ DEMO_DIR ?= runs/demo
 # buf comes from the npm registry (@bufbuild/buf ships the real binary)
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: install test demo bench lint examples proto clean
+.PHONY: install test demo bundles bench lint examples proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,13 @@ install: $(STAMP)
 test: install $(BUF)
 	$(PY) -m pytest -n 2 -q
 
-# Until the portfolio demo lands: optimize and report each example bundle in a copy.
+# The main job: a portfolio and three site nodes on loopback with mTLS, one simulated day
+# in about two minutes; exits non-zero if a cap or an EV's energy was not kept.
 demo: install
+	$(VENV)/bin/gridmesh demo --out runs
+
+# Each example bundle optimized and reported (the single-site path, no services).
+bundles: install
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	for b in $(BUNDLES); do \
 	  cp -r examples/bundles/$$b $(DEMO_DIR)/$$b && \
@@ -34,6 +39,8 @@ bench: install
 	$(PY) bench/optimizer.py
 	$(PY) bench/sitenode.py
 	$(PY) bench/protocols.py
+	$(PY) bench/stream.py
+	$(PY) bench/portfolio_solve.py
 
 $(BUF):
 	mkdir -p .tools && cd .tools && npm install --silent --no-audit --no-fund @bufbuild/buf@1.75.0
