@@ -46,7 +46,7 @@ START = pd.Timestamp("2025-06-11T16:00:00Z")  # noon in New York, where the exam
 STEPS = 96
 KINDS = ("office", "depot", "warehouse")
 FEEDER_SIZE = 20
-CAP_FRACTION = 0.45  # of the feeder's peak when its sites plan alone (their night charging)
+CAP_FRACTION = 0.7  # of the feeder's peak when its sites plan alone (their night charging)
 EVENING = slice(16, 40)  # 16:00-22:00 local: a cap never asks for less than the sites draw then alone
 
 

@@ -30,11 +30,10 @@ snapshot receipt and the solve's synchronous parts hold the portfolio's event lo
 Goals (portfolio issue): <= 200 KiB per connection; >= 15,000 telemetry messages/s;
 every node acked within 0.5 s (p99) of the solve's end.
 
-Two in-process breakdowns (a store opened as the service opens it) say where the time
-goes: `PortfolioHub.handle` for one telemetry message, whole and step by step (and with
-synchronous=OFF, to isolate the commit's fsync); and, per site, the snapshot's receipt
-and the solve's synchronous work around the solver (problem build, setpoint_schedule,
-issue_schedule, ack). The problem build per site also gives the build estimate above.
+An in-process breakdown (a store opened as the service opens it) says where the time
+goes per site: the snapshot's receipt and the solve's work around the solver (problem
+build, setpoint_schedule, issue_schedule, ack). The problem build per site also gives
+the build estimate above.
 """
 
 from __future__ import annotations
@@ -427,35 +426,6 @@ def _per_item(fn, count: int) -> float:  # noqa: ANN001
     return (time.perf_counter() - started) / count * 1e6
 
 
-def handle_breakdown(folder: Path, messages: int = 1000, points: int = 1) -> dict[str, float]:
-    """Microseconds per telemetry message: `PortfolioHub.handle` whole (store as the service opens it, and with
-    synchronous=OFF to isolate the fsync), and each of its steps."""
-    from portfolio.store import PortfolioStore
-
-    at = ts(datetime.now(UTC))
-    raw = [portfolio_pb2.NodeMessage(telemetry=portfolio_pb2.TelemetryBatch(points=[
-        portfolio_pb2.TelemetryPoint(seq=s, at=at, grid_import_kw=12.5, load_kw=20.0, pv_kw=7.5) for s in range(1 + i * points, 1 + (i + 1) * points)]))
-        .SerializeToString() for i in range(messages)]
-    parsed = [portfolio_pb2.NodeMessage.FromString(b) for b in raw]
-    out = {"parse_us": _per_item(lambda i: portfolio_pb2.NodeMessage.FromString(raw[i]), messages)}
-    for name, sync in (("handle_us", "FULL"), ("handle_synchronous_off_us", "OFF")):
-        store = PortfolioStore(folder / f"handle-{sync}.db")
-        store._db.execute(f"PRAGMA synchronous={sync}")  # the bench's own store: isolates the commit's fsync
-        hub = _hub(store)
-        conn = hub.attach("site-a")
-        out[name] = _per_item(lambda i: (hub.handle(conn, parsed[i]), conn.outbox.get_nowait()), messages)  # noqa: B023
-        store.close()
-    store = PortfolioStore(folder / "steps.db")
-    out["check_telemetry_us"] = _per_item(lambda i: [pc.check_telemetry(p, k) for k, p in enumerate(parsed[i].telemetry.points)], messages)
-    out["store_add_telemetry_batch_us"] = _per_item(lambda i: store.add_telemetry_batch(
-        "site-b", [(p.seq, pc.from_ts(p.at), p.SerializeToString()) for p in parsed[i].telemetry.points]), messages)
-    out["store_last_telemetry_seq_us"] = _per_item(lambda i: store.last_telemetry_seq("site-b"), messages)
-    out["ack_message_us"] = _per_item(lambda i: portfolio_pb2.PortfolioMessage(telemetry_ack=portfolio_pb2.TelemetryAck(up_to_seq=i)).SerializeToString(),
-                                      messages)
-    store.close()
-    return out
-
-
 def push_breakdown(folder: Path, sites: int = 50) -> dict[str, float]:
     """Microseconds per site of the synchronous parts of a snapshot's receipt and of `PortfolioHub.solve` around the solver."""
     from portfolio.coupled import MonolithicSolver
@@ -501,7 +471,6 @@ def main() -> None:
     console = Console(width=max(Console().width, 150))
     results = []
     with tempfile.TemporaryDirectory(prefix="gridmesh-stream-") as tmp:
-        breakdown = handle_breakdown(Path(tmp), points=args.points)
         costs = push_breakdown(Path(tmp))
         for n in (int(v) for v in args.nodes.split(",") if v.strip()):
             folder = Path(tmp) / f"n{n}"
@@ -509,7 +478,7 @@ def main() -> None:
             results.append(asyncio.run(run_nodes(n, args, folder, console, costs)))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "stream", "results": results, "handle_breakdown_us": breakdown, "push_breakdown_us_per_site": costs,
+    out.write_text(json.dumps({"benchmark": "stream", "results": results, "push_breakdown_us_per_site": costs,
                                "config": {k: v for k, v in vars(args).items() if k != "out"}}, indent=2) + "\n")
 
     def mark(ok: bool) -> str:
@@ -526,8 +495,7 @@ def main() -> None:
     console.print(table)
     console.print("ack latency: per node, wall time its ack was written - (solve report.at + report.seconds); an upper bound "
                   "(the problem build before the solver is counted as push time).")
-    for title, values in (("PortfolioHub.handle, one telemetry message, in-process (us)", breakdown),
-                          ("snapshot receipt and solve push, per site, in-process (us)", costs)):
+    for title, values in (("snapshot receipt and solve push, per site, in-process (us)", costs),):
         parts = Table(title=title)
         for key in values:
             parts.add_column(key.removesuffix("_us").replace("_", " "))

@@ -497,7 +497,9 @@ class _Block:
             step = float(np.linalg.norm(rho - center))
             if step > 0:
                 sep = center + float(np.linalg.norm(tilde - center)) / step * (rho - center)
-        self.sep, self.smoothed = np.minimum(np.clip(sep, 0.0, None), np.maximum(self.scale, out)), True
+        if os.environ.get("GM_NODIR"):
+            sep = tilde
+        self.sep, self.smoothed = np.minimum(np.clip(sep, 0.0, None), self.scale), True
         return self.sep
 
     def activity(self, plans: list[np.ndarray]) -> np.ndarray:
@@ -512,7 +514,7 @@ class _Block:
         assert self.master is not None
         bound = float(z[self.sites].sum() - self.sep @ self.rhs)
         g = self.activity(plans) - self.rhs  # a subgradient of the bound at the round's prices
-        if self.smoothed:
+        if self.smoothed and not os.environ.get("GM_FIXALPHA"):
             # automatic smoothing: nearer the master's prices when they lie uphill of the round's
             self.alpha = max(0.0, self.alpha - 0.1) if float(g @ (self.mu - self.sep)) > 0 else min(0.9, self.alpha + 0.1 * (1 - self.alpha))
         if bound > self.lower:

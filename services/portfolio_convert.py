@@ -106,7 +106,7 @@ def setpoint_schedule(version: str, frame: pd.DataFrame, step_minutes: int, vali
     start = frame.index[0].to_pydatetime()
     schedule = common_pb2.Schedule(
         version=version, source="portfolio", start=ts(start), step_minutes=step_minutes,
-        columns=[common_pb2.ScheduleColumn(name=str(c), values=frame[c].astype(float).tolist()) for c in frame.columns],
+        columns=[common_pb2.ScheduleColumn(name=str(c), values=v) for c, v in zip(frame.columns, frame.to_numpy(dtype=float).T.tolist(), strict=True)],
         valid_from=ts(start), valid_until=ts(valid_until), charger_assignment=assignment)
     # inf (no limit) travels as a large number: protobuf doubles carry inf, but JSON views of it do not
     return portfolio_pb2.SetpointSchedule(schedule=schedule, import_limit_kw=series(start, step_minutes, np.where(np.isfinite(limit), limit, 1e9)))

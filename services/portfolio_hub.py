@@ -78,6 +78,7 @@ class PortfolioHub:
         self._telemetry: dict[str, list[tuple[int, datetime, bytes]]] = {}
         self._acks: list[tuple[str, str, bool, str, datetime]] = []
         self._flush_wanted = asyncio.Event()
+        self._write_lock = asyncio.Lock()
         self._restore()
 
     def _restore(self) -> None:
@@ -98,8 +99,24 @@ class PortfolioHub:
         self._wanted.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """The hub's background work: solves, and the gathered writes."""
-        await asyncio.gather(self.solve_loop(stop), self.flush_loop(stop))
+        """The hub's background work: solves, the gathered writes, heartbeats."""
+        await asyncio.gather(self.solve_loop(stop), self.flush_loop(stop), self.heartbeat_loop(stop))
+
+    async def heartbeat_loop(self, stop: asyncio.Event) -> None:
+        """One timer for every stream: a ping into each outbox, and a stream silent past the
+        timeout is closed (a timer per stream costs the event loop dearly at a thousand)."""
+        nonce = itertools.count(1)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.ping_interval_seconds)
+            now = time.monotonic()
+            ping = portfolio_pb2.PortfolioMessage(ping=portfolio_pb2.Ping(nonce=next(nonce), sent_at=pc.ts(self.clock.now())))
+            for conn in list(self.connections.values()):
+                if now - conn.last_heard > self.settings.ping_timeout_seconds:
+                    log.warning("site %s silent for %.1f s: stream dropped", conn.site_id, now - conn.last_heard)
+                    conn.outbox.put_nowait(_CLOSE)
+                else:
+                    conn.outbox.put_nowait(ping)
 
     async def solve_loop(self, stop: asyncio.Event) -> None:
         """Solve on the period, and soon after anything asked for one (requests within
@@ -139,11 +156,17 @@ class PortfolioHub:
             plan, outgoing, seconds = await asyncio.to_thread(self._solve_and_encode, snapshots, horizon, feeders, events, solve_id, now)
             self.planned, self.planned_start = {}, horizon.start
             versions: dict[str, str] = {}
-            for site_id, (version, msg, net) in outgoing.items():
-                self.planned[site_id] = net
-                versions[site_id] = version
-                self.issued.setdefault(site_id, set()).add(version)
-                self.push(site_id, portfolio_pb2.PortfolioMessage(schedule=msg))
+            async with self._write_lock:  # acks of these schedules are written after the schedules themselves
+                for site_id, (version, msg, net) in outgoing.items():
+                    self.planned[site_id] = net
+                    versions[site_id] = version
+                    self.issued.setdefault(site_id, set()).add(version)
+                    self.push(site_id, portfolio_pb2.PortfolioMessage(schedule=msg))
+                # sent first, stored next: a node waits for no disk; a restart resends from the store
+                end = horizon.start + timedelta(minutes=horizon.step_minutes * horizon.steps)
+                valid_until = min(now + timedelta(minutes=s.schedule_valid_minutes), end)
+                await asyncio.to_thread(self.store.issue_schedules, [(site_id, v, horizon.start, valid_until, msg.SerializeToString())
+                                                                     for site_id, (v, msg, _) in outgoing.items()], now)
             log.debug("solve %s: pushed %d schedules %.3f s after the solver returned", solve_id, len(outgoing), time.perf_counter() - started - seconds)
             report = SolveReport(
                 solve_id, now, trigger, plan.status, plan.method, plan.objective, plan.alone_objective, plan.coupling_cost, plan.bound,
@@ -160,7 +183,7 @@ class PortfolioHub:
 
     def _solve_and_encode(self, snapshots: dict[str, SiteSnapshot], horizon: CommonHorizon, feeders: list, events: list, solve_id: str,
                           now: datetime) -> tuple[PortfolioPlan, dict[str, tuple[str, portfolio_pb2.SetpointSchedule, np.ndarray]], float]:
-        """Worker thread: the sites' problems, the coupled solve, each site's message, stored in one transaction."""
+        """Worker thread: the sites' problems, the coupled solve, each site's message."""
         problems = {}
         for site_id, snap in snapshots.items():
             try:
@@ -180,7 +203,6 @@ class PortfolioHub:
                 continue
             msg = pc.setpoint_schedule(version, frame, horizon.step_minutes, valid_until, part.plan.charger_assignment, part.import_share_kw)
             outgoing[site_id] = (version, msg, (frame["grid_import_kw"] - frame["grid_export_kw"]).to_numpy())
-        self.store.issue_schedules([(site_id, v, horizon.start, valid_until, msg.SerializeToString()) for site_id, (v, msg, _) in outgoing.items()], now)
         return plan, outgoing, seconds
 
     # -- writes, gathered: one transaction (one disk sync) for everything that arrived meanwhile --
@@ -196,9 +218,10 @@ class PortfolioHub:
                     log.exception("storing telemetry and acks failed")
 
     async def flush(self) -> None:
-        telemetry, self._telemetry = self._telemetry, {}
-        acks, self._acks = self._acks, []
-        await asyncio.to_thread(self._write, telemetry, acks)
+        async with self._write_lock:
+            telemetry, self._telemetry = self._telemetry, {}
+            acks, self._acks = self._acks, []
+            await asyncio.to_thread(self._write, telemetry, acks)
         for site_id, items in telemetry.items():
             self.last_seq[site_id] = max([self.last_seq.get(site_id, 0), *(seq for seq, _, _ in items)])
             self.push(site_id, portfolio_pb2.PortfolioMessage(telemetry_ack=portfolio_pb2.TelemetryAck(up_to_seq=self.last_seq[site_id])))
@@ -341,16 +364,9 @@ class PortfolioLinkServicer(portfolio_pb2_grpc.PortfolioLinkServicer):
                 conn.outbox.put_nowait(_CLOSE)
 
         reader = asyncio.create_task(read())
-        nonce = itertools.count(1)
         try:
             while True:
-                try:
-                    item = await asyncio.wait_for(conn.outbox.get(), s.ping_interval_seconds)
-                except TimeoutError:
-                    if time.monotonic() - conn.last_heard > s.ping_timeout_seconds:
-                        log.warning("site %s silent for %.1f s: stream dropped", site_id, time.monotonic() - conn.last_heard)
-                        break
-                    item = portfolio_pb2.PortfolioMessage(ping=portfolio_pb2.Ping(nonce=next(nonce), sent_at=pc.ts(hub.clock.now())))
+                item = await conn.outbox.get()  # pings and the silence check come from the hub's heartbeat
                 if item is _CLOSE:
                     break
                 yield item
