@@ -111,6 +111,7 @@ CHECK_KW = 1e-6  # every coupling row holds on the extracted schedules within th
 # The master keeps each row this far inside its bound (per kW of solver tolerance each
 # site's re-solve may add): the margin is a few micro-kW, the guarantee is exact.
 _MARGIN_KW, _MARGIN_PER_SITE_KW = 1e-6, 5e-7
+_BUDGET_ROOM_KW = 1e-7  # within the master's per-site margin
 _STALL = 1e-9  # reduced cost (relative) below which a column improves the master
 
 
@@ -129,15 +130,6 @@ class _Highs(HighsModel):
         h = self._h
         h.setOptionValue("presolve", "off")
         h.setOptionValue("simplex_strategy", 4 if primal else 1)
-        h.run()
-        return self._status()
-
-    def interior(self, tolerance: float) -> SolverStatus:
-        """Solve by interior point without crossover: a well-centred, `tolerance`-optimal point."""
-        h = self._h
-        h.setOptionValue("solver", "ipm")
-        h.setOptionValue("run_crossover", "off")
-        h.setOptionValue("ipm_optimality_tolerance", float(tolerance))
         h.run()
         return self._status()
 
@@ -163,8 +155,16 @@ class _Highs(HighsModel):
         self._h.addRows(n, np.full(n, -np.inf), np.ascontiguousarray(upper, dtype=float), len(values),
                         starts.astype(np.int32), indices.astype(np.int32), np.ascontiguousarray(values, dtype=float))
 
-    def seconds(self) -> float:
-        return float(self._h.getRunTime())
+    def num_rows(self) -> int:
+        return int(self._h.getNumRow())
+
+    def set_col_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
+        self._h.changeColsBounds(len(cols), cols.astype(np.int32), np.ascontiguousarray(lower, dtype=float),
+                                 np.ascontiguousarray(upper, dtype=float))
+
+    def set_row_upper(self, rows: np.ndarray, upper: np.ndarray) -> None:
+        n = len(rows)
+        self._h.changeRowsBounds(n, rows.astype(np.int32), np.full(n, -np.inf), np.ascontiguousarray(upper, dtype=float))
 
 
 # ---- what a worker holds and returns -------------------------------------------------------
@@ -189,8 +189,10 @@ class _Site:
     x: np.ndarray | None  # the site's optimum alone
     stages: tuple[str, ...]  # relaxation stages its optimum alone needed
     links: tuple[Link, ...] = ()
+    budget_rows: np.ndarray | None = None  # rows of `pricing` on the coupled flows, open (<= inf) but in a budget solve
     adjust: np.ndarray | None = None  # price adjustment on [import, export] of the last pricing
     z: float = math.nan  # pricing optimum at `adjust`
+    final: np.ndarray | None = None  # a MIP site's plan within its budget (see `settle`)
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,20 @@ class Part:
     resolved: bool  # re-solved within a budget (else its optimum alone)
 
 
+def _flow_rows(cols: SiteColumns, links: Sequence[Link]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR rows of a site's coupled flows, one per link and step: import (− export on a feeder)."""
+    starts, indices, values = [], [], []
+    for link in links:
+        for t in link.steps:
+            starts.append(len(indices))
+            indices.append(cols.grid_import[t])
+            values.append(1.0)
+            if link.net:
+                indices.append(cols.grid_export[t])
+                values.append(-1.0)
+    return np.asarray(starts, dtype=np.int64), np.asarray(indices, dtype=np.int64), np.asarray(values)
+
+
 class SiteBatch:
     """The sites one worker holds, with their models, for a whole solve (a Ray actor's body)."""
 
@@ -250,7 +266,7 @@ class SiteBatch:
     def load(self, items: list[tuple[str, SiteProblem]], threads: int = 1) -> list[Alone]:
         """Build every site's model and solve it alone, exactly as `optimize_site` does."""
         self.sites, self.linked = {}, {}
-        out = []
+        out: list[Alone] = []
         for sid, problem in items:
             started = time.perf_counter()
             lp = LinearProgram()
@@ -285,6 +301,46 @@ class SiteBatch:
             site.links, site.z = site_links, z0
             site.adjust = np.zeros(2 * site.problem.steps)
             self.linked[gid] = sid
+            starts, indices, values = _flow_rows(site.cols, site_links)
+            first = site.pricing.num_rows()
+            site.pricing.add_rows(np.full(len(starts), np.inf), starts, indices, values)
+            site.budget_rows = np.arange(first, first + len(starts))
+
+    def fix_choice(self, sids: Sequence[str]) -> None:
+        """Hold these MIP sites' charger choice where their settled plan has it: their pricing LP
+        is then exactly their program for that choice (a polytope), so from here on they are LP
+        sites of the decomposition, and any convex combination of their plans keeps the choice."""
+        for sid in sids:
+            site = self.sites[sid]
+            assert site.final is not None
+            binaries = np.array([y for choice in site.cols.choice.values() for y in choice.values()], dtype=np.int64)
+            if len(binaries):
+                held = np.round(site.final[binaries])
+                site.pricing.set_col_bounds(binaries, held, held)
+            site.final, site.adjust = None, None
+
+    def share(self, budgets: dict[int, np.ndarray]) -> dict[int, tuple[float, np.ndarray, np.ndarray]]:
+        """Each site's cheapest plan (of its LP) within a budget on its coupled flows: global id ->
+        (cost, imports, exports); a site that cannot keep its budget is left out."""
+        out = {}
+        for gid, budget in budgets.items():
+            site = self.sites[self.linked[gid]]
+            x = self._budgeted(site, budget)
+            if x is not None:
+                out[gid] = (float(site.cost @ x), x[site.cols.grid_import], x[site.cols.grid_export])
+        return out
+
+    def _budgeted(self, site: _Site, budget: np.ndarray) -> np.ndarray | None:
+        """Solve the pricing LP at the site's own costs with its budget rows closed at `budget`."""
+        assert site.budget_rows is not None
+        flows = np.concatenate([site.cols.grid_import, site.cols.grid_export])
+        site.pricing.set_costs(flows, site.cost[flows])
+        site.adjust = None  # the next pricing re-solves it
+        site.pricing.set_row_upper(site.budget_rows, budget)
+        ok = site.pricing.resolve(primal=False) is SolverStatus.OPTIMAL
+        x = site.pricing.values() if ok else None
+        site.pricing.set_row_upper(site.budget_rows, np.full(len(budget), np.inf))
+        return x
 
     def price(self, mu: np.ndarray) -> Priced:
         """Re-solve every linked site whose prices changed; its optimum and plan."""
@@ -325,42 +381,59 @@ class SiteBatch:
             failed=tuple(failed), seconds=time.perf_counter() - started,
         )
 
-    def finish(self, budgets: dict[str, list[np.ndarray] | None], time_limit_seconds: float) -> list[Part]:
-        """Every site's final plan: its own optimum, or a re-solve within its budget per coupled row."""
+    def settle(self, budgets: dict[str, list[np.ndarray]], penalty: float, time_limit_seconds: float) -> dict[str, tuple[bool, float, np.ndarray, np.ndarray]]:
+        """MIP sites' plans (with their binaries) within their budgets: site id -> (kept the budget,
+        cost, imports, exports). A MIP that cannot keep its budget (the budget came from its LP
+        relaxation) pays `penalty` per kW over it instead; the driver then fixes such plans and
+        lets the LP sites make room. A site with no plan at all is left out."""
         started = time.perf_counter()
+        out = {}
+        for sid, budget in budgets.items():
+            site = self.sites[sid]
+            left = max(1.0, time_limit_seconds - (time.perf_counter() - started))
+            x, kept = self._within_mip(site, budget, penalty, left)
+            site.final = x
+            if x is not None:
+                out[sid] = (kept, float(site.cost @ x), x[site.cols.grid_import], x[site.cols.grid_export])
+        return out
+
+    def _within_mip(self, site: _Site, budget: list[np.ndarray], penalty: float, time_limit_seconds: float) -> tuple[np.ndarray | None, bool]:
+        starts, indices, values = _flow_rows(site.cols, site.links)
+        model, room = site.model, np.concatenate(budget)
+        model.set_objective(site.cost)
+        first = model.num_rows()
+        model.add_rows(room, starts, indices, values)
+        limit = min(time_limit_seconds, site.problem.solver.time_limit_seconds)
+        outcome = model.run(COST, limit)
+        if outcome.status.has_solution:
+            return model.values(), True
+        n = len(room)  # over the budget, at a price: one slack per budget row
+        model.add_columns(np.full(n, penalty), np.arange(n), np.arange(first, first + n), -np.ones(n))
+        outcome = model.run(COST, limit)
+        return (model.values()[: len(site.cost)] if outcome.status.has_solution else None), False
+
+    def finish(self, budgets: dict[str, list[np.ndarray] | None], time_limit_seconds: float) -> list[Part]:
+        """Every site's final plan: a MIP's settled plan, an LP re-solved within its budget, or
+        the site's own optimum (no budget: its own optimum fits in it)."""
         out = []
         for sid, site in self.sites.items():
             budget = budgets.get(sid)
-            if budget is None or site.x is None:
+            if site.final is not None:
+                x, resolved = site.final, True
+            elif budget is None or site.x is None:
                 x, resolved = site.x, False
             else:
-                left = max(1.0, time_limit_seconds - (time.perf_counter() - started))
-                x, resolved = self._within(site, budget, left), True
+                x, resolved = self._within(site, budget), True
             out.append(self._part(sid, site, x, resolved))
         return out
 
-    def _within(self, site: _Site, budget: list[np.ndarray], time_limit_seconds: float) -> np.ndarray | None:
-        """The site's cheapest plan keeping Σ_t-rows <= `budget` on every link."""
-        cols = site.cols
-        starts, indices, values, upper = [0], [], [], []
-        for link, room in zip(site.links, budget, strict=True):
-            for t, u in zip(link.steps, room, strict=True):
-                indices.append(cols.grid_import[t])
-                values.append(1.0)
-                if link.net:
-                    indices.append(cols.grid_export[t])
-                    values.append(-1.0)
-                starts.append(len(indices))
-                upper.append(u)
-        model = site.model
-        model.set_objective(site.cost)
-        model.add_rows(np.asarray(upper), np.asarray(starts[:-1]), np.asarray(indices), np.asarray(values))
-        if model.has_integers:
-            outcome = model.run(COST, min(time_limit_seconds, site.problem.solver.time_limit_seconds))
-            ok = outcome.status.has_solution
-        else:
-            ok = model.resolve(primal=False) is SolverStatus.OPTIMAL
-        return model.values() if ok else None
+    def _within(self, site: _Site, budget: list[np.ndarray]) -> np.ndarray | None:
+        """An LP site's cheapest plan keeping its coupled flows within `budget` (one array per link)."""
+        room = np.concatenate(budget)
+        x = self._budgeted(site, room)
+        # the budget is a convex combination of this LP's own plans: only solver tolerance can
+        # refuse it, and the master's margin covers a hair more room
+        return x if x is not None else self._budgeted(site, room + _BUDGET_ROOM_KW)
 
     def _part(self, sid: str, site: _Site, x: np.ndarray | None, resolved: bool) -> Part:
         problem, cols = site.problem, site.cols
@@ -377,9 +450,6 @@ class SiteBatch:
     def peak_rss_mb(self) -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    def pid(self) -> int:
-        return os.getpid()
-
 
 # ---- the master ----------------------------------------------------------------------------
 
@@ -395,7 +465,7 @@ class _Master:
         lp.add_rows(num_sites, [], lower=1.0, upper=1.0)
         self.model = _Highs(lp.matrix())
         self.model.set_objective(penalty)
-        self.R, self.S = R, num_sites
+        self.R, self.S, self.rhs = R, num_sites, rhs.copy()
         self.penalty = penalty.copy()
         self.site_of: list[int] = []  # per λ column, its site
         self.cost: list[float] = []
@@ -421,14 +491,20 @@ class _Master:
         self.cost += list(costs)
         self.model.add_columns(np.asarray(costs, dtype=float), np.asarray(starts[:-1]), np.concatenate(indices), np.concatenate(values))
 
+    def fix(self, site: int, cost: float, avals: np.ndarray, site_rows: list[np.ndarray]) -> None:
+        """Drop every column of `site` (held at zero) for one new one."""
+        others = np.array([self.R + k for k, g in enumerate(self.site_of) if g == site], dtype=np.int64)
+        if len(others):
+            self.model.set_col_bounds(others, np.zeros(len(others)), np.zeros(len(others)))
+        self.add([site], [cost], [avals], site_rows)
+
     def raise_penalty(self, factor: float) -> None:
         self.penalty *= factor
         self.model.set_costs(np.arange(self.R), self.penalty)
 
     def solve(self) -> tuple[SolverStatus, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Status, objective, λ, artificials, row prices μ >= 0 and convexity duals σ."""
-        mode = os.environ.get("GM_MASTER", "simplex")
-        status = self.model.resolve(primal=self.solves > 0) if mode == "simplex" else self.model.interior(float(os.environ.get("GM_TOL", "1e-6")))
+        status = self.model.resolve(primal=self.solves > 0)
         self.solves += 1
         if status is not SolverStatus.OPTIMAL:
             return status, math.nan, np.empty(0), np.empty(0), np.empty(0), np.empty(0)
@@ -453,6 +529,8 @@ class _Block:
     rhs: np.ndarray  # the rows' bounds
     local_rows: dict[int, np.ndarray]  # site id -> its rows, as positions in `rows`
     z0: np.ndarray  # per site, its bound alone (pricing at zero prices)
+    alone_a: dict[int, np.ndarray] = field(default_factory=dict)  # per site, its flows alone on its rows
+    alone_activity: np.ndarray = field(default_factory=lambda: np.empty(0))
     scale: float = math.inf  # a kW-step's energy value: where separation prices are clipped
     master: _Master | None = None
     lower: float = 0.0
@@ -466,6 +544,7 @@ class _Block:
     sep: np.ndarray = field(default_factory=lambda: np.empty(0))
     alpha: float = 0.5
     smoothed: bool = False
+    restricted: bool = False  # its MIP sites' charger choice is held: no more bounds from its rounds
     g_center: np.ndarray = field(default_factory=lambda: np.empty(0))
     mu: np.ndarray = field(default_factory=lambda: np.empty(0))
     sigma: np.ndarray = field(default_factory=lambda: np.empty(0))
@@ -483,7 +562,7 @@ class _Block:
     def separation(self) -> np.ndarray:
         """Prices for the next pricing round: Wentges smoothing toward the best bound's prices,
         turned toward that point's subgradient (directional smoothing, Pessoa et al. 2018)."""
-        if self.exact_next:
+        if self.exact_next or self.restricted:  # a restricted block runs plain Dantzig–Wolfe
             self.sep, self.smoothed = self.mu.copy(), False
             return self.sep
         center, out, a = self.center, self.mu, self.alpha
@@ -497,8 +576,6 @@ class _Block:
             step = float(np.linalg.norm(rho - center))
             if step > 0:
                 sep = center + float(np.linalg.norm(tilde - center)) / step * (rho - center)
-        if os.environ.get("GM_NODIR"):
-            sep = tilde
         self.sep, self.smoothed = np.minimum(np.clip(sep, 0.0, None), self.scale), True
         return self.sep
 
@@ -514,7 +591,9 @@ class _Block:
         assert self.master is not None
         bound = float(z[self.sites].sum() - self.sep @ self.rhs)
         g = self.activity(plans) - self.rhs  # a subgradient of the bound at the round's prices
-        if self.smoothed and not os.environ.get("GM_FIXALPHA"):
+        if self.restricted:
+            bound = -math.inf  # prices of a restricted program bound only that program
+        if self.smoothed:
             # automatic smoothing: nearer the master's prices when they lie uphill of the round's
             self.alpha = max(0.0, self.alpha - 0.1) if float(g @ (self.mu - self.sep)) > 0 else min(0.9, self.alpha + 0.1 * (1 - self.alpha))
         if bound > self.lower:
@@ -533,13 +612,51 @@ class _Block:
         elif self.smoothed:
             self.exact_next = True  # mis-pricing: the next round prices at the master's own duals
         elif self.feasible:
-            # nothing prices out at the master's duals: its optimum is the block's
-            self.lower, self.done = max(self.lower, self.objective), True
+            # nothing prices out at the master's duals: its optimum is the block's (a bound too,
+            # unless sites are held at settled plans)
+            self.lower = self.lower if self.restricted else max(self.lower, self.objective)
+            self.done = True
         elif not self.raised:
             self.master.raise_penalty(100.0)
             self.raised = True
         else:
             raise _Fallback("no combination of site plans keeps the coupling rows")
+
+    def shares(self) -> dict[int, np.ndarray]:
+        """A budget per site on the block's rows that adds up to the master's bounds (see `_Run._share`)."""
+        assert self.master is not None
+        cap = self.master.rhs
+        excess = np.clip(self.alone_activity - cap, 0.0, None)
+        room = np.clip(cap - self.alone_activity, 0.0, None)
+        drawn, count = np.zeros(len(self.rows)), np.zeros(len(self.rows))
+        for g, a in self.alone_a.items():
+            np.add.at(drawn, self.local_rows[g], np.clip(a, 0.0, None))
+            np.add.at(count, self.local_rows[g], 1.0)
+        out = {}
+        for g, a in self.alone_a.items():
+            loc = self.local_rows[g]
+            part = np.where(drawn[loc] > 0, np.clip(a, 0.0, None) / np.where(drawn[loc] > 0, drawn[loc], 1.0), 1.0 / count[loc])
+            out[g] = a - excess[loc] * part + room[loc] / count[loc]
+        return out
+
+    def seed(self, found: dict[int, tuple[float, np.ndarray, np.ndarray]], avals: Any) -> None:
+        """Add the sites' plans within their shares to the master (see `_Run._share`)."""
+        assert self.master is not None
+        ids = [k for k, g in enumerate(self.sites) if int(g) in found]
+        columns = [avals(int(self.sites[k]), *found[int(self.sites[k])][1:]) for k in ids]
+        self.master.add(ids, [found[int(self.sites[k])][0] for k in ids], columns, [self.local_rows[int(g)] for g in self.sites])
+
+    def restrict(self, settled: dict[int, tuple[float, np.ndarray]]) -> None:
+        """Its MIP sites keep the charger choice of their settled plans (global id -> cost, flows on
+        its rows): their plans so far (of the relaxation) leave the master, the settled ones
+        join it, and the rounds go on with every site an LP."""
+        assert self.master is not None
+        for k, g in enumerate(self.sites):
+            if int(g) in settled:
+                cost, a = settled[int(g)]
+                self.master.fix(k, cost, a, [self.local_rows[int(h)] for h in self.sites])
+        self.restricted = True
+        self.done = self.exact_next = self.raised = False
 
     def budgets(self, linked: list[str], links: dict[str, list[Link]], alone_a: list[np.ndarray]) -> dict[str, list[np.ndarray] | None]:
         """Per site, its share of each of its rows (None: its optimum alone fits in it)."""
@@ -595,6 +712,7 @@ def _blocks(linked: list[str], site_rows: list[np.ndarray], couplings: list[Coup
         activity = np.zeros(len(rows))
         for g in sites:
             np.add.at(activity, local[g], alone_a[g])
+        block.alone_a, block.alone_activity = {g: alone_a[g] for g in sites}, activity
         if (activity <= block.rhs).all():
             block.done = True
         else:
@@ -604,7 +722,7 @@ def _blocks(linked: list[str], site_rows: list[np.ndarray], couplings: list[Coup
             block.master.add(list(range(len(sites))), [alone[g].objective for g in sites], [alone_a[g] for g in sites],
                              [local[g] for g in sites])
             block.center, block.g_center = np.zeros(len(rows)), activity - block.rhs
-            block.scale = float(os.environ.get("GM_SCALE", "1")) * _energy_value([problems[g] for g in sites])
+            block.scale = _energy_value([problems[g] for g in sites])
         out.append(block)
     return out
 
@@ -617,8 +735,11 @@ class SolveStats:
     """Where a decomposed solve's time went (the last solve's, on `DecompositionSolver.stats`)."""
 
     load_seconds: float = 0.0  # build and solve every site alone, in the workers
+    share_seconds: float = 0.0  # the first plans within shares of the rows
     master_seconds: float = 0.0
     pricing_seconds: float = 0.0  # wall time of the pricing rounds
+    settle_seconds: float = 0.0  # MIP sites' plans within their budgets
+    settled_over: int = 0  # MIP sites whose budget (from their LP relaxation) their binaries could not keep
     finish_seconds: float = 0.0  # budget re-solves and extraction, in the workers
     iterations: int = 0
     columns: int = 0
@@ -682,7 +803,13 @@ class DecompositionSolver:
             return [getattr(w, method)(*a) for w, a in zip(self._actors, args, strict=False)]
         import ray
 
-        return ray.get([getattr(w, method).remote(*a) for w, a in zip(self._actors, args, strict=False)])
+        try:
+            return ray.get([getattr(w, method).remote(*a) for w, a in zip(self._actors, args, strict=False)])
+        except ray.exceptions.RayError as exc:
+            # a lost or failed worker: start afresh next time; this solve goes monolithic
+            log.warning("decomposition worker failed in %s: %s", method, exc)
+            self.close()
+            raise _Fallback(f"a worker failed ({type(exc).__name__})") from exc
 
     def worker_peak_rss_mb(self) -> list[float]:
         return [float(v) for v in self._call("peak_rss_mb", [()] * len(self._actors))]
@@ -770,6 +897,7 @@ class _Run:
         self.s, self.problems, self.feeders, self.index, self.started = solver, problems, feeders, index, started
         self.events = [e for e in events if e.state is not FlexState.CANCELLED]
         self.stats = solver.stats
+        self._z: np.ndarray | None = None
 
     def left(self) -> float:
         return self.s.time_limit_seconds - (time.perf_counter() - self.started)
@@ -823,10 +951,8 @@ class _Run:
         def avals(sid: str, imp: np.ndarray, exp: np.ndarray) -> np.ndarray:
             return np.concatenate([imp[lk.steps] - exp[lk.steps] if lk.net else imp[lk.steps] for lk in links[sid]])
 
+        self._avals = avals
         alone_a = [avals(sid, alone[sid].grid_import, alone[sid].grid_export) for sid in linked]
-        activity = np.zeros(R)
-        for i in range(len(linked)):
-            np.add.at(activity, site_rows[i], alone_a[i])
 
         blocks = _blocks(linked, site_rows, couplings, rhs, members, alone_a, [alone[sid] for sid in linked],
                          [self.problems[sid] for sid in linked])
@@ -834,11 +960,19 @@ class _Run:
         if busy:
             ids = {g for b in busy for g in b.sites}
             s._call("link", [({sid: (gid[sid], tuple(links[sid]), alone[sid].bound) for sid in b if gid.get(sid) in ids},) for b in batches])
-        iterations = self._iterate(blocks, busy, linked, site_rows, free_lb, free_ub, avals, R, alone_a)
+            t0 = time.perf_counter()
+            self._share(busy, batches, gid, linked)
+            stats.share_seconds = time.perf_counter() - t0
+        plans = list(alone_a)
+        iterations = self._iterate(blocks, busy, linked, site_rows, free_lb, free_ub, avals, R, plans, 0)
+        budgets = self._settle(blocks, batches, linked, links, alone, alone_a, gid, plans)
+        if budgets is None:  # some MIP could not keep its budget: more rounds with charger choices held
+            again = [b for b in blocks if b.restricted]
+            iterations = self._iterate(blocks, again, linked, site_rows, free_lb, free_ub, avals, R, plans, iterations)
+            budgets = {}
+            for b in blocks:
+                budgets.update(b.budgets(linked, links, alone_a))
         lower = free_lb + sum(b.lower for b in blocks)
-        budgets = {}
-        for b in blocks:
-            budgets.update(b.budgets(linked, links, alone_a))
         stats.iterations = iterations
 
         t0 = time.perf_counter()
@@ -858,16 +992,69 @@ class _Run:
         gap = max(0.0, (upper - lower) / max(abs(upper), 1e-9))
         return self._plan(alone, parts, feeder_rows, event_rows, upper, lower, gap, iterations)
 
+    def _settle(self, blocks: list[_Block], batches: list[list[str]], linked: list[str], links: dict[str, list[Link]],
+                alone: dict[str, Alone], alone_a: list[np.ndarray], gid: dict[str, int], plans: list[np.ndarray]) -> dict[str, list[np.ndarray] | None] | None:
+        """Every site's budget from the masters; MIP sites settle on a plan with their binaries within
+        theirs. None when some MIP could not keep its budget: the blocks of such sites then hold
+        their MIP sites' charger choices as settled (`_Block.restrict`) for more rounds."""
+        budgets: dict[str, list[np.ndarray] | None] = {}
+        for b in blocks:
+            budgets.update(b.budgets(linked, links, alone_a))
+        mips = {sid: room for sid, room in budgets.items() if room is not None and alone[sid].is_mip}
+        if not mips:
+            return budgets
+        penalty = max(_penalty([self.problems[sid] for sid in mips]), 1.0)
+        t0 = time.perf_counter()
+        settled: dict[str, tuple[bool, float, np.ndarray, np.ndarray]] = {}
+        for part in self.s._call("settle", [({sid: mips[sid] for sid in batch if sid in mips}, penalty, max(self.left(), 5.0)) for batch in batches]):
+            settled.update(part)
+        self.stats.settle_seconds += time.perf_counter() - t0
+        missing = sorted(set(mips) - set(settled))
+        if missing:
+            raise _Fallback(f"no plan with its charger choice for site(s) {', '.join(missing[:5])}")
+        over = {sid for sid, (kept, *_rest) in settled.items() if not kept}
+        if not over:
+            return budgets
+        self.stats.settled_over = len(over)
+        held = []
+        for b in blocks:
+            members = {linked[int(g)] for g in b.sites}
+            if members & over:
+                plans_of = {gid[sid]: (settled[sid][1], self._avals(sid, settled[sid][2], settled[sid][3])) for sid in members if sid in settled}
+                b.restrict(plans_of)
+                for g, (_cost, a) in plans_of.items():
+                    plans[g] = a
+                held += [linked[g] for g in plans_of]
+        self.s._call("fix_choice", [([sid for sid in batch if sid in held],) for batch in batches])
+        return None
+
+    def _share(self, busy: list[_Block], batches: list[list[str]], gid: dict[str, int], linked: list[str]) -> None:
+        """Seed every busy block with plans that keep its rows together: each site re-plans within
+        a share of each row (its own flow alone, cut where the row is exceeded in proportion to
+        what it draws there, plus an equal part of the room left). The master is then feasible
+        from its first solve whenever every site can keep its share: no Phase-1 rounds."""
+        budgets: dict[int, np.ndarray] = {}
+        for b in busy:
+            budgets.update(b.shares())
+        found: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}
+        for part in self.s._call("share", [({gid[sid]: budgets[gid[sid]] for sid in batch if gid.get(sid) in budgets},) for batch in batches]):
+            found.update(part)
+        for b in busy:
+            b.seed(found, lambda g, imp, exp: self._avals(linked[g], imp, exp))
+
     def _iterate(self, blocks: list[_Block], busy: list[_Block], linked: list[str], site_rows: list[np.ndarray],
-                 free_lb: float, free_ub: float, avals: Any, R: int, alone_a: list[np.ndarray]) -> int:
-        """Rounds of master solves and pricing until the gap is closed; the number of rounds."""
+                 free_lb: float, free_ub: float, avals: Any, R: int, plans: list[np.ndarray], rounds: int) -> int:
+        """Rounds of master solves and pricing until the gap is closed; the number of rounds so far.
+
+        `plans`: each linked site's latest pricing plan on its rows (updated in place)."""
         s, stats = self.s, self.stats
         sep = np.zeros(R)
-        z = np.array([0.0] * len(linked))
-        for b in blocks:
-            z[b.sites] = b.z0
-        plans = list(alone_a)  # each linked site's latest pricing plan, on its rows
-        rounds = 1
+        if self._z is None:  # each linked site's pricing optimum at the latest prices it saw
+            self._z = np.zeros(len(linked))
+            for b in blocks:
+                self._z[b.sites] = b.z0
+        z = self._z
+        rounds += 1
         stats.history.append((time.perf_counter() - self.started, free_lb + sum(b.lower for b in blocks),
                               free_ub + sum(b.upper for b in blocks)))
         while busy:

@@ -99,6 +99,14 @@ class Journal:
             found |= {r[0] for r in self._db.execute(f"SELECT id FROM commands WHERE id IN ({marks})", chunk)}
         return found
 
+    def holding(self) -> dict[tuple[str, CommandType], tuple[str, datetime]]:
+        """Per (asset, type), the command that completed last (what the device holds): id and due time."""
+        out: dict[tuple[str, CommandType], tuple[str, datetime]] = {}
+        rows = self._db.execute("SELECT id, asset_id, type, due_at FROM commands WHERE state = 'COMPLETED' ORDER BY rowid")
+        for command_id, asset_id, kind, due in rows:
+            out[(asset_id, CommandType(kind))] = (command_id, datetime.fromisoformat(due))
+        return out
+
     def commands(self) -> list[Command]:
         return self._commands()
 

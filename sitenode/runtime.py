@@ -521,7 +521,10 @@ class NodeRuntime:
         """One numbered point per telemetry period: the schedule's current step, with what
         devices measured where they report it."""
         period = self.config.portfolio.telemetry_seconds if self.config.portfolio else 60.0
-        if self._last_telemetry_at is not None and (now - self._last_telemetry_at).total_seconds() < period:
+        # samples fall mid-period (periods aligned to the epoch, so to the steps too): never on a
+        # step boundary, where setpoints are changing and a reading may still show the last step
+        slot = np.floor((now.timestamp() - period / 2) / period)
+        if self._last_telemetry_at is not None and slot <= np.floor((self._last_telemetry_at.timestamp() - period / 2) / period):
             return None
         self._last_telemetry_at = now
         current = self.journal.schedule_at(now)

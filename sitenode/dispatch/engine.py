@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sitenode.dispatch.commands import AssetRating, Command, CommandState, clamp
+from sitenode.dispatch.commands import AssetRating, Command, CommandState, CommandType, clamp
 from sitenode.errors import GridmeshError, NotFound
 from sitenode.events import CommandEvent, EventBus, EventType
 from sitenode.state import HOLD_STATES
@@ -43,7 +43,7 @@ class Adapter(Protocol):
 class CommandStore(Protocol):
     def save_commands(self, commands: Iterable[Command]) -> None: ...
     def open_commands(self) -> list[Command]: ...
-    def known_ids(self, ids: Iterable[str]) -> set[str]: ...
+    def holding(self) -> dict[tuple[str, CommandType], tuple[str, datetime]]: ...
 
 
 class AdapterRegistry:
@@ -117,8 +117,12 @@ class DispatchEngine:
         # process died mid-send) goes again, under the same idempotency id
         for c in store.open_commands():
             self._track(c.evolve(state=CommandState.PENDING) if c.state is CommandState.DISPATCHED else c)
+        # per (asset, type), the command the device holds (the last to complete): id and due time
+        self.holding: dict[tuple[str, CommandType], tuple[str, datetime]] = store.holding()
 
     def _track(self, c: Command) -> None:
+        if c.state is CommandState.COMPLETED:
+            self.holding[(c.asset_id, c.type)] = (c.id, c.due_at)
         if c.done:
             self.open.pop(c.id, None)
             return
@@ -136,12 +140,15 @@ class DispatchEngine:
     def submit(self, commands: Iterable[Command], now: datetime, replace_from: datetime | None = None) -> int:
         """Queue new commands (a repeated id is ignored); with `replace_from`, pending
         commands due from then on that the new batch does not repeat are superseded
-        (a new schedule replaces the old one's future)."""
+        (a new schedule replaces the old one's future).
+
+        An id is ignored while it is open, and when it is the command its device holds (it
+        completed last for that asset, before a restart too), or is older than that one: a
+        plan submitted again after a restart sends nothing twice. A finished id due no
+        earlier than the held one goes again, as a new plan asks: one superseded before it
+        ran, or one overwritten since by a plan that came and went within the same step."""
         commands = list(commands)
-        fresh = [c for c in commands if c.id not in self.open]
-        # ids finished before a restart live only in the store: never send those again
-        seen = self.store.known_ids(c.id for c in fresh)
-        fresh = [c for c in fresh if c.id not in seen]
+        fresh = [c for c in commands if c.id not in self.open and not self._settled(c)]
         changed: list[Command] = []
         if replace_from is not None:
             kept = {c.id for c in commands}
@@ -152,6 +159,13 @@ class DispatchEngine:
             ]
         self._record(changed + fresh, now)
         return len(fresh)
+
+    def _settled(self, c: Command) -> bool:
+        held = self.holding.get((c.asset_id, c.type))
+        if held is None:
+            return False
+        held_id, held_due = held
+        return c.id == held_id or c.due_at < held_due
 
     def pending(self) -> list[Command]:
         return [c for c in self.open.values() if c.state is CommandState.PENDING]

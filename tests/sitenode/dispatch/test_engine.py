@@ -150,3 +150,26 @@ async def test_many_commands_in_one_tick(tmp_path, n):
     eng.submit([Command.new("v", f"a{i}", CommandType.SET_CHARGE_RATE, 1.0, T0) for i in range(n)], T0)
     finished = await eng.tick(T0)
     assert len(finished) == n and len(rec.sent) == n
+
+
+async def test_a_newer_plan_gets_its_setpoint_even_when_an_older_plan_had_the_same(tmp_path):
+    rec = Recorder()
+    eng, _, journal = engine(tmp_path, {"cp-1": rec})
+    # plan A wants 0 at 00:15, plan B replaces it with 11 before it runs: A's command is superseded
+    eng.submit([cmd(0, 15, source="a")], T0, replace_from=T0)
+    eng.submit([cmd(11, 15, source="b")], T0, replace_from=T0)
+    await eng.tick(T0 + timedelta(minutes=15))
+    assert [c.value_kw for c in rec.sent] == [11]
+    # plan C, late in the same step, wants 0 again: the same id as A's, but the device holds 11
+    eng.submit([cmd(0, 15, source="c")], T0 + timedelta(minutes=16), replace_from=T0 + timedelta(minutes=15))
+    await eng.tick(T0 + timedelta(minutes=16))
+    assert [c.value_kw for c in rec.sent] == [11, 0]
+    # and the same plan again changes nothing: the device holds that very command
+    eng.submit([cmd(0, 15, source="c")], T0 + timedelta(minutes=17), replace_from=T0 + timedelta(minutes=15))
+    await eng.tick(T0 + timedelta(minutes=17))
+    assert [c.value_kw for c in rec.sent] == [11, 0]
+    # an older step's command, re-submitted after a newer one ran, is not sent: it is stale
+    eng.submit([cmd(11, 0, source="d")], T0 + timedelta(minutes=18))
+    await eng.tick(T0 + timedelta(minutes=18))
+    assert [c.value_kw for c in rec.sent] == [11, 0]
+    journal.close()
