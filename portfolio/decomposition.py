@@ -598,6 +598,7 @@ class _Block:
             self.alpha = max(0.0, self.alpha - 0.1) if float(g @ (self.mu - self.sep)) > 0 else min(0.9, self.alpha + 0.1 * (1 - self.alpha))
         if bound > self.lower:
             self.lower, self.center, self.g_center = bound, self.sep.copy(), g
+
         ids, costs, avals = [], [], []
         for k, g in enumerate(self.sites):
             for cost, a in new.get(int(g), ()):
@@ -1069,7 +1070,7 @@ class _Run:
             if math.isfinite(upper) and upper - lower <= allowed:
                 break
             for b in busy:
-                b.done = b.feasible and b.upper - b.lower <= allowed * len(b.sites) / len(linked)
+                b.done = b.done or (b.feasible and b.upper - b.lower <= allowed * len(b.sites) / len(linked))
             busy = [b for b in busy if not b.done]
             if not busy:
                 break

@@ -426,11 +426,19 @@ class NodeRuntime:
             self.journal.save_schedule(version, "local", plan.schedule, now)
             self.bus.publish(EventType.SCHEDULE_RECEIVED, ScheduleReceived(version, "local", index[0].to_pydatetime(), (index[-1] + step).to_pydatetime()), now)
             assets = AssetMap(BATTERY_ID if site.battery is not None else None, plan.charger_assignment)
-            commands = commands_from_schedule(plan.schedule, version, assets, self.ratings, self.journal.last_setpoints())
+            commands = commands_from_schedule(plan.schedule, version, assets, self.ratings, self._settled_setpoints())
             created = self.engine.submit(commands, now, replace_from=index[0].to_pydatetime())
         baseline = compute_metrics(problem, business_as_usual(problem)).total_cost
         total = compute_metrics(problem, plan.schedule).total_cost if plan.result.status.has_solution else float("nan")
         return OptimizeOutcome(version, plan, total, baseline, created)
+
+    def _settled_setpoints(self) -> dict[tuple[str, CommandType], float]:
+        """What each device holds, for the assets with no command under way: a new plan
+        sends only changes against those. An asset with a command still pending or on the
+        wire gets the new plan's first setpoint regardless (that command may land after the
+        new plan is computed, and the device would keep its value)."""
+        busy = {(c.asset_id, c.type) for c in self.engine.open.values()}
+        return {k: v for k, v in self.journal.last_setpoints().items() if k not in busy}
 
     def _report_mode(self, now: datetime) -> None:
         """A change of mode is a STATE_CHANGED event of the node's own machine, "mode"."""
@@ -513,7 +521,7 @@ class NodeRuntime:
         self.bus.publish(EventType.SCHEDULE_RECEIVED, ScheduleReceived(version, "portfolio", frame.index[0].to_pydatetime(), (frame.index[-1] + step).to_pydatetime()), now)
         site = self.config.site
         assets = AssetMap(BATTERY_ID if site.battery is not None else None, assignment)
-        commands = commands_from_schedule(frame, version, assets, self.ratings, self.journal.last_setpoints())
+        commands = commands_from_schedule(frame, version, assets, self.ratings, self._settled_setpoints())
         self.engine.submit(commands, now, replace_from=frame.index[0].to_pydatetime())
         self.settings.dirty = False
 

@@ -2,10 +2,16 @@
 
 Every claim is read off the extracted per-site schedules (what the nodes would dispatch):
 the coupling rows, each site's own rules, and the objective against the monolithic optimum.
+
+One Ray instance per test session (each pytest-xdist worker is a session of its own), with
+one CPU, so two xdist workers stay within a 2-core machine; RAY_ADDRESS, when set, joins that
+cluster instead. The fixtures live here, not in a conftest.py: a tests/portfolio/conftest.py
+would shadow tests/conftest.py for the modules that import helpers from it by name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +20,15 @@ import pytest
 from factories.problems import START, make_problem
 
 from portfolio.coupled import MonolithicSolver, PortfolioPlan
-from portfolio.decomposition import CHECK_KW, FALLBACK, METHOD, DecompositionSolver, SiteBatch
+from portfolio.decomposition import (
+    CHECK_KW,
+    FALLBACK,
+    METHOD,
+    DecompositionSolver,
+    Link,
+    SiteBatch,
+    connect_ray,
+)
 from portfolio.model import Feeder, FlexEvent, FlexKind
 from portfolio.solvers import MONOLITHIC_MAX_SITES, AutoSolver, SolverConfig, make_solver
 from sitenode.errors import InvalidInput
@@ -27,6 +41,25 @@ from sitenode.schedule import GRID_EXPORT, GRID_IMPORT, check_schedule
 
 STEPS = 24
 GAP = 1e-3
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    import ray
+
+    started_here = not ray.is_initialized()
+    connect_ray(num_cpus=1)
+    yield
+    if started_here:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def decomposition(ray_session: None) -> Iterator[DecompositionSolver]:
+    """The session's decomposition solver: its worker (one Ray actor) serves every test."""
+    solver = DecompositionSolver(gap=GAP, time_limit_seconds=60, workers=1)
+    yield solver
+    solver.close()
 # a day's import price: cheap at night, dear in the evening
 TOU = np.array([0.08] * 7 + [0.18] * 9 + [0.32] * 4 + [0.18] * 4)
 
@@ -145,7 +178,10 @@ def test_random_portfolios_reach_the_monolithic_optimum_within_the_gap(decomposi
     assert plan.bound <= optimum + 1e-6 * abs(optimum)  # a certified bound never passes the optimum
     assert cost_term(plan) >= mono.bound - 1e-6 * abs(optimum)  # a feasible plan never beats it
     assert (cost_term(plan) - optimum) / abs(optimum) <= GAP + mono.gap
-    assert plan.gap <= GAP and plan.status == "optimal" and plan.relaxed == ()
+    # the bound is certified: an LP portfolio reaches the gap; a depot's charger choice may leave
+    # more (its bound comes from the relaxation), and the status says so
+    assert plan.status == ("optimal" if plan.gap <= GAP else "time_limit") and plan.relaxed == ()
+    assert plan.gap <= GAP or depots
     assert plan.gap == pytest.approx((cost_term(plan) - plan.bound) / abs(cost_term(plan)), abs=1e-12)
     assert plan.iterations >= 1 and decomposition.stats.max_coupling_violation_kw <= CHECK_KW
     assert plan.objective == pytest.approx(sum(s.coupled_cost for s in plan.sites.values()))
@@ -216,8 +252,6 @@ def test_workers_keep_their_models_between_rounds() -> None:
     batch = SiteBatch()
     alone = batch.load(list(problems.items()))
     models = {sid: id(site.pricing) for sid, site in batch.sites.items()}
-    from portfolio.decomposition import Link
-
     rows = np.arange(STEPS)
     batch.link({a.site_id: (i, (Link(rows, np.arange(STEPS), True),), a.bound) for i, a in enumerate(alone)})
     unchanged = batch.price(np.zeros(STEPS))
