@@ -32,13 +32,27 @@ Why Dantzig–Wolfe (and not ADMM)
   Every coupling row is then checked on the extracted schedules (1e-6 kW); a plan that
   failed the check would never be returned (the monolithic solve would be).
 
-Stabilization: pricing runs at μ_sep = α·μ_center + (1 − α)·μ_master, with μ_center the
-prices of the best bound so far (Wentges smoothing; α = `smoothing`). A round that yields
-no column of negative reduced cost at μ_master is a mis-pricing: the next round prices at
-μ_master itself, which either yields a column or proves the master optimal. Until its
-columns can keep the rows, the master carries an artificial slack per row priced far above
-any plausible marginal value of a kW (a Phase-1 in one: the master stays feasible and its
-prices bounded; any μ >= 0 still gives a valid bound).
+Blocks: sites joined by coupling rows, directly or through one another, form a block with a
+master of its own (a feeder and its sites, unless an event spans feeders). Blocks share
+nothing, so the bound is a sum of per-block bounds, each the best of its own, and a block
+whose gap is closed stops pricing while the others go on.
+
+Stabilization: pricing runs at Wentges-smoothed prices, α·μ_center + (1 − α)·μ_master with
+μ_center the prices of the block's best bound, turned toward that point's subgradient, with α
+adjusted each round (automatic directional smoothing, Pessoa et al. 2018), and clipped to a
+kW-step's energy value. A round that yields no column of negative reduced cost at μ_master is
+a mis-pricing: the next round prices at μ_master itself, which yields a column or proves the
+master optimal (finite convergence, as above). The master carries an artificial slack per row
+priced far above any marginal value a kW can have (a Phase-1 in one: the master is always
+feasible and its prices bounded; any μ >= 0 still gives a valid bound), and is seeded with
+plans that keep the rows together: each site re-planned within a proportional share of each
+row, so in the common case it keeps every row from its first solve.
+
+Stopping rule: gap = (UB − LB)/|UB| <= `gap`, UB the master's objective with its artificials
+at zero, LB the sum of the blocks' best bounds (plus the optima of sites in no coupling row).
+After the final step UB is the "cost" term of the very schedules returned (each re-solve is at
+most as costly as its share of the master's plan). At the iteration or time limit the plan is
+returned with its gap and status ``time_limit``, as a MIP at its time limit would be.
 
 Relaxation (the lexicographic order of `coupled`): whenever the portfolio can be served the
 order's first attempt — every slack at zero, minimum cost — is the whole answer, and that is
@@ -51,15 +65,25 @@ and relaxed portfolios are the rare, alarming case where exactness matters more 
 A site that is in no coupling row and needs its own relaxation keeps its own lexicographic
 optimum (which is what the portfolio order gives it: nothing couples it to the others).
 
-Charger-choice MIPs: a site with binaries prices on its LP relaxation (a valid lower bound
-of its MIP at any prices, so the bound stays certified), and the final step solves the MIP
-within its budget. If that MIP has no solution within the budget the portfolio falls back to
-the monolithic solve. The reported gap then includes the relaxation's integrality gap.
+Charger-choice MIPs (depots choosing among charger pools): a MIP site prices on its LP
+relaxation, a valid lower bound of its MIP at any prices, so the bound stays certified (and
+includes the integrality gap). At the end it solves its MIP within its budget. When a budget
+(from the relaxation) admits no integer plan, the site settles on the integer plan closest to
+it (over-budget kW priced), its charger choice is held, and its block runs more rounds: with
+the choice held the site's program is a polytope again, so its plans mix exactly and the LP
+sites make room. Only if no mix then keeps the rows does the monolithic solve take over.
+
+Not modelled: a portfolio coincident-peak charge (rate × max_t Σ import) is not part of the
+coupled problem of `coupled` yet. In this scheme it is one master column P with rows
+Σ_s import_s[t] − P <= 0 (their prices, which sum to at most the rate, go to the sites like
+any other row's), so adding it touches the master only.
 
 Ray: sites are spread over a few actors (`SiteBatch`, one per CPU of the cluster by default),
 each holding the models of many sites for the whole solve — far cheaper than one actor per
 site. Prices go out as one numpy vector per round; proposals come back as net flows per step
-and costs; full schedules only at the end. Actors persist between solves of one solver.
+and costs; full schedules only at the end. Actors persist between solves of one solver; the
+models are rebuilt for each solve (each solve has new problems). A worker lost mid-solve
+sends that solve to the monolithic solver and new workers are started for the next one.
 """
 
 from __future__ import annotations
@@ -788,6 +812,7 @@ class DecompositionSolver:
         count = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         actor = ray.remote(num_cpus=1)(SiteBatch)
         self._actors = [actor.remote() for _ in range(count)]
+        self._call("peak_rss_mb", [()] * count)  # each worker up (its process started, imports done)
 
     def close(self) -> None:
         """End the workers (Ray itself stays up for others)."""
