@@ -20,6 +20,7 @@ import benchpath  # noqa: F401 - first: keeps bench/ from shadowing the sitenode
 import argparse
 import json
 import multiprocessing as mp
+import os
 import pickle
 import resource
 import tempfile
@@ -173,19 +174,21 @@ def _measure(path: str, method: str, cpus: int, time_limit: float, queue: Any) -
         "ray_start_seconds": ray_start, "workers_start_seconds": workers_start, "load_seconds": st.load_seconds,
         "master_seconds": st.master_seconds, "pricing_seconds": st.pricing_seconds, "finish_seconds": st.finish_seconds,
         "columns": st.columns, "resolved_sites": st.resolved_sites, "fallback_reason": st.fallback_reason,
-        "max_coupling_violation_kw": max(st.max_coupling_violation_kw, 0.0),
+        "settle_seconds": st.settle_seconds, "share_seconds": st.share_seconds, "settled_over_budget": st.settled_over,
     }))
     solver.close()
     ray.shutdown()
 
 
 def measure(path: str, method: str, cpus: int, time_limit: float) -> dict[str, Any]:
+    """One method in a process of its own; the machine's load average (1 min) before and after."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_measure, args=(path, method, cpus, time_limit, queue))
+    load = os.getloadavg()[0]
     proc.start()
     try:
-        return queue.get(timeout=time_limit * 3 + 600)
+        return {**queue.get(timeout=time_limit * 3 + 600), "load_before": load, "load_after": os.getloadavg()[0]}
     except Exception as exc:  # noqa: BLE001 - a crashed or killed solve is a result too
         return {"method": method, "cpus": cpus, "error": repr(exc), "exitcode": proc.exitcode}
     finally:
@@ -218,22 +221,22 @@ def main() -> None:
         for method, cpus, limit in methods:
             row = {"sites": n, "steps": STEPS, "feeders": len(feeders), "setup_seconds": setup, **measure(path, method, cpus, limit)}
             rows.append(row)
-            Console().print({k: v for k, v in row.items() if not isinstance(v, list)})
+            Console(width=160).print({k: v for k, v in row.items() if not isinstance(v, list)})
         Path(path).unlink()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "portfolio_solve", "results": rows}, indent=2, default=float) + "\n")
     table = Table(title=f"portfolio solve ({out})")
-    for col in ("sites", "method", "cpus", "status", "seconds", "objective", "bound", "gap", "iter", "peak RSS MB", "max viol kW"):
+    for col in ("sites", "method", "cpus", "status", "seconds", "objective", "bound", "gap", "iter", "peak RSS MB", "max viol kW", "load"):
         table.add_column(col)
     for r in rows:
         if "error" in r:
-            table.add_row(str(r["sites"]), r["method"], str(r["cpus"]), "error", "-", "-", "-", "-", "-", "-", r["error"][:40])
+            table.add_row(str(r["sites"]), r["method"], str(r["cpus"]), "error", "-", "-", "-", "-", "-", "-", r["error"][:40], "-")
             continue
         table.add_row(str(r["sites"]), r["method"], str(r["cpus"]), r["status"], f"{r['seconds']:.1f}", f"{r['objective']:.2f}",
                       f"{r['bound']:.2f}", f"{r['gap']:.2e}", str(r["iterations"]), f"{r['peak_rss_mb']:.0f}",
-                      f"{r['max_coupling_violation_kw']:.1e}")
-    Console().print(table)
+                      f"{r['max_coupling_violation_kw']:.1e}", f"{r['load_before']:.1f}")
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":

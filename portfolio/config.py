@@ -19,13 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import AwareDatetime, Field
 
 from portfolio.model import Feeder
-from sitenode.errors import InvalidInput
 from sitenode.model.site import Strict
-from sitenode.model.validation import parse
+from sitenode.model.validation import load_yaml_config
 from sitenode.node_config import TokenConfig
 
 
@@ -60,11 +58,5 @@ class PortfolioConfig(Strict):
 
 
 def load_portfolio_config(path: str | Path) -> tuple[PortfolioConfig, Path]:
-    file = Path(path)
-    if not file.exists():
-        raise InvalidInput.one("config", f"file not found: {file}")
-    try:
-        data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        raise InvalidInput.one("config", f"is not valid YAML ({exc})") from None
-    return parse(PortfolioConfig, data), file.resolve().parent
+    """The config and the folder its relative paths (store, TLS files) are resolved from."""
+    return load_yaml_config(PortfolioConfig, path)

@@ -624,9 +624,9 @@ class _Block:
             self.lower, self.center, self.g_center = bound, self.sep.copy(), g
 
         ids, costs, avals = [], [], []
-        for k, g in enumerate(self.sites):
-            for cost, a in new.get(int(g), ()):
-                reduced = cost + float(self.mu[self.local_rows[int(g)]] @ a) - self.sigma[k]
+        for k, site in enumerate(self.sites):
+            for cost, a in new.get(int(site), ()):
+                reduced = cost + float(self.mu[self.local_rows[int(site)]] @ a) - self.sigma[k]
                 if reduced < -_STALL * max(1.0, abs(cost)):
                     ids.append(k)
                     costs.append(cost)

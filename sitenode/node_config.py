@@ -25,13 +25,12 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import AwareDatetime, Field, model_validator
 
 from sitenode.errors import InvalidInput
 from sitenode.model.run import Objective, Priorities, SolverConfig, Tariff
 from sitenode.model.site import SiteConfig, Strict
-from sitenode.model.validation import parse
+from sitenode.model.validation import load_yaml_config
 
 
 class WalkInSession(Strict):
@@ -176,11 +175,4 @@ class NodeConfig(Strict):
 
 def load_node_config(path: str | Path) -> tuple[NodeConfig, Path]:
     """The config and the folder its relative paths are resolved from."""
-    file = Path(path)
-    if not file.exists():
-        raise InvalidInput.one("config", f"file not found: {file}")
-    try:
-        data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        raise InvalidInput.one("config", f"is not valid YAML ({exc})") from None
-    return parse(NodeConfig, data), file.resolve().parent
+    return load_yaml_config(NodeConfig, path)

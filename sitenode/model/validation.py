@@ -6,9 +6,11 @@ the same text whether the value came from YAML, CSV, Parquet or a gRPC request.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pydantic
+import yaml
 
 from sitenode.errors import FieldViolation, InvalidInput
 
@@ -94,3 +96,16 @@ def parse(model: type[M], data: Any, prefix: str = "") -> M:
         raise violations_from(exc, prefix) from None
     except InvalidInput as exc:
         raise (exc.prefixed(prefix) if prefix else exc) from None
+
+
+def load_yaml_config(model: type[M], path: str | Path) -> tuple[M, Path]:
+    """A service's YAML config validated as `model` (errors under `config`), and the folder
+    its relative paths are resolved from."""
+    file = Path(path)
+    if not file.exists():
+        raise InvalidInput.one("config", f"file not found: {file}")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise InvalidInput.one("config", f"is not valid YAML ({exc})") from None
+    return parse(model, data), file.resolve().parent
