@@ -323,7 +323,9 @@ class NodeRuntime:
 
     def charger_transaction(self, charger_id: str, transaction_id: int | str | None, id_tag: str, at: datetime) -> None:
         """A transaction opens a walk-in session unless the fleet announced one on that
-        charger; its end closes the walk-in session."""
+        charger; its end closes the walk-in session. Times are the node's: a charger's
+        clock (and the central system's wall clock) may disagree with a simulated one."""
+        at = self.clock.now()
         walk_in = f"{charger_id}-tx"
         known = [s for s in self.journal.sessions() if s.charger_id == charger_id and s.arrival <= at < s.departure]
         if transaction_id is None:

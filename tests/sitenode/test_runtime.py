@@ -131,3 +131,19 @@ def test_measured_ev_energy_counts_towards_the_session_and_the_next_plan(tmp_pat
         assert rt.delivered_kwh["v"] == pytest.approx(5.5)
     finally:
         rt.close()
+
+
+def test_transactions_are_timed_by_the_node_clock_not_the_chargers(tmp_path):
+    rt, clock, _ = runtime(tmp_path)
+    try:
+        wall = datetime(2031, 3, 3, tzinfo=UTC)  # what a charger (or the OCPP layer's wall clock) says
+        rt.upsert_session(EVSession(session_id="van", arrival=T0, departure=T0 + timedelta(hours=5), energy_kwh=20, max_kw=11, charger_id="ac-01"))
+        rt.charger_transaction("ac-01", 7, "tag", wall)
+        assert [s.session_id for s in rt.journal.sessions()] == ["van"]  # the fleet's session: no walk-in
+        rt.charger_transaction("ac-02", 8, "tag", wall)
+        walk_in = next(s for s in rt.journal.sessions() if s.session_id == "ac-02-tx")
+        assert walk_in.arrival == clock.now() and walk_in.charger_id == "ac-02"
+        rt.charger_transaction("ac-02", None, "tag", wall)
+        assert [s.session_id for s in rt.journal.sessions()] == ["van"] and rt.charger_kw["ac-02"] == 0.0
+    finally:
+        rt.close()
