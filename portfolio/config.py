@@ -11,6 +11,7 @@ portfolio:
   solve_period_seconds: 900            # on the portfolio's clock
   schedule_valid_minutes: 60           # a pushed schedule is followed at most this long
 feeders: [{feeder_id: north, site_ids: [depot, office], cap_kw: 400}]   # seeded once into the store
+solver: {method: auto, ray_address: null}   # RAY_ADDRESS also joins a cluster; see portfolio.solvers
 ```
 """
 
@@ -22,6 +23,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, Field
 
 from portfolio.model import Feeder
+from portfolio.solvers import SolverConfig
 from sitenode.model.site import Strict
 from sitenode.model.validation import load_yaml_config
 from sitenode.node_config import TokenConfig
@@ -55,6 +57,7 @@ class PortfolioSettings(Strict):
 class PortfolioConfig(Strict):
     portfolio: PortfolioSettings = PortfolioSettings()
     feeders: list[Feeder] = []
+    solver: SolverConfig = SolverConfig()  # monolithic, decomposition on Ray, or auto (see portfolio.solvers)
 
 
 def load_portfolio_config(path: str | Path) -> tuple[PortfolioConfig, Path]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portfolio.config import PortfolioConfig, load_portfolio_config
-from portfolio.coupled import MonolithicSolver
+from portfolio.solvers import make_solver
 from portfolio.store import PortfolioStore
 from services.auth import Role
 from services.portfolio_api import OPERATOR_METHODS, TOKEN_EXEMPT, PortfolioServicer
@@ -35,7 +35,7 @@ def make_portfolio(config: PortfolioConfig, base: Path, listen: str, *, insecure
     for feeder in config.feeders:
         if feeder.feeder_id not in known:  # seeded once: operators' later changes win
             store.put_feeder(feeder)
-    hub = PortfolioHub(s, store, MonolithicSolver(time_limit_seconds=s.solve_time_limit_seconds), clock, trust_hello=insecure_loopback)
+    hub = PortfolioHub(s, store, make_solver(config.solver), clock, trust_hello=insecure_loopback)
 
     def register(server) -> list[str]:  # noqa: ANN001
         portfolio_pb2_grpc.add_PortfolioLinkServicer_to_server(PortfolioLinkServicer(hub), server)
@@ -64,4 +64,7 @@ async def serve(args: PortfolioArgs) -> None:
     await stop_event.wait()
     await stop(built)
     solver.cancel()
+    close = getattr(hub.solver, "close", None)
+    if close is not None:
+        close()  # a Ray the portfolio started goes with it
     hub.store.close()

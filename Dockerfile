@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1
+# One image for every gridmesh process:
+#   docker run IMAGE portfolio serve --config /etc/gridmesh/portfolio.yaml --listen 0.0.0.0:50070
+#   docker run IMAGE sitenode serve --config /etc/gridmesh/node.yaml --listen 127.0.0.1:50051 --insecure-loopback
+# and, under KubeRay, `ray start` on the Ray head and workers (KubeRay replaces the command).
+# Build from the repository root:  docker build -t gridmesh:0.1.0 .
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---- build: the gridmesh wheel, then a venv with it and its dependencies (all binary wheels)
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY sitenode ./sitenode
+COPY portfolio ./portfolio
+COPY services ./services
+RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
+ && python -m venv /opt/venv \
+ && /opt/venv/bin/pip install /wheels/gridmesh-*.whl
+# ray[default] (the dashboard agent) lets the same image run a KubeRay head or worker: KubeRay's
+# probes and the chart's call the agent's /api/healthz. Same Ray version as resolved above.
+ARG RAY_EXTRAS=default
+RUN if [ -n "$RAY_EXTRAS" ]; then \
+      /opt/venv/bin/pip install "ray[${RAY_EXTRAS}]==$(/opt/venv/bin/python -c 'from importlib.metadata import version; print(version("ray"))')"; \
+    fi \
+ && /opt/venv/bin/gridmesh --help > /dev/null
+
+# ---- runtime: the venv only, as a non-root user
+FROM ${PYTHON_IMAGE}
+RUN groupadd --system --gid 10001 gridmesh \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /home/gridmesh --create-home --shell /usr/sbin/nologin gridmesh
+COPY --from=build /opt/venv /opt/venv
+# KubeRay starts Ray through `bash -lc`, whose /etc/profile resets PATH: put the entry points
+# where a login shell finds them
+RUN ln -s /opt/venv/bin/gridmesh /opt/venv/bin/ray /usr/local/bin/
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    GRIDMESH_HEALTH_ADDRESS=127.0.0.1:50070
+USER 10001:10001
+WORKDIR /home/gridmesh
+EXPOSE 50070
+
+# grpc.health.v1 Check("") over plaintext against $GRIDMESH_HEALTH_ADDRESS (default the portfolio,
+# 127.0.0.1:50070). It works wherever the app speaks plaintext, which is loopback only:
+#   - portfolio with --insecure-loopback: as is;
+#   - site node (its API on 127.0.0.1:50051 with --insecure-loopback): -e GRIDMESH_HEALTH_ADDRESS=127.0.0.1:50051;
+#   - portfolio with TLS: the port requires a client certificate, so this check fails: run with
+#     --no-healthcheck (or a --health-cmd with an operator certificate).
+# Kubernetes ignores HEALTHCHECK; the Helm chart runs the same code as an exec probe where it
+# applies (tests/helm/test_chart.py keeps the two identical).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as s; a = os.environ.get('GRIDMESH_HEALTH_ADDRESS', '127.0.0.1:50070'); r = s.HealthStub(grpc.insecure_channel(a)).Check(h.HealthCheckRequest(), timeout=3); sys.exit(r.status != h.HealthCheckResponse.SERVING)"]
+
+ENTRYPOINT ["gridmesh"]
+CMD ["--help"]
