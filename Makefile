@@ -8,7 +8,7 @@ DEMO_DIR ?= runs/demo
 # buf comes from the npm registry (@bufbuild/buf ships the real binary)
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: install test demo bundles bench lint examples proto clean
+.PHONY: install test demo bundles bench lint examples proto image clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ proto: install
 
 examples: install
 	$(PY) scripts/build_example_bundles.py
+
+# One image for both services (non-root, health-checked); needs a Docker engine.
+image:
+	docker build -t gridmesh:$$(grep -m1 '^version' pyproject.toml | cut -d'"' -f2) .
 
 clean:
 	rm -rf $(VENV) runs .tools .pytest_cache .ruff_cache .hypothesis

@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from portfolio.config import PortfolioConfig, PortfolioSettings
-from sitenode.model.run import Tariff  # noqa: F401 - imported so a broken model fails here, not in a parse below
+from portfolio.solvers import SolverConfig
+from sitenode import node_config as nc
 from sitenode.model.site import SiteConfig
 from sitenode.model.validation import parse
-from sitenode.node_config import DevicesConfig, NodeConfig, PlanConfig, PortfolioLinkConfig, ServeConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "gridmesh"
@@ -39,6 +39,7 @@ CUSTOM_RESOURCES = {("ray.io/v1", "RayCluster"), ("monitoring.coreos.com/v1", "S
 CHART_OWNED_PORTFOLIO = {"listen", "store", "tls", "tokens", "metrics_listen"}
 CHART_OWNED_NODE = {"listen", "journal"}
 CHART_OWNED_LINK = {"address", "ca", "cert", "key", "insecure_loopback"}
+CHART_OWNED_SOLVER = {"ray_address"}  # RAY_ADDRESS in the environment instead
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def one(docs: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[st
 
 
 def with_values(**changes: Any) -> dict[str, Any]:
-    """values-all with dotted paths replaced."""
+    """values-all with some values replaced; a key path is spelt with `__` (portfolio__tls__key, sites__0__name)."""
     values = copy.deepcopy(VALUES_ALL)
     for dotted, value in changes.items():
         node = values
@@ -130,6 +131,18 @@ def test_manifests_validate_against_kubernetes(which, kube_version, request):
         except kubernetes_validate.ValidationError as exc:
             path = ".".join(str(p) for p in exc.path)
             pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} at {path}: {exc.message}")
+
+
+def test_kubernetes_validation_is_not_a_no_op(defaults):
+    """The strict schemas catch a misspelt field and a wrong type (else the test above proves nothing)."""
+    sts = copy.deepcopy(one(defaults, "StatefulSet"))
+    sts["spec"]["replica"] = 1
+    with pytest.raises(kubernetes_validate.ValidationError, match="replica"):
+        kubernetes_validate.validate(sts, KUBE_VERSIONS[-1], strict=True)
+    sts = copy.deepcopy(one(defaults, "StatefulSet"))
+    sts["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsUser"] = "10001"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(sts, KUBE_VERSIONS[-1], strict=True)
 
 
 def test_names_fit_kubernetes_limits(everything):
@@ -245,14 +258,17 @@ def test_portfolio_yaml_parses_with_portfolio_config(which, request):
         assert s.clock_origin_unix == 1767225600 and s.solve_period_seconds == 60
         assert [f.feeder_id for f in config.feeders] == ["north", "evening"]
         assert config.feeders[1].caps_kw == [200, 200, 180, 150]
+        assert (config.solver.workers, config.solver.runtime_env) == (4, {"env_vars": {"OMP_NUM_THREADS": "1"}})
     else:
         assert s.metrics_listen is None and config.feeders == []
+        assert config.solver == SolverConfig(method="auto")
+    assert config.solver.ray_address is None  # the chart passes RAY_ADDRESS instead
 
 
 def test_node_yaml_parses_with_node_config(everything):
     for site in VALUES_ALL["siteNodes"]["sites"]:
         name = f"-node-{site['name']}"
-        config = parse(NodeConfig, yaml.safe_load(config_text(everything, name, "node.yaml")))
+        config = parse(nc.NodeConfig, yaml.safe_load(config_text(everything, name, "node.yaml")))
         assert config.site.site_id == site["config"]["site"]["site_id"]
         assert config.node.listen == "127.0.0.1:50051" and config.node.journal == "/var/lib/gridmesh/journal.db"
         link = config.portfolio
@@ -262,7 +278,7 @@ def test_node_yaml_parses_with_node_config(everything):
         container = one(everything, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
         assert container["args"] == ["sitenode", "serve", "--config", "/etc/gridmesh/node.yaml", "--listen", "127.0.0.1:50051", "--insecure-loopback"]
     # times past 10:00 stay strings (YAML 1.1 would read an unquoted 16:00 as the number 960)
-    office = parse(NodeConfig, yaml.safe_load(config_text(everything, "-node-office", "node.yaml")))
+    office = parse(nc.NodeConfig, yaml.safe_load(config_text(everything, "-node-office", "node.yaml")))
     assert office.plan.tariff.energy_rates[2].schedule.start_time == "16:00"
 
 
@@ -338,14 +354,18 @@ def keys(values: Any, path: str = "") -> set[str]:
 def test_schema_follows_the_config_models():
     """A setting added to the app's configs must be added to the chart (or declared the chart's)."""
     props = SCHEMA["properties"]
-    assert set(props["portfolio"]["properties"]["settings"]["properties"]) == set(PortfolioSettings.model_fields) - CHART_OWNED_PORTFOLIO
+    portfolio = props["portfolio"]["properties"]
+    assert set(portfolio["settings"]["properties"]) == set(PortfolioSettings.model_fields) - CHART_OWNED_PORTFOLIO
+    assert set(portfolio["solver"]["properties"]) == set(SolverConfig.model_fields) - CHART_OWNED_SOLVER
+    # portfolio.yaml's top-level keys: settings, feeders and solver each come from values
+    assert set(PortfolioConfig.model_fields) == {"portfolio", "feeders", "solver"}
     node = props["siteNodes"]["properties"]["sites"]["items"]["properties"]["config"]["properties"]
-    assert set(node) == set(NodeConfig.model_fields)
+    assert set(node) == set(nc.NodeConfig.model_fields)
     assert set(node["site"]["properties"]) == set(SiteConfig.model_fields)
-    assert set(node["plan"]["properties"]) == set(PlanConfig.model_fields)
-    assert set(node["devices"]["properties"]) == set(DevicesConfig.model_fields)
-    assert set(node["node"]["properties"]) == set(ServeConfig.model_fields) - CHART_OWNED_NODE
-    assert set(node["portfolio"]["properties"]) == set(PortfolioLinkConfig.model_fields) - CHART_OWNED_LINK
+    assert set(node["plan"]["properties"]) == set(nc.PlanConfig.model_fields)
+    assert set(node["devices"]["properties"]) == set(nc.DevicesConfig.model_fields)
+    assert set(node["node"]["properties"]) == set(nc.ServeConfig.model_fields) - CHART_OWNED_NODE
+    assert set(node["portfolio"]["properties"]) == set(nc.PortfolioLinkConfig.model_fields) - CHART_OWNED_LINK
 
 
 # ---- 6. security and probes
