@@ -25,6 +25,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from sitenode.errors import InvalidInput
+from sitenode.model.run import Objective, Priorities
 from sitenode.model.site import Id, Strict
 
 NonNegKw = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -90,3 +91,12 @@ class FlexEvent(Strict):
 
     def covers(self, at: datetime) -> bool:
         return self.start <= at < self.end
+
+
+class SiteSettings(Strict):
+    """An operator's choice of a site's objective weights and priorities, kept by the
+    portfolio and passed to the node; unset parts leave the node's own configuration."""
+
+    weights: Objective | None = None
+    priorities: Priorities | None = None
+    updated_at: AwareDatetime | None = None

@@ -25,7 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 
-from portfolio.model import Feeder, FlexEvent, FlexState
+from portfolio.model import Feeder, FlexEvent, FlexState, SiteSettings
 from sitenode.errors import InvalidInput, NotFound
 
 _SCHEMA = """
@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS telemetry (
     site_id TEXT NOT NULL, seq INTEGER NOT NULL, at TEXT NOT NULL, payload BLOB NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS telemetry_site_seq ON telemetry(site_id, seq);
 CREATE TABLE IF NOT EXISTS feeders (feeder_id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS site_settings (site_id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     event_id TEXT PRIMARY KEY, start TEXT NOT NULL, state TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS schedules (
@@ -181,6 +182,15 @@ class PortfolioStore:
     def snapshot(self, site_id: str) -> tuple[bytes, datetime] | None:
         r = self._one("SELECT payload, at FROM snapshots WHERE site_id = ?", (site_id,))
         return None if r is None else (bytes(r[0]), _dt(r[1]))
+
+    # -- operators' settings per site ----------------------------------------------------------
+    def put_settings(self, site_id: str, settings: SiteSettings) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO site_settings VALUES (?,?)", (site_id, settings.model_dump_json()))
+
+    def settings(self, site_id: str) -> SiteSettings | None:
+        r = self._one("SELECT body FROM site_settings WHERE site_id = ?", (site_id,))
+        return None if r is None else SiteSettings.model_validate_json(r[0])
 
     # -- telemetry --------------------------------------------------------------------------
     def add_telemetry(self, site_id: str, seq: int, at: datetime, payload: bytes) -> bool:

@@ -109,6 +109,8 @@ class NodeLink:
                 kind = message.WhichOneof("body")
                 if kind == "schedule":
                     outbox.put_nowait(portfolio_pb2.NodeMessage(ack=self._apply(message.schedule)))
+                elif kind == "settings":
+                    self._settings(message.settings)
                 elif kind == "telemetry_ack":
                     runtime.journal.prune_telemetry(message.telemetry_ack.up_to_seq)
                 elif kind == "ping":
@@ -152,6 +154,17 @@ class NodeLink:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+    def _settings(self, message: portfolio_pb2.SiteSettings) -> None:
+        """An operator's weights and priorities, passed on by the portfolio: the node plans
+        with them from now on, and says so in its next snapshot (its run config)."""
+        try:
+            settings = pc.settings_in(message)
+        except GridmeshError as exc:
+            log.warning("site settings refused: %s", exc)
+            return
+        self.runtime.set_objective(settings.weights, settings.priorities)
+        log.info("site settings from the portfolio: weights %s, priorities %s", settings.weights, settings.priorities)
 
     def _apply(self, message: portfolio_pb2.SetpointSchedule) -> portfolio_pb2.ScheduleAck:
         version = message.schedule.version

@@ -17,7 +17,7 @@ from sitenode.errors import InvalidInput, NotFound
 
 SERVICE = portfolio_pb2.DESCRIPTOR.services_by_name["Portfolio"].full_name
 LINK_SERVICE = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioLink"].full_name
-OPERATOR_METHODS = frozenset(f"/{SERVICE}/{m}" for m in ("SetFeeder", "DeleteFeeder", "CreateFlexEvent", "CancelFlexEvent", "Solve"))
+OPERATOR_METHODS = frozenset(f"/{SERVICE}/{m}" for m in ("SetFeeder", "DeleteFeeder", "CreateFlexEvent", "CancelFlexEvent", "Solve", "SetSiteSettings"))
 # nodes prove who they are with certificates, not tokens
 TOKEN_EXEMPT = (f"/{LINK_SERVICE}/",)
 
@@ -48,6 +48,9 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
         if live is not None and live.latest is not None:
             info.latest.CopyFrom(live.latest)
             info.mode = live.latest.mode
+        settings = hub.store.settings(site_id)
+        if settings is not None:
+            info.settings.CopyFrom(pc.settings_out(settings))
         return info
 
     def _known(self) -> list[str]:
@@ -155,6 +158,14 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
     @mapped
     async def Solve(self, request: portfolio_pb2.SolveRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.SolveResponse:
         return portfolio_pb2.SolveResponse(report=pc.report_out(await self.hub.solve("operator")))
+
+    @mapped
+    async def SetSiteSettings(self, request: portfolio_pb2.SetSiteSettingsRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.SetSiteSettingsResponse:
+        site_id = _id(request.site_id, "site_id")
+        if site_id not in self._known():
+            raise NotFound(f"no site {site_id!r}")
+        settings = await self.hub.set_settings(site_id, pc.settings_in(request))
+        return portfolio_pb2.SetSiteSettingsResponse(settings=pc.settings_out(settings))
 
     @mapped
     async def GetSolveReport(self, request: portfolio_pb2.GetSolveReportRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.GetSolveReportResponse:

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pydantic
 
-from portfolio.model import Feeder, FlexEvent, FlexKind
+from portfolio.model import Feeder, FlexEvent, FlexKind, SiteSettings
 from portfolio.report import SolveReport
 from portfolio.snapshot import SiteSnapshot
-from services.convert import from_ts, session_in, session_out, ts
-from services.stubs.gridmesh.v1 import common_pb2, portfolio_pb2
+from services.convert import from_ts, objective_in, session_in, session_out, ts
+from services.stubs.gridmesh.v1 import common_pb2, portfolio_pb2, sitenode_pb2
 from sitenode.errors import InvalidInput
 from sitenode.model.run import RunConfig
 from sitenode.model.site import SiteConfig
@@ -170,3 +170,21 @@ def report_out(r: SolveReport) -> portfolio_pb2.SolveReport:
         events=[portfolio_pb2.EventCheck(event_id=e.event_id, holds=e.holds, worst_shortfall_kw=e.worst_shortfall_kw) for e in r.events],
     )
 
+
+
+# ---- site settings ----------------------------------------------------------------------
+def settings_in(msg: portfolio_pb2.SetSiteSettingsRequest | portfolio_pb2.SiteSettings) -> SiteSettings:
+    """Validated (fields under `weights.` and `priorities.`); unset parts stay unset."""
+    weights, priorities = objective_in(msg)  # type: ignore[arg-type] - the same two optional fields
+    return SiteSettings(weights=weights, priorities=priorities)
+
+
+def settings_out(s: SiteSettings) -> portfolio_pb2.SiteSettings:
+    out = portfolio_pb2.SiteSettings()
+    if s.weights is not None:
+        out.weights.CopyFrom(sitenode_pb2.ObjectiveWeights(cost=s.weights.cost, carbon=s.weights.carbon, peak=s.weights.peak))
+    if s.priorities is not None:
+        out.priorities.CopyFrom(sitenode_pb2.Priorities(**s.priorities.model_dump()))
+    if s.updated_at is not None:
+        out.updated_at.CopyFrom(ts(s.updated_at))
+    return out

@@ -27,7 +27,7 @@ import numpy as np
 
 from portfolio.config import PortfolioSettings
 from portfolio.coupled import CoupledSolver, PortfolioPlan
-from portfolio.model import FlexState
+from portfolio.model import FlexState, SiteSettings
 from portfolio.report import EventResult, FeederResult, SiteCost, SolveReport
 from portfolio.snapshot import CommonHorizon, SiteSnapshot, check_snapshot, common_horizon
 from portfolio.store import PortfolioStore
@@ -233,6 +233,18 @@ class PortfolioHub:
         if acks:
             self.store.ack_many(acks)
 
+    # -- operators' settings -----------------------------------------------------------------
+    async def set_settings(self, site_id: str, change: SiteSettings) -> SiteSettings:
+        """Merge `change` into the site's settings, keep them, and pass them to its node."""
+        current = self.store.settings(site_id) or SiteSettings()
+        merged = SiteSettings(weights=change.weights or current.weights, priorities=change.priorities or current.priorities,
+                              updated_at=self.clock.now())
+        await asyncio.to_thread(self.store.put_settings, site_id, merged)
+        self.push(site_id, portfolio_pb2.PortfolioMessage(settings=pc.settings_out(merged)))
+        # the node's next snapshot carries them, and that snapshot asks for a solve
+        self.notify()
+        return merged
+
     # -- connections ------------------------------------------------------------------------
     def push(self, site_id: str, message: portfolio_pb2.PortfolioMessage) -> bool:
         conn = self.connections.get(site_id)
@@ -349,6 +361,9 @@ class PortfolioLinkServicer(portfolio_pb2_grpc.PortfolioLinkServicer):
         yield portfolio_pb2.PortfolioMessage(welcome=portfolio_pb2.Welcome(
             site_id=site_id, last_telemetry_seq=hub.store.last_telemetry_seq(site_id), ping_interval_ms=int(s.ping_interval_seconds * 1000),
             ping_timeout_ms=int(s.ping_timeout_seconds * 1000), snapshot_period_seconds=s.snapshot_seconds))
+        settings = hub.store.settings(site_id)
+        if settings is not None:  # an operator's choice reaches a node that was away when it was made
+            yield portfolio_pb2.PortfolioMessage(settings=pc.settings_out(settings))
         current = hub.store.current_schedule(site_id, now)
         if current is not None and current.version != hello.schedule_version:
             yield portfolio_pb2.PortfolioMessage(schedule=portfolio_pb2.SetpointSchedule.FromString(current.payload))

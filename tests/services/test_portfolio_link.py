@@ -13,7 +13,8 @@ import pytest
 from portfolio_rig import SITES, make_node, make_rig_portfolio, until
 
 from services import portfolio_convert as pc
-from services.stubs.gridmesh.v1 import portfolio_pb2, portfolio_pb2_grpc
+from services.errors import bad_request_fields
+from services.stubs.gridmesh.v1 import portfolio_pb2, portfolio_pb2_grpc, sitenode_pb2
 from sitenode.events import EventType
 from sitenode.runtime import Mode
 
@@ -80,6 +81,34 @@ async def test_schedules_caps_and_flex_events_reach_every_node(tmp_path):
         assert office.site.connected and office.site.schedule_state == "ACKED" and office.schedule.version == office.site.schedule_version_issued
         assert {a.asset_id for a in office.snapshot.assets} >= {"grid", "battery", "pv"}
         assert office.site.feeder_ids == ["north"] and office.site.latest.seq > 0
+
+        # an operator changes the office's weights: they reach its node, its next snapshot
+        # carries them, and the portfolio plans it again
+        office_node = next(n for n in nodes if n.runtime.config.site.site_id == "office-east")
+        before = {s: pf.hub.store.schedules(s, 1)[0].version for s in SITES.values()}
+        async with grpc.aio.insecure_channel(pf.address) as channel:
+            stub = portfolio_pb2_grpc.PortfolioStub(channel)
+            request = portfolio_pb2.SetSiteSettingsRequest(site_id="office-east", weights=sitenode_pb2.ObjectiveWeights(cost=1.0, carbon=0.2, peak=3.0))
+            reply = await stub.SetSiteSettings(request, metadata=OPERATOR)
+            assert reply.settings.weights.peak == 3.0 and not reply.settings.HasField("priorities")
+            await until(lambda: office_node.runtime.settings.objective.peak == 3.0)
+            await until(lambda: pf.hub.sites["office-east"].snapshot.run.objective.peak == 3.0)
+            await until(lambda: acked_all(pf, before), 60)
+            got = await stub.GetSite(portfolio_pb2.GetSiteRequest(site_id="office-east"), metadata=OPERATOR)
+            assert got.site.settings.weights.carbon == pytest.approx(0.2)
+            # bad values and unknown sites change nothing
+            with pytest.raises(grpc.aio.AioRpcError) as bad:
+                await stub.SetSiteSettings(portfolio_pb2.SetSiteSettingsRequest(site_id="office-east", weights=sitenode_pb2.ObjectiveWeights(cost=-1)),
+                                           metadata=OPERATOR)
+            assert bad.value.code() is grpc.StatusCode.INVALID_ARGUMENT and any(f.startswith("weights") for f in bad_request_fields(bad.value))
+            with pytest.raises(grpc.aio.AioRpcError) as missing:
+                await stub.SetSiteSettings(portfolio_pb2.SetSiteSettingsRequest(site_id="nowhere", weights=sitenode_pb2.ObjectiveWeights(cost=1)),
+                                           metadata=OPERATOR)
+            assert missing.value.code() is grpc.StatusCode.NOT_FOUND
+            with pytest.raises(grpc.aio.AioRpcError) as viewer:
+                await stub.SetSiteSettings(request, metadata=(("authorization", "Bearer view"),))
+            assert viewer.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert office_node.runtime.settings.objective.peak == 3.0
         after = executed(nodes)
         window = net_import(after, tuple(SITES.values())).loc[start : end - timedelta(minutes=1)]
         assert window.max() <= 0.9 * baseline.max() + 1e-6
@@ -121,6 +150,13 @@ async def test_nodes_ride_out_a_portfolio_outage_then_resync(tmp_path):
         index = executed(nodes)["depot-north"].index
         assert (sum(lim.over(index) for lim in north_limits) <= CAP_KW + 1e-6).all()  # shares never add up past the cap
 
+        # settings an operator left in the store reach the node when it reconnects
+        from portfolio.model import SiteSettings
+        from portfolio.store import PortfolioStore
+        from sitenode.model.run import Objective
+
+        with PortfolioStore(tmp_path / "portfolio.db") as store:
+            store.put_settings("warehouse-west", SiteSettings(weights=Objective(cost=1.0, carbon=0.0, peak=7.0)))
         # the portfolio returns on the same port and store: nodes reconnect and resync
         pf2 = make_rig_portfolio(tmp_path, listen=f"127.0.0.1:{port}")
         await pf2.begin()
@@ -128,6 +164,8 @@ async def test_nodes_ride_out_a_portfolio_outage_then_resync(tmp_path):
             await until(lambda: acked_all(pf2, held), 60)
             await until(lambda: all(n.runtime.mode(n.runtime.clock.now()) is Mode.PORTFOLIO for n in nodes))
             assert all(n.link.connects >= 2 for n in nodes)
+            warehouse = next(n for n in nodes if n.runtime.config.site.site_id == "warehouse-west")
+            await until(lambda: warehouse.runtime.settings.objective.peak == 7.0)
             await asyncio.sleep(0.5)
             for site in SITES.values():
                 # telemetry buffered during the outage arrived: no gap, no duplicate

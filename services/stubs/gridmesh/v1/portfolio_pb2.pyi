@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from services.stubs.gridmesh.v1 import common_pb2 as _common_pb2
+from services.stubs.gridmesh.v1 import sitenode_pb2 as _sitenode_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -48,18 +49,20 @@ class NodeMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., snapshot: _Optional[_Union[_common_pb2.SiteSnapshot, _Mapping]] = ..., telemetry: _Optional[_Union[TelemetryBatch, _Mapping]] = ..., ack: _Optional[_Union[ScheduleAck, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ...) -> None: ...
 
 class PortfolioMessage(_message.Message):
-    __slots__ = ("welcome", "schedule", "telemetry_ack", "ping", "pong")
+    __slots__ = ("welcome", "schedule", "telemetry_ack", "ping", "pong", "settings")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     TELEMETRY_ACK_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
     PONG_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     schedule: SetpointSchedule
     telemetry_ack: TelemetryAck
     ping: Ping
     pong: Pong
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., schedule: _Optional[_Union[SetpointSchedule, _Mapping]] = ..., telemetry_ack: _Optional[_Union[TelemetryAck, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ...) -> None: ...
+    settings: SiteSettings
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., schedule: _Optional[_Union[SetpointSchedule, _Mapping]] = ..., telemetry_ack: _Optional[_Union[TelemetryAck, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., settings: _Optional[_Union[SiteSettings, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("site_id", "software_version", "schedule_version")
@@ -160,7 +163,7 @@ class Pong(_message.Message):
     def __init__(self, nonce: _Optional[int] = ...) -> None: ...
 
 class SiteInfo(_message.Message):
-    __slots__ = ("site_id", "connected", "mode", "first_seen", "last_seen", "software_version", "schedule_version_held", "schedule_version_issued", "schedule_state", "schedule_reason", "latest", "feeder_ids")
+    __slots__ = ("site_id", "connected", "mode", "first_seen", "last_seen", "software_version", "schedule_version_held", "schedule_version_issued", "schedule_state", "schedule_reason", "latest", "feeder_ids", "settings")
     SITE_ID_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +176,7 @@ class SiteInfo(_message.Message):
     SCHEDULE_REASON_FIELD_NUMBER: _ClassVar[int]
     LATEST_FIELD_NUMBER: _ClassVar[int]
     FEEDER_IDS_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
     site_id: str
     connected: bool
     mode: NodeLinkMode
@@ -185,7 +189,8 @@ class SiteInfo(_message.Message):
     schedule_reason: str
     latest: TelemetryPoint
     feeder_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, site_id: _Optional[str] = ..., connected: _Optional[bool] = ..., mode: _Optional[_Union[NodeLinkMode, str]] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., software_version: _Optional[str] = ..., schedule_version_held: _Optional[str] = ..., schedule_version_issued: _Optional[str] = ..., schedule_state: _Optional[str] = ..., schedule_reason: _Optional[str] = ..., latest: _Optional[_Union[TelemetryPoint, _Mapping]] = ..., feeder_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    settings: SiteSettings
+    def __init__(self, site_id: _Optional[str] = ..., connected: _Optional[bool] = ..., mode: _Optional[_Union[NodeLinkMode, str]] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., software_version: _Optional[str] = ..., schedule_version_held: _Optional[str] = ..., schedule_version_issued: _Optional[str] = ..., schedule_state: _Optional[str] = ..., schedule_reason: _Optional[str] = ..., latest: _Optional[_Union[TelemetryPoint, _Mapping]] = ..., feeder_ids: _Optional[_Iterable[str]] = ..., settings: _Optional[_Union[SiteSettings, _Mapping]] = ...) -> None: ...
 
 class ListSitesRequest(_message.Message):
     __slots__ = ()
@@ -470,6 +475,32 @@ class SolveResponse(_message.Message):
     REPORT_FIELD_NUMBER: _ClassVar[int]
     report: SolveReport
     def __init__(self, report: _Optional[_Union[SolveReport, _Mapping]] = ...) -> None: ...
+
+class SiteSettings(_message.Message):
+    __slots__ = ("weights", "priorities", "updated_at")
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITIES_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    weights: _sitenode_pb2.ObjectiveWeights
+    priorities: _sitenode_pb2.Priorities
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, weights: _Optional[_Union[_sitenode_pb2.ObjectiveWeights, _Mapping]] = ..., priorities: _Optional[_Union[_sitenode_pb2.Priorities, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SetSiteSettingsRequest(_message.Message):
+    __slots__ = ("site_id", "weights", "priorities")
+    SITE_ID_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITIES_FIELD_NUMBER: _ClassVar[int]
+    site_id: str
+    weights: _sitenode_pb2.ObjectiveWeights
+    priorities: _sitenode_pb2.Priorities
+    def __init__(self, site_id: _Optional[str] = ..., weights: _Optional[_Union[_sitenode_pb2.ObjectiveWeights, _Mapping]] = ..., priorities: _Optional[_Union[_sitenode_pb2.Priorities, _Mapping]] = ...) -> None: ...
+
+class SetSiteSettingsResponse(_message.Message):
+    __slots__ = ("settings",)
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    settings: SiteSettings
+    def __init__(self, settings: _Optional[_Union[SiteSettings, _Mapping]] = ...) -> None: ...
 
 class GetSolveReportRequest(_message.Message):
     __slots__ = ("solve_id",)

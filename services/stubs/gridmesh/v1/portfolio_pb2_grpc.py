@@ -167,6 +167,11 @@ class PortfolioStub:
                 request_serializer=gridmesh_dot_v1_dot_portfolio__pb2.GetSolveReportRequest.SerializeToString,
                 response_deserializer=gridmesh_dot_v1_dot_portfolio__pb2.GetSolveReportResponse.FromString,
                 _registered_method=True)
+        self.SetSiteSettings = channel.unary_unary(
+                '/gridmesh.v1.Portfolio/SetSiteSettings',
+                request_serializer=gridmesh_dot_v1_dot_portfolio__pb2.SetSiteSettingsRequest.SerializeToString,
+                response_deserializer=gridmesh_dot_v1_dot_portfolio__pb2.SetSiteSettingsResponse.FromString,
+                _registered_method=True)
 
 
 class PortfolioServicer:
@@ -246,6 +251,14 @@ class PortfolioServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetSiteSettings(self, request, context):
+        """A site's objective weights and priorities: stored, passed to its node over its stream
+        (now, or when it next connects); the node plans with them and its next snapshot says so.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PortfolioServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -308,6 +321,11 @@ def add_PortfolioServicer_to_server(servicer, server):
                     servicer.GetSolveReport,
                     request_deserializer=gridmesh_dot_v1_dot_portfolio__pb2.GetSolveReportRequest.FromString,
                     response_serializer=gridmesh_dot_v1_dot_portfolio__pb2.GetSolveReportResponse.SerializeToString,
+            ),
+            'SetSiteSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSiteSettings,
+                    request_deserializer=gridmesh_dot_v1_dot_portfolio__pb2.SetSiteSettingsRequest.FromString,
+                    response_serializer=gridmesh_dot_v1_dot_portfolio__pb2.SetSiteSettingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -634,6 +652,33 @@ class Portfolio:
             '/gridmesh.v1.Portfolio/GetSolveReport',
             gridmesh_dot_v1_dot_portfolio__pb2.GetSolveReportRequest.SerializeToString,
             gridmesh_dot_v1_dot_portfolio__pb2.GetSolveReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSiteSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gridmesh.v1.Portfolio/SetSiteSettings',
+            gridmesh_dot_v1_dot_portfolio__pb2.SetSiteSettingsRequest.SerializeToString,
+            gridmesh_dot_v1_dot_portfolio__pb2.SetSiteSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,
