@@ -392,12 +392,12 @@ async def _first_plan_then_limits(stub: portfolio_pb2_grpc.PortfolioStub, plan: 
     """Wait for the first portfolio plan of all three sites; then cap the feeder below the
     depot's and office's joint planned peak, and the three sites' import in the evening
     below theirs, so both bind."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # five processes share two cores: the first plan may take a while
     schedules: dict[str, pd.DataFrame] = {}
     while len(schedules) < len(SITES):
         procs.check()
         if time.monotonic() > deadline:
-            raise RuntimeError("no portfolio plan reached every site within a minute")
+            raise RuntimeError("no portfolio plan reached every site within two minutes")
         for site_id in SITES.values():
             with contextlib.suppress(grpc.aio.AioRpcError):
                 got = await stub.GetSite(portfolio_pb2.GetSiteRequest(site_id=site_id), metadata=meta)
