@@ -60,6 +60,7 @@ from services.stubs.gridmesh.v1 import (
     sitenode_pb2,
     sitenode_pb2_grpc,
 )
+from sitenode.metrics import metrics_document
 from sitenode.model.run import Horizon, RunConfig
 from sitenode.model.sessions import EVSession
 from sitenode.model.validation import parse
@@ -257,11 +258,13 @@ def outcome_table(outcome: RunOutcome, realized: dict[str, SiteRealized]) -> Tab
     return table
 
 
-def collect(store_path: Path, plan: DemoPlan, configs: dict[str, NodeConfig], feeders: Sequence[Feeder], events: Sequence[FlexEvent]) -> tuple[RunOutcome, dict[str, SiteRealized]]:
+def collect(store_path: Path, plan: DemoPlan, configs: dict[str, NodeConfig], feeders: Sequence[Feeder],
+            events: Sequence[FlexEvent]) -> tuple[RunOutcome, dict[str, SiteRealized], dict[str, RunConfig]]:
     index = pd.date_range(plan.start, periods=plan.steps, freq="15min", name="timestamp")
     store = PortfolioStore(store_path)
     try:
         realized: dict[str, SiteRealized] = {}
+        runs: dict[str, RunConfig] = {}
         frames = {}
         for name, site_id in SITES.items():
             points = [_point(r.payload) for r in store.telemetry(site_id, limit=1_000_000)]
@@ -270,13 +273,13 @@ def collect(store_path: Path, plan: DemoPlan, configs: dict[str, NodeConfig], fe
             config = configs[name]
             run = RunConfig(horizon=Horizon(start=plan.start, step_minutes=15, steps=plan.steps), tariff=config.plan.tariff,
                             objective=config.plan.objective, priorities=config.plan.priorities)
-            realized[site_id] = site_outcome(config.site, horizon_run(run, plan.start, plan.steps), frame, missing,
-                                             plan.sessions if name == "depot" else ())
+            runs[site_id] = horizon_run(run, plan.start, plan.steps)
+            realized[site_id] = site_outcome(config.site, runs[site_id], frame, missing, plan.sessions if name == "depot" else ())
     finally:
         store.close()
     outcome = RunOutcome(tuple(r.outcome for r in realized.values()), tuple(feeder_outcome(f, frames, plan.start) for f in feeders),
                          tuple(event_outcome(e, frames) for e in events))
-    return outcome, realized
+    return outcome, realized, runs
 
 
 def _point(payload: bytes) -> TelemetryPoint:
@@ -309,12 +312,24 @@ def write_outcome(path: Path, outcome: RunOutcome, acked: dict[str, int], plan: 
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
-def write_reports(out: Path, realized: dict[str, SiteRealized]) -> list[Path]:
+def write_reports(out: Path, realized: dict[str, SiteRealized], runs: dict[str, RunConfig], sessions: dict[str, Sequence[EVSession]]) -> list[Path]:
+    """Per site, a run bundle of the day as it happened (site and run config, the load and PV
+    the node planned with, the EV sessions: `gridmesh optimize` on it gives the hindsight
+    optimum), the realized schedule, its metrics against business as usual, and a report."""
     pages = []
     for site_id, r in realized.items():
         folder = out / "sites" / site_id
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / "site_config.yaml").write_text(yaml.safe_dump(r.problem.site.model_dump(mode="json", exclude_none=True), sort_keys=False))
+        (folder / "run_config.yaml").write_text(yaml.safe_dump(runs[site_id].model_dump(mode="json", exclude_none=True), sort_keys=False))
+        series = pd.DataFrame({"load_kw": r.problem.load_kw, "pv_kw": r.problem.pv_kw}, index=r.problem.index)
+        series.reset_index().assign(timestamp=lambda f: f["timestamp"].map(lambda t: t.isoformat())).to_csv(folder / "timeseries.csv", index=False)
+        if sessions.get(site_id):
+            pd.DataFrame([{"session_id": s.session_id, "arrival": s.arrival.isoformat(), "departure": s.departure.isoformat(), "energy_kwh": s.energy_kwh,
+                           "max_kw": s.max_kw, "priority": s.priority, "charger_id": s.charger_id or ""} for s in sessions[site_id]]).to_csv(
+                folder / "sessions.csv", index=False)
         r.schedule.reset_index().to_csv(folder / "realized.csv", index=False)
+        (folder / "metrics.json").write_text(json.dumps(metrics_document(r.metrics, r.bau_metrics, r.outcome.currency), indent=2) + "\n")
         pages.append(write_report(folder, r.problem, {"optimized": r.schedule}, {"realized": r.metrics, "business_as_usual": r.bau_metrics},
                                   r.outcome.currency, title=f"{site_id}: the demo day, realized"))
     return pages
@@ -377,8 +392,8 @@ async def run_demo(hours: float, out_root: Path, console: Console, speed: float 
         procs.stop([n for n in procs.children if n.startswith("chargers")])
         procs.stop([n for n in procs.children if n.startswith("node")])
         procs.stop()
-    outcome, realized = collect(out / "portfolio.db", plan, configs, [feeder] if feeder else [], [event] if event else [])
-    pages = write_reports(out, realized)
+    outcome, realized, runs = collect(out / "portfolio.db", plan, configs, [feeder] if feeder else [], [event] if event else [])
+    pages = write_reports(out, realized, runs, {SITES["depot"]: plan.sessions})
     write_outcome(out / "outcome.json", outcome, acked_schedules(out / "portfolio.db"), plan)
     console.print(outcome_table(outcome, realized))
     for page in pages:

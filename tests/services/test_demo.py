@@ -33,5 +33,12 @@ def test_the_demo_keeps_caps_and_ev_needs_and_beats_business_as_usual(tmp_path):
     for site in ("depot-north", "office-east", "warehouse-west"):
         assert (out / "sites" / site / "report.html").exists() and (out / "sites" / site / "realized.csv").exists()
     assert (out / "certs" / "ca.pem").exists() and (out / "logs" / "portfolio.log").exists()
+    # each site's folder is a run bundle of the day as it happened: it loads, and optimizes in hindsight
+    from sitenode.bundle import load_bundle
+
+    depot_bundle = load_bundle(out / "sites" / "depot-north")
+    assert len(depot_bundle.sessions) == 6 and depot_bundle.problem().steps == 16
+    hindsight = subprocess.run([sys.executable, "-m", "services.cli", "optimize", str(out / "sites" / "depot-north")], capture_output=True, text=True, timeout=120)
+    assert hindsight.returncode == 0, hindsight.stderr
     assert "gridmesh demo: what the day cost and kept" in run.stdout
     assert Path(out / "config" / "portfolio.yaml").read_text().count("client_ca") == 1
