@@ -65,7 +65,7 @@ def _templates() -> dict[str, Any]:
     return out
 
 
-def make_portfolio(n: int, seed: int = 0, feeder_size: int = FEEDER_SIZE) -> dict[str, SiteProblem]:
+def make_portfolio(n: int, seed: int = 0) -> dict[str, SiteProblem]:
     """`n` site problems over START + 96 x 15 min: offices, depots and warehouses in turn."""
     rng = np.random.default_rng(seed)
     templates = _templates()
@@ -89,7 +89,6 @@ def make_portfolio(n: int, seed: int = 0, feeder_size: int = FEEDER_SIZE) -> dic
             for s in b.sessions
         ]
         problems[sid] = build_problem(site, run, series, sessions)
-    del feeder_size
     return problems
 
 
