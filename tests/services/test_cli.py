@@ -97,3 +97,20 @@ def test_every_bad_input_gives_its_field_error_and_exit_2(tmp_path, capsys, fmt,
     err = capsys.readouterr().err
     assert field in err and "Traceback" not in err
     assert not (root / "dispatch.parquet").exists()
+
+
+@pytest.mark.parametrize(("args", "field"), [(["demo", "--hours", "0"], "hours"), (["demo", "--hours", "6", "--speed", "0.5"], "speed"),
+                                             (["portfolio", "serve", "--config", "nowhere.yaml"], "config")])
+def test_services_refuse_bad_arguments_naming_them(tmp_path, args, field):
+    argv = [a.replace("nowhere.yaml", str(tmp_path / "nowhere.yaml")) for a in args]
+    done = run(*argv, *(["--out", str(tmp_path)] if args[0] == "demo" else []))
+    assert done.returncode == 2 and f"{field}:" in done.stderr and "Traceback" not in done.stderr
+    assert not list(tmp_path.glob("demo-*"))  # nothing started, nothing written
+
+
+def test_certs_commands_make_a_ca_and_refuse_a_bad_site(tmp_path):
+    assert run("certs", "init", "--dir", str(tmp_path)).returncode == 0
+    good = run("certs", "issue", "--site", "depot-north", "--dir", str(tmp_path))
+    assert good.returncode == 0 and (tmp_path / "sites" / "depot-north.pem").exists()
+    bad = run("certs", "issue", "--site", "not a site", "--dir", str(tmp_path))
+    assert bad.returncode == 2 and "site_id:" in bad.stderr
