@@ -74,6 +74,9 @@ SITES = {"depot": "depot-north", "office": "office-east", "warehouse": "warehous
 START = datetime(2025, 6, 20, 21, 0, tzinfo=UTC)  # 17:00 in New York: the vans come back; after every example history
 REAL_SECONDS_PER_DAY = 100.0
 STARTUP_SECONDS = 20.0  # five Python processes import their libraries on two cores
+# a flex event is announced at least this far ahead (simulated time): the plan that keeps it
+# must be solved, pushed and in force at every site before it starts, on a loaded machine too
+EVENT_NOTICE = timedelta(minutes=60)
 CHARGERS_16 = ("ac-01", "ac-02", "ac-03")
 CHARGERS_201 = ("ac-04", "ac-05", "ac-06")
 
@@ -437,9 +440,9 @@ async def _first_plan_then_limits(stub: portfolio_pb2_grpc.PortfolioStub, plan: 
     limit = round(0.85 * float(window.max()), 1) if len(window) else 0.0
     event = FlexEvent(event_id="evening-peak", kind=FlexKind.CAP_AT, kw=limit, start=begin, end=begin + length)
     now = convert.from_ts((await stub.GetPortfolioState(portfolio_pb2.GetPortfolioStateRequest(), metadata=meta)).now)
-    if event.start < now + timedelta(minutes=15):
-        # a slow start ate into the evening: the event moves to the next quarter hour but one
-        begin = pd.Timestamp(now + timedelta(minutes=15)).ceil("15min").to_pydatetime()
+    if event.start < now + EVENT_NOTICE:
+        # a slow start ate into the evening: the event moves out to give the notice
+        begin = pd.Timestamp(now + EVENT_NOTICE).ceil("15min").to_pydatetime()
         event = event.model_copy(update={"start": begin, "end": begin + length})
     await stub.CreateFlexEvent(portfolio_pb2.CreateFlexEventRequest(event=pc.event_out(event)), metadata=meta)
     return feeder, event
