@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -168,7 +169,9 @@ class Layout:
 
 
 def write_configs(plan: DemoPlan, lay: Layout) -> dict[str, NodeConfig]:
-    """Certificates, portfolio.yaml and one node.yaml per site under `out/config`."""
+    """Certificates, portfolio.yaml and one node.yaml per site under `out/config`; every path
+    in them absolute (a service resolves relative paths from its config's folder)."""
+    lay = dataclasses.replace(lay, out=lay.out.resolve())
     cfg, certs = lay.out / "config", lay.out / "certs"
     cfg.mkdir(parents=True, exist_ok=True)
     init_ca(certs)
@@ -340,7 +343,8 @@ def write_reports(out: Path, realized: dict[str, SiteRealized], runs: dict[str, 
 
 async def run_demo(hours: float, out_root: Path, console: Console, speed: float | None = None) -> int:
     plan = plan_demo(hours, speed=speed)
-    out = out_root / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    # absolute: the configs written below name files that services resolve from their own folder
+    out = (out_root / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     lay = Layout(out, free_port(), {n: free_port() for n in SITES}, free_port(), free_port(), secrets.token_urlsafe(16),

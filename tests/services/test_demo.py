@@ -42,3 +42,21 @@ def test_the_demo_keeps_caps_and_ev_needs_and_beats_business_as_usual(tmp_path):
     assert hindsight.returncode == 0, hindsight.stderr
     assert "gridmesh demo: what the day cost and kept" in run.stdout
     assert Path(out / "config" / "portfolio.yaml").read_text().count("client_ca") == 1
+
+
+def test_demo_configs_hold_absolute_paths_that_load(tmp_path, monkeypatch):
+    # `make demo` passes a relative --out: every service must still find its files
+    from portfolio.config import load_portfolio_config
+    from services.demo import Layout, plan_demo, write_configs
+    from sitenode.node_config import load_node_config
+
+    monkeypatch.chdir(tmp_path)
+    lay = Layout(Path("runs") / "demo-x", 1, {"depot": 2, "office": 3, "warehouse": 4}, 5, 6, "token", 0.0)
+    write_configs(plan_demo(4), lay)
+    config, _ = load_portfolio_config(tmp_path / "runs" / "demo-x" / "config" / "portfolio.yaml")
+    tls = config.portfolio.tls
+    assert tls is not None and all(Path(p).is_absolute() and Path(p).exists() for p in (tls.cert, tls.key, tls.client_ca))
+    node, _ = load_node_config(tmp_path / "runs" / "demo-x" / "config" / "depot.yaml")
+    link = node.portfolio
+    assert link is not None and all(Path(p).is_absolute() and Path(p).exists() for p in (link.ca, link.cert, link.key))
+    assert Path(node.node.journal).is_absolute()
