@@ -350,7 +350,7 @@ async def run_demo(hours: float, out_root: Path, console: Console, speed: float 
     lay = Layout(out, free_port(), {n: free_port() for n in SITES}, free_port(), free_port(), secrets.token_urlsafe(16),
                  time.time() + STARTUP_SECONDS)
     configs = write_configs(plan, lay)
-    password = secrets.token_urlsafe(12)
+    password = secrets.token_hex(12)  # hex: never starts with "-", which argparse would take for an option
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRIDMESH_DEMO_CP_PASSWORD": password}
     procs = Processes(out / "logs")
     console.print(f"[bold]gridmesh demo[/bold]: {hours:g} simulated hours at {plan.speed:.0f}x, run folder {out}")
@@ -368,9 +368,9 @@ async def run_demo(hours: float, out_root: Path, console: Console, speed: float 
         clock_args = ["--speed", f"{plan.speed}", "--clock-start", plan.start.isoformat(), "--clock-origin", f"{lay.origin_unix}",
                       "--sessions", str(out / "config" / "depot_sessions.csv"), "--meter-seconds", "60", "--ev-kw", "11"]
         central = f"ws://127.0.0.1:{lay.ocpp_port}/ocpp"
-        procs.start("chargers-1.6", ["sim", "chargers", "--central-system", central, "--ids", ",".join(CHARGERS_16), "--password", password,
+        procs.start("chargers-1.6", ["sim", "chargers", "--central-system", central, "--ids", ",".join(CHARGERS_16), f"--password={password}",
                                      "--ocpp", "1.6", *clock_args], env)
-        procs.start("chargers-2.0.1", ["sim", "chargers", "--central-system", central, "--ids", ",".join(CHARGERS_201), "--password", password,
+        procs.start("chargers-2.0.1", ["sim", "chargers", "--central-system", central, "--ids", ",".join(CHARGERS_201), f"--password={password}",
                                        "--ocpp", "2.0.1", *clock_args], env)
         # the fleet announces its vans to the depot's node, as a fleet system would
         async with grpc.aio.insecure_channel(f"127.0.0.1:{lay.node_ports['depot']}") as channel:
