@@ -44,6 +44,7 @@ class PortfolioSettings(Strict):
     horizon_steps: Annotated[int, Field(gt=0, le=2880)] = 96
     solve_period_seconds: Annotated[float, Field(gt=0)] = 900.0
     schedule_valid_minutes: Annotated[float, Field(gt=0)] = 60.0
+    plan_lead_seconds: Annotated[float, Field(ge=0)] = 60.0  # a plan starts at a step boundary at least this far ahead
     ping_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
     ping_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 3.0
     snapshot_seconds: Annotated[int, Field(gt=0)] = 300

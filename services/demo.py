@@ -180,7 +180,7 @@ def write_configs(plan: DemoPlan, lay: Layout) -> dict[str, NodeConfig]:
     portfolio = {"portfolio": {"listen": f"127.0.0.1:{lay.portfolio_port}", "store": str(lay.out / "portfolio.db"),
                                "tls": {"cert": str(server.cert), "key": str(server.key), "client_ca": str(certs / "ca.pem")},
                                "tokens": [{"token": lay.token, "role": "operator"}], "step_minutes": 15, "horizon_steps": 96,
-                               "solve_period_seconds": 900, "schedule_valid_minutes": 120, "ping_interval_seconds": 1, "ping_timeout_seconds": 4,
+                               "solve_period_seconds": 900, "schedule_valid_minutes": 120, "plan_lead_seconds": 300, "ping_interval_seconds": 1, "ping_timeout_seconds": 4,
                                "snapshot_seconds": 900, **clock}}
     (cfg / "portfolio.yaml").write_text(yaml.safe_dump(portfolio, sort_keys=False))
     configs = {}

@@ -143,7 +143,9 @@ class PortfolioHub:
             solve_id = f"{now.strftime('%Y%m%dT%H%M%S')}-{next(self._ids)}"
             snapshots = {s: live.snapshot for s, live in self.sites.items() if s in self.connections and live.snapshot is not None}
             s = self.settings
-            horizon = common_horizon(snapshots, now, s.step_minutes, s.horizon_steps)  # type: ignore[arg-type]
+            # a plan starts at the first step boundary at least `plan_lead_seconds` away: it is
+            # solved, pushed and in force at every site before that step begins
+            horizon = common_horizon(snapshots, now + timedelta(seconds=s.plan_lead_seconds), s.step_minutes, s.horizon_steps)  # type: ignore[arg-type]
             if horizon is None:
                 report = SolveReport(solve_id, now, trigger, "no_sites", "none", 0.0, 0.0, 0.0, float("nan"), float("nan"), 0, 0.0, None, s.step_minutes, 0)
                 self.store.save_report(solve_id, now, report.to_json())

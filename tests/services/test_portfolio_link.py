@@ -62,6 +62,9 @@ async def test_schedules_caps_and_flex_events_reach_every_node(tmp_path):
 
         first = SolveReport.from_json(report.payload)
         assert first.all_hold and first.coupling_cost > 1e-6
+        # a plan starts on a step boundary at least the lead away: in force everywhere before its first step
+        assert first.horizon_start >= first.at + timedelta(seconds=pf.hub.settings.plan_lead_seconds)
+        assert first.horizon_start.minute % 15 == 0 and first.horizon_start - first.at <= timedelta(minutes=15, seconds=60)
         assert net_import(frames, NORTH).max() <= CAP_KW + 1e-6
 
         # a flex event: the portfolio re-solves on its own and the nodes' schedules change
