@@ -20,7 +20,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -334,40 +334,24 @@ def _fail(exc: InvalidInput | FailedPrecondition) -> int:
     return EXIT_BAD_INPUT
 
 
-def _cmd_init(args: argparse.Namespace) -> int:
-    try:
-        files = init_ca(Path(args.dir), force=args.force)
-    except (InvalidInput, FailedPrecondition) as exc:
-        return _fail(exc)
-    print(f"CA written: {files.cert} and {files.key} (keep the key private)")
-    return 0
+def _written(make: Callable[[argparse.Namespace], CaFiles | IssuedFiles], what: Callable[[argparse.Namespace], str]) -> Callable[[argparse.Namespace], int]:
+    """A `certs` handler: make the files, say what was written, or name the bad field (exit 2)."""
+
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            files = make(args)
+        except (InvalidInput, FailedPrecondition) as exc:
+            return _fail(exc)
+        print(f"{what(args)}: wrote {files.cert} and {files.key}")
+        return 0
+
+    return handler
 
 
-def _cmd_issue(args: argparse.Namespace) -> int:
-    try:
-        files = issue_site(Path(args.dir), args.site, days=args.days)
-    except (InvalidInput, FailedPrecondition) as exc:
-        return _fail(exc)
-    print(f"site {args.site} ({SITE_URI_PREFIX}{args.site}): wrote {files.cert} and {files.key}")
-    return 0
-
-
-def _cmd_server(args: argparse.Namespace) -> int:
-    try:
-        files = issue_server(Path(args.dir), args.name, args.host, days=args.days)
-    except (InvalidInput, FailedPrecondition) as exc:
-        return _fail(exc)
-    print(f"server {args.name} for {', '.join(args.host)}: wrote {files.cert} and {files.key}")
-    return 0
-
-
-def _cmd_operator(args: argparse.Namespace) -> int:
-    try:
-        files = issue_operator(Path(args.dir), args.name, days=args.days)
-    except (InvalidInput, FailedPrecondition) as exc:
-        return _fail(exc)
-    print(f"operator {args.name}: wrote {files.cert} and {files.key}")
-    return 0
+_cmd_init = _written(lambda a: init_ca(Path(a.dir), force=a.force), lambda a: "CA (keep its key private)")
+_cmd_issue = _written(lambda a: issue_site(Path(a.dir), a.site, days=a.days), lambda a: f"site {a.site} ({SITE_URI_PREFIX}{a.site})")
+_cmd_server = _written(lambda a: issue_server(Path(a.dir), a.name, a.host, days=a.days), lambda a: f"server {a.name} for {', '.join(a.host)}")
+_cmd_operator = _written(lambda a: issue_operator(Path(a.dir), a.name, days=a.days), lambda a: f"operator {a.name}")
 
 
 def add_certs_commands(subparsers: argparse._SubParsersAction) -> None:
