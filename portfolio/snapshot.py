@@ -50,6 +50,10 @@ class CommonHorizon:
     step_minutes: int
     steps: int
 
+    @property
+    def end(self) -> datetime:
+        return self.start + pd.Timedelta(minutes=self.step_minutes * self.steps).to_pytimedelta()
+
 
 def common_horizon(snapshots: Mapping[str, SiteSnapshot], now: datetime, step_minutes: int, max_steps: int) -> CommonHorizon | None:
     """The steps every snapshot covers, from the next step on; None when they share none.

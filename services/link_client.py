@@ -26,7 +26,7 @@ from services import portfolio_convert as pc
 from services.certs import channel_credentials
 from services.server import KEEPALIVE
 from services.stubs.gridmesh.v1 import portfolio_pb2, portfolio_pb2_grpc
-from sitenode.errors import GridmeshError
+from sitenode.errors import GridmeshError, InvalidInput
 from sitenode.node_config import PortfolioLinkConfig
 from sitenode.runtime import NodeRuntime
 
@@ -170,13 +170,13 @@ class NodeLink:
         version = message.schedule.version
         try:
             if not version:
-                raise GridmeshError("schedule.version: is required")
+                raise InvalidInput.one("schedule.version", "is required")
             if not message.schedule.columns:
-                raise GridmeshError("schedule.columns: has no columns")
+                raise InvalidInput.one("schedule.columns", "has no columns")
             if message.schedule.step_minutes <= 0:
-                raise GridmeshError(f"schedule.step_minutes: must be > 0, got {message.schedule.step_minutes}")
+                raise InvalidInput.one("schedule.step_minutes", f"must be > 0, got {message.schedule.step_minutes}")
             if len({len(c.values) for c in message.schedule.columns}) != 1:
-                raise GridmeshError("schedule.columns: columns differ in length")
+                raise InvalidInput.one("schedule.columns", "columns differ in length")
             frame = convert.schedule_frame(message.schedule)
             limit = pc.import_limit_in(message)
             self.runtime.apply_portfolio_schedule(version, frame, convert.from_ts(message.schedule.valid_until),

@@ -151,11 +151,11 @@ class PortfolioHub:
                 self.store.save_report(solve_id, now, report.to_json())
                 return report
             feeders = self.store.feeders()
-            end = horizon.start + timedelta(minutes=horizon.step_minutes * horizon.steps)
-            events = [e for e in self.store.events(include_cancelled=False) if e.state is FlexState.SCHEDULED and e.start < end and e.end > horizon.start]
+            events = [e for e in self.store.events(include_cancelled=False) if e.state is FlexState.SCHEDULED and e.start < horizon.end and e.end > horizon.start]
+            valid_until = min(now + timedelta(minutes=s.schedule_valid_minutes), horizon.end)
             started = time.perf_counter()
-            # building, solving, encoding and storing all run off the event loop: streams keep flowing
-            plan, outgoing, seconds = await asyncio.to_thread(self._solve_and_encode, snapshots, horizon, feeders, events, solve_id, now)
+            # building, solving and encoding run off the event loop: streams keep flowing
+            plan, outgoing, seconds = await asyncio.to_thread(self._solve_and_encode, snapshots, horizon, feeders, events, f"pf-{solve_id}", valid_until)
             self.planned, self.planned_start = {}, horizon.start
             versions: dict[str, str] = {}
             async with self._write_lock:  # acks of these schedules are written after the schedules themselves
@@ -165,8 +165,6 @@ class PortfolioHub:
                     self.issued.setdefault(site_id, set()).add(version)
                     self.push(site_id, portfolio_pb2.PortfolioMessage(schedule=msg))
                 # sent first, stored next: a node waits for no disk; a restart resends from the store
-                end = horizon.start + timedelta(minutes=horizon.step_minutes * horizon.steps)
-                valid_until = min(now + timedelta(minutes=s.schedule_valid_minutes), end)
                 await asyncio.to_thread(self.store.issue_schedules, [(site_id, v, horizon.start, valid_until, msg.SerializeToString())
                                                                      for site_id, (v, msg, _) in outgoing.items()], now)
             log.debug("solve %s: pushed %d schedules %.3f s after the solver returned", solve_id, len(outgoing), time.perf_counter() - started - seconds)
@@ -183,8 +181,8 @@ class PortfolioHub:
             self.notify()
             return report
 
-    def _solve_and_encode(self, snapshots: dict[str, SiteSnapshot], horizon: CommonHorizon, feeders: list, events: list, solve_id: str,
-                          now: datetime) -> tuple[PortfolioPlan, dict[str, tuple[str, portfolio_pb2.SetpointSchedule, np.ndarray]], float]:
+    def _solve_and_encode(self, snapshots: dict[str, SiteSnapshot], horizon: CommonHorizon, feeders: list, events: list, version: str,
+                          valid_until: datetime) -> tuple[PortfolioPlan, dict[str, tuple[str, portfolio_pb2.SetpointSchedule, np.ndarray]], float]:
         """Worker thread: the sites' problems, the coupled solve, each site's message."""
         problems = {}
         for site_id, snap in snapshots.items():
@@ -195,9 +193,6 @@ class PortfolioHub:
         started = time.perf_counter()
         plan = self.solver.solve(problems, feeders, events)
         seconds = time.perf_counter() - started
-        end = horizon.start + timedelta(minutes=horizon.step_minutes * horizon.steps)
-        valid_until = min(now + timedelta(minutes=self.settings.schedule_valid_minutes), end)
-        version = f"pf-{solve_id}"
         outgoing = {}
         for site_id, part in plan.sites.items():
             frame = part.plan.schedule
