@@ -91,6 +91,9 @@ class SiteProblem:
         return self.index[0].to_pydatetime()
 
 
+NEGLIGIBLE_KWH = 1e-9
+
+
 def build_problem(
     site: SiteConfig,
     run: RunConfig,
@@ -187,6 +190,12 @@ def build_problem(
     )
 
 
+def _owed(kwh: float) -> float:
+    # below a microwatt-hour nothing is owed: a need of 1e-33 kWh would still ask the
+    # charger-assignment MIP for a charger, and the engines drop such coefficients differently
+    return kwh if kwh >= NEGLIGIBLE_KWH else 0.0
+
+
 def _session_window(
     site: SiteConfig, s: EVSession, start: pd.Timestamp, count: int, step_ns: int, dt: float, delivered: float
 ) -> SessionWindow | None:
@@ -207,13 +216,13 @@ def _session_window(
         # whichever charger it gets, none draws more than the fastest: the energy left for
         # after the horizon must not be counted at a rate no charger gives
         rate = min(rate, max(c.max_kw for c in site.chargers))
-    remaining = max(0.0, s.energy_kwh - delivered)
+    remaining = _owed(s.energy_kwh - delivered)
     later_kwh = max(0, stop_unclipped - count) * dt * rate
     return SessionWindow(
         session=s,
         first=int(first),
         stop=int(max(first, stop)),
-        need_kwh=max(0.0, remaining - later_kwh),
+        need_kwh=_owed(remaining - later_kwh),
         cap_kwh=remaining,
         max_kw=rate,
     )
