@@ -18,7 +18,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: install $(BUF)
+# the dashboard's browser tests run Debian's chromium (never a browser Playwright downloads)
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	apt-get install -y -q chromium >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)
+
+test: install $(BUF) $(CHROMIUM)
 	$(PY) -m pytest -n 2 -q
 
 # The main job: a portfolio and three site nodes on loopback with mTLS, one simulated day
@@ -60,4 +66,4 @@ image:
 	docker build -t gridmesh:$$(grep -m1 '^version' pyproject.toml | cut -d'"' -f2) .
 
 clean:
-	rm -rf $(VENV) runs .tools .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) runs .tools .pytest_cache .ruff_cache .hypothesis test-artifacts

@@ -1,16 +1,20 @@
 """Portfolio solve benchmark: the monolithic HiGHS solve against the Ray decomposition.
 
-    python bench/portfolio_solve.py --sites N[,N...] [--out FILE] [--monolithic-limit S] [--cpus 1,2]
+    python bench/portfolio_solve.py --sites N[,N...] [--out FILE] [--monolithic-limit S] [--cpus 1,2] [--peak-price P]
 
 N sites x 96 steps of 15 min (mixed office, depot and warehouse sites built from
 examples/bundles, loads, PV and sessions varied per site), in feeders of about 20 sites
-whose caps bind (a fraction of what the sites would draw together planning alone). The
-problems are built once; each method then runs in its own process, so its peak memory is
+whose caps bind (a fraction of what the sites would draw together planning alone), and a
+coincident-peak charge of `--peak-price` per kW of the portfolio's peak net import over the
+horizon (default 5, in the range of the example sites' own demand charges, 6-14 per kW; 0
+gives the instance without it, as measured in portfolio/solvers.py). The problems are built once; each method then runs in its own process, so its peak memory is
 its own: the monolithic solve, and the decomposition with Ray limited to each of `--cpus`
 (the process starts its own local Ray instance; its start is timed apart). Per method the
-JSON (default bench/results/portfolio_solve.json) has `objective` (the coupled "cost" term),
+JSON (default bench/results/portfolio_solve.json) has `objective` (the coupled "cost" term,
+peak charge included),
 `bound`, `gap`, `seconds`, `iterations`, `peak_rss_mb` (the driver's, plus the Ray workers'
-for the decomposition) and `max_coupling_violation_kw` (read off the extracted schedules).
+for the decomposition) and `max_coupling_violation_kw` (read off the extracted schedules),
+and besides them `peak_price`, `peak_kw`, `alone_peak_kw` and `peak_charge`.
 Goal (issue 6): gap <= 0.1 %, and at 1,000 sites faster than monolithic on 2 cores.
 """
 
@@ -49,6 +53,7 @@ KINDS = ("office", "depot", "warehouse")
 FEEDER_SIZE = 20
 CAP_FRACTION = 0.7  # of the feeder's peak when its sites plan alone (their night charging)
 EVENING = slice(16, 40)  # 16:00-22:00 local: a cap never asks for less than the sites draw then alone
+PEAK_PRICE = 5.0  # per kW of the portfolio's peak net import, per horizon (--peak-price)
 
 
 def _templates() -> dict[str, Any]:
@@ -138,18 +143,19 @@ def _summary(plan: Any, seconds: float, extra: dict[str, Any]) -> dict[str, Any]
         "method": plan.method, "status": plan.status, "objective": result.objective, "bound": plan.bound, "gap": plan.gap,
         "seconds": seconds, "iterations": plan.iterations, "max_coupling_violation_kw": violation,
         "portfolio_total_cost": plan.objective, "coupling_cost": plan.coupling_cost, "all_hold": plan.all_hold,
-        "binding_steps": sum(c.binding_steps for c in plan.feeders), **extra,
+        "binding_steps": sum(c.binding_steps for c in plan.feeders), "peak_kw": plan.peak_kw,
+        "alone_peak_kw": plan.alone_peak_kw, "peak_charge": plan.peak_charge, **extra,
     }
 
 
 def _measure(path: str, method: str, cpus: int, time_limit: float, queue: Any) -> None:
     with open(path, "rb") as fh:
-        problems, feeders = pickle.load(fh)
+        problems, feeders, price = pickle.load(fh)
     if method == "monolithic":
         from portfolio.coupled import MonolithicSolver
 
         started = time.perf_counter()
-        plan = MonolithicSolver(time_limit_seconds=time_limit).solve(problems, feeders, [])
+        plan = MonolithicSolver(time_limit_seconds=time_limit).solve(problems, feeders, [], coincident_peak_price_per_kw=price)
         queue.put(_summary(plan, time.perf_counter() - started, {"peak_rss_mb": _rss_mb(), "cpus": 1}))
         return
     import ray
@@ -164,7 +170,7 @@ def _measure(path: str, method: str, cpus: int, time_limit: float, queue: Any) -
     solver.connect()
     workers_start = time.perf_counter() - started
     started = time.perf_counter()
-    plan = solver.solve(problems, feeders, [])
+    plan = solver.solve(problems, feeders, [], coincident_peak_price_per_kw=price)
     seconds = time.perf_counter() - started
     workers = solver.worker_peak_rss_mb()
     st = solver.stats
@@ -205,6 +211,7 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=600.0, help="time limit of the decomposition (s)")
     parser.add_argument("--skip-monolithic", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--peak-price", type=float, default=PEAK_PRICE, help="coincident-peak charge per kW per horizon (0: none)")
     args = parser.parse_args()
     rows = []
     for n in (int(v) for v in args.sites.split(",")):
@@ -213,12 +220,13 @@ def main() -> None:
         feeders = make_feeders(problems, args.seed)
         setup = time.perf_counter() - started
         with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as fh:
-            pickle.dump((problems, feeders), fh)
+            pickle.dump((problems, feeders, args.peak_price), fh)
             path = fh.name
         methods = [] if args.skip_monolithic else [("monolithic", 1, args.monolithic_limit)]
         methods += [("decomposition", int(c), args.limit) for c in args.cpus.split(",")]
         for method, cpus, limit in methods:
-            row = {"sites": n, "steps": STEPS, "feeders": len(feeders), "setup_seconds": setup, **measure(path, method, cpus, limit)}
+            row = {"sites": n, "steps": STEPS, "feeders": len(feeders), "peak_price": args.peak_price, "setup_seconds": setup,
+                   **measure(path, method, cpus, limit)}
             rows.append(row)
             Console(width=160).print({k: v for k, v in row.items() if not isinstance(v, list)})
         Path(path).unlink()
@@ -226,15 +234,16 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "portfolio_solve", "results": rows}, indent=2, default=float) + "\n")
     table = Table(title=f"portfolio solve ({out})")
-    for col in ("sites", "method", "cpus", "status", "seconds", "objective", "bound", "gap", "iter", "peak RSS MB", "max viol kW", "load"):
+    for col in ("sites", "method", "cpus", "status", "seconds", "objective", "bound", "gap", "iter", "peak RSS MB", "max viol kW",
+                "peak kW", "load"):
         table.add_column(col)
     for r in rows:
         if "error" in r:
-            table.add_row(str(r["sites"]), r["method"], str(r["cpus"]), "error", "-", "-", "-", "-", "-", "-", r["error"][:40], "-")
+            table.add_row(str(r["sites"]), r["method"], str(r["cpus"]), "error", "-", "-", "-", "-", "-", "-", r["error"][:40], "-", "-")
             continue
         table.add_row(str(r["sites"]), r["method"], str(r["cpus"]), r["status"], f"{r['seconds']:.1f}", f"{r['objective']:.2f}",
                       f"{r['bound']:.2f}", f"{r['gap']:.2e}", str(r["iterations"]), f"{r['peak_rss_mb']:.0f}",
-                      f"{r['max_coupling_violation_kw']:.1e}", f"{r['load_before']:.1f}")
+                      f"{r['max_coupling_violation_kw']:.1e}", f"{r['peak_kw']:.0f} / {r['alone_peak_kw']:.0f}", f"{r['load_before']:.1f}")
     Console(width=160).print(table)
 
 

@@ -9,7 +9,15 @@ grid flows, at each step t of the shared horizon:
 * ``CAP_AT`` event e, t in its window:    Σ_{s in e} import_s[t] − short_e[t] <= kw
 * ``REDUCE_BY`` event e, t in its window: Σ_{s in e} import_s[t] − short_e[t]
   <= Σ_{s in e} baseline_s[t] − kw, with baseline_s the import of site s's own optimum
-  (`optimize_site`, also what `alone_cost` is measured on).
+  (`optimize_site`, also what `alone_cost` is measured on);
+* coincident peak, when its price p (``coincident_peak_price_per_kw``, currency per kW per
+  horizon) is positive: one column P >= 0 and, at every step,
+  Σ_{all s} (import_s[t] − export_s[t]) − P <= 0, with p·P in the "cost" term. P is then the
+  portfolio's peak net import max(0, max_t Σ_s net_s[t]) — the epigraph of a max, as a
+  site's own demand charge — and the charge is what a contract on the aggregate (a
+  retailer's coincident-peak or capacity tariff) bills once per horizon. It is the
+  portfolio's money, not any one site's: it enters the "cost" term unweighted (a site's own
+  `Objective.cost` weight does not scale it) and is not split among the sites' costs.
 
 A step belongs to an event's window when the step *starts* in [start, end). Events are
 on import alone, as `portfolio.model` defines them; cancelled events are ignored.
@@ -26,7 +34,14 @@ join the sites' own in `lexicographic.solve_lexicographic`, with the order exten
 
 Every slack is priced per kWh (kW × step hours), like the sites' own. As at a site, the
 first attempt holds every slack at zero and is the answer whenever the portfolio can be
-served; per-site schedules are extracted exactly as a site's own `Plan`.
+served; per-site schedules are extracted exactly as a site's own `Plan`. The peak column
+is no slack: it is free in every relaxation stage and priced in the "cost" stage only.
+
+Reported objectives include the peak charge: the plan's `objective` is Σ coupled_cost plus
+p × the peak read off the extracted schedules (`peak_kw`), `alone_objective` is Σ alone_cost
+plus p × the peak of the sites' plans alone (`alone_peak_kw`), and the solver's "cost" term,
+bound and gap carry p·P. With p = 0 (the default) no column or row is added: the problem is
+the one without the charge, bit for bit.
 """
 
 from __future__ import annotations
@@ -104,8 +119,8 @@ class TargetCheck:
 class PortfolioPlan:
     index: pd.DatetimeIndex
     sites: dict[str, SitePlan]
-    objective: float  # Σ coupled_cost
-    alone_objective: float  # Σ alone_cost
+    objective: float  # Σ coupled_cost + peak_charge
+    alone_objective: float  # Σ alone_cost + the peak charge of the sites' plans alone
     coupling_cost: float  # objective − alone_objective
     feeders: tuple[CapCheck, ...]
     events: tuple[TargetCheck, ...]
@@ -115,9 +130,12 @@ class PortfolioPlan:
     num_cols: int
     num_rows: int
     method: str = "monolithic"
-    bound: float = math.nan  # bound on the coupled "cost" term (Σ sites' weighted objectives)
+    bound: float = math.nan  # bound on the coupled "cost" term (Σ sites' weighted objectives + peak charge)
     gap: float = 0.0
     iterations: int = 1
+    peak_kw: float = 0.0  # max(0, max_t Σ_s net import) of the plan's schedules
+    peak_charge: float = 0.0  # coincident_peak_price_per_kw × peak_kw
+    alone_peak_kw: float = 0.0  # the same peak of the sites' plans alone
 
     @property
     def all_hold(self) -> bool:
@@ -125,9 +143,14 @@ class PortfolioPlan:
 
 
 class CoupledSolver(Protocol):
-    """What the portfolio service calls; the monolithic solve and a decomposition both offer it."""
+    """What the portfolio service calls; the monolithic solve and a decomposition both offer it.
 
-    def solve(self, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder], events: Sequence[FlexEvent]) -> PortfolioPlan: ...
+    `MonolithicSolver` and `DecompositionSolver` also take ``coincident_peak_price_per_kw``
+    (keyword, default 0: no charge); see the module doc.
+    """
+
+    def solve(self, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder], events: Sequence[FlexEvent], *,
+              coincident_peak_price_per_kw: float = 0.0) -> PortfolioPlan: ...
 
 
 @dataclass(frozen=True)
@@ -149,9 +172,11 @@ class MonolithicSolver:
         self.time_limit_seconds = time_limit_seconds
         self.threads = threads
 
-    def solve(self, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder], events: Sequence[FlexEvent]) -> PortfolioPlan:
+    def solve(self, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder], events: Sequence[FlexEvent], *,
+              coincident_peak_price_per_kw: float = 0.0) -> PortfolioPlan:
         started = time.perf_counter()
         index = common_index(problems)
+        price = check_peak_price(coincident_peak_price_per_kw)
         live = [e for e in events if e.state is not FlexState.CANCELLED]
         if not problems:
             return PortfolioPlan(
@@ -178,6 +203,8 @@ class MonolithicSolver:
         dt = next(iter(problems.values())).dt_h
         coupling_slacks = [_add_coupling(lp, c, cols, dt, OVER) for c in feeder_rows]
         coupling_slacks += [_add_coupling(lp, c, cols, dt, FLEX) for c in event_rows]
+        if price > 0:  # at 0 the problem stays exactly the one without the charge
+            _add_peak(lp, cols, len(index), price)
         matrix = lp.matrix()
         gap = min(p.solver.mip_rel_gap for p in problems.values())
         model = HighsModel(matrix, time_limit_seconds=self.time_limit_seconds, mip_rel_gap=gap, threads=self.threads)
@@ -217,14 +244,32 @@ class MonolithicSolver:
             )
             for sid in problems
         }
-        objective = float(sum(s.coupled_cost for s in sites.values()))
-        alone_objective = float(sum(s.alone_cost for s in sites.values()))
+        peak, alone_peak = portfolio_peak(frames), portfolio_peak({sid: plan.schedule for sid, plan in alone.items()})
+        objective = float(sum(s.coupled_cost for s in sites.values())) + price * peak
+        alone_objective = float(sum(s.alone_cost for s in sites.values())) + price * alone_peak
         return PortfolioPlan(
             index=index, sites=sites, objective=objective, alone_objective=alone_objective,
             coupling_cost=objective - alone_objective, feeders=cap_checks, events=target_checks, relaxed=relaxed,
             status=str(final.status), seconds=time.perf_counter() - started, num_cols=matrix.num_cols,
             num_rows=matrix.num_rows, bound=final.bound, gap=final.gap,
+            peak_kw=peak, peak_charge=price * peak, alone_peak_kw=alone_peak,
         )
+
+
+def check_peak_price(value: float) -> float:
+    """The coincident-peak price as a solve takes it: finite and >= 0, else InvalidInput naming it."""
+    price = float(value)
+    if not math.isfinite(price) or price < 0:
+        raise InvalidInput.one("coincident_peak_price_per_kw", f"must be a finite number >= 0, got {value}")
+    return price
+
+
+def portfolio_peak(frames: Mapping[str, pd.DataFrame]) -> float:
+    """max(0, max_t Σ_s (import − export)) of these schedules: the peak the charge bills."""
+    if not frames:
+        return 0.0
+    net = sum(f[GRID_IMPORT].to_numpy() - f[GRID_EXPORT].to_numpy() for f in frames.values())
+    return float(np.max(net, initial=0.0))
 
 
 def common_index(problems: Mapping[str, SiteProblem]) -> pd.DatetimeIndex:
@@ -280,6 +325,17 @@ def _add_coupling(lp: LinearProgram, c: Coupling, cols: dict[str, SiteColumns], 
     lp.add_rows(n, terms, upper=c.bound)
     lp.add_cost(term, slack, dt)
     return slack
+
+
+def _add_peak(lp: LinearProgram, cols: dict[str, SiteColumns], steps: int, price: float) -> None:
+    """The coincident-peak epigraph: P >= Σ_s net_s[t] at every step, P >= 0, p·P in "cost"."""
+    peak = lp.add_cols(1)
+    local = np.arange(steps)
+    terms: list[tuple[np.ndarray, np.ndarray, float | np.ndarray]] = [(local, np.repeat(peak, steps), -1.0)]
+    for c in cols.values():
+        terms += [(local, c.grid_import, 1.0), (local, c.grid_export, -1.0)]
+    lp.add_rows(steps, terms, upper=0.0)
+    lp.add_cost(COST, peak, price)
 
 
 def _site_plan(

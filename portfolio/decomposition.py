@@ -50,9 +50,10 @@ row, so in the common case it keeps every row from its first solve.
 
 Stopping rule: gap = (UB − LB)/|UB| <= `gap`, UB the master's objective with its artificials
 at zero, LB the sum of the blocks' best bounds (plus the optima of sites in no coupling row).
-After the final step UB is the "cost" term of the very schedules returned (each re-solve is at
-most as costly as its share of the master's plan). At the iteration or time limit the plan is
-returned with its gap and status ``time_limit``, as a MIP at its time limit would be.
+After the final step UB is the "cost" term of the very schedules returned, with the peak charge
+they make (each re-solve is at most as costly as its share of the master's plan). At the
+iteration or time limit the plan is returned with its gap and status ``time_limit``, as a MIP
+at its time limit would be.
 
 Relaxation (the lexicographic order of `coupled`): whenever the portfolio can be served the
 order's first attempt — every slack at zero, minimum cost — is the whole answer, and that is
@@ -64,6 +65,12 @@ trade a feeder overflow against EV energy at some exchange rate, which the order
 and relaxed portfolios are the rare, alarming case where exactness matters more than speed.
 A site that is in no coupling row and needs its own relaxation keeps its own lexicographic
 optimum (which is what the portfolio order gives it: nothing couples it to the others).
+With a peak price every site is coupled; one that is in no cap or target row still keeps
+its own relaxation if it is an LP: the portfolio's stages then cap the sum of independent
+per-site minima, so they hold each such site at its own stage optima, and its model (whose
+pricing re-solves keep the caps its stages added) is exactly that set. A MIP site's pricing
+LP has no such caps, so a peak-coupled MIP that needs relaxation sends the solve to the
+monolithic solver, as a feeder site does.
 
 Charger-choice MIPs (depots choosing among charger pools): a MIP site prices on its LP
 relaxation, a valid lower bound of its MIP at any prices, so the bound stays certified (and
@@ -73,10 +80,37 @@ it (over-budget kW priced), its charger choice is held, and its block runs more 
 the choice held the site's program is a polytope again, so its plans mix exactly and the LP
 sites make room. Only if no mix then keeps the rows does the monolithic solve take over.
 
-Not modelled: a portfolio coincident-peak charge (rate × max_t Σ import) is not part of the
-coupled problem of `coupled` yet. In this scheme it is one master column P with rows
-Σ_s import_s[t] − P <= 0 (their prices, which sum to at most the rate, go to the sites like
-any other row's), so adding it touches the master only.
+Coincident peak
+---------------
+With a price p > 0 (``coincident_peak_price_per_kw``, `coupled`'s epigraph P >= Σ_s net_s[t])
+the master holds one more column, P >= 0 at cost p, and one row per step,
+Σ_s Σ_k λ_sk net_sk[t] − P <= 0, with neither margin nor artificial (P keeps them feasible;
+an artificial would only undercut p). Their prices π_t >= 0 go to the sites exactly as a
+feeder row's do: site s pays π_t on its net import at t in its pricing re-solve. Every site
+is in these rows, so with a peak price the linked sites form one block, all of them.
+
+*The bound stays certified.* Keeping P in the master's part, the Lagrangian is
+
+    L(μ, π) = Σ_s min_{x∈X_s} (c_s + μA_s + πN_s)·x − μ·b + min_{P>=0} (p − Σ_t π_t)·P,
+
+a lower bound on the coupled optimum for all μ, π >= 0 (weak duality, as before); its last
+term is 0 when Σ_t π_t <= p and −∞ otherwise. The master's own prices satisfy it: P's reduced
+cost p − Σ_t π_t is >= 0 at the master's optimum (LP dual feasibility of a column at its lower
+bound, or 0 when basic). Wentges-smoothed prices are convex combinations of such points, but
+the directional step can leave the set, so every pricing point has its peak prices scaled to
+sum to at most p first (`_Block.dual_feasible`; the same scaling absorbs the master's dual
+tolerance). Any point of the set gives a valid bound, and a point outside, should one ever
+reach `_Block.priced`, counts as −∞, never as a bound. The mis-pricing rounds still price at
+the master's own prices, so finite convergence is kept. Separation prices are clipped per
+row at p on peak rows and at a kW-step's energy value plus p on cap rows (relieving a cap
+by a kW can lower the peak by a kW), and the artificials' penalty grows by 100 p likewise.
+
+*The plan.* The master gives each site a share of the peak rows as of any other row
+(Σ_k λ_k net_k / Σ_k λ_k); the final re-solve within every share keeps Σ_s net_s[t] <= P at
+each step, so the realized peak is at most the master's P, every feeder cap holds exactly as
+before, and UB — the sites' "cost" terms plus p × the peak read off the pushed schedules —
+is at most the master's objective. The seed plans (`_Run._share`) take no share of the peak
+rows: they are priced, not capped.
 
 Ray: sites are spread over a few actors (`SiteBatch`, one per CPU of the cluster by default),
 each holding the models of many sites for the whole solve — far cheaper than one actor per
@@ -109,11 +143,13 @@ from portfolio.coupled import (
     SitePlan,
     TargetCheck,
     check_cap,
+    check_peak_price,
     check_target,
     common_index,
     event_coupling,
     feeder_coupling,
     import_shares,
+    portfolio_peak,
 )
 from portfolio.model import Feeder, FlexEvent, FlexState
 from sitenode.metrics import compute_metrics
@@ -131,64 +167,13 @@ log = logging.getLogger(__name__)
 
 FALLBACK = "monolithic-fallback"
 METHOD = "decomposition"
+PEAK = "coincident-peak"  # the peak rows' `Coupling`: priced, never checked as a cap
 CHECK_KW = 1e-6  # every coupling row holds on the extracted schedules within this
 # The master keeps each row this far inside its bound (per kW of solver tolerance each
 # site's re-solve may add): the margin is a few micro-kW, the guarantee is exact.
 _MARGIN_KW, _MARGIN_PER_SITE_KW = 1e-6, 5e-7
 _BUDGET_ROOM_KW = 1e-7  # within the master's per-site margin
 _STALL = 1e-9  # reduced cost (relative) below which a column improves the master
-
-
-# ---- HiGHS, as the decomposition uses it --------------------------------------------------
-
-
-class _Highs(HighsModel):
-    """A `HighsModel` that can also change some costs, take columns and rows, re-solve from
-    its basis and report row duals: what pricing, the master and the final step need."""
-
-    def set_costs(self, cols: np.ndarray, cost: np.ndarray) -> None:
-        self._h.changeColsCost(len(cols), cols.astype(np.int32), np.ascontiguousarray(cost, dtype=float))
-
-    def resolve(self, *, primal: bool = True) -> SolverStatus:
-        """Re-solve an LP from the current basis (presolve would throw the basis away)."""
-        h = self._h
-        h.setOptionValue("presolve", "off")
-        h.setOptionValue("simplex_strategy", 4 if primal else 1)
-        h.run()
-        return self._status()
-
-    def _status(self) -> SolverStatus:
-        h = self._h
-        status = h.modelStatusToString(h.getModelStatus())
-        return SolverStatus.OPTIMAL if status == "Optimal" else SolverStatus.INFEASIBLE if "nfeasible" in status else SolverStatus.ERROR
-
-    def objective(self) -> float:
-        return float(self._h.getInfo().objective_function_value)
-
-    def row_duals(self) -> np.ndarray:
-        return np.asarray(self._h.getSolution().row_dual)
-
-    def add_columns(self, cost: np.ndarray, starts: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
-        n = len(cost)
-        self._h.addCols(n, np.ascontiguousarray(cost, dtype=float), np.zeros(n), np.full(n, np.inf), len(values),
-                        starts.astype(np.int32), indices.astype(np.int32), np.ascontiguousarray(values, dtype=float))
-        self.num_cols += n
-
-    def add_rows(self, upper: np.ndarray, starts: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
-        n = len(upper)
-        self._h.addRows(n, np.full(n, -np.inf), np.ascontiguousarray(upper, dtype=float), len(values),
-                        starts.astype(np.int32), indices.astype(np.int32), np.ascontiguousarray(values, dtype=float))
-
-    def num_rows(self) -> int:
-        return int(self._h.getNumRow())
-
-    def set_col_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
-        self._h.changeColsBounds(len(cols), cols.astype(np.int32), np.ascontiguousarray(lower, dtype=float),
-                                 np.ascontiguousarray(upper, dtype=float))
-
-    def set_row_upper(self, rows: np.ndarray, upper: np.ndarray) -> None:
-        n = len(rows)
-        self._h.changeRowsBounds(n, rows.astype(np.int32), np.full(n, -np.inf), np.ascontiguousarray(upper, dtype=float))
 
 
 # ---- what a worker holds and returns -------------------------------------------------------
@@ -207,8 +192,8 @@ class Link:
 class _Site:
     problem: SiteProblem
     cols: SiteColumns
-    model: _Highs  # the site's own program (with its binaries): alone and final solves
-    pricing: _Highs  # the LP pricing re-solves: `model` itself, or its relaxation for a MIP
+    model: HighsModel  # the site's own program (with its binaries): alone and final solves
+    pricing: HighsModel  # the LP pricing re-solves: `model` itself, or its relaxation for a MIP
     cost: np.ndarray  # the "cost" term
     x: np.ndarray | None  # the site's optimum alone
     stages: tuple[str, ...]  # relaxation stages its optimum alone needed
@@ -297,14 +282,14 @@ class SiteBatch:
             cols = add_site(lp, problem)
             matrix = lp.matrix()
             cfg = problem.solver
-            model = _Highs(matrix, time_limit_seconds=cfg.time_limit_seconds, mip_rel_gap=cfg.mip_rel_gap, threads=threads)
+            model = HighsModel(matrix, time_limit_seconds=cfg.time_limit_seconds, mip_rel_gap=cfg.mip_rel_gap, threads=threads)
             costs = {name: lp.cost(name) for name in (COST, OVER, SHORTFALL, BREACH)}
             stages, relaxed = solve_lexicographic(DirectStages(model, costs, cols.slacks), cfg.time_limit_seconds)
             final = stages[-1]
             x = model.values() if final.status.has_solution else None
             pricing = model
             if model.has_integers:
-                pricing = _Highs(dataclasses.replace(matrix, integrality=np.zeros_like(matrix.integrality)), threads=threads)
+                pricing = HighsModel(dataclasses.replace(matrix, integrality=np.zeros_like(matrix.integrality)), threads=threads)
                 pricing.set_objective(costs[COST])
                 pricing.fix_zero(cols.slacks)
             frame = schedule_frame(problem, cols, x)
@@ -467,7 +452,7 @@ class SiteBatch:
         shortfall = {s: float(max(x[c], 0.0)) for s, c in cols.shortfall.items()}
         return Part(
             site_id=sid, ok=True, schedule=frame, assignment=assign_chargers(problem, cols, x), shortfall=shortfall,
-            stages=site.stages if not resolved else (), cost_term=float(site.cost @ x),
+            stages=site.stages, cost_term=float(site.cost @ x),
             coupled_cost=compute_metrics(problem, frame).total_cost, resolved=resolved,
         )
 
@@ -479,17 +464,34 @@ class SiteBatch:
 
 
 class _Master:
-    """Restricted master: λ per site plan, one convexity row per site, coupling rows with artificials."""
+    """Restricted master: λ per site plan, one convexity row per site, coupling rows with artificials.
 
-    def __init__(self, rhs: np.ndarray, penalty: np.ndarray, num_sites: int) -> None:
+    With a coincident-peak price p, rows `peak` (positions among the R coupling rows, bound 0)
+    are Σ λ·net − P <= 0 over one column P >= 0 of cost p, and their artificials are held at
+    zero: P itself keeps them feasible, and an artificial there would only undercut p. P's
+    reduced cost p − Σ_{t in peak} μ_t is >= 0 at every optimum of this LP, so its row prices
+    sum to at most p (the bound in `_Block.priced` needs exactly that).
+    """
+
+    def __init__(self, rhs: np.ndarray, penalty: np.ndarray, num_sites: int, peak: np.ndarray | None = None, price: float = 0.0) -> None:
         R = len(rhs)
+        peak = np.empty(0, dtype=np.int64) if peak is None else peak
         lp = LinearProgram()
-        art = lp.add_cols(R)
-        lp.add_rows(R, [(np.arange(R), art, -1.0)], upper=rhs)
+        held = np.zeros(R, dtype=bool)
+        held[peak] = True
+        art = lp.add_cols(R, upper=np.where(held, 0.0, np.inf))
+        terms: list[tuple[np.ndarray, np.ndarray, float | np.ndarray]] = [(np.arange(R), art, -1.0)]
+        cost = penalty.copy()
+        if len(peak):
+            top = lp.add_cols(1)
+            terms.append((peak, np.repeat(top, len(peak)), -1.0))
+            cost = np.append(cost, price)
+        lp.add_rows(R, terms, upper=rhs)
         lp.add_rows(num_sites, [], lower=1.0, upper=1.0)
-        self.model = _Highs(lp.matrix())
-        self.model.set_objective(penalty)
+        self.model = HighsModel(lp.matrix())
+        self.model.set_objective(cost)
         self.R, self.S, self.rhs = R, num_sites, rhs.copy()
+        self.first = lp.num_cols  # the first λ column: after the artificials (and P)
         self.penalty = penalty.copy()
         self.site_of: list[int] = []  # per λ column, its site
         self.cost: list[float] = []
@@ -497,8 +499,8 @@ class _Master:
         self.solves = 0
 
     @property
-    def num_cols(self) -> int:
-        return self.R + len(self.site_of)
+    def num_plans(self) -> int:
+        return len(self.site_of)
 
     def add(self, gids: Sequence[int], costs: Sequence[float], avals: Sequence[np.ndarray], site_rows: list[np.ndarray]) -> None:
         if not len(gids):
@@ -517,7 +519,7 @@ class _Master:
 
     def fix(self, site: int, cost: float, avals: np.ndarray, site_rows: list[np.ndarray]) -> None:
         """Drop every column of `site` (held at zero) for one new one."""
-        others = np.array([self.R + k for k, g in enumerate(self.site_of) if g == site], dtype=np.int64)
+        others = np.array([self.first + k for k, g in enumerate(self.site_of) if g == site], dtype=np.int64)
         if len(others):
             self.model.set_col_bounds(others, np.zeros(len(others)), np.zeros(len(others)))
         self.add([site], [cost], [avals], site_rows)
@@ -536,7 +538,7 @@ class _Master:
         y = self.model.row_duals()
         # HiGHS: a row dual is d(objective)/d(bound), <= 0 on a binding "<=" row
         mu = np.clip(-y[: self.R], 0.0, None)
-        return status, self.model.objective(), np.clip(x[self.R :], 0.0, None), np.clip(x[: self.R], 0.0, None), mu, y[self.R :]
+        return status, self.model.objective(), np.clip(x[self.first :], 0.0, None), np.clip(x[: self.R], 0.0, None), mu, y[self.R :]
 
 
 @dataclass(eq=False)
@@ -553,9 +555,11 @@ class _Block:
     rhs: np.ndarray  # the rows' bounds
     local_rows: dict[int, np.ndarray]  # site id -> its rows, as positions in `rows`
     z0: np.ndarray  # per site, its bound alone (pricing at zero prices)
+    peak: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # positions of coincident-peak rows
+    price: float = 0.0  # the coincident-peak price: what the peak rows' prices sum to at most
     alone_a: dict[int, np.ndarray] = field(default_factory=dict)  # per site, its flows alone on its rows
     alone_activity: np.ndarray = field(default_factory=lambda: np.empty(0))
-    scale: float = math.inf  # a kW-step's energy value: where separation prices are clipped
+    scale: np.ndarray | float = math.inf  # per row, where separation prices are clipped
     master: _Master | None = None
     lower: float = 0.0
     upper: float = 0.0
@@ -587,7 +591,7 @@ class _Block:
         """Prices for the next pricing round: Wentges smoothing toward the best bound's prices,
         turned toward that point's subgradient (directional smoothing, Pessoa et al. 2018)."""
         if self.exact_next or self.restricted:  # a restricted block runs plain Dantzig–Wolfe
-            self.sep, self.smoothed = self.mu.copy(), False
+            self.sep, self.smoothed = self.dual_feasible(self.mu.copy()), False
             return self.sep
         center, out, a = self.center, self.mu, self.alpha
         tilde = a * center + (1 - a) * out
@@ -600,8 +604,41 @@ class _Block:
             step = float(np.linalg.norm(rho - center))
             if step > 0:
                 sep = center + float(np.linalg.norm(tilde - center)) / step * (rho - center)
-        self.sep, self.smoothed = np.minimum(np.clip(sep, 0.0, None), self.scale), True
+        self.sep, self.smoothed = self.dual_feasible(np.minimum(np.clip(sep, 0.0, None), self.scale)), True
         return self.sep
+
+    def dual_feasible(self, mu: np.ndarray) -> np.ndarray:
+        """`mu` with its peak rows' prices scaled to sum to at most the peak price.
+
+        The Lagrangian term of the peak column is min_{P>=0} (p − Σ_peak μ)·P: zero when the
+        prices sum to at most p, −inf otherwise. The master's own prices meet it up to its dual
+        tolerance; a smoothed point, moved along a subgradient, need not. Any point of the set
+        gives a valid bound, so the point is brought into it (by scaling, which keeps the
+        prices' shape over the steps) rather than the bound thrown away.
+        """
+        if not len(self.peak):
+            return mu
+        total = float(mu[self.peak].sum())
+        if total <= self.price:
+            return mu
+        out = mu.copy()
+        out[self.peak] *= self.price / total
+        return out
+
+    def _peak_term(self, mu: np.ndarray) -> float:
+        """min over P >= 0 of (p − Σ_peak μ)·P (0 or −inf; see `dual_feasible`)."""
+        if not len(self.peak):
+            return 0.0
+        return 0.0 if float(mu[self.peak].sum()) <= self.price * (1 + 1e-12) else -math.inf
+
+    def subgradient(self, activity: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        """A supergradient of the bound at `mu`: rows' activity − bound, and on the peak rows
+        activity − P* with P* a minimizer of the peak term: 0 while the prices sum to less than
+        p, else (any P >= 0 then) the peak the plans make, which points along that face."""
+        g = activity - self.rhs
+        if len(self.peak) and float(mu[self.peak].sum()) >= self.price * (1 - 1e-9):
+            g[self.peak] -= max(0.0, float(activity[self.peak].max()))
+        return g
 
     def activity(self, plans: list[np.ndarray]) -> np.ndarray:
         """Σ of the sites' flows on the block's rows, each site at its plan in `plans`."""
@@ -613,8 +650,8 @@ class _Block:
     def priced(self, z: np.ndarray, new: dict[int, list[tuple[float, np.ndarray]]], plans: list[np.ndarray]) -> None:
         """Take a pricing round: the bound at its prices, and columns that improve the master."""
         assert self.master is not None
-        bound = float(z[self.sites].sum() - self.sep @ self.rhs)
-        g = self.activity(plans) - self.rhs  # a subgradient of the bound at the round's prices
+        bound = float(z[self.sites].sum() - self.sep @ self.rhs) + self._peak_term(self.sep)
+        g = self.subgradient(self.activity(plans), self.sep)  # of the bound at the round's prices
         if self.restricted:
             bound = -math.inf  # prices of a restricted program bound only that program
         if self.smoothed:
@@ -658,10 +695,12 @@ class _Block:
             np.add.at(drawn, self.local_rows[g], np.clip(a, 0.0, None))
             np.add.at(count, self.local_rows[g], 1.0)
         out = {}
+        soft = np.zeros(len(self.rows), dtype=bool)
+        soft[self.peak] = True  # peak rows are priced, not capped: no share of them
         for g, a in self.alone_a.items():
             loc = self.local_rows[g]
             part = np.where(drawn[loc] > 0, np.clip(a, 0.0, None) / np.where(drawn[loc] > 0, drawn[loc], 1.0), 1.0 / count[loc])
-            out[g] = a - excess[loc] * part + room[loc] / count[loc]
+            out[g] = np.where(soft[loc], np.inf, a - excess[loc] * part + room[loc] / count[loc])
         return out
 
     def seed(self, found: dict[int, tuple[float, np.ndarray, np.ndarray]], avals: Any) -> None:
@@ -709,8 +748,16 @@ class _Block:
 
 
 def _blocks(linked: list[str], site_rows: list[np.ndarray], couplings: list[Coupling], rhs: np.ndarray, members: np.ndarray,
-            alone_a: list[np.ndarray], alone: list[Alone], problems: list[SiteProblem]) -> list[_Block]:
-    """Split the linked sites into blocks; a block whose sites' plans alone keep its rows is done."""
+            alone_a: list[np.ndarray], alone: list[Alone], problems: list[SiteProblem], peak_rows: np.ndarray | None = None,
+            price: float = 0.0) -> list[_Block]:
+    """Split the linked sites into blocks; a block whose sites' plans alone keep its rows is done.
+
+    `peak_rows` (global, with `price`): the coincident-peak rows, which every site shares, so
+    with a peak price all linked sites form one block. Such a block is done at once only when
+    the sites alone never import on balance (then P = 0 and their plans alone are optimal)."""
+    soft = np.zeros(len(rhs), dtype=bool)
+    if peak_rows is not None:
+        soft[peak_rows] = True
     parent = list(range(len(linked)))
 
     def root(i: int) -> int:
@@ -732,22 +779,32 @@ def _blocks(linked: list[str], site_rows: list[np.ndarray], couplings: list[Coup
         rows = np.unique(np.concatenate([site_rows[g] for g in sites]))
         local = {g: np.searchsorted(rows, site_rows[g]) for g in sites}
         z0 = np.array([alone[g].bound for g in sites])
-        block = _Block(np.array(sites), rows, rhs[rows], local, z0, lower=float(z0.sum()),
-                       upper=float(sum(alone[g].objective for g in sites)))
         activity = np.zeros(len(rows))
         for g in sites:
             np.add.at(activity, local[g], alone_a[g])
+        peak = np.flatnonzero(soft[rows])
+        block_price = price if len(peak) else 0.0
+        # alone, the portfolio pays the peak charge of the sites' plans alone
+        alone_peak = max(0.0, float(activity[peak].max())) if len(peak) else 0.0
+        block = _Block(np.array(sites), rows, rhs[rows], local, z0, peak=peak, price=block_price, lower=float(z0.sum()),
+                       upper=float(sum(alone[g].objective for g in sites)) + block_price * alone_peak)
         block.alone_a, block.alone_activity = {g: alone_a[g] for g in sites}, activity
         if (activity <= block.rhs).all():
             block.done = True
         else:
-            margin = _MARGIN_KW + _MARGIN_PER_SITE_KW * members[rows]
-            penalty = np.full(len(rows), _penalty([problems[g] for g in sites]))
-            block.master = _Master(block.rhs - margin, penalty, len(sites))
+            # the margin keeps caps a hair inside their bounds; a peak row is no cap (P absorbs it)
+            margin = np.where(soft[rows], 0.0, _MARGIN_KW + _MARGIN_PER_SITE_KW * members[rows])
+            # relieving a cap by a kW can also lower the peak by a kW: worth up to p more
+            penalty = np.full(len(rows), _penalty([problems[g] for g in sites]) + 100.0 * block_price)
+            block.master = _Master(block.rhs - margin, penalty, len(sites), peak, block_price)
             block.master.add(list(range(len(sites))), [alone[g].objective for g in sites], [alone_a[g] for g in sites],
                              [local[g] for g in sites])
-            block.center, block.g_center = np.zeros(len(rows)), activity - block.rhs
-            block.scale = _energy_value([problems[g] for g in sites])
+            block.center = np.zeros(len(rows))
+            block.g_center = block.subgradient(activity, block.center)
+            # a cap's price: a kW-step's energy value, plus p where it can move the peak; a peak
+            # row's: at most p (they sum to at most p)
+            energy = _energy_value([problems[g] for g in sites])
+            block.scale = np.where(soft[rows], block_price, energy + block_price)
         out.append(block)
     return out
 
@@ -842,18 +899,20 @@ class DecompositionSolver:
 
     # -- the solve ------------------------------------------------------------------------
 
-    def solve(self, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder], events: Sequence[FlexEvent]) -> PortfolioPlan:
+    def solve(self, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder], events: Sequence[FlexEvent], *,
+              coincident_peak_price_per_kw: float = 0.0) -> PortfolioPlan:
         started = time.perf_counter()
         index = common_index(problems)  # raises InvalidInput before any work
+        price = check_peak_price(coincident_peak_price_per_kw)
         self.stats = SolveStats()
         if not problems:
             return dataclasses.replace(self.monolithic.solve(problems, feeders, events), method=METHOD)
         try:
-            return _Run(self, problems, feeders, events, index, started).run()
+            return _Run(self, problems, feeders, events, index, started, price).run()
         except _Fallback as why:
             self.stats.fallback_reason = str(why)
             log.info("decomposition falls back to the monolithic solve: %s", why)
-            plan = self.monolithic.solve(problems, feeders, events)
+            plan = self.monolithic.solve(problems, feeders, events, coincident_peak_price_per_kw=price)
             return dataclasses.replace(plan, method=FALLBACK, seconds=time.perf_counter() - started)
 
 
@@ -919,9 +978,10 @@ class _Run:
     """One decomposed solve (state of the iterations)."""
 
     def __init__(self, solver: DecompositionSolver, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder],
-                 events: Sequence[FlexEvent], index: pd.DatetimeIndex, started: float) -> None:
+                 events: Sequence[FlexEvent], index: pd.DatetimeIndex, started: float, price: float = 0.0) -> None:
         self.s, self.problems, self.feeders, self.index, self.started = solver, problems, feeders, index, started
         self.events = [e for e in events if e.state is not FlexState.CANCELLED]
+        self.price = price  # of the coincident peak, per kW
         self.stats = solver.stats
         self._z: np.ndarray | None = None
 
@@ -946,11 +1006,13 @@ class _Run:
         feeder_rows = [feeder_coupling(f, problems, T) for f in self.feeders]
         event_rows = [event_coupling(e, problems, self.index, baseline) for e in self.events]
         couplings = [c for c in feeder_rows + event_rows if c.site_ids and len(c.steps)]
+        # the coincident peak: rows Σ_s net_s[t] − P <= 0 over every site, last in the master
+        peak = [Coupling(PEAK, tuple(problems), np.arange(T), np.zeros(T), net=True)] if self.price > 0 and T else []
 
         # master rows and each site's links
         rhs_parts, sizes, links = [], [], {}
         first = 0
-        for c in couplings:
+        for c in couplings + peak:
             n = len(c.steps)
             rows = np.arange(first, first + n)
             for sid in c.site_ids:
@@ -959,12 +1021,18 @@ class _Run:
             sizes.append(np.full(n, len(c.site_ids)))
             first += n
         R = first
+        peak_rows = np.arange(R - T, R) if peak else None
         rhs = np.concatenate(rhs_parts) if rhs_parts else np.empty(0)
         members = np.concatenate(sizes) if sizes else np.empty(0)
         linked = [sid for sid in problems if sid in links]
         gid = {sid: i for i, sid in enumerate(linked)}
 
-        bad = [sid for sid in linked if alone[sid].stages or not alone[sid].status.has_solution]
+        # a site in a cap or target row must be servable as it is (see the module doc); one the
+        # peak alone links may keep its own relaxation if it is an LP: its model then holds its
+        # stages' optima, and pricing it is pricing its relaxed program (a polytope)
+        hard = {sid for c in couplings for sid in c.site_ids}
+        bad = [sid for sid in linked
+               if not alone[sid].status.has_solution or (alone[sid].stages and (sid in hard or alone[sid].is_mip))]
         if bad:
             raise _Fallback(f"coupled site(s) {', '.join(sorted(bad)[:5])} cannot be served without relaxation")
         if any(not a.status.has_solution for a in alone.values()):
@@ -980,8 +1048,8 @@ class _Run:
         self._avals = avals
         alone_a = [avals(sid, alone[sid].grid_import, alone[sid].grid_export) for sid in linked]
 
-        blocks = _blocks(linked, site_rows, couplings, rhs, members, alone_a, [alone[sid] for sid in linked],
-                         [self.problems[sid] for sid in linked])
+        blocks = _blocks(linked, site_rows, couplings + peak, rhs, members, alone_a, [alone[sid] for sid in linked],
+                         [self.problems[sid] for sid in linked], peak_rows, self.price)
         busy = [b for b in blocks if not b.done]
         if busy:
             ids = {g for b in busy for g in b.sites}
@@ -1014,7 +1082,9 @@ class _Run:
         stats.max_coupling_violation_kw = violation
         if violation > CHECK_KW:
             raise _Fallback(f"a coupling row is off by {violation:.3g} kW on the extracted schedules")
-        upper = float(sum(p.cost_term for p in parts.values()))
+        # the charge of the peak the pushed schedules make (each re-solve within its share of
+        # the peak rows too, so it is at most the master's P)
+        upper = float(sum(p.cost_term for p in parts.values())) + self.price * portfolio_peak(frames)
         gap = max(0.0, (upper - lower) / max(abs(upper), 1e-9))
         return self._plan(alone, parts, feeder_rows, event_rows, upper, lower, gap, iterations)
 
@@ -1120,7 +1190,7 @@ class _Run:
                     plans[int(g)] = a
             for b in busy:
                 b.priced(z, new, plans)
-            stats.columns = sum(b.master.num_cols - len(b.rows) for b in blocks if b.master is not None)
+            stats.columns = sum(b.master.num_plans for b in blocks if b.master is not None)
         return rounds
 
     def _plan(self, alone: dict[str, Alone], parts: dict[str, Part], feeder_rows: list[Coupling], event_rows: list[Coupling],
@@ -1128,8 +1198,10 @@ class _Run:
         problems, stats = self.problems, self.stats
         status = SolverStatus.OPTIMAL if gap <= self.s.gap + 1e-12 else SolverStatus.TIME_LIMIT
         seconds = time.perf_counter() - self.started
-        num_cols = sum(a.num_cols for a in alone.values()) + sum(len(c.steps) for c in feeder_rows + event_rows)
-        num_rows = sum(a.num_rows for a in alone.values()) + sum(len(c.steps) for c in feeder_rows + event_rows)
+        # the monolithic program's size: the sites', a slack per coupling row, P and its rows
+        peak_size = len(self.index) if self.price > 0 else 0
+        num_cols = sum(a.num_cols for a in alone.values()) + sum(len(c.steps) for c in feeder_rows + event_rows) + (1 if peak_size else 0)
+        num_rows = sum(a.num_rows for a in alone.values()) + sum(len(c.steps) for c in feeder_rows + event_rows) + peak_size
         result = SolveResult(
             status=status, objective=upper, bound=lower, gap=gap, build_seconds=stats.load_seconds,
             solve_seconds=stats.master_seconds + stats.pricing_seconds, extract_seconds=stats.finish_seconds,
@@ -1151,12 +1223,15 @@ class _Run:
                 alone_cost=alone[sid].alone_cost, coupled_cost=part.coupled_cost, import_share_kw=shares[sid],
             )
         relaxed = tuple(t for t in (OVER, SHORTFALL, BREACH) if any(t in p.stages for p in parts.values()))
-        objective = float(sum(s.coupled_cost for s in sites.values()))
-        alone_objective = float(sum(s.alone_cost for s in sites.values()))
+        peak = portfolio_peak(frames)
+        alone_peak = portfolio_peak({sid: pd.DataFrame({GRID_IMPORT: a.grid_import, GRID_EXPORT: a.grid_export}) for sid, a in alone.items()})
+        objective = float(sum(s.coupled_cost for s in sites.values())) + self.price * peak
+        alone_objective = float(sum(s.alone_cost for s in sites.values())) + self.price * alone_peak
         return PortfolioPlan(
             index=self.index, sites=sites, objective=objective, alone_objective=alone_objective,
             coupling_cost=objective - alone_objective, feeders=caps, events=targets, relaxed=relaxed, status=str(status),
             seconds=seconds, num_cols=num_cols, num_rows=num_rows, method=METHOD, bound=lower, gap=gap, iterations=iterations,
+            peak_kw=peak, peak_charge=self.price * peak, alone_peak_kw=alone_peak,
         )
 
 

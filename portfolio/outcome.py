@@ -181,3 +181,36 @@ def event_outcome(event: FlexEvent, frames: dict[str, pd.DataFrame], baseline_im
 def horizon_run(run: RunConfig, start: datetime, steps: int) -> RunConfig:
     """`run` with its horizon moved to the realized window."""
     return run.model_copy(update={"horizon": Horizon(start=start, step_minutes=run.horizon.step_minutes, steps=steps)})
+
+
+@dataclass(frozen=True)
+class RunningDay:
+    """A site's account of the current UTC day so far, over the whole steps that have ended."""
+
+    since: datetime  # the day's start, or the start of the step of its first sample if later
+    steps: int
+    realized: SiteRealized | None  # None while no whole step has ended since `since`
+
+
+def running_day(site: SiteConfig, run: RunConfig, points: Sequence[TelemetryPoint], sessions: Sequence[EVSession], now: datetime) -> RunningDay | None:
+    """Today's realized cost against business as usual, as `site_outcome` prices a window,
+    over the steps of the UTC day of `now` that have ended; None when no sample was taken today.
+
+    `run` gives the tariff and step (its horizon is replaced); a sample counts for the step it
+    falls in, so the first step may hold samples from part of it only.
+    """
+    step = pd.Timedelta(minutes=run.horizon.step_minutes)
+    at = pd.Timestamp(now).tz_convert("UTC")
+    day = at.floor("D")
+    today = [p for p in points if day <= pd.Timestamp(p.at) < at]
+    if not today:
+        return None
+    since = max(day, min(pd.Timestamp(p.at) for p in today).tz_convert("UTC").floor(step))
+    end = at.floor(step)
+    steps = int((end - since) / step)
+    if steps <= 0:
+        return RunningDay(since.to_pydatetime(), 0, None)
+    index = pd.date_range(since, periods=steps, freq=step, name="timestamp")
+    frame, missing = realized_frame([p for p in today if pd.Timestamp(p.at) < end], index)
+    realized = site_outcome(site, horizon_run(run, since.to_pydatetime(), steps), frame, missing, sessions)
+    return RunningDay(since.to_pydatetime(), steps, realized)

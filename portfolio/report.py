@@ -53,13 +53,17 @@ class SolveReport:
     relaxed: tuple[str, ...] = ()
     all_hold: bool = True
     schedules: dict[str, str] = field(default_factory=dict)  # site id -> version pushed
+    # the plan's coincident peak (max over steps of Σ net import, PortfolioPlan.peak_kw) and
+    # its charge, which `objective` includes; reports stored before these keys read as 0
+    peak_kw: float = 0.0
+    peak_charge: float = 0.0
 
     def to_json(self) -> str:
         body = asdict(self)
         body["at"] = self.at.isoformat()
         body["horizon_start"] = self.horizon_start.isoformat() if self.horizon_start else None
         # JSON has no NaN: an unknown bound is null
-        for key in ("bound", "gap"):
+        for key in ("bound", "gap", "peak_kw", "peak_charge"):
             if not math.isfinite(body[key]):
                 body[key] = None
         return json.dumps(body)
@@ -71,6 +75,9 @@ class SolveReport:
         body["horizon_start"] = datetime.fromisoformat(body["horizon_start"]) if body["horizon_start"] else None
         body["bound"] = math.nan if body["bound"] is None else body["bound"]
         body["gap"] = math.nan if body["gap"] is None else body["gap"]
+        for key in ("peak_kw", "peak_charge"):
+            if key in body and body[key] is None:
+                body[key] = math.nan
         body["sites"] = tuple(SiteCost(**s) for s in body["sites"])
         body["feeders"] = tuple(FeederResult(**f) for f in body["feeders"])
         body["events"] = tuple(EventResult(**e) for e in body["events"])

@@ -84,8 +84,9 @@ class AutoSolver:
     def pick(self, sites: int) -> CoupledSolver:
         return self.monolithic if sites <= self.max_sites else self.decomposition
 
-    def solve(self, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder], events: Sequence[FlexEvent]) -> PortfolioPlan:
-        return self.pick(len(problems)).solve(problems, feeders, events)
+    def solve(self, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder], events: Sequence[FlexEvent], *,
+              coincident_peak_price_per_kw: float = 0.0) -> PortfolioPlan:
+        return self.pick(len(problems)).solve(problems, feeders, events, coincident_peak_price_per_kw=coincident_peak_price_per_kw)
 
     def close(self) -> None:
         if self._decomposition is not None:

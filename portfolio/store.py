@@ -229,6 +229,13 @@ class PortfolioStore:
                          (site_id, since_seq, limit))
         return [TelemetryRecord(r[0], r[1], _dt(r[2]), bytes(r[3])) for r in rows]
 
+    def telemetry_since(self, site_id: str, start: datetime, since_seq: int = 0, limit: int = 1000) -> list[TelemetryRecord]:
+        """Samples taken at or after `start` with seq > since_seq, in seq order, at most `limit`
+        (a reader that keeps the last seq it read pays only for what is new)."""
+        rows = self._all("SELECT site_id, seq, at, payload FROM telemetry WHERE site_id = ? AND seq > ? AND at >= ? ORDER BY seq LIMIT ?",
+                         (site_id, since_seq, _ts(start, "start"), limit))
+        return [TelemetryRecord(r[0], r[1], _dt(r[2]), bytes(r[3])) for r in rows]
+
     def prune_telemetry(self, before: datetime) -> int:
         """Drop samples taken before `before` (every site); returns how many."""
         with self._tx() as db:

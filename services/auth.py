@@ -6,7 +6,7 @@ Clients send `authorization: Bearer <token>`. Health checks and reflection stay 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -18,6 +18,17 @@ OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 class Role(StrEnum):
     VIEWER = "viewer"
     OPERATOR = "operator"
+
+
+def bearer_token(metadata: Iterable[tuple[str, Any]] | None) -> str:
+    """The token of an `authorization: Bearer <token>` header ("" when there is none)."""
+    header = dict(metadata or ()).get("authorization", "")
+    return header[7:] if isinstance(header, str) and header.lower().startswith("bearer ") else ""
+
+
+def role_of(tokens: Mapping[str, Role], metadata: Iterable[tuple[str, Any]] | None) -> Role | None:
+    """The role a call's bearer token grants; None for no token or an unknown one."""
+    return tokens.get(bearer_token(metadata))
 
 
 def _deny(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
@@ -55,10 +66,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = details.method
         if handler is None or method.startswith(self.open_prefixes):
             return handler
-        metadata = dict(details.invocation_metadata or ())
-        header = metadata.get("authorization", "")
-        token = header[7:] if header.lower().startswith("bearer ") else ""
-        role = self.tokens.get(token)
+        role = role_of(self.tokens, details.invocation_metadata)
         if role is None:
             return _deny(handler, grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required")
         if method in self.operator_methods and role is not Role.OPERATOR:

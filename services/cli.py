@@ -99,6 +99,20 @@ def _portfolio_serve(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+def _dashboard(args: argparse.Namespace, out: Console) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from services.dashboard.main import DashboardArgs, run
+
+    def path(value: str | None) -> Path | None:
+        return Path(value) if value else None
+
+    asyncio.run(run(DashboardArgs(args.portfolio, args.listen, path(args.ca), path(args.cert), path(args.key), args.insecure_loopback,
+                                  path(args.tls_cert), path(args.tls_key))))
+    return 0
+
+
 def _demo(args: argparse.Namespace, out: Console) -> int:
     from pathlib import Path
 
@@ -108,7 +122,9 @@ def _demo(args: argparse.Namespace, out: Console) -> int:
         raise InvalidInput.one("hours", f"must be in (0, 48], got {args.hours:g}")
     if args.speed is not None and not 1 <= args.speed <= 5000:
         raise InvalidInput.one("speed", f"must be in [1, 5000], got {args.speed:g}")
-    return main(args.hours, Path(args.out), out, args.speed)
+    if args.dashboard_port is not None and not 0 < args.dashboard_port < 65536:
+        raise InvalidInput.one("dashboard_port", f"must be a TCP port, got {args.dashboard_port}")
+    return main(args.hours, Path(args.out), out, args.speed, args.dashboard_port or 0)
 
 
 def _certs(args: argparse.Namespace, out: Console) -> int:
@@ -199,10 +215,20 @@ def build_parser() -> argparse.ArgumentParser:
     pserve.add_argument("--config", required=True, help="portfolio.yaml (see examples/portfolio.yaml)")
     pserve.add_argument("--listen", help="HOST:PORT, overriding the config")
     pserve.add_argument("--insecure-loopback", action="store_true", help="plaintext, allowed only on a loopback address")
+    dash = sub.add_parser("dashboard", help="the operators' web dashboard, a client of the portfolio's operator API")
+    dash.add_argument("--portfolio", required=True, help="the portfolio's HOST:PORT")
+    dash.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to serve the page on (default 127.0.0.1:8080)")
+    dash.add_argument("--ca", help="CA certificate the portfolio's certificate is checked against")
+    dash.add_argument("--cert", help="the dashboard's client certificate (gridmesh certs operator)")
+    dash.add_argument("--key", help="its key")
+    dash.add_argument("--insecure-loopback", action="store_true", help="plaintext to a portfolio on a loopback address")
+    dash.add_argument("--tls-cert", help="HTTPS certificate for the page (required beyond loopback)")
+    dash.add_argument("--tls-key")
     demo = sub.add_parser("demo", help="a portfolio and three site nodes on loopback, one simulated day")
     demo.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24, about 100 s of real time)")
     demo.add_argument("--out", default="runs", help="where the run folder demo-<time>/ goes")
     demo.add_argument("--speed", type=float, help="simulated seconds per real second (default: a day in 100 s, 864)")
+    demo.add_argument("--dashboard-port", type=int, help="port of the demo's dashboard on 127.0.0.1 (default: a free one)")
     from services.certs import add_certs_commands
 
     add_certs_commands(sub)
@@ -241,6 +267,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
     "portfolio": _portfolio_serve,
     "certs": _certs,
     "demo": _demo,
+    "dashboard": _dashboard,
 }
 
 

@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -166,6 +167,8 @@ class Layout:
     battery_port: int
     token: str
     origin_unix: float
+    viewer_token: str = ""
+    dashboard_port: int = 0
 
 
 def write_configs(plan: DemoPlan, lay: Layout) -> dict[str, NodeConfig]:
@@ -179,7 +182,8 @@ def write_configs(plan: DemoPlan, lay: Layout) -> dict[str, NodeConfig]:
     clock = {"clock_speed": plan.speed, "clock_start": plan.start.isoformat(), "clock_origin_unix": lay.origin_unix}
     portfolio = {"portfolio": {"listen": f"127.0.0.1:{lay.portfolio_port}", "store": str(lay.out / "portfolio.db"),
                                "tls": {"cert": str(server.cert), "key": str(server.key), "client_ca": str(certs / "ca.pem")},
-                               "tokens": [{"token": lay.token, "role": "operator"}], "step_minutes": 15, "horizon_steps": 96,
+                               "tokens": [{"token": lay.token, "role": "operator"}, *([{"token": lay.viewer_token, "role": "viewer"}] if lay.viewer_token else [])],
+                               "step_minutes": 15, "horizon_steps": 96,
                                "solve_period_seconds": 900, "schedule_valid_minutes": 120, "plan_lead_seconds": 300, "ping_interval_seconds": 1, "ping_timeout_seconds": 4,
                                "snapshot_seconds": 900, **clock}}
     (cfg / "portfolio.yaml").write_text(yaml.safe_dump(portfolio, sort_keys=False))
@@ -223,6 +227,17 @@ def wait_serving(port: int, service: str, procs: Processes, timeout: float = 60.
                     return
         time.sleep(0.2)
     raise RuntimeError(f"{service} on port {port} did not come up")
+
+
+async def wait_page(url: str, procs: Processes, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        procs.check()
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as page:
+            if page.status == 200:
+                return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"the dashboard at {url} did not come up")
 
 
 def _progress(now: datetime, plan: DemoPlan, sites: Sequence[portfolio_pb2.SiteInfo], state: portfolio_pb2.GetPortfolioStateResponse) -> Group:
@@ -341,14 +356,14 @@ def write_reports(out: Path, realized: dict[str, SiteRealized], runs: dict[str, 
     return pages
 
 
-async def run_demo(hours: float, out_root: Path, console: Console, speed: float | None = None) -> int:
+async def run_demo(hours: float, out_root: Path, console: Console, speed: float | None = None, dashboard_port: int = 0) -> int:
     plan = plan_demo(hours, speed=speed)
     # absolute: the configs written below name files that services resolve from their own folder
     out = (out_root / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     lay = Layout(out, free_port(), {n: free_port() for n in SITES}, free_port(), free_port(), secrets.token_urlsafe(16),
-                 time.time() + STARTUP_SECONDS)
+                 time.time() + STARTUP_SECONDS, secrets.token_urlsafe(16), dashboard_port or free_port())
     configs = write_configs(plan, lay)
     password = secrets.token_hex(12)  # hex: never starts with "-", which argparse would take for an option
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRIDMESH_DEMO_CP_PASSWORD": password}
@@ -377,8 +392,15 @@ async def run_demo(hours: float, out_root: Path, console: Console, speed: float 
             node = sitenode_pb2_grpc.SiteNodeStub(channel)
             for s in plan.sessions:
                 await node.UpsertSession(sitenode_pb2.UpsertSessionRequest(session=convert.session_out(s)), metadata=meta)
-        # with mTLS every client shows a certificate: the demo's operator console has its own
+        # with mTLS every client shows a certificate: the demo's operator console has its own,
+        # and so has the dashboard (whose users still sign in with their own tokens)
         operator = issue_operator(out / "certs", "demo-console")
+        board = issue_operator(out / "certs", "demo-dashboard")
+        procs.start("dashboard", ["dashboard", "--portfolio", f"127.0.0.1:{lay.portfolio_port}", "--listen", f"127.0.0.1:{lay.dashboard_port}",
+                                  "--ca", str(out / "certs" / "ca.pem"), "--cert", str(board.cert), "--key", str(board.key)], env)
+        await wait_page(f"http://127.0.0.1:{lay.dashboard_port}/", procs)
+        console.print(f"dashboard: [bold]http://127.0.0.1:{lay.dashboard_port}/[/bold] (up until the demo ends) — sign in with the "
+                      f"operator token [bold]{lay.token}[/bold] or the viewer token {lay.viewer_token}")
         credentials = channel_credentials(out / "certs" / "ca.pem", operator.cert, operator.key)
         async with grpc.aio.secure_channel(f"127.0.0.1:{lay.portfolio_port}", credentials) as channel:
             stub = portfolio_pb2_grpc.PortfolioStub(channel)
@@ -452,5 +474,5 @@ async def _first_plan_then_limits(stub: portfolio_pb2_grpc.PortfolioStub, plan: 
     return feeder, event
 
 
-def main(hours: float, out: Path, console: Console, speed: float | None = None) -> int:
-    return asyncio.run(run_demo(hours, out, console, speed))
+def main(hours: float, out: Path, console: Console, speed: float | None = None, dashboard_port: int = 0) -> int:
+    return asyncio.run(run_demo(hours, out, console, speed, dashboard_port))

@@ -1,5 +1,6 @@
-"""The node's end of the portfolio stream: hello, resync, snapshots and telemetry up,
-schedules down, acks, heartbeats; reconnect with jittered exponential backoff.
+"""The node's end of the portfolio stream: hello, resync, snapshots, telemetry and its
+recent dispatch commands up, schedules down, acks, heartbeats; reconnect with jittered
+exponential backoff.
 
 A stream can die without a word (a NAT drops it, the portfolio's host vanishes): gRPC
 keepalive notices only after its own, long timeout. So both ends ping on the stream
@@ -26,12 +27,16 @@ from services import portfolio_convert as pc
 from services.certs import channel_credentials
 from services.server import KEEPALIVE
 from services.stubs.gridmesh.v1 import portfolio_pb2, portfolio_pb2_grpc
+from sitenode.dispatch.commands import Command
 from sitenode.errors import GridmeshError, InvalidInput
 from sitenode.node_config import PortfolioLinkConfig
 from sitenode.runtime import NodeRuntime
 
 log = logging.getLogger("gridmesh.link")
 TELEMETRY_BATCH = 200
+# how often (seconds, wall clock) the node looks at its recent commands (the ones due last, up
+# to now); it sends them when they changed, and on every new stream
+COMMAND_REPORT_SECONDS = 2.0
 SOFTWARE_VERSION = importlib.metadata.version("gridmesh")
 
 
@@ -120,6 +125,8 @@ class NodeLink:
             nonlocal sent_seq
             revision = -1
             snapshot_at = 0.0
+            reported: list[Command] | None = None  # None: nothing sent on this stream yet
+            reported_at = -COMMAND_REPORT_SECONDS
             last_ping = time.monotonic()
             nonce = itertools.count(1)
             speed = getattr(runtime.clock, "speed", 1.0)
@@ -132,6 +139,12 @@ class NodeLink:
                     snap = pc.snapshot_out(runtime.config.site, runtime.inputs(runtime.clock.now()), runtime.clock.now())
                     snap.assets.extend(convert.asset(a) for a in runtime.assets())
                     await call.write(portfolio_pb2.NodeMessage(snapshot=snap))
+                if now - reported_at >= COMMAND_REPORT_SECONDS:
+                    reported_at = now
+                    recent = runtime.journal.recent_commands(pc.MAX_COMMANDS, due_by=runtime.clock.now())
+                    if recent != reported:  # the first look on a stream always sends
+                        await call.write(portfolio_pb2.NodeMessage(commands=portfolio_pb2.CommandReport(commands=[pc.command_out(c) for c in recent])))
+                        reported = recent
                 points = runtime.journal.telemetry_after(sent_seq, TELEMETRY_BATCH)
                 if points:
                     await call.write(portfolio_pb2.NodeMessage(telemetry=portfolio_pb2.TelemetryBatch(points=[pc.telemetry_out(p) for p in points])))

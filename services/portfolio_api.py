@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import grpc
 
 from portfolio.report import SolveReport
 from services import portfolio_convert as pc
+from services.auth import Role, role_of
 from services.convert import ts
 from services.errors import mapped, mapped_stream
 from services.portfolio_hub import PortfolioHub
@@ -29,8 +30,11 @@ def _id(value: str, field: str) -> str:
 
 
 class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
-    def __init__(self, hub: PortfolioHub) -> None:
+    def __init__(self, hub: PortfolioHub, roles: Mapping[str, Role] | None = None) -> None:
+        """`roles`: the operator tokens and their roles, the table the server's AuthInterceptor
+        checks every call against (WhoAmI reads the caller's role from it)."""
         self.hub = hub
+        self.roles = dict(roles or {})
 
     def _site_info(self, site_id: str) -> portfolio_pb2.SiteInfo:
         hub = self.hub
@@ -51,6 +55,9 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
         settings = hub.store.settings(site_id)
         if settings is not None:
             info.settings.CopyFrom(pc.settings_out(settings))
+        today = hub.site_day(site_id)  # cached: worked out off the loop once per step at most, or on late data
+        if today is not None:
+            info.today.CopyFrom(today)
         return info
 
     def _known(self) -> list[str]:
@@ -72,6 +79,8 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
         live = self.hub.sites.get(site_id)
         if live is not None and live.snapshot_msg is not None:
             out.snapshot.CopyFrom(live.snapshot_msg)
+        if live is not None:
+            out.commands.extend(live.commands)
         return out
 
     def _flows(self) -> tuple[float, float, float, float]:
@@ -166,6 +175,14 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
             raise NotFound(f"no site {site_id!r}")
         settings = await self.hub.set_settings(site_id, pc.settings_in(request))
         return portfolio_pb2.SetSiteSettingsResponse(settings=pc.settings_out(settings))
+
+    @mapped
+    async def WhoAmI(self, request: portfolio_pb2.WhoAmIRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.WhoAmIResponse:
+        # the AuthInterceptor refused unknown tokens already; this reads the same table
+        role = role_of(self.roles, context.invocation_metadata())
+        if role is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required")
+        return portfolio_pb2.WhoAmIResponse(role=str(role))
 
     @mapped
     async def GetSolveReport(self, request: portfolio_pb2.GetSolveReportRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.GetSolveReportResponse:

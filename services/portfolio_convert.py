@@ -10,10 +10,12 @@ import pandas as pd
 import pydantic
 
 from portfolio.model import Feeder, FlexEvent, FlexKind, SiteSettings
+from portfolio.outcome import RunningDay
 from portfolio.report import SolveReport
 from portfolio.snapshot import SiteSnapshot
 from services.convert import from_ts, objective_in, session_in, session_out, ts
 from services.stubs.gridmesh.v1 import common_pb2, portfolio_pb2, sitenode_pb2
+from sitenode.dispatch.commands import Command, CommandState, CommandType
 from sitenode.errors import InvalidInput
 from sitenode.model.run import RunConfig
 from sitenode.model.site import SiteConfig
@@ -90,6 +92,12 @@ def telemetry_out(p: TelemetryPoint) -> portfolio_pb2.TelemetryPoint:
         flex_kw=p.flex_kw, mode=LINK_MODE.get(p.mode, portfolio_pb2.NODE_LINK_MODE_UNSPECIFIED), ev_energy_kwh=p.ev_energy_kwh)
 
 
+def telemetry_in(p: portfolio_pb2.TelemetryPoint) -> TelemetryPoint:
+    """A stored point back as the node recorded it (what portfolio.outcome reads)."""
+    return TelemetryPoint(from_ts(p.at), p.grid_import_kw, p.grid_export_kw, p.load_kw, p.pv_kw, p.battery_charge_kw, p.battery_discharge_kw,
+                          p.soc_kwh, p.ev_kw, p.flex_kw, LINK_MODE_NAME.get(p.mode, ""), p.seq, p.ev_energy_kwh)
+
+
 def check_telemetry(p: portfolio_pb2.TelemetryPoint, index: int) -> None:
     field = f"telemetry.points[{index}]"
     if p.seq <= 0:
@@ -98,6 +106,50 @@ def check_telemetry(p: portfolio_pb2.TelemetryPoint, index: int) -> None:
         value = getattr(p, name)
         if not math.isfinite(value) or value < 0:
             raise InvalidInput.one(f"{field}.{name}", f"must be a finite number >= 0, got {value}")
+
+
+# ---- dispatch commands, as a node reports them ------------------------------------------
+MAX_COMMANDS = 50  # per site: what a node sends and what the portfolio keeps
+_COMMAND_TYPES = frozenset(str(k) for k in CommandType)
+_COMMAND_STATES = frozenset(str(s) for s in CommandState)
+_MAX_TEXT = {"command_id": 128, "asset_id": 128, "source": 256}
+_MAX_ERROR = 1000  # a longer last_error is cut, not refused
+
+
+def command_out(c: Command) -> portfolio_pb2.CommandStatus:
+    value = c.value_kw if c.value_kw is not None and math.isfinite(c.value_kw) else 0.0
+    return portfolio_pb2.CommandStatus(command_id=c.id, asset_id=c.asset_id, type=str(c.type), value_kw=value, due_at=ts(c.due_at),
+                                       state=str(c.state), attempts=c.attempts, last_error=c.last_error[:_MAX_ERROR], source=c.source)
+
+
+def commands_in(report: portfolio_pb2.CommandReport) -> list[portfolio_pb2.CommandStatus]:
+    """A node's report checked (InvalidInput names the field; nothing is kept then): the
+    `MAX_COMMANDS` due last, newest first, each last_error cut to a bounded length."""
+    out = []
+    for i, c in enumerate(report.commands):
+        field = f"commands.commands[{i}]"
+        for name, limit in _MAX_TEXT.items():
+            value = getattr(c, name)
+            if not value and name != "source":
+                raise InvalidInput.one(f"{field}.{name}", "is required")
+            if len(value) > limit:
+                raise InvalidInput.one(f"{field}.{name}", f"must be at most {limit} characters, got {len(value)}")
+        if c.type not in _COMMAND_TYPES:
+            raise InvalidInput.one(f"{field}.type", f"must be one of {', '.join(sorted(_COMMAND_TYPES))}, got {c.type[:40]!r}")
+        if c.state not in _COMMAND_STATES:
+            raise InvalidInput.one(f"{field}.state", f"must be one of {', '.join(sorted(_COMMAND_STATES))}, got {c.state[:40]!r}")
+        if not math.isfinite(c.value_kw):
+            raise InvalidInput.one(f"{field}.value_kw", f"must be a finite number, got {c.value_kw}")
+        if not c.HasField("due_at"):
+            raise InvalidInput.one(f"{field}.due_at", "is required")
+        if c.attempts < 0:
+            raise InvalidInput.one(f"{field}.attempts", f"must be >= 0, got {c.attempts}")
+        kept = portfolio_pb2.CommandStatus()
+        kept.CopyFrom(c)
+        kept.last_error = c.last_error[:_MAX_ERROR]
+        out.append(kept)
+    out.sort(key=lambda c: (c.due_at.seconds, c.due_at.nanos, c.command_id), reverse=True)
+    return out[:MAX_COMMANDS]
 
 
 # ---- schedules ------------------------------------------------------------------------
@@ -163,13 +215,23 @@ def report_out(r: SolveReport) -> portfolio_pb2.SolveReport:
         solve_id=r.solve_id, at=ts(r.at), trigger=r.trigger, status=r.status, method=r.method, objective=r.objective,
         alone_objective=r.alone_objective, coupling_cost=r.coupling_cost, bound=r.bound, gap=r.gap, iterations=r.iterations,
         seconds=r.seconds, relaxed=list(r.relaxed), all_hold=r.all_hold, horizon_start=ts(r.horizon_start), step_minutes=r.step_minutes,
-        steps=r.steps,
+        steps=r.steps, peak_kw=r.peak_kw, peak_charge=r.peak_charge,
         sites=[portfolio_pb2.SiteCost(site_id=s.site_id, alone_cost=s.alone_cost, coupled_cost=s.coupled_cost) for s in r.sites],
         feeders=[portfolio_pb2.FeederCheck(feeder_id=f.feeder_id, holds=f.holds, max_excess_kw=f.max_excess_kw, binding_steps=f.binding_steps)
                  for f in r.feeders],
         events=[portfolio_pb2.EventCheck(event_id=e.event_id, holds=e.holds, worst_shortfall_kw=e.worst_shortfall_kw) for e in r.events],
     )
 
+
+
+# ---- today's account of a site -----------------------------------------------------------
+def site_day_out(day: RunningDay, currency: str) -> portfolio_pb2.SiteDay:
+    out = portfolio_pb2.SiteDay(since=ts(day.since), currency=currency, steps=day.steps)
+    if day.realized is not None:
+        o = day.realized.outcome
+        out.currency, out.cost, out.bau_cost, out.ev_delivered_kwh = o.currency, o.cost, o.bau_cost, o.ev_delivered_kwh
+        out.peak_import_kw, out.bau_peak_import_kw = o.peak_import_kw, o.bau_peak_import_kw
+    return out
 
 
 # ---- site settings ----------------------------------------------------------------------

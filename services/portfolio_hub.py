@@ -8,6 +8,15 @@ stream's gRPC face. A node's site id comes from its certificate (mTLS); with
 A second connection for a site that is already connected replaces the first: a node
 that lost its stream silently reconnects before the portfolio notices, and must not be
 locked out until the old stream times out.
+
+For the operators, the hub also keeps (in memory) each site's latest command report and
+its running account of the current UTC day (`site_day`): realized cost against business
+as usual over the whole steps that have ended, priced by `portfolio.outcome` from the
+stored telemetry and the site's snapshot. That account is cached per site and worked out
+again off the event loop once a step has ended (`DAY_SETTLE_SECONDS` later, so that step's
+last samples are stored) or, at most every `DAY_CHECK_SECONDS`, when stored telemetry of
+the counted steps, sessions or tariff changed; never more often than every
+`DAY_MIN_SECONDS` (a demo's sped-up clock ends a step every second or two).
 """
 
 from __future__ import annotations
@@ -20,14 +29,16 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import grpc
 import numpy as np
+import pandas as pd
 
 from portfolio.config import PortfolioSettings
 from portfolio.coupled import CoupledSolver, PortfolioPlan
 from portfolio.model import FlexState, SiteSettings
+from portfolio.outcome import running_day
 from portfolio.report import EventResult, FeederResult, SiteCost, SolveReport
 from portfolio.snapshot import CommonHorizon, SiteSnapshot, check_snapshot, common_horizon
 from portfolio.store import PortfolioStore
@@ -37,10 +48,16 @@ from services.errors import abort
 from services.stubs.gridmesh.v1 import common_pb2, portfolio_pb2, portfolio_pb2_grpc
 from sitenode.clock import Clock
 from sitenode.errors import GridmeshError, InvalidInput
+from sitenode.model.sessions import EVSession
 from sitenode.model.validation import ID_PATTERN
+from sitenode.telemetry import TelemetryPoint
 
 log = logging.getLogger("gridmesh.portfolio")
 _CLOSE = object()  # put in an outbox: end that stream
+DAY_LOOP_SECONDS = 0.5  # how often (wall clock) the hub looks for sites whose day account is due
+DAY_SETTLE_SECONDS = 2.0  # a step that has ended is counted this long (wall clock) after: its last samples are in
+DAY_CHECK_SECONDS = 30.0  # within a step, a site's day account is looked at again at most this often (wall clock)
+DAY_MIN_SECONDS = 5.0  # and never more often than this (wall clock): a sped-up clock ends a step every second
 
 
 @dataclass(eq=False)
@@ -58,6 +75,22 @@ class SiteLive:
     latest: portfolio_pb2.TelemetryPoint | None = None
     snapshot: SiteSnapshot | None = None
     snapshot_msg: common_pb2.SiteSnapshot | None = None
+    # the node's recent dispatch commands as it last reported them, newest first (at most pc.MAX_COMMANDS)
+    commands: list[portfolio_pb2.CommandStatus] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class _Day:
+    """A site's running account of the current UTC day, and what it was worked out from."""
+
+    points: list[TelemetryPoint] = field(default_factory=list)  # today's stored samples read so far, in seq order
+    seq: int = 0  # the newest stored seq read
+    day: date | None = None  # the UTC day of `points`
+    step_end: datetime | None = None  # the end of the last whole step when last looked at
+    checked_at: float = float("-inf")  # time.monotonic() of the last look
+    ended_at: float | None = None  # time.monotonic() when a step was first seen to have ended since the last look
+    inputs: tuple | None = None  # what the cached value was worked out from
+    value: portfolio_pb2.SiteDay | None = None
 
 
 class PortfolioHub:
@@ -79,6 +112,10 @@ class PortfolioHub:
         self._acks: list[tuple[str, str, bool, str, datetime]] = []
         self._flush_wanted = asyncio.Event()
         self._write_lock = asyncio.Lock()
+        # per site: the UTC day and the EV sessions its snapshots showed that day (by id; a
+        # departed session still counts in the day's business as usual)
+        self.day_sessions: dict[str, tuple[date, dict[str, EVSession]]] = {}
+        self._days: dict[str, _Day] = {}
         self._restore()
 
     def _restore(self) -> None:
@@ -99,8 +136,8 @@ class PortfolioHub:
         self._wanted.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """The hub's background work: solves, the gathered writes, heartbeats."""
-        await asyncio.gather(self.solve_loop(stop), self.flush_loop(stop), self.heartbeat_loop(stop))
+        """The hub's background work: solves, the gathered writes, heartbeats, today's accounts."""
+        await asyncio.gather(self.solve_loop(stop), self.flush_loop(stop), self.heartbeat_loop(stop), self.day_loop(stop))
 
     async def heartbeat_loop(self, stop: asyncio.Event) -> None:
         """One timer for every stream: a ping into each outbox, and a stream silent past the
@@ -174,7 +211,7 @@ class PortfolioHub:
                 sites=tuple(SiteCost(k, v.alone_cost, v.coupled_cost) for k, v in plan.sites.items()),
                 feeders=tuple(FeederResult(c.feeder_id, c.holds, c.max_excess_kw, c.binding_steps) for c in plan.feeders),
                 events=tuple(EventResult(c.event_id, c.holds, c.worst_shortfall_kw) for c in plan.events),
-                relaxed=plan.relaxed, all_hold=plan.all_hold, schedules=versions)
+                relaxed=plan.relaxed, all_hold=plan.all_hold, schedules=versions, peak_kw=plan.peak_kw, peak_charge=plan.peak_charge)
             await asyncio.to_thread(self.store.save_report, solve_id, now, report.to_json())
             log.info("solve %s (%s): %d sites, objective %.2f, coupling %.2f, all hold: %s", solve_id, trigger, len(plan.sites),
                      plan.objective, plan.coupling_cost, plan.all_hold)
@@ -191,7 +228,7 @@ class PortfolioHub:
             except GridmeshError as exc:
                 log.warning("site %s left out of the solve: %s", site_id, exc)
         started = time.perf_counter()
-        plan = self.solver.solve(problems, feeders, events)
+        plan = self.solver.solve(problems, feeders, events, coincident_peak_price_per_kw=self.settings.coincident_peak_price_per_kw)
         seconds = time.perf_counter() - started
         outgoing = {}
         for site_id, part in plan.sites.items():
@@ -242,6 +279,86 @@ class PortfolioHub:
         self.notify()
         return merged
 
+    # -- today's account per site ------------------------------------------------------------
+    def site_day(self, site_id: str) -> portfolio_pb2.SiteDay | None:
+        """The cached account of the site's current UTC day (None: no snapshot, or no telemetry today)."""
+        state = self._days.get(site_id)
+        return None if state is None else state.value
+
+    def remember_sessions(self, site_id: str, sessions: tuple[EVSession, ...], now: datetime) -> None:
+        """Keep the sessions a snapshot shows, for the day. The latest snapshot wins, except for
+        the energy: a node reports what a session still needs, so the largest need seen today
+        stands for the session's whole need (business as usual must deliver all of it)."""
+        day = now.astimezone(UTC).date()
+        held_day, held = self.day_sessions.get(site_id, (day, {}))
+        if held_day != day:
+            held = {}
+        self.day_sessions[site_id] = (day, _merged_sessions(held, sessions))
+
+    async def day_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), DAY_LOOP_SECONDS)
+            if stop.is_set():
+                return
+            try:
+                await self.refresh_days()
+            except Exception:  # noqa: BLE001 - the account is a view; streams and solves go on
+                log.exception("today's accounts could not be refreshed")
+
+    async def refresh_days(self) -> None:
+        """Work the due sites' day accounts out again, in a worker thread."""
+        now, mono = self.clock.now(), time.monotonic()
+        day = now.astimezone(UTC).date()
+        jobs = []
+        for site_id, live in self.sites.items():
+            snap = live.snapshot
+            if snap is None:
+                continue
+            state = self._days.setdefault(site_id, _Day())
+            if mono - state.checked_at < DAY_MIN_SECONDS:
+                continue
+            step_end = pd.Timestamp(now).floor(pd.Timedelta(minutes=snap.run.horizon.step_minutes)).to_pydatetime()
+            if state.step_end != step_end and state.ended_at is None:
+                state.ended_at = mono
+            settled = state.ended_at is not None and mono - state.ended_at >= DAY_SETTLE_SECONDS
+            if not settled and mono - state.checked_at < DAY_CHECK_SECONDS:
+                continue
+            state.step_end, state.checked_at, state.ended_at = step_end, mono, None
+            held_day, held = self.day_sessions.get(site_id, (day, {}))
+            sessions = _merged_sessions(held if held_day == day else {}, snap.sessions)
+            jobs.append((site_id, state, step_end, snap, tuple(sessions.values())))
+        if jobs:
+            await asyncio.to_thread(self._work_days, jobs, now)
+
+    def _work_days(self, jobs: list[tuple[str, _Day, datetime, SiteSnapshot, tuple[EVSession, ...]]], now: datetime) -> None:
+        """Worker thread: read each site's new samples, and price its day when its inputs changed."""
+        for site_id, state, end, snap, sessions in jobs:
+            try:
+                self._work_day(site_id, state, end, snap, sessions, now)
+            except Exception as exc:  # noqa: BLE001 - one site's bad inputs leave the others' accounts
+                log.warning("today's account of %s not worked out: %s: %s", site_id, type(exc).__name__, exc)
+
+    def _work_day(self, site_id: str, state: _Day, end: datetime, snap: SiteSnapshot, sessions: tuple[EVSession, ...], now: datetime) -> None:
+        day_start = pd.Timestamp(now).tz_convert("UTC").floor("D").to_pydatetime()
+        if state.day != day_start.date():  # a new day: yesterday's samples go, the seq cursor stays
+            state.day, state.points, state.value, state.inputs = day_start.date(), [], None, None
+        while True:
+            records = self.store.telemetry_since(site_id, day_start, state.seq, 5000)
+            state.points.extend(pc.telemetry_in(portfolio_pb2.TelemetryPoint.FromString(r.payload)) for r in records)
+            if records:
+                state.seq = records[-1].seq
+            if len(records) < 5000:
+                break
+        counted = sum(1 for p in state.points if p.at < end)
+        # the result depends on the samples of the steps that have ended, the site and its tariff, and the sessions
+        inputs = (end, counted, snap.site, snap.run.tariff, snap.run.horizon.step_minutes, sessions)
+        if inputs == state.inputs:
+            return
+        result = running_day(snap.site, snap.run, state.points, sessions, now)
+        state.inputs = inputs
+        state.value = None if result is None else pc.site_day_out(result, snap.run.tariff.currency)
+
     # -- connections ------------------------------------------------------------------------
     def push(self, site_id: str, message: portfolio_pb2.PortfolioMessage) -> bool:
         conn = self.connections.get(site_id)
@@ -282,6 +399,7 @@ class PortfolioHub:
             snap = await asyncio.to_thread(self._checked_snapshot, message.snapshot, site_id, now)
             live = self.sites.setdefault(site_id, SiteLive())
             live.snapshot, live.snapshot_msg = snap, message.snapshot
+            self.remember_sessions(site_id, snap.sessions, now)
             self.want_solve("snapshot")
         elif kind == "telemetry":
             points = list(message.telemetry.points)
@@ -302,6 +420,17 @@ class PortfolioHub:
                 log.warning("site %s refused schedule %s: %s", site_id, ack.version, ack.reason)
             self._acks.append((site_id, ack.version, ack.accepted, ack.reason, now))
             self._flush_wanted.set()
+        elif kind == "commands":
+            # a view for operators: a report the portfolio cannot read is logged and dropped,
+            # and the stream (telemetry, acks) goes on
+            try:
+                commands = pc.commands_in(message.commands)
+            except InvalidInput as exc:
+                log.warning("site %s sent a command report that was ignored: %s", site_id, exc)
+            else:
+                if len(message.commands.commands) > len(commands):
+                    log.warning("site %s reported %d commands: the %d due last are kept", site_id, len(message.commands.commands), len(commands))
+                self.sites.setdefault(site_id, SiteLive()).commands = commands
         elif kind == "ping":
             self.push(site_id, portfolio_pb2.PortfolioMessage(pong=portfolio_pb2.Pong(nonce=message.ping.nonce)))
         elif kind == "pong":
@@ -316,6 +445,15 @@ class PortfolioHub:
         check_snapshot(snap, site_id, self.settings.step_minutes)
         self.store.save_snapshot(site_id, msg.SerializeToString(), now)
         return snap
+
+
+def _merged_sessions(held: dict[str, EVSession], sessions: tuple[EVSession, ...]) -> dict[str, EVSession]:
+    """`held` updated by `sessions` (by id): each session as last seen, with the largest need seen."""
+    out = dict(held)
+    for s in sessions:
+        before = out.get(s.session_id)
+        out[s.session_id] = s if before is None or s.energy_kwh >= before.energy_kwh else s.model_copy(update={"energy_kwh": before.energy_kwh})
+    return out
 
 
 def _check_hello(message: portfolio_pb2.NodeMessage, certified: str | None, trust_hello: bool) -> str:

@@ -36,14 +36,15 @@ def make_portfolio(config: PortfolioConfig, base: Path, listen: str, *, insecure
         if feeder.feeder_id not in known:  # seeded once: operators' later changes win
             store.put_feeder(feeder)
     hub = PortfolioHub(s, store, make_solver(config.solver), clock, trust_hello=insecure_loopback)
+    # one token table: the AuthInterceptor checks every call against it, WhoAmI reads the caller's role from it
+    tokens = {value: Role(t.role) for t in s.tokens if (value := t.value())}
 
     def register(server) -> list[str]:  # noqa: ANN001
         portfolio_pb2_grpc.add_PortfolioLinkServicer_to_server(PortfolioLinkServicer(hub), server)
-        portfolio_pb2_grpc.add_PortfolioServicer_to_server(PortfolioServicer(hub), server)
+        portfolio_pb2_grpc.add_PortfolioServicer_to_server(PortfolioServicer(hub, tokens), server)
         return ["gridmesh.v1.PortfolioLink", "gridmesh.v1.Portfolio"]
 
     tls = s.tls
-    tokens = {value: Role(t.role) for t in s.tokens if (value := t.value())}
     options = ServerOptions(listen=listen, insecure_loopback=insecure_loopback, tls_cert=base / tls.cert if tls and not insecure_loopback else None,
                             tls_key=base / tls.key if tls and not insecure_loopback else None,
                             tls_client_ca=base / tls.client_ca if tls and not insecure_loopback else None,

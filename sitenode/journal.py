@@ -15,7 +15,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS commands (
     source TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt_at TEXT,
     last_error TEXT NOT NULL, expires_at TEXT);
 CREATE INDEX IF NOT EXISTS commands_open ON commands(state) WHERE state IN ('PENDING', 'DISPATCHED');
+CREATE INDEX IF NOT EXISTS commands_due ON commands(due_at, id);
 CREATE TABLE IF NOT EXISTS sessions (session_id TEXT PRIMARY KEY, body TEXT NOT NULL, ended INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS telemetry (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -109,6 +110,14 @@ class Journal:
 
     def commands(self) -> list[Command]:
         return self._commands()
+
+    def recent_commands(self, limit: int = 50, due_by: datetime | None = None) -> list[Command]:
+        """The `limit` commands due last (by `due_by` when given: a plan's future setpoints are
+        not yet recent), newest first by due time, then id: what the node reports to the portfolio."""
+        where, args = ("WHERE due_at <= ?", (due_by.astimezone(UTC).isoformat(),)) if due_by is not None else ("", ())
+        rows = self._db.execute(f"SELECT * FROM commands {where} ORDER BY due_at DESC, id DESC LIMIT ?", (*args, limit))
+        return [Command(r[0], r[1], CommandType(r[2]), r[3], _dt(r[4]), r[5], CommandState(r[6]), r[7], _dt(r[8]), r[9], _dt(r[10]))  # type: ignore[arg-type]
+                for r in rows]
 
     def last_setpoints(self) -> dict[tuple[str, CommandType], float]:
         """What each device was last told and accepted: a re-plan repeats none of it."""

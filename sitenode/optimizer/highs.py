@@ -1,4 +1,5 @@
-"""The only module that touches highspy: load a `Matrix`, swap objectives, add caps, run.
+"""The only module that touches highspy: load a `Matrix`, swap objectives, add caps, run;
+and, for the portfolio's column generation, change costs, bounds, columns and rows in place.
 
 One tolerance profile for every solve, set here and nowhere else.
 """
@@ -142,3 +143,58 @@ class HighsModel:
 
     def values(self) -> np.ndarray:
         return np.asarray(self._h.getSolution().col_value)
+
+    # -- in place: what column generation needs (portfolio.decomposition) -------------------
+    # A decomposition keeps one loaded model per site and per master for a whole solve and
+    # changes it between re-solves; these keep highspy behind this module.
+
+    def set_costs(self, cols: np.ndarray, cost: np.ndarray) -> None:
+        """Change the objective coefficients of `cols` only (the rest stay)."""
+        self._h.changeColsCost(len(cols), cols.astype(np.int32), np.ascontiguousarray(cost, dtype=float))
+
+    def resolve(self, *, primal: bool = True) -> SolverStatus:
+        """Re-solve an LP from the current basis (presolve would throw the basis away).
+
+        Primal simplex after a cost change (the basis stays primal feasible), dual simplex
+        after a bound change. OPTIMAL, INFEASIBLE or ERROR.
+        """
+        h = self._h
+        h.setOptionValue("presolve", "off")
+        h.setOptionValue("simplex_strategy", 4 if primal else 1)
+        h.run()
+        status = h.modelStatusToString(h.getModelStatus())
+        return SolverStatus.OPTIMAL if status == "Optimal" else SolverStatus.INFEASIBLE if "nfeasible" in status else SolverStatus.ERROR
+
+    def objective(self) -> float:
+        """The objective of the last solve."""
+        return float(self._h.getInfo().objective_function_value)
+
+    def row_duals(self) -> np.ndarray:
+        """HiGHS's row duals of the last LP solve: d(objective)/d(row bound)."""
+        return np.asarray(self._h.getSolution().row_dual)
+
+    def add_columns(self, cost: np.ndarray, starts: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
+        """Columns >= 0 (unbounded above) with CSC entries in existing rows."""
+        n = len(cost)
+        self._h.addCols(n, np.ascontiguousarray(cost, dtype=float), np.zeros(n), np.full(n, np.inf), len(values),
+                        starts.astype(np.int32), indices.astype(np.int32), np.ascontiguousarray(values, dtype=float))
+        self.num_cols += n
+
+    def add_rows(self, upper: np.ndarray, starts: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
+        """Rows `a·x <= upper` (CSR entries over existing columns)."""
+        n = len(upper)
+        self._h.addRows(n, np.full(n, -np.inf), np.ascontiguousarray(upper, dtype=float), len(values),
+                        starts.astype(np.int32), indices.astype(np.int32), np.ascontiguousarray(values, dtype=float))
+
+    def num_rows(self) -> int:
+        return int(self._h.getNumRow())
+
+    def set_col_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
+        """New bounds of `cols` (unlike `fix_zero`, `release` does not undo this)."""
+        self._h.changeColsBounds(len(cols), cols.astype(np.int32), np.ascontiguousarray(lower, dtype=float),
+                                 np.ascontiguousarray(upper, dtype=float))
+
+    def set_row_upper(self, rows: np.ndarray, upper: np.ndarray) -> None:
+        """New upper bounds of "<=" rows (their lower bound stays -inf)."""
+        n = len(rows)
+        self._h.changeRowsBounds(n, rows.astype(np.int32), np.full(n, -np.inf), np.ascontiguousarray(upper, dtype=float))

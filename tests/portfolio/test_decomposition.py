@@ -11,6 +11,7 @@ would shadow tests/conftest.py for the modules that import helpers from it by na
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from portfolio.decomposition import (
     DecompositionSolver,
     Link,
     SiteBatch,
+    _Block,
     connect_ray,
 )
 from portfolio.model import Feeder, FlexEvent, FlexKind
@@ -301,3 +303,75 @@ def test_auto_picks_the_monolithic_solve_up_to_the_threshold() -> None:
     assert auto.solve(problems, feeders, []).method == METHOD
     small = dict(list(problems.items())[:3])
     assert auto.solve(small, [], []).method == "monolithic"
+
+
+# -- the coincident-peak charge ---------------------------------------------------------------
+
+
+def portfolio_peak_of(plan: PortfolioPlan) -> float:
+    return max(0.0, float(sum(net(part.plan.schedule) for part in plan.sites.values()).max()))
+
+
+@pytest.mark.parametrize(
+    ("seed", "sites", "depots", "price", "with_feeders"),
+    [(33, 5, 1, 2.0, True), (14, 6, 1, 2.0, True), (2, 8, 0, 0.5, True), (25, 9, 1, 5.0, False), (6, 10, 3, 10.0, True),
+     (21, 12, 1, 5.0, True), (4, 16, 1, 0.3, True), (17, 18, 2, 5.0, True), (16, 20, 0, 3.0, False)],
+)
+def test_random_portfolios_with_a_peak_charge_reach_the_monolithic_optimum_within_the_gap(
+    decomposition: DecompositionSolver, seed: int, sites: int, depots: int, price: float, with_feeders: bool
+) -> None:
+    problems, feeders, events = random_portfolio(seed, sites, depots)
+    feeders = feeders if with_feeders else []
+    events = [e for e in events if e.kind is FlexKind.CAP_AT]  # a REDUCE_BY at night is rarely servable here
+    mono = MonolithicSolver(time_limit_seconds=60).solve(problems, feeders, events, coincident_peak_price_per_kw=price)
+    assert mono.relaxed == (), "the case must be servable to compare the decomposition itself"
+    plan = decomposition.solve(problems, feeders, events, coincident_peak_price_per_kw=price)
+    assert plan.method == METHOD, decomposition.stats.fallback_reason
+    optimum = cost_term(mono)
+    # as without the charge: a certified bound below the optimum, a plan no better than it
+    assert plan.bound <= optimum + 1e-6 * abs(optimum)
+    assert cost_term(plan) >= mono.bound - 1e-6 * abs(optimum)
+    assert (cost_term(plan) - optimum) / abs(optimum) <= GAP + mono.gap
+    assert plan.status == ("optimal" if plan.gap <= GAP else "time_limit")
+    assert plan.gap <= GAP or depots
+    assert plan.gap == pytest.approx((cost_term(plan) - plan.bound) / abs(cost_term(plan)), abs=1e-12)
+    # the charge is the one of the pushed schedules, and every objective carries it
+    assert plan.peak_kw == pytest.approx(portfolio_peak_of(plan), abs=1e-9)
+    assert plan.peak_charge == pytest.approx(price * plan.peak_kw)
+    assert plan.objective == pytest.approx(sum(s.coupled_cost for s in plan.sites.values()) + plan.peak_charge)
+    assert plan.objective == pytest.approx(cost_term(plan), rel=1e-9)  # every site weighs cost alone
+    assert plan.alone_objective == pytest.approx(mono.alone_objective, rel=1e-9)
+    assert plan.alone_peak_kw == pytest.approx(mono.alone_peak_kw, rel=1e-9)
+    # the charge is worth paying attention to here: the sites alone would peak well above the plan
+    assert plan.peak_kw < 0.95 * plan.alone_peak_kw and plan.coupling_cost < 0
+    assert decomposition.stats.max_coupling_violation_kw <= CHECK_KW
+    assert_plan_keeps_everything(problems, feeders, events, plan)
+
+
+def test_a_peak_coupled_lp_site_keeps_its_own_relaxation(decomposition: DecompositionSolver) -> None:
+    """The peak couples every site, the late car's too; an LP site in no cap or target row keeps
+    its own relaxation (as in the monolithic order) instead of sending the solve there."""
+    problems, feeders, _ = random_portfolio(10, 6, 1)
+    late = make_problem({"grid": {"import_limit_kw": 30}, "chargers": [{"id": "wb", "max_kw": 7.0, "kind": "ac"}]}, [2.0] * STEPS,
+                        sessions=[{"session_id": "late", "arrival": 10, "departure": 12, "energy_kwh": 40, "max_kw": 7.0, "charger_id": "wb"}])
+    problems = {**problems, "late": late}
+    plan = decomposition.solve(problems, feeders, [], coincident_peak_price_per_kw=2.0)
+    mono = MonolithicSolver(time_limit_seconds=60).solve(problems, feeders, [], coincident_peak_price_per_kw=2.0)
+    assert plan.method == METHOD, decomposition.stats.fallback_reason
+    assert plan.relaxed == mono.relaxed == ("shortfall",)
+    assert plan.sites["late"].plan.relaxation.ev_shortfall_kwh == pytest.approx(mono.sites["late"].plan.relaxation.ev_shortfall_kwh, rel=1e-6)
+    assert (cost_term(plan) - cost_term(mono)) / abs(cost_term(mono)) <= GAP + mono.gap
+    assert plan.bound <= cost_term(mono) + 1e-6 * abs(cost_term(mono))
+
+
+def test_smoothed_peak_prices_are_scaled_into_the_set_where_the_bound_is_valid() -> None:
+    """min over P >= 0 of (p − Σ π)·P is −inf once the peak rows' prices sum past p: the block
+    scales them back before pricing, and a point outside never yields a finite bound."""
+    rows = np.arange(4)
+    block = _Block(np.array([0]), rows, np.array([50.0, 0.0, 0.0, 0.0]), {0: rows}, np.zeros(1), peak=np.array([1, 2, 3]), price=2.0)
+    mu = np.array([0.7, 1.5, 0.5, 2.0])  # the peak rows' sum to 4: twice the price
+    fixed = block.dual_feasible(mu)
+    assert fixed[0] == 0.7  # a cap row's price is left alone
+    np.testing.assert_allclose(fixed[1:], [0.75, 0.25, 1.0])  # same shape, sum p
+    assert block.dual_feasible(fixed) is fixed  # inside: unchanged
+    assert block._peak_term(fixed) == 0.0 and block._peak_term(mu) == -math.inf

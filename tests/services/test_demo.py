@@ -33,6 +33,9 @@ def test_the_demo_keeps_caps_and_ev_needs_and_beats_business_as_usual(tmp_path):
     for site in ("depot-north", "office-east", "warehouse-west"):
         assert (out / "sites" / site / "report.html").exists() and (out / "sites" / site / "realized.csv").exists()
     assert (out / "certs" / "ca.pem").exists() and (out / "logs" / "portfolio.log").exists()
+    # the dashboard ran beside it, its address printed once its page answered
+    assert "dashboard: http://127.0.0.1:" in run.stdout and "viewer token" in run.stdout
+    assert "dashboard serving on" in (out / "logs" / "dashboard.log").read_text()
     # each site's folder is a run bundle of the day as it happened: it loads, and optimizes in hindsight
     from sitenode.bundle import load_bundle
 

@@ -33,20 +33,22 @@ FLEX_KIND_REDUCE_BY: FlexKind
 FLEX_KIND_CAP_AT: FlexKind
 
 class NodeMessage(_message.Message):
-    __slots__ = ("hello", "snapshot", "telemetry", "ack", "ping", "pong")
+    __slots__ = ("hello", "snapshot", "telemetry", "ack", "ping", "pong", "commands")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     TELEMETRY_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
     PONG_FIELD_NUMBER: _ClassVar[int]
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     snapshot: _common_pb2.SiteSnapshot
     telemetry: TelemetryBatch
     ack: ScheduleAck
     ping: Ping
     pong: Pong
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., snapshot: _Optional[_Union[_common_pb2.SiteSnapshot, _Mapping]] = ..., telemetry: _Optional[_Union[TelemetryBatch, _Mapping]] = ..., ack: _Optional[_Union[ScheduleAck, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ...) -> None: ...
+    commands: CommandReport
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., snapshot: _Optional[_Union[_common_pb2.SiteSnapshot, _Mapping]] = ..., telemetry: _Optional[_Union[TelemetryBatch, _Mapping]] = ..., ack: _Optional[_Union[ScheduleAck, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., commands: _Optional[_Union[CommandReport, _Mapping]] = ...) -> None: ...
 
 class PortfolioMessage(_message.Message):
     __slots__ = ("welcome", "schedule", "telemetry_ack", "ping", "pong", "settings")
@@ -163,7 +165,7 @@ class Pong(_message.Message):
     def __init__(self, nonce: _Optional[int] = ...) -> None: ...
 
 class SiteInfo(_message.Message):
-    __slots__ = ("site_id", "connected", "mode", "first_seen", "last_seen", "software_version", "schedule_version_held", "schedule_version_issued", "schedule_state", "schedule_reason", "latest", "feeder_ids", "settings")
+    __slots__ = ("site_id", "connected", "mode", "first_seen", "last_seen", "software_version", "schedule_version_held", "schedule_version_issued", "schedule_state", "schedule_reason", "latest", "feeder_ids", "settings", "today")
     SITE_ID_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -177,6 +179,7 @@ class SiteInfo(_message.Message):
     LATEST_FIELD_NUMBER: _ClassVar[int]
     FEEDER_IDS_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    TODAY_FIELD_NUMBER: _ClassVar[int]
     site_id: str
     connected: bool
     mode: NodeLinkMode
@@ -190,7 +193,8 @@ class SiteInfo(_message.Message):
     latest: TelemetryPoint
     feeder_ids: _containers.RepeatedScalarFieldContainer[str]
     settings: SiteSettings
-    def __init__(self, site_id: _Optional[str] = ..., connected: _Optional[bool] = ..., mode: _Optional[_Union[NodeLinkMode, str]] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., software_version: _Optional[str] = ..., schedule_version_held: _Optional[str] = ..., schedule_version_issued: _Optional[str] = ..., schedule_state: _Optional[str] = ..., schedule_reason: _Optional[str] = ..., latest: _Optional[_Union[TelemetryPoint, _Mapping]] = ..., feeder_ids: _Optional[_Iterable[str]] = ..., settings: _Optional[_Union[SiteSettings, _Mapping]] = ...) -> None: ...
+    today: SiteDay
+    def __init__(self, site_id: _Optional[str] = ..., connected: _Optional[bool] = ..., mode: _Optional[_Union[NodeLinkMode, str]] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., software_version: _Optional[str] = ..., schedule_version_held: _Optional[str] = ..., schedule_version_issued: _Optional[str] = ..., schedule_state: _Optional[str] = ..., schedule_reason: _Optional[str] = ..., latest: _Optional[_Union[TelemetryPoint, _Mapping]] = ..., feeder_ids: _Optional[_Iterable[str]] = ..., settings: _Optional[_Union[SiteSettings, _Mapping]] = ..., today: _Optional[_Union[SiteDay, _Mapping]] = ...) -> None: ...
 
 class ListSitesRequest(_message.Message):
     __slots__ = ()
@@ -209,14 +213,16 @@ class GetSiteRequest(_message.Message):
     def __init__(self, site_id: _Optional[str] = ...) -> None: ...
 
 class GetSiteResponse(_message.Message):
-    __slots__ = ("site", "schedule", "snapshot")
+    __slots__ = ("site", "schedule", "snapshot", "commands")
     SITE_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
     site: SiteInfo
     schedule: _common_pb2.Schedule
     snapshot: _common_pb2.SiteSnapshot
-    def __init__(self, site: _Optional[_Union[SiteInfo, _Mapping]] = ..., schedule: _Optional[_Union[_common_pb2.Schedule, _Mapping]] = ..., snapshot: _Optional[_Union[_common_pb2.SiteSnapshot, _Mapping]] = ...) -> None: ...
+    commands: _containers.RepeatedCompositeFieldContainer[CommandStatus]
+    def __init__(self, site: _Optional[_Union[SiteInfo, _Mapping]] = ..., schedule: _Optional[_Union[_common_pb2.Schedule, _Mapping]] = ..., snapshot: _Optional[_Union[_common_pb2.SiteSnapshot, _Mapping]] = ..., commands: _Optional[_Iterable[_Union[CommandStatus, _Mapping]]] = ...) -> None: ...
 
 class GetPortfolioStateRequest(_message.Message):
     __slots__ = ()
@@ -423,7 +429,7 @@ class EventCheck(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., holds: _Optional[bool] = ..., worst_shortfall_kw: _Optional[float] = ...) -> None: ...
 
 class SolveReport(_message.Message):
-    __slots__ = ("solve_id", "at", "trigger", "status", "method", "objective", "alone_objective", "coupling_cost", "bound", "gap", "iterations", "seconds", "sites", "feeders", "events", "relaxed", "all_hold", "horizon_start", "step_minutes", "steps")
+    __slots__ = ("solve_id", "at", "trigger", "status", "method", "objective", "alone_objective", "coupling_cost", "bound", "gap", "iterations", "seconds", "sites", "feeders", "events", "relaxed", "all_hold", "horizon_start", "step_minutes", "steps", "peak_kw", "peak_charge")
     SOLVE_ID_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_FIELD_NUMBER: _ClassVar[int]
@@ -444,6 +450,8 @@ class SolveReport(_message.Message):
     HORIZON_START_FIELD_NUMBER: _ClassVar[int]
     STEP_MINUTES_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
+    PEAK_KW_FIELD_NUMBER: _ClassVar[int]
+    PEAK_CHARGE_FIELD_NUMBER: _ClassVar[int]
     solve_id: str
     at: _timestamp_pb2.Timestamp
     trigger: str
@@ -464,7 +472,9 @@ class SolveReport(_message.Message):
     horizon_start: _timestamp_pb2.Timestamp
     step_minutes: int
     steps: int
-    def __init__(self, solve_id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trigger: _Optional[str] = ..., status: _Optional[str] = ..., method: _Optional[str] = ..., objective: _Optional[float] = ..., alone_objective: _Optional[float] = ..., coupling_cost: _Optional[float] = ..., bound: _Optional[float] = ..., gap: _Optional[float] = ..., iterations: _Optional[int] = ..., seconds: _Optional[float] = ..., sites: _Optional[_Iterable[_Union[SiteCost, _Mapping]]] = ..., feeders: _Optional[_Iterable[_Union[FeederCheck, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[EventCheck, _Mapping]]] = ..., relaxed: _Optional[_Iterable[str]] = ..., all_hold: _Optional[bool] = ..., horizon_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., step_minutes: _Optional[int] = ..., steps: _Optional[int] = ...) -> None: ...
+    peak_kw: float
+    peak_charge: float
+    def __init__(self, solve_id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trigger: _Optional[str] = ..., status: _Optional[str] = ..., method: _Optional[str] = ..., objective: _Optional[float] = ..., alone_objective: _Optional[float] = ..., coupling_cost: _Optional[float] = ..., bound: _Optional[float] = ..., gap: _Optional[float] = ..., iterations: _Optional[int] = ..., seconds: _Optional[float] = ..., sites: _Optional[_Iterable[_Union[SiteCost, _Mapping]]] = ..., feeders: _Optional[_Iterable[_Union[FeederCheck, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[EventCheck, _Mapping]]] = ..., relaxed: _Optional[_Iterable[str]] = ..., all_hold: _Optional[bool] = ..., horizon_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., step_minutes: _Optional[int] = ..., steps: _Optional[int] = ..., peak_kw: _Optional[float] = ..., peak_charge: _Optional[float] = ...) -> None: ...
 
 class SolveRequest(_message.Message):
     __slots__ = ()
@@ -513,3 +523,61 @@ class GetSolveReportResponse(_message.Message):
     REPORT_FIELD_NUMBER: _ClassVar[int]
     report: SolveReport
     def __init__(self, report: _Optional[_Union[SolveReport, _Mapping]] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("role",)
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    def __init__(self, role: _Optional[str] = ...) -> None: ...
+
+class CommandStatus(_message.Message):
+    __slots__ = ("command_id", "asset_id", "type", "value_kw", "due_at", "state", "attempts", "last_error", "source")
+    COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    ASSET_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_KW_FIELD_NUMBER: _ClassVar[int]
+    DUE_AT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    command_id: str
+    asset_id: str
+    type: str
+    value_kw: float
+    due_at: _timestamp_pb2.Timestamp
+    state: str
+    attempts: int
+    last_error: str
+    source: str
+    def __init__(self, command_id: _Optional[str] = ..., asset_id: _Optional[str] = ..., type: _Optional[str] = ..., value_kw: _Optional[float] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[str] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+
+class CommandReport(_message.Message):
+    __slots__ = ("commands",)
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    commands: _containers.RepeatedCompositeFieldContainer[CommandStatus]
+    def __init__(self, commands: _Optional[_Iterable[_Union[CommandStatus, _Mapping]]] = ...) -> None: ...
+
+class SiteDay(_message.Message):
+    __slots__ = ("since", "currency", "cost", "bau_cost", "ev_delivered_kwh", "peak_import_kw", "bau_peak_import_kw", "steps")
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    BAU_COST_FIELD_NUMBER: _ClassVar[int]
+    EV_DELIVERED_KWH_FIELD_NUMBER: _ClassVar[int]
+    PEAK_IMPORT_KW_FIELD_NUMBER: _ClassVar[int]
+    BAU_PEAK_IMPORT_KW_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    since: _timestamp_pb2.Timestamp
+    currency: str
+    cost: float
+    bau_cost: float
+    ev_delivered_kwh: float
+    peak_import_kw: float
+    bau_peak_import_kw: float
+    steps: int
+    def __init__(self, since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., currency: _Optional[str] = ..., cost: _Optional[float] = ..., bau_cost: _Optional[float] = ..., ev_delivered_kwh: _Optional[float] = ..., peak_import_kw: _Optional[float] = ..., bau_peak_import_kw: _Optional[float] = ..., steps: _Optional[int] = ...) -> None: ...

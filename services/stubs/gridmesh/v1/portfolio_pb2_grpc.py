@@ -172,6 +172,11 @@ class PortfolioStub:
                 request_serializer=gridmesh_dot_v1_dot_portfolio__pb2.SetSiteSettingsRequest.SerializeToString,
                 response_deserializer=gridmesh_dot_v1_dot_portfolio__pb2.SetSiteSettingsResponse.FromString,
                 _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/gridmesh.v1.Portfolio/WhoAmI',
+                request_serializer=gridmesh_dot_v1_dot_portfolio__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=gridmesh_dot_v1_dot_portfolio__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
 
 
 class PortfolioServicer:
@@ -259,6 +264,13 @@ class PortfolioServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WhoAmI(self, request, context):
+        """The caller's role, as its bearer token grants it (any valid token: viewer or operator).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PortfolioServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -326,6 +338,11 @@ def add_PortfolioServicer_to_server(servicer, server):
                     servicer.SetSiteSettings,
                     request_deserializer=gridmesh_dot_v1_dot_portfolio__pb2.SetSiteSettingsRequest.FromString,
                     response_serializer=gridmesh_dot_v1_dot_portfolio__pb2.SetSiteSettingsResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=gridmesh_dot_v1_dot_portfolio__pb2.WhoAmIRequest.FromString,
+                    response_serializer=gridmesh_dot_v1_dot_portfolio__pb2.WhoAmIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -679,6 +696,33 @@ class Portfolio:
             '/gridmesh.v1.Portfolio/SetSiteSettings',
             gridmesh_dot_v1_dot_portfolio__pb2.SetSiteSettingsRequest.SerializeToString,
             gridmesh_dot_v1_dot_portfolio__pb2.SetSiteSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gridmesh.v1.Portfolio/WhoAmI',
+            gridmesh_dot_v1_dot_portfolio__pb2.WhoAmIRequest.SerializeToString,
+            gridmesh_dot_v1_dot_portfolio__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,
