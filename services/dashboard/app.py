@@ -129,18 +129,14 @@ async def me(request: web.Request) -> web.Response:
 
 
 # ---- views ---------------------------------------------------------------------------
+# the page learns its role once, at sign-in (/api/login, /api/me); the portfolio checks
+# every change anyway, so the views need no WhoAmI of their own on each poll
 async def portfolio(request: web.Request) -> web.Response:
-    token = _signed_in(request)
-    client = request.app[CLIENT]
-    role, (sites, state, events) = await asyncio.gather(client.role(token), client.portfolio(token))
-    return _json(views.portfolio_view(role, sites, state, events))
+    return _json(views.portfolio_view(*await request.app[CLIENT].portfolio(_signed_in(request))))
 
 
 async def site(request: web.Request) -> web.Response:
-    token = _signed_in(request)
-    client = request.app[CLIENT]
-    role, got = await asyncio.gather(client.role(token), client.site(token, request.match_info["site_id"]))
-    return _json(views.site_view(role, got))
+    return _json(views.site_view(await request.app[CLIENT].site(_signed_in(request), request.match_info["site_id"])))
 
 
 async def stream(request: web.Request) -> web.StreamResponse:

@@ -148,7 +148,6 @@ class Totals:
 @dataclass(frozen=True)
 class PortfolioView:
     now: str
-    role: str
     totals: Totals
     sites: tuple[SiteCard, ...]
     feeders: tuple[FeederView, ...]
@@ -197,7 +196,6 @@ class ScheduleView:
 
 @dataclass(frozen=True)
 class SiteView:
-    role: str
     card: SiteCard
     flows: tuple[Flow, ...]
     totals: dict[str, float]  # each source and sink's live kW
@@ -256,7 +254,7 @@ def feeder_of(f: portfolio_pb2.FeederState) -> FeederView:
                       cap_now_kw=f.cap_kw, planned=series_of(f.planned_import_kw) if f.HasField("planned_import_kw") else None)
 
 
-def portfolio_view(role: str, sites: portfolio_pb2.ListSitesResponse, state: portfolio_pb2.GetPortfolioStateResponse,
+def portfolio_view(sites: portfolio_pb2.ListSitesResponse, state: portfolio_pb2.GetPortfolioStateResponse,
                    events: portfolio_pb2.ListFlexEventsResponse) -> PortfolioView:
     cards = tuple(card_of(s) for s in sites.sites)
     by_id = {c.site_id: c for c in cards}
@@ -267,7 +265,7 @@ def portfolio_view(role: str, sites: portfolio_pb2.ListSitesResponse, state: por
                     currency=days[0].currency if days else "", cost_today=round(sum(d.cost for d in days), 2),
                     bau_today=round(sum(d.bau_cost for d in days), 2))
     shown = [e for e in events.events if from_ts(e.end) > now]
-    return PortfolioView(now=now.isoformat(), role=role, totals=totals, sites=cards, feeders=tuple(feeder_of(f) for f in state.feeders),
+    return PortfolioView(now=now.isoformat(), totals=totals, sites=cards, feeders=tuple(feeder_of(f) for f in state.feeders),
                          events=tuple(event_of(e, now, by_id, report) for e in shown), solve=solve_of(report) if report is not None else None)
 
 
@@ -335,11 +333,18 @@ def capacity_of(got: portfolio_pb2.GetSiteResponse) -> float | None:
     return None
 
 
-def site_view(role: str, got: portfolio_pb2.GetSiteResponse) -> SiteView:
+def site_view(got: portfolio_pb2.GetSiteResponse) -> SiteView:
     card = card_of(got.site)
     flows, totals = flows_of(card.live)
-    return SiteView(role=role, card=card, flows=flows, totals=totals, schedule=schedule_of(got.schedule) if got.HasField("schedule") else None,
+    return SiteView(card=card, flows=flows, totals=totals, schedule=schedule_of(got.schedule) if got.HasField("schedule") else None,
                     commands=tuple(command_of(c) for c in got.commands), settings=settings_of(got), capacity_kwh=capacity_of(got))
+
+
+def _live_site(s: portfolio_pb2.SiteFlow) -> dict:
+    live = Live.of(s.latest) if s.HasField("latest") else None
+    flows, totals = flows_of(live)
+    return {"site_id": s.site_id, "connected": s.connected, "live": live, "flows": flows, "totals": totals,
+            "mode": MODES.get(s.latest.mode, "unknown") if live is not None else "unknown"}
 
 
 def live_update(w: portfolio_pb2.WatchPortfolioResponse) -> dict:
@@ -347,7 +352,6 @@ def live_update(w: portfolio_pb2.WatchPortfolioResponse) -> dict:
     return {
         "at": from_ts(w.at).isoformat(),
         "totals": {"import_kw": round(w.import_kw, 3), "export_kw": round(w.export_kw, 3), "pv_kw": round(w.pv_kw, 3), "ev_kw": round(w.ev_kw, 3)},
-        "sites": [{"site_id": s.site_id, "connected": s.connected, "live": Live.of(s.latest) if s.HasField("latest") else None,
-                   "mode": MODES.get(s.latest.mode, "unknown") if s.HasField("latest") else "unknown"} for s in w.sites],
+        "sites": [_live_site(s) for s in w.sites],
         "latest_solve_id": w.latest_solve_id,
     }

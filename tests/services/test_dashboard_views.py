@@ -56,7 +56,7 @@ def test_portfolio_view_sums_today_and_reads_events_against_live_import():
         portfolio_pb2.FlexEvent(event_id="peak", kind=portfolio_pb2.FLEX_KIND_CAP_AT, kw=25, start=start, end=end, site_ids=["a", "b"]),
         portfolio_pb2.FlexEvent(event_id="over", kind=portfolio_pb2.FLEX_KIND_CAP_AT, kw=5, start=past, end=start),
     ])
-    view = views.portfolio_view("viewer", sites, state, events)
+    view = views.portfolio_view(sites, state, events)
     assert view.totals.cost_today == 25.0 and view.totals.bau_today == 40.0 and view.totals.currency == "EUR"
     assert [e.event_id for e in view.events] == ["peak"]  # ended events are not shown
     assert view.events[0].active and view.events[0].headroom_kw == 5.0 and view.events[0].planned_holds is True
@@ -73,6 +73,14 @@ def test_settings_are_the_operators_where_set_else_the_nodes_own():
     got.site.settings.priorities.CopyFrom(sitenode_pb2.Priorities(fleet=2, facility=3, battery=4, mining=1, export=5))
     mine = views.settings_of(got)
     assert mine is not None and mine.from_operator and mine.priorities["mining"] == 1 and mine.weights["carbon"] == 0.1
+
+
+def test_live_updates_carry_each_sites_flows_as_the_diagram_draws_them():
+    w = portfolio_pb2.WatchPortfolioResponse(at=ts(NOW), sites=[portfolio_pb2.SiteFlow(site_id="a", connected=True, latest=point(grid_import_kw=5, load_kw=5)),
+                                                               portfolio_pb2.SiteFlow(site_id="b")])
+    a, b = views.live_update(w)["sites"]
+    assert a["flows"] == (views.Flow("grid", "facility", 5.0),) and a["mode"] == "portfolio"
+    assert b["live"] is None and b["flows"] == () and b["mode"] == "unknown"
 
 
 def test_schedule_and_commands_views():

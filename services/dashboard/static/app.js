@@ -166,6 +166,8 @@ function applyLive(update) {
     if (s && s.live) {
       state.site.card.live = s.live;
       state.site.card.mode = s.mode;
+      state.site.flows = s.flows;
+      state.site.totals = s.totals;
       renderSiteLive(state.site);
     }
   }
@@ -326,7 +328,7 @@ function renderSite(s) {
   $("[data-testid=settings-source]").textContent = s.settings
     ? (s.settings.from_operator ? `set by an operator ${s.settings.updated_at ? when(s.settings.updated_at) : ""}` : "the node's own configuration")
     : "no snapshot from this site yet";
-  const readonly = s.role !== "operator";
+  const readonly = state.role !== "operator";
   $("[data-testid=readonly-note]").hidden = !readonly;
   for (const input of $$("input, button", form)) input.disabled = readonly;
 }
@@ -336,7 +338,7 @@ function renderSiteLive(s) {
   const badge = $("[data-testid=site-mode]");
   badge.textContent = mode;
   badge.className = `badge mode ${mode}`;
-  drawFlows(s.card.live);
+  drawFlows(s.card.live ? s : null);
 }
 
 const FLOW_NODES = {
@@ -345,28 +347,11 @@ const FLOW_NODES = {
   mining: [550, 220, "Mining"], export: [550, 280, "Export"],
 };
 
-function liveFlows(live) {
-  // the same allocation as the server's views.flows_of, for live updates between reloads
-  if (!live) return { flows: [], totals: {} };
-  const supply = { solar: Math.max(live.pv_kw, 0), battery: Math.max(-live.battery_kw, 0), grid: Math.max(live.import_kw, 0) };
-  const demand = { facility: Math.max(live.load_kw, 0), fleet: Math.max(live.ev_kw, 0), battery_charging: Math.max(live.battery_kw, 0),
-    mining: Math.max(live.flex_kw, 0), export: Math.max(live.export_kw, 0) };
-  const left = { ...supply };
-  const flows = [];
-  for (const sink of Object.keys(demand)) {
-    let need = demand[sink];
-    for (const source of sink === "export" ? ["solar", "battery"] : ["solar", "battery", "grid"]) {
-      const take = Math.min(need, left[source]);
-      if (take > 1e-6) { flows.push({ source, sink, kw: take }); left[source] -= take; need -= take; }
-    }
-  }
-  return { flows, totals: { ...supply, ...demand } };
-}
-
-function drawFlows(live) {
+// flows and totals come from the server (views.flows_of), for the page load and each live update
+function drawFlows(site) {
   const box = $("[data-testid=flow-diagram]");
   box.replaceChildren();
-  const { flows, totals } = liveFlows(live);
+  const { flows, totals } = site || { flows: [], totals: {} };
   const top = Math.max(1, ...flows.map((f) => f.kw));
   for (const f of flows) {
     const [x1, y1] = FLOW_NODES[f.source];
@@ -380,7 +365,7 @@ function drawFlows(live) {
     const g = svg("g", { class: `node ${key}`, "data-testid": `node-${key}` });
     g.append(svg("rect", { x: x - 60, y: y - 18, width: 120, height: 36, rx: 6 }));
     g.append(svg("text", { x, y: y - 3, class: "node-label" }, label));
-    g.append(svg("text", { x, y: y + 12, class: "node-value", "data-testid": `value-${key}` }, live ? `${(totals[key] || 0).toFixed(1)} kW` : "–"));
+    g.append(svg("text", { x, y: y + 12, class: "node-value", "data-testid": `value-${key}` }, site ? `${(totals[key] || 0).toFixed(1)} kW` : "–"));
     box.append(g);
   }
 }
