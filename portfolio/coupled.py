@@ -213,7 +213,9 @@ class MonolithicSolver:
         build_s = time.perf_counter() - built
 
         solving = time.perf_counter()
-        stages, relaxed = solve_lexicographic(DirectStages(model, costs, slacks), self.time_limit_seconds, PORTFOLIO_ORDER)
+        stages, relaxed = solve_lexicographic(
+            DirectStages(model, costs, slacks, np.flatnonzero(matrix.integrality)), self.time_limit_seconds, PORTFOLIO_ORDER
+        )
         solve_s = time.perf_counter() - solving
         final = stages[-1]
         x = model.values() if final.status.has_solution else None
@@ -349,8 +351,9 @@ def _site_plan(
     # the site's own stages: a portfolio-wide term counts for a site only where its own slacks carry it
     own = tuple(t for t in relaxed if t in (OVER, SHORTFALL, BREACH) and float(costs[t][lo:hi] @ x[lo:hi]) > _RELAXED)
     by_session = {sid: float(max(x[c], 0.0)) for sid, c in cols.shortfall.items()}
-    relaxation = relaxation_from(problem, x[cols.grid_import], x[cols.grid_export], by_session, own)
-    return Plan(schedule_frame(problem, cols, x), result, relaxation, assign_chargers(problem, cols, x))
+    schedule = schedule_frame(problem, cols, x)
+    relaxation = relaxation_from(problem, x[cols.grid_import], x[cols.grid_export], by_session, own, schedule=schedule)
+    return Plan(schedule, result, relaxation, assign_chargers(problem, cols, x))
 
 
 def _aggregate(c: Coupling, frames: dict[str, pd.DataFrame]) -> np.ndarray:

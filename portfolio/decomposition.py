@@ -284,7 +284,8 @@ class SiteBatch:
             cfg = problem.solver
             model = HighsModel(matrix, time_limit_seconds=cfg.time_limit_seconds, mip_rel_gap=cfg.mip_rel_gap, threads=threads)
             costs = {name: lp.cost(name) for name in (COST, OVER, SHORTFALL, BREACH)}
-            stages, relaxed = solve_lexicographic(DirectStages(model, costs, cols.slacks), cfg.time_limit_seconds)
+            integers = np.flatnonzero(matrix.integrality)
+            stages, relaxed = solve_lexicographic(DirectStages(model, costs, cols.slacks, integers), cfg.time_limit_seconds)
             final = stages[-1]
             x = model.values() if final.status.has_solution else None
             pricing = model
@@ -1217,7 +1218,7 @@ class _Run:
         for sid, problem in problems.items():
             part = parts[sid]
             imp, exp = frames[sid][GRID_IMPORT].to_numpy(), frames[sid][GRID_EXPORT].to_numpy()
-            relaxation = relaxation_from(problem, imp, exp, part.shortfall, part.stages)
+            relaxation = relaxation_from(problem, imp, exp, part.shortfall, part.stages, schedule=frames[sid])
             sites[sid] = SitePlan(
                 site_id=sid, plan=Plan(frames[sid], result, relaxation, part.assignment),
                 alone_cost=alone[sid].alone_cost, coupled_cost=part.coupled_cost, import_share_kw=shares[sid],

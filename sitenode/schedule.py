@@ -76,12 +76,23 @@ def soc_trajectory(problem: SiteProblem, charge_kw: np.ndarray, discharge_kw: np
 
 
 def check_schedule(
-    problem: SiteProblem, frame: pd.DataFrame, tol: float = 1e-5, *, limits: bool = True, assignment: dict[str, str] | None = None
+    problem: SiteProblem,
+    frame: pd.DataFrame,
+    tol: float = 1e-5,
+    *,
+    limits: bool = True,
+    assignment: dict[str, str] | None = None,
+    floors: bool = True,
 ) -> list[str]:
     """Every physical rule a schedule must keep; empty when it keeps them all.
 
     With `limits` false, grid limits are not checked (business as usual ignores them).
     With `assignment` (session -> charger), charger ratings and circuit limits are too.
+    With `floors` false, a flexible load may run below its `min_kw` and the battery may end
+    below its final SOC target: what a plan that relaxed them (its Relaxation's
+    flex_shortfall_kwh / soc_shortfall_kwh, given way to by priority) does. Zero, max_kw
+    and [soc_min_kwh, soc_max_kwh] still hold. EV energy short of a session's need is never
+    flagged here (only energy beyond what it may take): the Relaxation reports it.
     """
     bad: list[str] = []
     scale = tol * max(1.0, float(np.abs(frame.to_numpy()).max()))
@@ -108,7 +119,7 @@ def check_schedule(
             bad.append(f"soc_kwh does not follow the flows (off by {np.abs(soc - expect).max():.6g} kWh)")
         if soc.min() < b.soc_min_kwh - scale or soc.max() > b.soc_max + scale:
             bad.append("soc_kwh outside [soc_min_kwh, soc_max_kwh]")
-        if soc[-1] < problem.soc_final_min_kwh - scale:
+        if floors and soc[-1] < problem.soc_final_min_kwh - scale:
             bad.append(f"final soc_kwh {soc[-1]:.6g} below soc_final_min_kwh {problem.soc_final_min_kwh:g}")
         if b.max_charge_kw is not None and frame[CHARGE].max() > b.max_charge_kw + scale:
             bad.append("battery_charge_kw above max_charge_kw")
@@ -128,8 +139,9 @@ def check_schedule(
             bad.append(f"{ev_column(w.session_id)}: delivers more than the session needs")
     for load in problem.site.flexible_loads:
         f = frame[flex_column(load.id)]
-        if f.min() < load.min_kw - scale or f.max() > load.max_kw + scale:
-            bad.append(f"{flex_column(load.id)}: outside [{load.min_kw:g}, {load.max_kw:g}]")
+        lowest = load.min_kw if floors else 0.0
+        if f.min() < lowest - scale or f.max() > load.max_kw + scale:
+            bad.append(f"{flex_column(load.id)}: outside [{lowest:g}, {load.max_kw:g}]")
     if assignment is not None:
         bad += _check_chargers_and_circuits(problem, frame, assignment, scale)
     if limits:

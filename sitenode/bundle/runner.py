@@ -68,6 +68,9 @@ def optimize_bundle(path: str | Path, engine: str = "direct") -> RunOutcome:
             "ev_shortfall_kwh": plan.relaxation.ev_shortfall_kwh,
             "breach_kwh": plan.relaxation.breach_kwh,
             "shortfall_by_session": plan.relaxation.shortfall_by_session,
+            "flex_shortfall_kwh": plan.relaxation.flex_shortfall_kwh,
+            "soc_shortfall_kwh": plan.relaxation.soc_shortfall_kwh,
+            "flex_shortfall_by_load": plan.relaxation.flex_shortfall_by_load,
         },
         "charger_assignment": plan.charger_assignment,
     }

@@ -89,7 +89,15 @@ class Objective(Strict):
 
 
 class Priorities(Strict):
-    """Module 11's consumer priorities, 1 most important; used by the priority allocation."""
+    """Module 11's consumer priorities, 1 most important (equal values weigh alike).
+
+    They order the greedy priority allocation (`sitenode.baselines.priority`), and in the
+    optimizer they decide who gives way when the site cannot serve every consumer: energy
+    not served weighs 10 ** (1 − priority) per kWh (fleet: EV energy; mining: flexible
+    loads' floors; battery: the final SOC target), see `sitenode.optimizer.formulation`.
+    Facility load and export cannot fall short, so their priorities do not change an
+    optimal plan; nor does any priority change a plan that serves everyone.
+    """
 
     fleet: Annotated[int, Field(ge=1, le=5)] = 1
     facility: Annotated[int, Field(ge=1, le=5)] = 2

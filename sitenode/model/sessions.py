@@ -14,8 +14,8 @@ from sitenode.model.site import Id, NonNeg, Pos, SiteConfig, Strict
 class EVSession(Strict):
     """A vehicle that needs `energy_kwh` between `arrival` and `departure`.
 
-    `priority` 1 is most urgent: shortfall is weighted by 1/priority when not all
-    sessions can be served. Without `charger_id` the optimizer assigns a charger.
+    `priority` 1 is most urgent: shortfall is weighted by 1/priority (times the fleet
+    class's weight, `sitenode.optimizer.formulation`) when not all sessions can be served. Without `charger_id` the optimizer assigns a charger.
     """
 
     session_id: Id

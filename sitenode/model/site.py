@@ -33,6 +33,10 @@ class GridConfig(Strict):
 
 
 class BatteryConfig(Strict):
+    """A battery. `soc_min_kwh` holds at every step; `soc_final_min_kwh` (default: the
+    initial SOC) is a target for the horizon's end that the plan keeps whenever the site
+    can serve everyone, and otherwise gives way by `run_config.priorities.battery`."""
+
     capacity_kwh: Pos
     soc_initial_kwh: NonNeg
     soc_min_kwh: NonNeg = 0.0
@@ -76,7 +80,13 @@ class ChargerConfig(Strict):
 
 
 class FlexibleLoadConfig(Strict):
-    """A load that runs when it pays, e.g. a miner. `min_kw` is a must-run floor."""
+    """A load that runs when it pays, e.g. a miner.
+
+    `min_kw` is a floor the plan keeps whenever the site can serve everyone; when it
+    cannot, the floor gives way by `run_config.priorities.mining`, weighed against the
+    other consumers (see `sitenode.optimizer.formulation`). `priority` (1 most important)
+    orders the loads within that class, as a session's priority orders cars.
+    """
 
     id: Id
     min_kw: NonNeg = 0.0

@@ -8,15 +8,69 @@ Rows per step: the energy balance
     load + Σev + Σflex + charge + export = (pv − curtail) + discharge + import
 
 the SOC recursion, import/export limits, export at most what the site generates
-(PV used plus battery discharge), circuit and charger limits, demand-charge epigraphs. Three slack families make every plan feasible and are priced only in
-their own named terms, never in "cost":
+(PV used plus battery discharge), circuit and charger limits, demand-charge epigraphs.
+Slack families make every plan feasible and are priced only in their own named terms,
+never in "cost":
 
 * ``over``      import or export beyond the limit *and* its margin (physically needed
-                only when fixed load alone exceeds the connection),
-* ``shortfall`` EV energy not delivered, weighted by 1/priority,
+                only when fixed load alone exceeds the connection, or uncurtailable PV
+                the export limit),
+* ``shortfall`` energy not served, weighted by priority (below),
 * ``breach``    import above the limit, within `breach_margin`.
 
-`lexicographic.solve_lexicographic` minimizes them in that order, then "cost".
+`lexicographic.solve_lexicographic` minimizes them in that order, then "cost". Its
+first attempt holds every slack at zero (`SiteColumns.slacks`), so a site that can serve
+everything gets exactly the plan it would get without them: priorities only decide who
+gives way when the site cannot serve every consumer.
+
+Energy not served, weighted by priority (Module 11's consumer priorities,
+`run_config.priorities`, 1 most important). A class of priority p weighs
+W(p) = 10 ** (1 − p) per kWh (`class_weight`: 1 → 1, 2 → 0.1, 3 → 0.01, 4 → 0.001,
+5 → 0.0001), so a class is worth ten times the next:
+
+* fleet    EV energy short of a session's need, ``shortfall[session]`` (kWh), weighted
+           W(priorities.fleet) / session.priority: the session's own priority refines
+           within the class. With fleet first (the default) that is exactly the
+           1/priority EV shortfall weighed before priorities reached the optimizer;
+* mining   each flexible load's `min_kw` is a floor the plan may go below by
+           ``flex_shortfall[load][t]`` (kW, at most min_kw; only loads with min_kw > 0
+           have it), weighted W(priorities.mining) / load.priority per kWh: the load's
+           own priority (1..10, default 4) refines within the class the same way;
+* battery  the final SOC target max(soc_min_kwh, soc_final_min_kwh) may be missed by
+           ``soc_shortfall`` (kWh, at most the target above soc_min_kwh), weighted
+           W(priorities.battery). `soc_min_kwh` stays a hard bound at every step: it is
+           the battery's own limit (and backup reserve); an idle battery always keeps it,
+           so it never makes a plan infeasible and is nothing to trade;
+* facility fixed load cannot fall short: it is served, if need be, by going over the
+           limit, which the "over" stage (first, physically forced) decides; its priority
+           cannot reorder that;
+* export   is never owed, so nothing can fall short of it.
+
+With the defaults (fleet 1, battery 3, mining 4), 1 kWh for a priority-1 car weighs as
+much as 100 kWh of the battery's final target and 4 000 kWh of a priority-4 miner's floor.
+This is a weighting, not a strict lexicographic order between classes: a large enough
+amount of a lower class outweighs a small one of a higher, and the session and load
+priorities make classes overlap. A strict order would need one stage per class, ordered
+per site; the portfolio's coupled model (`portfolio.coupled`) minimizes this one term
+summed over sites whose orders differ, which a weighted sum with one scale for every site
+expresses and a per-site stage order cannot.
+
+Why 10 ** (1 − p) and not a scale with the bottom class at 1 (10 ** (5 − p)): the top
+class keeps the weights EV shortfall always had, so a site without floors or a battery
+target solves the program it solved before, coefficient for coefficient; at 10 000 per
+kWh HiGHS's MIP (charger choice) has returned wrong "optimal" stages on random sites that
+it solves right at this scale. The price is paid at the bottom, where HiGHS's absolute
+tolerances (1e-7) read as 1e-7 / w kWh in a class weighing w. Two things keep that from
+becoming a trade against cost (see `solve`): once the stage is solved, the slacks of each
+weight are held at what the stage's plan gives them, not only the weighted sum
+(`DirectStages.cap`); and the stage of a MIP is polished with the charger choice held
+(`polish_shortfall`), or the MIP gap, relative to the whole sum, would let the top class
+hide a lower class's shortfall.
+
+The stage keeps its name, "shortfall" (the portfolio prices slacks by term name). The
+breach margin comes after it, so the margin is used before anyone falls short — for a
+mining floor or a battery target as for a car, as when floors and targets were hard
+constraints (then they could even force "over"; now they give way instead).
 
 Charger choice (the fleet charge scheduler's MIP): sessions without a charger pick
 one *pool* of identical chargers (same kind, rating and circuits) for their whole
@@ -60,6 +114,22 @@ class Segment:
     pool: str | None = None  # None: a named charger, or a site without chargers
 
 
+def class_weight(priority: int) -> float:
+    """Weight per kWh not served of a consumer class of `priority` (1 most important)."""
+    return 10.0 ** (1 - priority)
+
+
+def shortfall_weights(problem: SiteProblem) -> tuple[dict[str, float], dict[str, float], float]:
+    """Per kWh not served: per session id, per flexible load id, and of the final SOC target.
+
+    Both engines price the "shortfall" term with exactly these numbers (see the module doc).
+    """
+    pr = problem.priorities
+    sessions = {w.session_id: class_weight(pr.fleet) / w.session.priority for w in problem.sessions}
+    loads = {f.id: class_weight(pr.mining) / f.priority for f in problem.site.flexible_loads}
+    return sessions, loads, class_weight(pr.battery)
+
+
 @dataclass(eq=False)
 class SiteColumns:
     """Where a site's variables sit in the program: what extraction and coupling need."""
@@ -78,11 +148,16 @@ class SiteColumns:
     shortfall: dict[str, int] = field(default_factory=dict)
     choice: dict[str, dict[str, int]] = field(default_factory=dict)  # session -> pool -> binary
     pools: dict[str, Pool] = field(default_factory=dict)
+    # load id -> per step, kW below its min_kw (only loads with min_kw > 0)
+    flex_shortfall: dict[str, np.ndarray] = field(default_factory=dict)
+    # kWh below the final SOC target: one column, or none without a target above soc_min
+    soc_shortfall: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     @property
     def slacks(self) -> np.ndarray:
+        """Every slack column: what the first, slack-free attempt holds at zero."""
         short = np.fromiter(self.shortfall.values(), dtype=np.int64, count=len(self.shortfall))
-        return np.concatenate([self.over, self.breach, short])
+        return np.concatenate([self.over, self.breach, short, *self.flex_shortfall.values(), self.soc_shortfall]).astype(np.int64)
 
 
 def charger_pools(problem: SiteProblem) -> dict[str, Pool]:
@@ -143,11 +218,18 @@ def add_site(lp: LinearProgram, problem: SiteProblem, price_adjust: np.ndarray |
     if site.pv is not None and site.pv.curtailable:
         cols.curtail = lp.add_cols(T, upper=p.pv_kw)
         balance.append((steps, cols.curtail, -1.0))
+    _, load_weight, _ = shortfall_weights(p)
     for load in site.flexible_loads:
-        f = lp.add_cols(T, lower=load.min_kw, upper=load.max_kw)
+        f = lp.add_cols(T, upper=load.max_kw)
         cols.flex[load.id] = f
         balance.append((steps, f, -1.0))
         lp.add_cost(COST, f, -w.cost * load.value_per_kwh * dt)
+        if load.min_kw > 0:
+            # flex + short >= min_kw: the floor, relaxable in the "shortfall" stage
+            short = lp.add_cols(T, upper=load.min_kw)
+            cols.flex_shortfall[load.id] = short
+            lp.add_rows(T, [(steps, f, 1.0), (steps, short, 1.0)], lower=load.min_kw)
+            lp.add_cost(SHORTFALL, short, load_weight[load.id] * dt)
     _add_sessions(lp, p, cols)
     for seg in cols.segments:
         balance.append((seg.first + np.arange(len(seg.cols)), seg.cols, -1.0))
@@ -182,9 +264,14 @@ def _add_battery(lp: LinearProgram, p: SiteProblem, cols: SiteColumns, balance: 
     T, dt, steps = p.steps, p.dt_h, np.arange(p.steps)
     ch = lp.add_cols(T, upper=b.max_charge_kw if b.max_charge_kw is not None else INF)
     dis = lp.add_cols(T, upper=b.max_discharge_kw if b.max_discharge_kw is not None else INF)
-    soc_lower = np.full(T, b.soc_min_kwh)
-    soc_lower[-1] = max(b.soc_min_kwh, p.soc_final_min_kwh)
-    soc = lp.add_cols(T, lower=soc_lower, upper=b.soc_max)
+    soc = lp.add_cols(T, lower=b.soc_min_kwh, upper=b.soc_max)
+    target = max(b.soc_min_kwh, p.soc_final_min_kwh)
+    if target > b.soc_min_kwh:
+        # soc[T-1] + short >= target: the final SOC target, relaxable in the "shortfall" stage
+        short = lp.add_cols(1, upper=target - b.soc_min_kwh)
+        lp.add_rows(1, [(np.zeros(1, dtype=np.int64), soc[-1:], 1.0), (np.zeros(1, dtype=np.int64), short, 1.0)], lower=target)
+        lp.add_cost(SHORTFALL, short, shortfall_weights(p)[2])
+        cols.soc_shortfall = short
     # soc[t] - soc[t-1] - ηc·dt·ch[t] + dt/ηd·dis[t] = 0, with soc[-1] the initial SOC
     rhs = np.zeros(T)
     rhs[0] = p.soc_initial_kwh
@@ -225,11 +312,12 @@ def _add_sessions(lp: LinearProgram, p: SiteProblem, cols: SiteColumns) -> None:
     # one pool that never holds more sessions than chargers needs no binaries
     use_binaries = len(pools) > 1 or any(max_concurrency(pooled, p.steps) > len(pool.charger_ids) for pool in pools.values())
 
+    session_weight, _, _ = shortfall_weights(p)
     for w in p.sessions:
         n = w.stop - w.first
         short = int(lp.add_cols(1, upper=w.need_kwh)[0])
         cols.shortfall[w.session_id] = short
-        lp.add_cost(SHORTFALL, np.array([short]), 1.0 / w.session.priority)
+        lp.add_cost(SHORTFALL, np.array([short]), session_weight[w.session_id])
         segs: list[Segment] = []
         if n > 0 and (w.session.charger_id is not None or not p.site.chargers):
             segs.append(Segment(w.session_id, w.first, lp.add_cols(n, upper=w.max_kw), w.max_kw))

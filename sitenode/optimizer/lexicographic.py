@@ -4,14 +4,20 @@ Order (shared/BUNDLE.md), each stage holding the optimum of the ones before it, 
 relaxation is never traded against cost:
 
 0. ``over``      import/export beyond limit and margin (only when fixed load forces it),
-1. ``shortfall`` EV energy shortfall, weighted by 1/priority,
+1. ``shortfall`` energy not served, weighted by priority (`run_config.priorities`, see
+                 `formulation`): EV energy short of a session's need, flexible loads
+                 below their `min_kw`, the battery's final SOC below its target. One
+                 weighted term, so the priorities decide who gives way *within* it (a
+                 weighting, ten times per class, not a strict order: the portfolio sums
+                 this term over sites whose priorities differ); fixed load and export
+                 cannot fall short, so their priorities do not enter it,
 2. ``breach``    import-limit breach within `breach_margin`,
 3. ``cost``      the weighted objective.
 
 The first attempt holds every slack at zero and minimizes cost directly: whenever a
 plan without relaxation exists that single solve is the lexicographic optimum, and
-only a site that cannot be served pays for the extra stages. All stages of a MIP share
-one time budget.
+only a site that cannot be served pays for the extra stages — so priorities never
+change a plan that serves everyone. All stages of a MIP share one time budget.
 """
 
 from __future__ import annotations

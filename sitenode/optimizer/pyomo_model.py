@@ -6,7 +6,13 @@ model), written with Pyomo components rather than arrays. Two uses:
 * a cross-check: a property test solves random sites with both and compares,
 * composition: `add_site_block` fills a `Block` with one site, whose `grid_import[t]`
   a portfolio model can couple across sites, with Expressions `cost`, `over`,
-  `shortfall` and `breach` to build objectives from.
+  `shortfall_total` and `breach_total` to build objectives from.
+
+Energy not served, weighted by priority, as there: per session `shortfall[s]` (kWh),
+per flexible load with min_kw > 0 and step `flex_shortfall[i, t]` (kW below min_kw, with
+`flex_floor[i, t]`: flex + short >= min_kw), and `soc_shortfall` (kWh below the final SOC
+target, with `soc_final`) when the target lies above soc_min_kwh; the weights are
+`formulation.shortfall_weights`, the same numbers the direct engine uses.
 
 Solved with HiGHS through Pyomo's persistent highspy interface, so the lexicographic
 stages re-solve the loaded model instead of rebuilding it. Building Pyomo objects per
@@ -16,6 +22,7 @@ bench/optimizer.py).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import defaultdict
@@ -25,13 +32,36 @@ import pandas as pd
 import pyomo.environ as pyo
 from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 from pyomo.contrib.solver.solvers.highs import Highs
+from pyomo.core.expr.visitor import identify_variables
+from pyomo.repn.standard_repn import generate_standard_repn
 
 from sitenode.model.problem import SiteProblem
 from sitenode.optimizer.extract import colour_pools
-from sitenode.optimizer.formulation import charger_pools, max_concurrency, present_at_arrivals
-from sitenode.optimizer.lexicographic import BREACH, COST, OVER, SHORTFALL, solve_lexicographic
+from sitenode.optimizer.formulation import (
+    charger_pools,
+    max_concurrency,
+    present_at_arrivals,
+    shortfall_weights,
+)
+from sitenode.optimizer.lexicographic import (
+    BREACH,
+    COST,
+    OVER,
+    SHORTFALL,
+    cap_for,
+    solve_lexicographic,
+)
 from sitenode.optimizer.result import SolveResult, SolverStatus, StageOutcome
-from sitenode.optimizer.solve import Plan, Relaxation, relaxation_from
+from sitenode.optimizer.solve import (
+    IDLE_SLACK,
+    NOTHING,
+    Plan,
+    Relaxation,
+    by_weight,
+    polish_shortfall,
+    polished,
+    relaxation_from,
+)
 from sitenode.schedule import (
     CHARGE,
     CURTAIL,
@@ -80,8 +110,11 @@ def add_site_block(b: pyo.Block, problem: SiteProblem, price_adjust: np.ndarray 
     if bat is not None:
         b.charge = pyo.Var(b.T, within=NonNeg, bounds=(0, bat.max_charge_kw))
         b.discharge = pyo.Var(b.T, within=NonNeg, bounds=(0, bat.max_discharge_kw))
-        last_floor = max(bat.soc_min_kwh, p.soc_final_min_kwh)
-        b.soc = pyo.Var(b.T, bounds=lambda _, t: (last_floor if t == T - 1 else bat.soc_min_kwh, bat.soc_max))
+        b.soc = pyo.Var(b.T, bounds=(bat.soc_min_kwh, bat.soc_max))
+        target = max(bat.soc_min_kwh, p.soc_final_min_kwh)
+        if target > bat.soc_min_kwh:
+            b.soc_shortfall = pyo.Var(within=NonNeg, bounds=(0, target - bat.soc_min_kwh))
+            b.soc_final = pyo.Constraint(expr=b.soc[T - 1] + b.soc_shortfall >= target)
 
         def soc_rule(b: pyo.Block, t: int):  # noqa: ANN202
             before = p.soc_initial_kwh if t == 0 else b.soc[t - 1]
@@ -98,11 +131,14 @@ def add_site_block(b: pyo.Block, problem: SiteProblem, price_adjust: np.ndarray 
         b.curtail = pyo.Var(b.T, within=NonNeg, bounds=lambda _, t: (0, p.pv_kw[t]))
         curtail = b.curtail
     loads = {f.id: f for f in site.flexible_loads}
-    b.flex = pyo.Var(list(loads), b.T, bounds=lambda _, i, t: (loads[i].min_kw, loads[i].max_kw))
+    b.flex = pyo.Var(list(loads), b.T, within=NonNeg, bounds=lambda _, i, t: (0, loads[i].max_kw))
     for i, f in loads.items():
         for t in steps:
             demand[t].append(b.flex[i, t])
             cost_terms.append(-w.cost * f.value_per_kwh * dt * b.flex[i, t])
+    floors = [i for i, f in loads.items() if f.min_kw > 0]
+    b.flex_shortfall = pyo.Var(floors, b.T, within=NonNeg, bounds=lambda _, i, t: (0, loads[i].min_kw))
+    b.flex_floor = pyo.Constraint(floors, b.T, rule=lambda b, i, t: b.flex[i, t] + b.flex_shortfall[i, t] >= loads[i].min_kw)
 
     _add_sessions(b, p, demand)
 
@@ -134,7 +170,12 @@ def add_site_block(b: pyo.Block, problem: SiteProblem, price_adjust: np.ndarray 
     b.cost = pyo.Expression(expr=pyo.quicksum(cost_terms))
     b.over = pyo.Expression(expr=dt * pyo.quicksum(over_terms))
     b.breach_total = pyo.Expression(expr=dt * pyo.quicksum(b.breach[t] for t in steps))
-    b.shortfall_total = pyo.Expression(expr=pyo.quicksum(b.shortfall[s] / b.priority[s] for s in b.sessions))
+    session_weight, load_weight, battery_weight = shortfall_weights(p)
+    unserved = [session_weight[s] * b.shortfall[s] for s in b.sessions]
+    unserved += [load_weight[i] * dt * b.flex_shortfall[i, t] for i in floors for t in steps]
+    if hasattr(b, "soc_shortfall"):
+        unserved.append(battery_weight * b.soc_shortfall)
+    b.shortfall_total = pyo.Expression(expr=pyo.quicksum(unserved))
 
 
 def _add_sessions(b: pyo.Block, p: SiteProblem, demand: dict[int, list]) -> None:
@@ -235,9 +276,14 @@ class _PyomoStages:
         self.solver.config.load_solutions = False
         self.solver.config.raise_exception_on_nonoptimal_result = False
         self.solver.config.rel_gap = problem.solver.mip_rel_gap
+        # HiGHS sizes one thread pool per process, at the first run, from that run's `threads`;
+        # a later run asking for another count fails ("Not Set"). The direct engine runs
+        # with 1 (HighsModel's default): left at Pyomo's default (all cores), a Pyomo solve
+        # first in a process made every later direct solve fail.
+        self.solver.config.threads = 1
         self.m.caps = pyo.ConstraintList()
-        self.slacks = [v for name in ("breach", "over_import", "over_export", "shortfall") if hasattr(self.site, name)
-                       for v in getattr(self.site, name).values()]
+        self.slacks = [v for name in ("breach", "over_import", "over_export", "shortfall", "flex_shortfall", "soc_shortfall")
+                       if hasattr(self.site, name) for v in getattr(self.site, name).values()]
         self.has_solution = False
         self._highs_total = 0.0
 
@@ -251,9 +297,69 @@ class _PyomoStages:
             v.fix(0) if held else v.unfix()
 
     def cap(self, term: str, upper: float) -> None:
-        self.m.caps.add(getattr(self.site, _TERMS[term]) <= upper)
+        """As `solve.DirectStages.cap`: the term, and its slacks weight by weight (`solve.by_weight`)."""
+        expr = getattr(self.site, _TERMS[term])
+        self._hold(term, expr, upper)
+        if term != COST and self.has_solution:
+            repn = generate_standard_repn(expr.expr, compute_values=True)
+            coefs = np.array([float(c) for c in repn.linear_coefs])
+            for idx in by_weight(coefs):
+                slacks = [repn.linear_vars[i] for i in idx]
+                self._hold(term, pyo.quicksum(slacks), cap_for(sum(float(v.value or 0.0) for v in slacks)))
+
+    def _hold(self, term: str, expr: object, upper: float) -> None:
+        """As `solve.DirectStages.cap`: a relaxation term whose stage needs none of its slacks
+        holds them at zero (a cap row of 1e-8 leaves a class weighing 10⁻⁵ per kWh a
+        thousandth of a kWh); any other cap is a row at `upper`.
+
+        The row keeps the driver's room only, not the direct engine's extra room
+        (`HighsModel.add_cap`): tried with it, HiGHS's MIP called some capped programs
+        infeasible that it solves at the driver's room (and some the other way round:
+        the room of a MIP cap is a lottery; this one is the one both engines were tested
+        with before priorities). The engines' later stages may thus spend slightly
+        different room (see test_pyomo_equivalence).
+        """
+        if term != COST and upper <= NOTHING:
+            slacks = list(identify_variables(getattr(expr, "expr", expr), include_fixed=False))
+            if all(abs(v.value or 0.0) <= IDLE_SLACK for v in slacks):
+                for v in slacks:
+                    v.fix(0)
+                return
+        self.m.caps.add(expr <= upper)
 
     def run(self, stage: str, time_limit_seconds: float, warm_start: bool) -> StageOutcome:
+        outcome = self._solve(stage, time_limit_seconds)
+        if len(self.site.choice) and polish_shortfall(outcome):
+            # as the direct engine (see `solve.polish_shortfall`): the charger choice held
+            unchosen = [v for v in self.site.choice.values() if (v.value or 0.0) < 0.5]
+            kept = [(v, v.value) for v in self.m.component_data_objects(pyo.Var, descend_into=True)]
+            for v in unchosen:
+                v.fix(0)
+            again = self._solve(stage, time_limit_seconds - outcome.seconds)
+            for v in unchosen:
+                v.unfix()
+            better = again.status.has_solution and again.objective <= outcome.objective
+            if again.status.has_solution and not better:
+                for v, value in kept:
+                    v.set_value(value, skip_validation=True)
+            outcome = polished(outcome, again if better else None)
+        return outcome
+
+    def _solve(self, stage: str, time_limit_seconds: float) -> StageOutcome:
+        outcome = self._solve_once(stage, time_limit_seconds)
+        if outcome.status is SolverStatus.INFEASIBLE and self.has_solution:
+            # An earlier stage's plan keeps every cap, so this program is feasible: HiGHS's
+            # presolve has called such capped programs infeasible (as the direct engine's
+            # HighsModel.run says); solved once more without it, as there.
+            self.solver.config.solver_options["presolve"] = "off"
+            try:
+                again = self._solve_once(stage, time_limit_seconds - outcome.seconds)
+            finally:
+                self.solver.config.solver_options["presolve"] = "choose"
+            outcome = dataclasses.replace(again, seconds=outcome.seconds + again.seconds)
+        return outcome
+
+    def _solve_once(self, stage: str, time_limit_seconds: float) -> StageOutcome:
         self.solver.config.time_limit = max(time_limit_seconds, 0.05)
         started = time.perf_counter()
         results = self.solver.solve(self.m)
@@ -353,5 +459,6 @@ def _extract(problem: SiteProblem, b: pyo.Block, relaxed: tuple[str, ...]) -> tu
         elif energy.get(w.session_id):
             pool_of[w.session_id] = max(energy[w.session_id], key=energy[w.session_id].__getitem__)
     by_session = {s: max(b.shortfall[s].value or 0.0, 0.0) for s in b.sessions}
-    relaxation = relaxation_from(problem, columns[GRID_IMPORT], columns[GRID_EXPORT], by_session, relaxed)
-    return pd.DataFrame(columns, index=problem.index), colour_pools(problem, b.pools, pool_of), relaxation
+    frame = pd.DataFrame(columns, index=problem.index)
+    relaxation = relaxation_from(problem, columns[GRID_IMPORT], columns[GRID_EXPORT], by_session, relaxed, schedule=frame)
+    return frame, colour_pools(problem, b.pools, pool_of), relaxation

@@ -25,7 +25,7 @@ from sitenode.model.problem import SiteProblem
 from sitenode.model.run import Objective
 from sitenode.optimizer.lexicographic import OVER, SHORTFALL
 from sitenode.optimizer.solve import optimize_site
-from sitenode.schedule import GRID_EXPORT, GRID_IMPORT, check_schedule
+from sitenode.schedule import GRID_EXPORT, GRID_IMPORT, SOC, check_schedule
 
 PRICES = [0.10, 0.10, 0.30, 0.30, 0.20, 0.10]
 TOL = 1e-6
@@ -60,8 +60,8 @@ def imports(plan: PortfolioPlan, site_ids: list[str]) -> np.ndarray:
 def assert_schedules_valid(problems: dict[str, SiteProblem], plan: PortfolioPlan) -> None:
     for sid, problem in problems.items():
         part = plan.sites[sid].plan
-        limits = OVER not in part.relaxation.stages
-        assert check_schedule(problem, part.schedule, assignment=part.charger_assignment, limits=limits) == [], sid
+        limits, floors = OVER not in part.relaxation.stages, SHORTFALL not in part.relaxation.stages
+        assert check_schedule(problem, part.schedule, assignment=part.charger_assignment, limits=limits, floors=floors) == [], sid
 
 
 def hours(n: float) -> Any:
@@ -190,6 +190,10 @@ def test_an_impossible_cap_is_relaxed_as_over_and_reported(solver: MonolithicSol
     assert dark.holds and dark.max_excess_kw == 0  # nothing connected
     # the sites' own limits were never the problem
     assert all(OVER not in part.plan.relaxation.stages for part in plan.sites.values())
+    # a cap is physical, a final SOC a preference: b's battery empties into the overflow, and says so
+    b = plan.sites["b"].plan
+    assert b.schedule[SOC].iloc[-1] == pytest.approx(0.0, abs=1e-6)
+    assert SHORTFALL in b.relaxation.stages and b.relaxation.soc_shortfall_kwh == pytest.approx(20.0, abs=1e-6)
     assert_schedules_valid(problems, plan)
 
 
@@ -268,6 +272,8 @@ def no_more_relaxed(part: Any, alone: Any) -> bool:
         c.over_limit_kwh <= a.over_limit_kwh + TOL
         and c.breach_kwh <= a.breach_kwh + TOL
         and all(v <= alone.relaxation.shortfall_by_session[k] + TOL for k, v in c.shortfall_by_session.items())
+        and all(v <= alone.relaxation.flex_shortfall_by_load[k] + TOL for k, v in c.flex_shortfall_by_load.items())
+        and c.soc_shortfall_kwh <= a.soc_shortfall_kwh + TOL
     )
 
 

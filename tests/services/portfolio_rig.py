@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SITES = {"depot": "depot-north", "office": "office-east", "warehouse": "warehouse-west"}
 
 
-def node_config(name: str, folder: Path, address: str, **link: object) -> NodeConfig:
+def node_config(name: str, folder: Path, address: str, edit: Callable[[dict], None] | None = None, **link: object) -> NodeConfig:
+    """The example node `name` pointed at `address`; `edit` may change its YAML document first."""
     doc = yaml.safe_load((ROOT / "examples" / "nodes" / f"{name}.yaml").read_text())
+    if edit is not None:
+        edit(doc)
     history = (ROOT / "examples" / "nodes" / doc["node"]["history"]).resolve()
     doc["node"].update(journal=str(folder / f"{name}.db"), history=str(history), tick_seconds=0.05)
     doc["node"].pop("tokens", None)
@@ -90,8 +94,9 @@ def make_rig_portfolio(folder: Path, doc: dict | None = None, listen: str = "127
     return Portfolio(hub, built)
 
 
-def make_node(name: str, folder: Path, address: str, clock: Clock | None = None, **link: object) -> Node:
-    config = node_config(name, folder, address, **link)
+def make_node(name: str, folder: Path, address: str, clock: Clock | None = None, edit: Callable[[dict], None] | None = None,
+              **link: object) -> Node:
+    config = node_config(name, folder, address, edit, **link)
     runtime = NodeRuntime(config, folder, clock or RealClock())
     return Node(runtime, NodeLink(runtime, config.portfolio, folder))  # type: ignore[arg-type]
 

@@ -19,10 +19,13 @@ import pytest_asyncio
 from playwright.async_api import Page, async_playwright, expect
 from portfolio_rig import SITES, make_node, make_rig_portfolio, until
 
+from portfolio.store import IssuedSchedule
 from services.dashboard.app import serve
 from services.dashboard.client import PortfolioClient, PortfolioTarget
+from services.stubs.gridmesh.v1 import portfolio_pb2
 from sitenode.clock import SimulatedClock
 from sitenode.model.run import Priorities
+from sitenode.schedule import flex_column
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-artifacts" / "dashboard"
@@ -35,6 +38,24 @@ SPEED = 60.0  # a simulated minute per second
 T = TypeVar("T")
 PEAK_WEIGHT = 2.0  # currency per kW of peak import
 expect.set_options(timeout=20_000)  # a loaded CI machine: the page polls every few seconds
+
+
+WEST_CAP_KW = 50.0
+
+
+def scarce(doc: dict) -> None:
+    """The warehouse cannot serve everyone under its 50 kW feeder: its miner wants a 40 kW
+    floor and its battery a full charge by the horizon's end, so Module 11's priorities
+    decide which gives way (the battery, while mining ranks below it)."""
+    doc["site"]["flexible_loads"][0]["min_kw"] = 40
+    doc["site"]["battery"]["soc_final_min_kwh"] = doc["site"]["battery"]["soc_max_kwh"]
+
+
+def miner_kwh(issued: IssuedSchedule) -> float:
+    """The miner's energy over a schedule the portfolio issued."""
+    schedule = portfolio_pb2.SetpointSchedule.FromString(issued.payload).schedule
+    column = next(c for c in schedule.columns if c.name == flex_column("miner-1"))
+    return sum(column.values) * schedule.step_minutes / 60
 
 
 class Stack:
@@ -63,11 +84,13 @@ class Stack:
         clock = SimulatedClock(START, SPEED)
         self.pf = make_rig_portfolio(self.folder, {"feeders": [{"feeder_id": "north", "site_ids": ["depot-north", "office-east"], "cap_kw": 150.0,
                                                                   "description": "shared transformer"},
-                                                                 ],
+                                                                 {"feeder_id": "west", "site_ids": ["warehouse-west"], "cap_kw": WEST_CAP_KW,
+                                                                  "description": "a weak line"}],
                                                   "portfolio": {"ping_interval_seconds": 0.5, "ping_timeout_seconds": 15.0}}, clock=clock)
         # heartbeats get room: two cores run this, the browser and the rest of the suite
         link = {"ping_interval_seconds": 0.5, "ping_timeout_seconds": 15.0}
-        self.nodes = {name: make_node(name, self.folder, self.pf.address, clock=clock, **link) for name in SITES}
+        self.nodes = {name: make_node(name, self.folder, self.pf.address, clock=clock, edit=scarce if name == "warehouse" else None, **link)
+                      for name in SITES}
         await self.pf.begin()
         for n in self.nodes.values():
             n.start()
@@ -203,7 +226,8 @@ async def test_a_priority_change_in_the_page_reaches_the_node_and_its_next_sched
 
     node = stack.nodes["warehouse"]
     hub = stack.pf.hub
-    issued = await stack.call(lambda: hub.store.schedules("warehouse-west", 1)[0].version)
+    first = await stack.call(lambda: hub.store.schedules("warehouse-west", 1)[0])
+    issued, before = first.version, miner_kwh(first)
     # a bad value: its field says why, and nothing changes anywhere
     await page.get_by_test_id("priority-fleet").fill("9")
     await page.get_by_test_id("weight-carbon").fill("lots")
@@ -225,10 +249,12 @@ async def test_a_priority_change_in_the_page_reaches_the_node_and_its_next_sched
     wanted = Priorities(fleet=2, facility=2, battery=3, mining=1, export=5)
     await stack.until(lambda: node.runtime.settings.priorities == wanted and node.runtime.settings.objective.peak == PEAK_WEIGHT, 20)
     await stack.until(lambda: hub.sites["warehouse-west"].snapshot is not None and hub.sites["warehouse-west"].snapshot.run.priorities == wanted, 30)
-    # and the portfolio plans the site again from that snapshot, and the node takes the plan
-    # (whether the plan's numbers move is the optimizer's matter: see tests/portfolio)
+    # and the portfolio plans the site again from that snapshot, and the node takes the plan:
+    # mining now ranks first, so the miner keeps its floor and the battery's target gives way
     received = await stack.call(lambda: stack.pf.hub.clock.now())
     await stack.until(lambda: (lambda r: r.version != issued and r.issued_at >= received and str(r.state) == "ACKED")(
         hub.store.schedules("warehouse-west", 1)[0]), 90)
+    after = miner_kwh(await stack.call(lambda: hub.store.schedules("warehouse-west", 1)[0]))
+    assert after > before * 1.15, (before, after)
     await expect(page.get_by_test_id("settings-source")).to_contain_text("set by an operator")
     await page.screenshot(path=str(SHOTS / "site-saved.png"), full_page=True)

@@ -193,6 +193,31 @@ def test_flexible_load_bounds_are_caught():
     assert broken(below_floor) == ["flex_m_kw: outside [1, 5]"]
 
 
+def test_relaxed_floors_pass_only_when_the_plan_relaxed_them():
+    # a plan that gave way by priority (Relaxation.flex_shortfall_kwh / soc_shortfall_kwh):
+    # the miner below its 1 kW floor and the battery ending below its 10 kWh target
+    p = problem()
+
+    def relaxed(s):
+        s["flex_m_kw"] = [1.0, 0.5, 1.0]
+        s[GRID_EXPORT] = [0.0, 1.5, 0.0]
+        s[DISCHARGE] = [0.0, 0.0, 5.0]  # 14.5 − 6.25 = 8.25 < 10
+        return resettle(p, s)
+
+    s = relaxed(good(p))
+    assert check_schedule(p, s) == ["final soc_kwh 8.25 below soc_final_min_kwh 10", "flex_m_kw: outside [1, 5]"]
+    assert check_schedule(p, s, floors=False) == []
+    # what stays a rule: zero, max_kw and the SOC bounds
+    s["flex_m_kw"] = [1.0, -0.5, 1.0]
+    s[GRID_EXPORT] = [0.0, 2.5, 0.0]
+    assert check_schedule(p, s, floors=False) == ["flex_m_kw: negative at 2025-01-15 01:00:00+00:00", "flex_m_kw: outside [0, 5]"]
+    s = good(p)
+    s[CHARGE] = [0.0, 0.0, 0.0]
+    s[DISCHARGE] = [5.0, 0.0, 5.0]  # soc 10 − 6.25 = 3.75, then −2.5 < soc_min_kwh 2
+    s = resettle(p, s)
+    assert "soc_kwh outside [soc_min_kwh, soc_max_kwh]" in check_schedule(p, s, floors=False)
+
+
 def test_grid_limits_are_caught_only_when_asked():
     p = problem()
     s = good(p)

@@ -1,12 +1,14 @@
 """Properties of every optimized schedule on random small sites (hypothesis).
 
 Every physical rule holds at every step, and no feasible alternative beats the optimum in
-the lexicographic order of BUNDLE.md: over-limit, weighted EV shortfall, breach within
-the margin, then the weighted objective.
+the lexicographic order of BUNDLE.md: over-limit, energy not served weighted by priority
+(EV shortfall, flexible loads below their floors, the final SOC below its target: see
+`formulation`), breach within the margin, then the weighted objective.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -18,15 +20,18 @@ from hypothesis import strategies as st
 from sitenode.baselines import BASELINES
 from sitenode.metrics import compute_metrics
 from sitenode.model.problem import SiteProblem
-from sitenode.optimizer.solve import Plan, optimize_site
+from sitenode.optimizer.formulation import shortfall_weights
+from sitenode.optimizer.solve import Plan, floor_shortfalls, optimize_site
 from sitenode.schedule import (
     CURTAIL,
     GRID_EXPORT,
     GRID_IMPORT,
     PV,
+    SOC,
     balance_residual,
     check_schedule,
     ev_column,
+    flex_column,
     new_schedule,
 )
 
@@ -56,16 +61,19 @@ def sites(draw: st.DrawFn) -> SiteProblem:
         cap = draw(st.floats(5, 50).map(round))
         lo, hi = round(cap * draw(st.floats(0, 0.2)), 2), round(cap * draw(st.floats(0.8, 1)), 2)
         initial = round(draw(st.floats(lo, hi)), 2)
-        site["battery"] = {
+        battery = site["battery"] = {
             "capacity_kwh": cap, "soc_min_kwh": lo, "soc_max_kwh": hi, "soc_initial_kwh": initial,
-            "soc_final_min_kwh": round(draw(st.floats(lo, initial)), 2),  # reachable by idling
             "max_charge_kw": draw(st.floats(1, 30).map(round)), "max_discharge_kw": draw(st.floats(1, 30).map(round)),
             "charge_efficiency": draw(money(0.8, 1)), "discharge_efficiency": draw(money(0.8, 1)),
             "degradation_cost_per_kwh": draw(money(0, 0.05)),
         }
+        # reachable by idling, or (sometimes) only by charging, which a tight limit may not allow
+        by_charging = min(hi, initial + battery["max_charge_kw"] * battery["charge_efficiency"] * steps * step_minutes / 60)
+        top = initial if draw(st.booleans()) else math.floor(by_charging * 100) / 100
+        battery["soc_final_min_kwh"] = round(draw(st.floats(lo, max(lo, top))), 2) if top > lo else lo
     if draw(st.booleans()):
-        site["flexible_loads"] = [{"id": "miner", "min_kw": draw(st.sampled_from([0, 1])), "max_kw": draw(st.floats(2, 20).map(round)),
-                                   "value_per_kwh": draw(money(0, 0.4))}]
+        site["flexible_loads"] = [{"id": "miner", "min_kw": draw(st.sampled_from([0, 1, 2])), "max_kw": draw(st.floats(2, 20).map(round)),
+                                   "value_per_kwh": draw(money(0, 0.4)), "priority": draw(st.integers(1, 10))}]
     chargers = [{"id": f"ac{i}", "max_kw": 11, "kind": "ac"} for i in range(draw(st.integers(0, 2)))]
     chargers += [{"id": f"dc{i}", "max_kw": 40, "kind": "dc"} for i in range(draw(st.integers(0, 2)))]
     site["chargers"] = chargers
@@ -80,6 +88,9 @@ def sites(draw: st.DrawFn) -> SiteProblem:
         sessions.append(session)
     run: dict[str, Any] = {"objective": {"carbon": draw(st.sampled_from([0.0, 0.1])), "peak": draw(st.sampled_from([0.0, 0.5]))}}
     if draw(st.booleans()):
+        classes = ("fleet", "facility", "battery", "mining", "export")
+        run["priorities"] = dict(zip(classes, draw(st.permutations(range(1, 6))), strict=True))
+    if draw(st.booleans()):
         first = draw(st.integers(0, steps - 1))
         window = {"start_time": f"{first * step_minutes // 60:02d}:{first * step_minutes % 60:02d}", "end_time": "23:59"}
         run["tariff"] = {"demand_charges": [{"rate_per_kw": draw(money(0, 10)), "schedule": window}]}
@@ -91,15 +102,24 @@ def sites(draw: st.DrawFn) -> SiteProblem:
     )
 
 
+def unserved(p: SiteProblem, frame: pd.DataFrame) -> float:
+    """Energy not served, weighted by priority: the "shortfall" term read off a schedule."""
+    by_session, by_load, battery = shortfall_weights(p)
+    dt = p.dt_h
+    total = sum(max(0.0, w.need_kwh - frame[ev_column(w.session_id)].sum() * dt) * by_session[w.session_id] for w in p.sessions)
+    loads, soc_short = floor_shortfalls(p, frame)
+    return total + sum(kwh * by_load[i] for i, kwh in loads.items()) + soc_short * battery
+
+
 def lexicographic_key(p: SiteProblem, frame: pd.DataFrame) -> Key:
-    """(over-limit kWh, shortfall weighted by 1/priority, breach kWh within the margin, objective)."""
+    """(over-limit kWh, energy not served weighted by priority, breach kWh within the margin, objective)."""
     dt, limit, margin = p.dt_h, p.import_limit_kw, p.site.grid.breach_margin
     imp, exp = frame[GRID_IMPORT].to_numpy(), frame[GRID_EXPORT].to_numpy()
     finite = np.isfinite(limit)
     safe = np.where(finite, limit, 0.0)
     over = np.where(finite, np.clip(imp - safe * (1 + margin), 0, None), 0.0).sum() * dt
     over += np.clip(exp - p.export_limit_kw, 0, None).sum() * dt
-    shortfall = sum(max(0.0, w.need_kwh - frame[ev_column(w.session_id)].sum() * dt) / w.session.priority for w in p.sessions)
+    shortfall = unserved(p, frame)
     breach = np.where(finite, np.clip(np.minimum(imp - safe, safe * margin), 0, None), 0.0).sum() * dt
     return float(over), float(shortfall), float(breach), compute_metrics(p, frame).weighted_objective(p)
 
@@ -165,13 +185,15 @@ def test_the_optimum_keeps_every_rule_and_nothing_simple_beats_it(problem: SiteP
     assert plan.result.status.has_solution
     if plan.result.num_integer:
         assert plan.result.gap <= problem.solver.mip_rel_gap + 1e-9
-    # limits hold, with the margin, unless fixed load or uncurtailable PV forced them over
+    # limits hold, with the margin, unless fixed load or uncurtailable PV forced them over;
+    # floors and the final SOC target, unless the plan says it gave them way
     within = plan.relaxation.over_limit_kwh < 1e-9
-    assert check_schedule(problem, plan.schedule, limits=within, assignment=plan.charger_assignment) == []
+    kept = plan.relaxation.flex_shortfall_kwh + plan.relaxation.soc_shortfall_kwh == 0
+    assert check_schedule(problem, plan.schedule, limits=within, assignment=plan.charger_assignment, floors=kept) == []
     opt = lexicographic_key(problem, plan.schedule)
 
-    alternative, assignment = full_power_on_arrival(problem)
-    assert check_schedule(problem, alternative, limits=False, assignment=assignment) == []
+    alternative, assignment = full_power_on_arrival(problem)  # the battery idles: it may miss its final target
+    assert check_schedule(problem, alternative, limits=False, assignment=assignment, floors=False) == []
     assert not_worse(opt, lexicographic_key(problem, alternative), mip_gap(plan)), (opt, lexicographic_key(problem, alternative))
 
 
@@ -199,8 +221,18 @@ def test_the_relaxation_report_matches_the_schedule(problem: SiteProblem) -> Non
     for w in problem.sessions:
         expected = max(0.0, w.need_kwh - delivered[w.session_id])
         assert abs(plan.relaxation.shortfall_by_session[w.session_id] - expected) < 1e-6
+    for load in problem.site.flexible_loads:
+        below = np.clip(load.min_kw - plan.schedule[flex_column(load.id)].to_numpy(), 0, None).sum() * problem.dt_h
+        assert abs(plan.relaxation.flex_shortfall_by_load[load.id] - below) < 1e-6
+    assert abs(plan.relaxation.flex_shortfall_kwh - sum(plan.relaxation.flex_shortfall_by_load.values())) < 1e-9
+    if problem.site.battery is not None:
+        target = max(problem.site.battery.soc_min_kwh, problem.soc_final_min_kwh)
+        assert abs(plan.relaxation.soc_shortfall_kwh - max(0.0, target - plan.schedule[SOC].iloc[-1])) < 1e-6
+    else:
+        assert plan.relaxation.soc_shortfall_kwh == 0
     # metrics' breach_kwh counts all import above the limit, within the margin or beyond it
     export_over = float(np.clip(plan.schedule[GRID_EXPORT].to_numpy() - problem.export_limit_kw, 0, None).sum() * problem.dt_h)
     assert abs(compute_metrics(problem, plan.schedule).breach_kwh - (breach + over - export_over)) < 1e-5
     if not plan.relaxation.relaxed:
         assert plan.relaxation.ev_shortfall_kwh < 1e-6 and breach < 1e-6 and over < 1e-6
+        assert plan.relaxation.flex_shortfall_kwh < 1e-6 and plan.relaxation.soc_shortfall_kwh < 1e-6
