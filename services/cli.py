@@ -142,9 +142,10 @@ def _sim(args: argparse.Namespace, out: Console) -> int:
 
     async def run() -> None:
         host, port = args.listen.rsplit(":", 1)
-        sim = SunSpecBatterySim(BatterySpec(capacity_kwh=args.capacity_kwh, max_kw=args.max_kw, soc_pct=args.soc), host=host, port=int(port), speed=args.speed)
+        sim = SunSpecBatterySim(BatterySpec(capacity_kwh=args.capacity_kwh, max_kw=args.max_kw, soc_pct=args.soc), host=host, port=int(port),
+                                speed=args.speed, control=args.control)
         bound = await sim.start()
-        out.print(f"SunSpec battery simulator on {host}:{bound} (models 1, 802, 124 at 40000)")
+        out.print(f"SunSpec battery simulator on {host}:{bound} (models 1, 802, {args.control} at 40000)")
         stop = asyncio.Event()
         from services.server import stop_on_signals
 
@@ -239,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     battery.add_argument("--max-kw", type=float, default=100.0)
     battery.add_argument("--soc", type=float, default=50.0, help="initial SOC, percent")
     battery.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second (SOC moves this much faster)")
+    battery.add_argument("--control", type=int, choices=(124, 704), default=124,
+                         help="storage control model: 124 (storage_basic) or 704 (DERCtlAC, WSet in W; + discharges)")
     chargers = sim.add_parser("chargers", help="OCPP 1.6 charge points")
     chargers.add_argument("--central-system", required=True, help="ws://HOST:PORT/ocpp")
     chargers.add_argument("--ids", help="comma-separated charge point ids (else --prefix and --count)")

@@ -1,8 +1,12 @@
 """SunSpec models as register maps, taken from pysunspec2's JSON definitions (never hand-typed).
 
 Pure: offsets, encoding and decoding of points, and scale factors. A model occupies
-`2 + L` registers: its ID, its length L, then its points in order. Only top-level
-points are mapped (models 1, 124, 704 and 802 have no repeating groups we use).
+`2 + L` registers: its ID, its length L, then its points in order, then its groups'
+points in order (depth first, as pysunspec2 lays them out). A group point is named
+`Group.Point` (704's `PFWInj.PF`); a group repeated a fixed n times `Group[i].Point`.
+Groups whose count is another point's value (variable length) are refused: none of
+the models used here (1, 124, 704, 802) has one. Where the JSON states the standard
+length (704's `L`), the layout must add up to it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from importlib import resources
 
 SUNS = (0x5375, 0x6E53)  # "SunS"
 END_ID = 0xFFFF
-UNIMPLEMENTED = {"uint16": 0xFFFF, "enum16": 0xFFFF, "bitfield16": 0xFFFF, "int16": 0x8000, "sunssf": 0x8000}
+UNIMPLEMENTED = {"uint16": 0xFFFF, "enum16": 0xFFFF, "bitfield16": 0xFFFF, "int16": 0x8000, "sunssf": 0x8000,
+                 "uint32": 0xFFFFFFFF, "enum32": 0xFFFFFFFF, "bitfield32": 0xFFFFFFFF, "int32": 0x80000000}
 _WIDTH = {"uint32": 2, "int32": 2, "bitfield32": 2, "acc32": 2, "enum32": 2, "float32": 2, "uint64": 4, "int64": 4, "acc64": 4}
 
 
@@ -39,18 +44,34 @@ class ModelDef:
         return self.points[name]
 
 
+def _layout(group: dict, prefix: str, offset: int, points: dict[str, Point]) -> int:
+    """Map `group`'s points and then its sub-groups' from `offset`; return the offset after them."""
+    for p in group.get("points", []):
+        size = int(p.get("size") or _WIDTH.get(p["type"], 1))
+        name = prefix + p["name"]
+        sf = p.get("sf")
+        points[name] = Point(name, p["type"], size, offset, sf, p.get("access", "R"))
+        offset += size
+    for sub in group.get("groups", []):
+        count = sub.get("count", 1)
+        if not isinstance(count, int):
+            raise ValueError(f"group {prefix}{sub['name']}: repeat count {count!r} depends on the device; not supported")
+        for i in range(count):
+            name = sub["name"] if count == 1 else f"{sub['name']}[{i}]"
+            offset = _layout(sub, f"{prefix}{name}.", offset, points)
+    return offset
+
+
 @cache
 def load_model(model_id: int) -> ModelDef:
     text = resources.files("sunspec2.models.json").joinpath(f"model_{model_id}.json").read_text()
     group = json.loads(text)["group"]
-    points, offset = {}, 0
-    for p in group["points"]:
-        size = int(p.get("size", 1)) if p["type"] in ("string", "pad") else _WIDTH.get(p["type"], 1)
-        if p["type"] == "string":
-            size = int(p["size"])
-        points[p["name"]] = Point(p["name"], p["type"], size, offset, p.get("sf"), p.get("access", "R"))
-        offset += size
-    return ModelDef(model_id, group["name"], offset - 2, points)
+    points: dict[str, Point] = {}
+    length = _layout(group, "", 0, points) - 2
+    stated = next((p.get("value") for p in group["points"] if p["name"] == "L"), None)
+    if isinstance(stated, int) and stated != length:
+        raise ValueError(f"model {model_id}: points add up to L={length}, the definition says {stated}")
+    return ModelDef(model_id, group["name"], length, points)
 
 
 def decode(point: Point, regs: list[int]) -> int | str | None:
@@ -61,12 +82,12 @@ def decode(point: Point, regs: list[int]) -> int | str | None:
     value = 0
     for r in regs:
         value = (value << 16) | (r & 0xFFFF)
+    if UNIMPLEMENTED.get(point.type) == value:
+        return None
     if point.type in ("int16", "sunssf") and value >= 0x8000:
         value -= 0x10000
     elif point.type == "int32" and value >= 0x80000000:
         value -= 0x100000000
-    if UNIMPLEMENTED.get(point.type) is not None and (regs[0] & 0xFFFF) == UNIMPLEMENTED[point.type] and len(regs) == 1:
-        return None
     return value
 
 
@@ -101,7 +122,7 @@ def model_registers(model: ModelDef, values: dict[str, int | str]) -> list[int]:
         elif p.name in values:
             regs += encode(p, values[p.name])
         elif p.type in UNIMPLEMENTED:
-            regs.append(UNIMPLEMENTED[p.type])
+            regs += encode(p, UNIMPLEMENTED[p.type])
         else:
             regs += [0] * p.size
     return regs

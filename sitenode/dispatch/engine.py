@@ -35,8 +35,11 @@ class AdapterError(GridmeshError):
 
 
 class Adapter(Protocol):
-    async def execute(self, command: Command) -> None:
-        """Carry the command out; raise AdapterError when the device refuses."""
+    async def execute(self, command: Command) -> float | None:
+        """Carry the command out; raise AdapterError when the device refuses. A setpoint
+        adapter that reads the device back returns the kW the device took (a ramp step, a
+        device's own clamp): the command completes with that value, so the journal's
+        `last_setpoints` holds it and the next plan sends the asked value again."""
         ...
 
 
@@ -194,26 +197,28 @@ class DispatchEngine:
         dispatched = [clamp(c, self.ratings.get(c.asset_id)).evolve(state=CommandState.DISPATCHED, attempts=c.attempts + 1) for c in sendable]
         self._record(superseded + expired + dispatched, now)
         results = await asyncio.gather(*(self._send(c) for c in dispatched))
-        finished = [self._settle(c, error, now) for c, error in zip(dispatched, results, strict=True)]
+        finished = [self._settle(c, error, now, achieved) for c, (error, achieved) in zip(dispatched, results, strict=True)]
         self._record(finished, now)
         return [c for c in finished + superseded + expired if c.done]
 
-    async def _send(self, command: Command) -> str | None:
-        """None when the device carried the command out, else what went wrong."""
+    async def _send(self, command: Command) -> tuple[str | None, float | None]:
+        """(None, kW the device took or None) when the device carried the command out,
+        else (what went wrong, None)."""
         try:
             adapter = self.registry.get(command.asset_id)
-            await asyncio.wait_for(adapter.execute(command), self.policy.timeout_seconds)
+            achieved = await asyncio.wait_for(adapter.execute(command), self.policy.timeout_seconds)
         except TimeoutError:
-            return "timeout"
+            return "timeout", None
         except NotFound as exc:
-            return str(exc)
+            return str(exc), None
         except Exception as exc:  # noqa: BLE001 - a misbehaving adapter must not take the engine down
-            return f"{type(exc).__name__}: {exc}"
-        return None
+            return f"{type(exc).__name__}: {exc}", None
+        return None, float(achieved) if isinstance(achieved, int | float) and not isinstance(achieved, bool) else None
 
-    def _settle(self, command: Command, error: str | None, now: datetime) -> Command:
+    def _settle(self, command: Command, error: str | None, now: datetime, achieved: float | None = None) -> Command:
         if error is None:
-            return command.evolve(state=CommandState.COMPLETED, last_error="")
+            value = command.value_kw if achieved is None or command.value_kw is None else round(achieved, 3)
+            return command.evolve(state=CommandState.COMPLETED, last_error="", value_kw=value)
         if command.attempts < self.policy.max_attempts:
             return command.evolve(state=CommandState.PENDING, next_attempt_at=now + self.policy.delay(command.attempts), last_error=error)
         final = CommandState.TIMED_OUT if error == "timeout" else CommandState.FAILED

@@ -86,3 +86,40 @@ async def test_monitor_follows_the_device():
     assert node.fsm.state == "IDLE"  # back from UNAVAILABLE first
     await monitor.poll()
     assert node.fsm.state == "FAULTED"  # then the alarm
+
+
+async def test_monitor_follows_a_704_device_and_outlives_one_it_cannot_control(caplog):
+    import asyncio
+
+    from sitenode.devices.modbus_battery import SunSpecBattery
+    from sitenode.dispatch import AssetRating, Command, CommandType
+    from sitenode.simulators.sunspec_battery import BatterySpec, SunSpecBatterySim
+
+    rating = AssetRating("battery", "battery", 50.0, 50.0)
+    sims = [SunSpecBatterySim(BatterySpec(capacity_kwh=100, max_kw=80, soc_pct=30), step_seconds=0.02, speed=600, control=c) for c in (704, None)]
+    ports = [await s.start() for s in sims]
+    good, bad = (SunSpecBattery("127.0.0.1", p, rating, revert_seconds=3600) for p in ports)
+    try:
+        clock, node = Clock(), Node()
+        monitor = BatteryMonitor(good, node, clock, stale_after=timedelta(seconds=30))
+        await good.execute(Command.new("t", "battery", CommandType.SET_CHARGE_RATE, 40.0, T0))
+        await asyncio.sleep(0.2)
+        await monitor.poll()
+        assert node.fsm.state == "CHARGING" and node.soc > 30.0  # 802's ChaSt and SoC, 100 kWh
+        await good.execute(Command.new("t", "battery", CommandType.SET_CHARGE_RATE, 0.0, T0))
+        await asyncio.sleep(0.1)
+        await monitor.poll()
+        assert node.fsm.state == "IDLE"
+
+        clock, node = Clock(), Node()
+        monitor = BatteryMonitor(bad, node, clock, stale_after=timedelta(seconds=30))
+        await monitor.poll()  # refused: logged with the reason, not raised
+        assert node.soc is None and node.fsm.state == "UNAVAILABLE"
+        assert "neither 124 (storage_basic) nor 704 (DERCtlAC)" in caplog.text
+        await monitor.poll()  # and again, inside the reconnect back-off
+        assert node.fsm.state == "UNAVAILABLE"
+    finally:
+        await good.close()
+        await bad.close()
+        for s in sims:
+            await s.stop()
