@@ -107,6 +107,25 @@ async def test_bad_peers_are_refused_and_the_node_keeps_serving(site):
         await disconnect(good, task)
 
 
+async def test_repeated_failed_logins_are_slowed_down_and_a_good_one_resets_them(site):
+    runtime, central, url = site
+    waits = []
+    for _ in range(4):
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(InvalidStatus) as exc:
+            await connect(f"{url}/ac-01", subprotocols=["ocpp1.6"], additional_headers=basic("ac-01", "guess"))
+        assert exc.value.response.status_code == 401
+        waits.append(asyncio.get_running_loop().time() - started)
+    # each failure waits at least twice the one before (0.1, 0.2, 0.4, 0.8 s)
+    assert waits[-1] >= 0.8 and waits[-1] > 2 * waits[0], waits
+    assert central.failures["ac-01"] == 4
+    cp, task = await connect_charge_point(url, "ac-01", "pw-ac-01", 22.0)
+    try:
+        assert "ac-01" not in central.failures
+    finally:
+        await disconnect(cp, task)
+
+
 async def test_an_unanswered_profile_fails_the_command(site):
     runtime, central, url = site
     silent = await connect(f"{url}/ac-01", subprotocols=["ocpp1.6"], additional_headers=basic("ac-01", "pw-ac-01"))

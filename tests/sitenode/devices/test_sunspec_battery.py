@@ -79,8 +79,14 @@ async def test_silence_reverts_the_battery_to_idle(sim):
 
 async def test_a_map_without_suns_and_a_dead_device_are_adapter_errors(sim):
     simulator, port = sim
+    # registers the device does not have: it answers with Modbus exception code 2
     adapter = SunSpecBattery("127.0.0.1", port, RATING, base=30000)
-    with pytest.raises(AdapterError):
+    with pytest.raises(AdapterError, match="exception reply.*exception_code=2"):
+        await adapter.connect()
+    await adapter.close()
+    # registers it has, but no SunS marker there
+    adapter = SunSpecBattery("127.0.0.1", port, RATING, base=40002)
+    with pytest.raises(AdapterError, match="no SunS marker at 40002"):
         await adapter.connect()
     await adapter.close()
     dead = SunSpecBattery("127.0.0.1", 1, RATING, timeout_seconds=0.2)
