@@ -390,16 +390,22 @@ def import_shares(problems: Mapping[str, SiteProblem], feeders: list[Coupling], 
 
     Under a feeder: its planned net import (never below zero: a node cannot count on its
     own export when it replans) plus an equal share of the feeder's headroom, so the shares
-    of a feeder's sites add up to its cap whenever the plan keeps it. Under several feeders,
-    the tightest; never above the site's own import limit.
+    of a feeder's sites add up to its cap. Where the plan has importers lean on a
+    neighbour's export (their net imports add up to more than the cap), a node planning
+    alone cannot count on that export either: the importers' shares are scaled down to add
+    up to the cap, since the cap is physical and the export may stop when its node replans.
+    Under several feeders, the tightest; never above the site's own import limit.
     """
     shares = {sid: np.asarray(p.import_limit_kw, dtype=float).copy() for sid, p in problems.items()}
     for c in feeders:
         if not c.site_ids:
             continue
         base = {sid: np.clip(frames[sid][GRID_IMPORT].to_numpy() - frames[sid][GRID_EXPORT].to_numpy(), 0.0, None) for sid in c.site_ids}
-        headroom = np.clip(c.bound - sum(base.values()), 0.0, None) / len(c.site_ids)
+        total = sum(base.values())
+        bound = np.clip(c.bound, 0.0, None)
+        headroom = np.clip(bound - total, 0.0, None) / len(c.site_ids)
+        scale = np.where(total > bound, bound / np.maximum(total, 1e-12), 1.0)
         for sid in c.site_ids:
-            shares[sid] = np.minimum(shares[sid], base[sid] + headroom)
+            shares[sid] = np.minimum(shares[sid], base[sid] * scale + headroom)
     return shares
 

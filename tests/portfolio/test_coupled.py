@@ -124,6 +124,11 @@ def test_a_feeder_bounds_net_import_so_a_neighbours_export_makes_room(solver: Mo
     assert plan.sites["sun"].plan.schedule[GRID_EXPORT].min() > 27  # it exports all it can...
     assert imports(plan, list(problems)).max() > 70  # ...and the depots import that much more
     assert_schedules_valid(problems, plan)
+    # a node planning alone cannot count on the neighbour's export: the shares still add up to the cap
+    shares = sum(plan.sites[s].import_share_kw for s in problems)
+    assert (shares <= 50 + TOL).all() and shares.max() >= 50 - TOL
+    leaning = sum(np.clip(net_import(plan, [s]), 0.0, None) for s in problems) > 50 + TOL
+    assert leaning.any() and (plan.sites["sun"].import_share_kw[leaning] <= TOL).all()  # no room left for it there
 
 
 def test_a_feeder_binds_only_its_own_sites(solver: MonolithicSolver) -> None:
