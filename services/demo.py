@@ -56,6 +56,7 @@ from portfolio.store import PortfolioStore
 from services import convert
 from services import portfolio_convert as pc
 from services.certs import channel_credentials, init_ca, issue_operator, issue_server, issue_site
+from services.demo_page import TITLE, page_data, run_totals, write_index
 from services.stubs.gridmesh.v1 import (
     portfolio_pb2,
     portfolio_pb2_grpc,
@@ -74,6 +75,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "nodes"
 SITES = {"depot": "depot-north", "office": "office-east", "warehouse": "warehouse-west"}
 START = datetime(2025, 6, 20, 21, 0, tzinfo=UTC)  # 17:00 in New York: the vans come back; after every example history
+EVENING_HOURS = timedelta(hours=6)  # from START: the flex event falls by 23:00 local time
 REAL_SECONDS_PER_DAY = 100.0
 STARTUP_SECONDS = 20.0  # five Python processes import their libraries on two cores
 # a flex event is announced at least this far ahead (simulated time): the plan that keeps it
@@ -262,16 +264,15 @@ def _progress(now: datetime, plan: DemoPlan, sites: Sequence[portfolio_pb2.SiteI
 
 
 def outcome_table(outcome: RunOutcome, realized: dict[str, SiteRealized]) -> Table:
-    table = Table(title="gridmesh demo: what the day cost and kept")
+    table = Table(title=TITLE)
     for col in ("site", "cost", "business as usual", "saved", "peak kW", "BAU peak kW", "EV kWh", "EV needed kWh", "EV ok"):
         table.add_column(col, justify="left" if col == "site" else "right")
-    total = [0.0, 0.0, 0.0, 0.0]
     for s in outcome.sites:
         table.add_row(s.site_id, f"{s.cost:,.2f}", f"{s.bau_cost:,.2f}", f"{s.bau_cost - s.cost:,.2f}", f"{s.peak_import_kw:.1f}",
                       f"{s.bau_peak_import_kw:.1f}", f"{s.ev_delivered_kwh:.1f}", f"{s.ev_required_kwh:.1f}", "yes" if s.ev_ok else "[red]NO[/red]")
-        total = [total[0] + s.cost, total[1] + s.bau_cost, total[2] + s.ev_delivered_kwh, total[3] + s.ev_required_kwh]
-    table.add_row("[bold]total[/bold]", f"{total[0]:,.2f}", f"{total[1]:,.2f}", f"{total[1] - total[0]:,.2f}", "", "", f"{total[2]:.1f}",
-                  f"{total[3]:.1f}", "yes" if all(s.ev_ok for s in outcome.sites) else "[red]NO[/red]", end_section=True)
+    total = run_totals(outcome)  # the run page's total row too
+    table.add_row("[bold]total[/bold]", f"{total.cost:,.2f}", f"{total.bau_cost:,.2f}", f"{total.saved:,.2f}", "", "", f"{total.ev_delivered_kwh:.1f}",
+                  f"{total.ev_required_kwh:.1f}", "yes" if total.ev_ok else "[red]NO[/red]", end_section=True)
     for f in outcome.feeders:
         table.add_row(f"feeder {f.name}", f"cap {f.limit_kw:.1f} kW", f"worst excess {max(f.worst_excess_kw, 0):.2f} kW", "kept" if f.holds else "[red]BROKEN[/red]")
     for e in outcome.events:
@@ -320,6 +321,7 @@ def acked_schedules(store_path: Path) -> dict[str, int]:
 
 def write_outcome(path: Path, outcome: RunOutcome, acked: dict[str, int], plan: DemoPlan) -> None:
     """`outcome.json`: what the table shows, for machines (the CI test reads it)."""
+    totals = run_totals(outcome)
     doc = {
         "ok": outcome.ok,
         "start": plan.start.isoformat(),
@@ -327,8 +329,8 @@ def write_outcome(path: Path, outcome: RunOutcome, acked: dict[str, int], plan: 
         "sites": [{**asdict(s), "ev_ok": s.ev_ok, "acked_schedules": acked.get(s.site_id, 0)} for s in outcome.sites],
         "feeders": [{**asdict(f), "holds": f.holds} for f in outcome.feeders],
         "events": [{**asdict(e), "holds": e.holds} for e in outcome.events],
-        "total_cost": sum(s.cost for s in outcome.sites),
-        "total_bau_cost": sum(s.bau_cost for s in outcome.sites),
+        "total_cost": totals.cost,
+        "total_bau_cost": totals.bau_cost,
     }
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
@@ -421,15 +423,39 @@ async def run_demo(hours: float, out_root: Path, console: Console, speed: float 
         procs.stop([n for n in procs.children if n.startswith("chargers")])
         procs.stop([n for n in procs.children if n.startswith("node")])
         procs.stop()
-    outcome, realized, runs = collect(out / "portfolio.db", plan, configs, [feeder] if feeder else [], [event] if event else [])
+    feeders, events = [feeder] if feeder else [], [event] if event else []
+    outcome, realized, runs = collect(out / "portfolio.db", plan, configs, feeders, events)
     pages = write_reports(out, realized, runs, {SITES["depot"]: plan.sessions})
     write_outcome(out / "outcome.json", outcome, acked_schedules(out / "portfolio.db"), plan)
+    reports = {site_id: page.relative_to(out).as_posix() for site_id, page in zip(realized, pages, strict=True)}
+    index = write_index(out, page_data(outcome, realized, feeders, events, start=plan.start, hours=plan.hours, speed=plan.speed, reports=reports))
     console.print(outcome_table(outcome, realized))
     for page in pages:
         console.print(f"report: {page}")
+    console.print(f"run page: {index}")
     if not outcome.ok:
         console.print("[red]a cap, the flex event or an EV requirement was not kept[/red]")
     return 0 if outcome.ok else 1
+
+
+def evening_event(plan: DemoPlan, imports: pd.Series) -> FlexEvent:
+    """The flex event: the evening's busiest half hour of the planned import (`imports`,
+    the three sites' sum) starts it, and it caps import at 85 % of the window's planned
+    peak, so it binds and shows what flexibility delivers.
+
+    The evening is the run's first hours (it starts at 17:00 in New York, `START`): the
+    whole event ends within `EVENING_HOURS` of the start (or half the run), so the vans'
+    overnight charging, the plan's real peak, cannot pull it into the night.
+    """
+    length = plan.event_end - plan.event_start
+    close = plan.start + min(timedelta(hours=plan.hours / 2), EVENING_HOURS)
+    evening = imports[(imports.index >= pd.Timestamp(plan.event_start)) & (imports.index < pd.Timestamp(close))]
+    pairs = evening.rolling(2).mean().dropna()
+    pairs = pairs[pairs.index - pd.Timedelta(minutes=15) <= pd.Timestamp(close - length)]
+    begin = (pairs.idxmax() - pd.Timedelta(minutes=15)).to_pydatetime() if len(pairs) else plan.event_start
+    window = imports[(imports.index >= pd.Timestamp(begin)) & (imports.index < pd.Timestamp(begin + length))]
+    limit = round(0.85 * float(window.max()), 1) if len(window) else 0.0
+    return FlexEvent(event_id="evening-peak", kind=FlexKind.CAP_AT, kw=limit, start=begin, end=begin + length)
 
 
 async def _first_plan_then_limits(stub: portfolio_pb2_grpc.PortfolioStub, plan: DemoPlan, meta, procs: Processes) -> tuple[Feeder, FlexEvent]:  # noqa: ANN001
@@ -457,14 +483,8 @@ async def _first_plan_then_limits(stub: portfolio_pb2_grpc.PortfolioStub, plan: 
                     description="shared 400 kVA transformer")
     await stub.SetFeeder(portfolio_pb2.SetFeederRequest(feeder=pc.feeder_out(feeder)), metadata=meta)
     imports = sum((f["grid_import_kw"] for f in schedules.values()), pd.Series(0.0, index=next(iter(schedules.values())).index))
-    # the evening's busiest half hour of the plan: there a cap binds and shows what flexibility delivers
-    evening = imports[(imports.index >= pd.Timestamp(plan.event_start)) & (imports.index < pd.Timestamp(plan.start + timedelta(hours=plan.hours / 2)))]
-    pairs = evening.rolling(2).mean().dropna()
-    begin = (pairs.idxmax() - pd.Timedelta(minutes=15)).to_pydatetime() if len(pairs) else plan.event_start
-    length = plan.event_end - plan.event_start
-    window = imports[(imports.index >= pd.Timestamp(begin)) & (imports.index < pd.Timestamp(begin + length))]
-    limit = round(0.85 * float(window.max()), 1) if len(window) else 0.0
-    event = FlexEvent(event_id="evening-peak", kind=FlexKind.CAP_AT, kw=limit, start=begin, end=begin + length)
+    event = evening_event(plan, imports)
+    length = event.end - event.start
     now = convert.from_ts((await stub.GetPortfolioState(portfolio_pb2.GetPortfolioStateRequest(), metadata=meta)).now)
     if event.start < now + EVENT_NOTICE:
         # a slow start ate into the evening: the event moves out to give the notice

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 
 def test_the_demo_keeps_caps_and_ev_needs_and_beats_business_as_usual(tmp_path):
@@ -33,6 +34,13 @@ def test_the_demo_keeps_caps_and_ev_needs_and_beats_business_as_usual(tmp_path):
     for site in ("depot-north", "office-east", "warehouse-west"):
         assert (out / "sites" / site / "report.html").exists() and (out / "sites" / site / "realized.csv").exists()
     assert (out / "certs" / "ca.pem").exists() and (out / "logs" / "portfolio.log").exists()
+    # the run's page: each site with its report linked, the verdict, the plots beside it; its path printed
+    page = (out / "index.html").read_text(encoding="utf-8")
+    for site in ("depot-north", "office-east", "warehouse-west"):
+        assert f"<th scope='row'>{site}</th>" in page and f"href='sites/{site}/report.html'" in page
+    assert "exit code 0" in page and "<td>kept</td>" in page and "<td>delivered</td>" in page
+    assert (out / "plots" / "feeder-1-north.png").exists() and (out / "plots" / "portfolio-import.png").exists()
+    assert "run page:" in run.stdout and str(out / "index.html") in run.stdout.replace("\n", "")  # rich folds a long path
     # the dashboard ran beside it, its address printed once its page answered
     assert "dashboard: http://127.0.0.1:" in run.stdout and "viewer token" in run.stdout
     assert "dashboard serving on" in (out / "logs" / "dashboard.log").read_text()
@@ -63,3 +71,20 @@ def test_demo_configs_hold_absolute_paths_that_load(tmp_path, monkeypatch):
     link = node.portfolio
     assert link is not None and all(Path(p).is_absolute() and Path(p).exists() for p in (link.ca, link.cert, link.key))
     assert Path(node.node.journal).is_absolute()
+
+
+def test_the_flex_event_falls_in_the_evening_even_when_the_night_is_busier():
+    import pandas as pd
+
+    from services.demo import EVENING_HOURS, evening_event, plan_demo
+
+    plan = plan_demo(24)
+    index = pd.date_range(plan.start, periods=96, freq="15min")
+    imports = pd.Series(50.0, index=index)
+    imports[(index >= plan.start + pd.Timedelta(hours=8)) & (index < plan.start + pd.Timedelta(hours=10))] = 400.0  # the vans, 01:00 local
+    imports[(index >= plan.start + pd.Timedelta(hours=4)) & (index < plan.start + pd.Timedelta(hours=4.5))] = 120.0  # 21:00 local
+    event = evening_event(plan, imports)
+    local = event.start.astimezone(ZoneInfo("America/New_York"))
+    assert event.start == plan.start + pd.Timedelta(hours=4)  # the evening's busiest half hour starts it
+    assert plan.event_start <= event.start and event.end <= plan.start + EVENING_HOURS, (event.start, event.end)
+    assert 17 <= local.hour < 23 and event.kw == round(0.85 * 120.0, 1)  # binds the evening's peak, not the night's
