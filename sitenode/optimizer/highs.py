@@ -7,6 +7,8 @@ One tolerance profile for every solve, set here and nowhere else.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import os
 import sys
 
@@ -15,6 +17,8 @@ import numpy as np
 
 from sitenode.optimizer.lp import Matrix
 from sitenode.optimizer.result import SolverStatus, StageOutcome
+
+log = logging.getLogger(__name__)
 
 _STATUS = {
     "Optimal": SolverStatus.OPTIMAL,
@@ -122,7 +126,9 @@ class HighsModel:
         h = self._h
         h.setOptionValue("presolve", "choose" if presolve else "off")
         if time_limit_seconds is not None:
-            h.setOptionValue("time_limit", max(float(time_limit_seconds), 0.05))
+            # HiGHS measures time_limit on its run clock, which keeps counting over every
+            # run of this instance: the budget is set from where that clock stands now
+            h.setOptionValue("time_limit", h.getRunTime() + max(float(time_limit_seconds), 0.05))
         if start is not None and self.has_integers:
             solution = highspy.HighsSolution()
             solution.col_value = list(start)
@@ -157,12 +163,25 @@ class HighsModel:
 
         Primal simplex after a cost change (the basis stays primal feasible), dual simplex
         after a bound change. OPTIMAL, INFEASIBLE or ERROR.
+
+        No time limit: the caller bounds its own loop, and a limit left over from a staged
+        solve of this model (`run`) counts on HiGHS's run clock, which keeps running over
+        every re-solve: after enough rounds every re-solve would stop at once. A warm
+        re-solve that ends neither optimal nor infeasible (HiGHS's "Unknown" after a stall)
+        is solved once more from scratch before it counts as an error.
         """
         h = self._h
         h.setOptionValue("presolve", "off")
+        h.setOptionValue("time_limit", math.inf)
         h.setOptionValue("simplex_strategy", 4 if primal else 1)
         h.run()
         status = h.modelStatusToString(h.getModelStatus())
+        if status != "Optimal" and "nfeasible" not in status:
+            log.warning("warm LP re-solve ended %r; solving from scratch", status)
+            h.clearSolver()
+            h.setOptionValue("simplex_strategy", 1)
+            h.run()
+            status = h.modelStatusToString(h.getModelStatus())
         return SolverStatus.OPTIMAL if status == "Optimal" else SolverStatus.INFEASIBLE if "nfeasible" in status else SolverStatus.ERROR
 
     def objective(self) -> float:
