@@ -32,7 +32,13 @@ from portfolio.decomposition import (
     connect_ray,
 )
 from portfolio.model import Feeder, FlexEvent, FlexKind
-from portfolio.solvers import MONOLITHIC_MAX_SITES, AutoSolver, SolverConfig, make_solver
+from portfolio.solvers import (
+    MONOLITHIC_MAX_SITES,
+    MONOLITHIC_MAX_SITES_PEAK,
+    AutoSolver,
+    SolverConfig,
+    make_solver,
+)
 from sitenode.errors import InvalidInput
 from sitenode.model.problem import SiteProblem
 from sitenode.optimizer.formulation import add_site
@@ -281,7 +287,7 @@ def test_the_config_names_the_solver() -> None:
     assert isinstance(decomposed, DecompositionSolver)
     assert (decomposed.gap, decomposed.max_iterations, decomposed.address) == (0.01, 7, "ray://nowhere:10001")
     auto = make_solver()
-    assert isinstance(auto, AutoSolver) and auto.max_sites == MONOLITHIC_MAX_SITES
+    assert isinstance(auto, AutoSolver) and auto.max_sites == MONOLITHIC_MAX_SITES and auto.max_sites_peak == MONOLITHIC_MAX_SITES_PEAK
     with pytest.raises(ValueError):
         SolverConfig(method="admm")
     with pytest.raises(ValueError):
@@ -304,6 +310,10 @@ def test_auto_picks_the_monolithic_solve_up_to_the_threshold() -> None:
     assert auto.solve(problems, feeders, []).method == METHOD
     small = dict(list(problems.items())[:3])
     assert auto.solve(small, [], []).method == "monolithic"
+    # a coincident-peak charge couples every site: its threshold is its own
+    peaked = AutoSolver(MonolithicSolver(), decomposition, max_sites=3, max_sites_peak=5)
+    assert isinstance(peaked.pick(5, peak=True), MonolithicSolver) and peaked.pick(4) is peaked.decomposition
+    assert peaked.solve(dict(list(problems.items())[:5]), [], [], coincident_peak_price_per_kw=2.0).method == "monolithic"
 
 
 # -- the coincident-peak charge ---------------------------------------------------------------
