@@ -24,8 +24,8 @@ def test_the_demo_keeps_caps_and_ev_needs_and_beats_business_as_usual(tmp_path):
     assert {s["site_id"] for s in outcome["sites"]} == {"depot-north", "office-east", "warehouse-west"}
     assert all(s["acked_schedules"] > 0 for s in outcome["sites"]), outcome["sites"]
     # the feeder cap held in every realized step, and the flex event was delivered
-    assert [f["name"] for f in outcome["feeders"]] == ["north"] and all(f["holds"] and f["steps_checked"] == 16 for f in outcome["feeders"]), outcome
-    assert [e["name"] for e in outcome["events"]] == ["evening-peak"] and all(e["holds"] and e["steps_checked"] >= 2 for e in outcome["events"]), outcome
+    assert [f["name"] for f in outcome["feeders"]] == ["north"] and all(f["holds"] and f["steps_checked"] == 16 for f in outcome["feeders"]), outcome["feeders"]
+    assert [e["name"] for e in outcome["events"]] == ["evening-peak"] and all(e["holds"] and e["steps_checked"] >= 2 for e in outcome["events"]), outcome["events"]
     depot = next(s for s in outcome["sites"] if s["site_id"] == "depot-north")
     assert depot["ev_required_kwh"] > 0 and depot["ev_ok"], depot
     assert outcome["total_cost"] < outcome["total_bau_cost"]
