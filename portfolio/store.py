@@ -210,14 +210,23 @@ class PortfolioStore:
 
     def add_telemetry_many(self, batches: Mapping[str, Iterable[tuple[int, datetime, bytes]]]) -> dict[str, int]:
         """Samples of many sites in one transaction (one disk sync for all); per site, how many were new."""
-        out: dict[str, int] = {}
+        return self.write_many(batches, ())[0]
+
+    def write_many(self, batches: Mapping[str, Iterable[tuple[int, datetime, bytes]]], acks: Sequence[tuple[str, str, bool, str, datetime]],
+                   snapshots: Mapping[str, tuple[bytes, datetime]] | None = None) -> tuple[dict[str, int], list[bool]]:
+        """`add_telemetry_many`, `ack_many` and `save_snapshot` per site in one transaction (one disk
+        sync): what a stream hub gathers between two writes. Returns what the first two return."""
+        new: dict[str, int] = {}
+        snapshot_rows = [(site_id, _ts(at), bytes(payload)) for site_id, (payload, at) in (snapshots or {}).items()]
         with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO snapshots VALUES (?,?,?)", snapshot_rows)
             for site_id, items in batches.items():
                 rows = [(site_id, seq, _ts(at), bytes(payload)) for seq, at, payload in items]
                 before = db.total_changes
                 db.executemany("INSERT OR IGNORE INTO telemetry VALUES (?,?,?,?)", rows)
-                out[site_id] = db.total_changes - before
-        return out
+                new[site_id] = db.total_changes - before
+            matched = self._ack_rows(db, acks)
+        return new, matched
 
     def last_telemetry_seq(self, site_id: str) -> int:
         r = self._one("SELECT MAX(seq) FROM telemetry WHERE site_id = ?", (site_id,))
@@ -299,23 +308,28 @@ class PortfolioStore:
 
     def issue_schedules(self, items: Sequence[tuple[str, str, datetime, datetime, bytes]], at: datetime) -> None:
         """Many (site_id, version, valid_from, valid_until, payload) at once, as `issue_schedule` each, in one transaction."""
+        latest: dict[tuple[str, str], tuple] = {}
+        issued_at, state = _ts(at), str(ScheduleState.ISSUED)
+        for site_id, version, valid_from, valid_until, payload in items:
+            latest.pop((site_id, version), None)  # a version given twice: the later one, issued last
+            latest[(site_id, version)] = (site_id, version, _ts(valid_from, "valid_from"), _ts(valid_until, "valid_until"), bytes(payload),
+                                          issued_at, state)
         with self._tx() as db:
-            for site_id, version, valid_from, valid_until, payload in items:
-                db.execute("DELETE FROM schedules WHERE site_id = ? AND version = ?", (site_id, version))
-                db.execute(
-                    f"INSERT INTO schedules ({_SCHEDULE_COLUMNS}) VALUES (?,?,?,?,?,?,?,'',NULL)",
-                    (site_id, version, _ts(valid_from, "valid_from"), _ts(valid_until, "valid_until"), bytes(payload), _ts(at),
-                     str(ScheduleState.ISSUED)),
-                )
+            db.executemany("DELETE FROM schedules WHERE site_id = ? AND version = ?", list(latest))
+            db.executemany(f"INSERT INTO schedules ({_SCHEDULE_COLUMNS}) VALUES (?,?,?,?,?,?,?,'',NULL)", list(latest.values()))
 
     def ack_many(self, items: Sequence[tuple[str, str, bool, str, datetime]]) -> list[bool]:
         """Many (site_id, version, ok, reason, at) answers in one transaction; per item, whether it matched an issued schedule."""
-        out = []
         with self._tx() as db:
-            for site_id, version, ok, reason, at in items:
-                state = ScheduleState.ACKED if ok else ScheduleState.NACKED
-                out.append(db.execute("UPDATE schedules SET state = ?, reason = ?, acked_at = ? WHERE site_id = ? AND version = ?",
-                                      (str(state), reason, _ts(at), site_id, version)).rowcount == 1)
+            return self._ack_rows(db, items)
+
+    @staticmethod
+    def _ack_rows(db: sqlite3.Connection, items: Sequence[tuple[str, str, bool, str, datetime]]) -> list[bool]:
+        out = []
+        for site_id, version, ok, reason, at in items:
+            state = ScheduleState.ACKED if ok else ScheduleState.NACKED
+            out.append(db.execute("UPDATE schedules SET state = ?, reason = ?, acked_at = ? WHERE site_id = ? AND version = ?",
+                                  (str(state), reason, _ts(at), site_id, version)).rowcount == 1)
         return out
 
     def ack(self, site_id: str, version: str, ok: bool, reason: str, at: datetime) -> bool:

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -48,6 +50,7 @@ from services.errors import abort
 from services.stubs.gridmesh.v1 import common_pb2, portfolio_pb2, portfolio_pb2_grpc
 from sitenode.clock import Clock
 from sitenode.errors import GridmeshError, InvalidInput
+from sitenode.model.problem import SiteProblem
 from sitenode.model.sessions import EVSession
 from sitenode.model.validation import ID_PATTERN
 from sitenode.telemetry import TelemetryPoint
@@ -65,7 +68,8 @@ class Connection:
     site_id: str
     connected_at: datetime
     outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
-    last_heard: float = field(default_factory=time.monotonic)
+    last_heard: float = field(default_factory=time.monotonic)  # time.monotonic() of the node's latest message
+    last_sent: float = field(default_factory=time.monotonic)  # and of the latest message handed to the stream
 
 
 @dataclass
@@ -77,6 +81,16 @@ class SiteLive:
     snapshot_msg: common_pb2.SiteSnapshot | None = None
     # the node's recent dispatch commands as it last reported them, newest first (at most pc.MAX_COMMANDS)
     commands: list[portfolio_pb2.CommandStatus] = field(default_factory=list)
+
+
+@dataclass(frozen=True, eq=False)
+class _Outgoing:
+    """A site's part of a solve, ready to go: its version, the message, its bytes for the store, its planned net import."""
+
+    version: str
+    message: portfolio_pb2.PortfolioMessage
+    payload: bytes
+    net: np.ndarray
 
 
 @dataclass(eq=False)
@@ -108,14 +122,21 @@ class PortfolioHub:
         self._ids = itertools.count(1)
         self.issued: dict[str, set[str]] = {}  # versions pushed since start, per site (acks are checked against them)
         self.last_seq: dict[str, int] = {}  # the newest stored telemetry seq per site
-        self._telemetry: dict[str, list[tuple[int, datetime, bytes]]] = {}
+        self._telemetry: dict[str, list[portfolio_pb2.TelemetryPoint]] = {}  # received, not yet stored, per site
         self._acks: list[tuple[str, str, bool, str, datetime]] = []
+        self._snapshots: dict[str, tuple[bytes, datetime]] = {}  # checked, not yet stored, per site (the latest)
+        # the store's writes run in one thread of their own, in order: a thousand snapshot checks
+        # queued in the default executor must not hold up telemetry acks or a solve's schedules
+        self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="portfolio-store")
         self._flush_wanted = asyncio.Event()
         self._write_lock = asyncio.Lock()
         # per site: the UTC day and the EV sessions its snapshots showed that day (by id; a
         # departed session still counts in the day's business as usual)
         self.day_sessions: dict[str, tuple[date, dict[str, EVSession]]] = {}
         self._days: dict[str, _Day] = {}
+        # per site: (snapshot, horizon start, steps, its problem), built in worker threads when
+        # the snapshot came or by the last solve, and taken by a solve over the same horizon
+        self._problems: dict[str, tuple[SiteSnapshot, datetime, int, SiteProblem]] = {}
         self._restore()
 
     def _restore(self) -> None:
@@ -141,18 +162,30 @@ class PortfolioHub:
 
     async def heartbeat_loop(self, stop: asyncio.Event) -> None:
         """One timer for every stream: a ping into each outbox, and a stream silent past the
-        timeout is closed (a timer per stream costs the event loop dearly at a thousand)."""
+        timeout is closed (a timer per stream costs the event loop dearly at a thousand).
+
+        A stream with traffic both ways within the last interval gets no ping: each side has
+        just heard the other (the node counts any message as a sign of life, as the hub does),
+        so a ping and its pong would tell neither anything. At a thousand nodes pinging every
+        second this halves the heartbeat traffic, which otherwise rivals the telemetry."""
         nonce = itertools.count(1)
+        interval = self.settings.ping_interval_seconds
+        woke = time.monotonic()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.ping_interval_seconds)
+                await asyncio.wait_for(stop.wait(), interval)
             now = time.monotonic()
+            # a pass far later than asked: something held the event loop (the GIL), and what the
+            # nodes sent meanwhile is still unread; that is no node's silence, so none is dropped now
+            late, woke = now - woke - interval, now
+            if late > interval:
+                log.warning("heartbeat %.1f s late (the event loop was held): no stream dropped this round", late)
             ping = portfolio_pb2.PortfolioMessage(ping=portfolio_pb2.Ping(nonce=next(nonce), sent_at=pc.ts(self.clock.now())))
             for conn in list(self.connections.values()):
-                if now - conn.last_heard > self.settings.ping_timeout_seconds:
+                if now - conn.last_heard > self.settings.ping_timeout_seconds and late <= interval:
                     log.warning("site %s silent for %.1f s: stream dropped", conn.site_id, now - conn.last_heard)
                     conn.outbox.put_nowait(_CLOSE)
-                else:
+                elif now - conn.last_heard >= interval or now - conn.last_sent >= interval:
                     conn.outbox.put_nowait(ping)
 
     async def solve_loop(self, stop: asyncio.Event) -> None:
@@ -176,7 +209,7 @@ class PortfolioHub:
     # -- the solve --------------------------------------------------------------------------
     async def solve(self, trigger: str) -> SolveReport:
         async with self._lock:
-            now = self.clock.now()
+            now, began = self.clock.now(), time.perf_counter()
             solve_id = f"{now.strftime('%Y%m%dT%H%M%S')}-{next(self._ids)}"
             snapshots = {s: live.snapshot for s, live in self.sites.items() if s in self.connections and live.snapshot is not None}
             s = self.settings
@@ -185,26 +218,30 @@ class PortfolioHub:
             horizon = common_horizon(snapshots, now + timedelta(seconds=s.plan_lead_seconds), s.step_minutes, s.horizon_steps)  # type: ignore[arg-type]
             if horizon is None:
                 report = SolveReport(solve_id, now, trigger, "no_sites", "none", 0.0, 0.0, 0.0, float("nan"), float("nan"), 0, 0.0, None, s.step_minutes, 0)
-                self.store.save_report(solve_id, now, report.to_json())
+                await self._in_store(self.store.save_report, solve_id, now, report.to_json())
                 return report
             feeders = self.store.feeders()
             events = [e for e in self.store.events(include_cancelled=False) if e.state is FlexState.SCHEDULED and e.start < horizon.end and e.end > horizon.start]
             valid_until = min(now + timedelta(minutes=s.schedule_valid_minutes), horizon.end)
-            started = time.perf_counter()
             # building, solving and encoding run off the event loop: streams keep flowing
-            plan, outgoing, seconds = await asyncio.to_thread(self._solve_and_encode, snapshots, horizon, feeders, events, f"pf-{solve_id}", valid_until)
+            plan, outgoing, seconds, built = await asyncio.to_thread(self._solve_and_encode, snapshots, horizon, feeders, events, f"pf-{solve_id}",
+                                                                     valid_until)
             self.planned, self.planned_start = {}, horizon.start
-            versions: dict[str, str] = {}
+            versions = {site_id: item.version for site_id, item in outgoing.items()}
+            returned = time.perf_counter()
             async with self._write_lock:  # acks of these schedules are written after the schedules themselves
-                for site_id, (version, msg, net) in outgoing.items():
-                    self.planned[site_id] = net
-                    versions[site_id] = version
-                    self.issued.setdefault(site_id, set()).add(version)
-                    self.push(site_id, portfolio_pb2.PortfolioMessage(schedule=msg))
-                # sent first, stored next: a node waits for no disk; a restart resends from the store
-                await asyncio.to_thread(self.store.issue_schedules, [(site_id, v, horizon.start, valid_until, msg.SerializeToString())
-                                                                     for site_id, (v, msg, _) in outgoing.items()], now)
-            log.debug("solve %s: pushed %d schedules %.3f s after the solver returned", solve_id, len(outgoing), time.perf_counter() - started - seconds)
+                # stored first (one transaction, off the loop), sent next: a node never holds a
+                # schedule the store lacks, so its ack always finds it and a restart resends it
+                await self._in_store(self.store.issue_schedules, [(site_id, item.version, horizon.start, valid_until, item.payload)
+                                                                  for site_id, item in outgoing.items()], now)
+                stored = time.perf_counter()
+                for site_id, item in outgoing.items():
+                    self.planned[site_id] = item.net
+                    self.issued.setdefault(site_id, set()).add(item.version)
+                    self.push(site_id, item.message)
+            log.info("solve %s: problems %.3f s (%d of %d built, the rest built at their snapshot), solver %.3f s, encoding %.3f s, "
+                     "storing %d schedules %.3f s, queueing %.3f s; all but the solver %.3f s", solve_id, built[0], built[1], len(snapshots), seconds,
+                     built[2], len(outgoing), stored - returned, time.perf_counter() - stored, time.perf_counter() - began - seconds)
             report = SolveReport(
                 solve_id, now, trigger, plan.status, plan.method, plan.objective, plan.alone_objective, plan.coupling_cost, plan.bound,
                 plan.gap, plan.iterations, seconds, horizon.start, horizon.step_minutes, horizon.steps,
@@ -212,32 +249,71 @@ class PortfolioHub:
                 feeders=tuple(FeederResult(c.feeder_id, c.holds, c.max_excess_kw, c.binding_steps) for c in plan.feeders),
                 events=tuple(EventResult(c.event_id, c.holds, c.worst_shortfall_kw) for c in plan.events),
                 relaxed=plan.relaxed, all_hold=plan.all_hold, schedules=versions, peak_kw=plan.peak_kw, peak_charge=plan.peak_charge)
-            await asyncio.to_thread(self.store.save_report, solve_id, now, report.to_json())
+            await self._in_store(self.store.save_report, solve_id, now, report.to_json())
             log.info("solve %s (%s): %d sites, objective %.2f, coupling %.2f, all hold: %s", solve_id, trigger, len(plan.sites),
                      plan.objective, plan.coupling_cost, plan.all_hold)
             self.notify()
             return report
 
     def _solve_and_encode(self, snapshots: dict[str, SiteSnapshot], horizon: CommonHorizon, feeders: list, events: list, version: str,
-                          valid_until: datetime) -> tuple[PortfolioPlan, dict[str, tuple[str, portfolio_pb2.SetpointSchedule, np.ndarray]], float]:
-        """Worker thread: the sites' problems, the coupled solve, each site's message."""
-        problems = {}
+                          valid_until: datetime) -> tuple[PortfolioPlan, dict[str, _Outgoing], float, tuple[float, int, float]]:
+        """Worker thread: the sites' problems (most built when their snapshots came), the
+        coupled solve, each site's message ready to send and to store. Also returns
+        (seconds building, problems built, seconds encoding) for the log."""
+        started = time.perf_counter()
+        problems, built = {}, 0
         for site_id, snap in snapshots.items():
-            try:
-                problems[site_id] = snap.problem(horizon.start, horizon.steps)
-            except GridmeshError as exc:
-                log.warning("site %s left out of the solve: %s", site_id, exc)
+            problem = self._prebuilt_problem(site_id, snap, horizon.start, horizon.steps)
+            if problem is None:
+                try:
+                    problem = snap.problem(horizon.start, horizon.steps)
+                except GridmeshError as exc:
+                    log.warning("site %s left out of the solve: %s", site_id, exc)
+                    continue
+                built += 1
+                self._problems[site_id] = (snap, horizon.start, horizon.steps, problem)
+            problems[site_id] = problem
+        building = time.perf_counter() - started
         started = time.perf_counter()
         plan = self.solver.solve(problems, feeders, events, coincident_peak_price_per_kw=self.settings.coincident_peak_price_per_kw)
         seconds = time.perf_counter() - started
+        encoding = time.perf_counter()
         outgoing = {}
+        encoders: dict[int, pc.SetpointEncoder] = {}  # by first step (ns): the horizon's start, for every site
         for site_id, part in plan.sites.items():
+            # numpy, not pandas, per site: at a thousand sites pandas' per-call cost was most of the encoding
             frame = part.plan.schedule
-            if frame.isna().any().any():
+            values = frame.to_numpy(dtype=float)
+            if np.isnan(values).any():
                 continue
-            msg = pc.setpoint_schedule(version, frame, horizon.step_minutes, valid_until, part.plan.charger_assignment, part.import_share_kw)
-            outgoing[site_id] = (version, msg, (frame["grid_import_kw"] - frame["grid_export_kw"]).to_numpy())
-        return plan, outgoing, seconds
+            first = int(frame.index.asi8[0])
+            encoder = encoders.get(first)
+            if encoder is None:
+                encoder = encoders[first] = pc.SetpointEncoder(version, frame.index[0].to_pydatetime(), horizon.step_minutes, valid_until)
+            columns = frame.columns.tolist()
+            msg = encoder.message(columns, values, part.plan.charger_assignment, part.import_share_kw)
+            net = values[:, columns.index("grid_import_kw")] - values[:, columns.index("grid_export_kw")]
+            outgoing[site_id] = _Outgoing(version, msg, msg.schedule.SerializeToString(), net)
+        return plan, outgoing, seconds, (building, built, time.perf_counter() - encoding)
+
+    def _prebuilt_problem(self, site_id: str, snap: SiteSnapshot, start: datetime, steps: int) -> SiteProblem | None:
+        held = self._problems.get(site_id)
+        if held is not None and held[0] is snap and held[1] == start and held[2] == steps:
+            return held[3]
+        return None
+
+    def _prebuild(self, site_id: str, snap: SiteSnapshot, now: datetime) -> None:
+        """Worker thread, at a snapshot's receipt: the site's problem over the horizon a solve
+        now would use (the site alone decides it unless other sites' horizons are shorter),
+        so the solve finds it built. A solve over another horizon builds its own."""
+        s = self.settings
+        horizon = common_horizon({site_id: snap}, now + timedelta(seconds=s.plan_lead_seconds), s.step_minutes, s.horizon_steps)
+        if horizon is None:
+            return
+        try:
+            self._problems[site_id] = (snap, horizon.start, horizon.steps, snap.problem(horizon.start, horizon.steps))
+        except GridmeshError:
+            self._problems.pop(site_id, None)  # the solve tries again, and says why it leaves the site out
 
     # -- writes, gathered: one transaction (one disk sync) for everything that arrived meanwhile --
     async def flush_loop(self, stop: asyncio.Event) -> None:
@@ -245,27 +321,43 @@ class PortfolioHub:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_wanted.wait(), 0.5)
             self._flush_wanted.clear()
-            if self._telemetry or self._acks:
+            if self._telemetry or self._acks or self._snapshots:
                 try:
                     await self.flush()
                 except Exception:  # noqa: BLE001 - a failed write is logged; unacked telemetry comes again
                     log.exception("storing telemetry and acks failed")
 
     async def flush(self) -> None:
+        """Store what arrived since the last flush in one transaction, in a worker thread; only
+        then ack the telemetry (one ack per site: every seq up to it is stored). A failed write
+        stores nothing and acks nothing: its points and acks wait for the next flush."""
         async with self._write_lock:
             telemetry, self._telemetry = self._telemetry, {}
             acks, self._acks = self._acks, []
-            await asyncio.to_thread(self._write, telemetry, acks)
-        for site_id, items in telemetry.items():
-            self.last_seq[site_id] = max([self.last_seq.get(site_id, 0), *(seq for seq, _, _ in items)])
-            self.push(site_id, portfolio_pb2.PortfolioMessage(telemetry_ack=portfolio_pb2.TelemetryAck(up_to_seq=self.last_seq[site_id])))
+            snapshots, self._snapshots = self._snapshots, {}
+            try:
+                await self._in_store(self._write, telemetry, acks, snapshots)
+            except BaseException:
+                for site_id, points in telemetry.items():  # ahead of whatever came meanwhile
+                    self._telemetry[site_id] = points + self._telemetry.get(site_id, [])
+                self._acks[:0] = acks
+                for site_id, snapshot in snapshots.items():
+                    self._snapshots.setdefault(site_id, snapshot)  # unless a newer one came
+                raise
+        for site_id, points in telemetry.items():
+            newest = max(self.last_seq.get(site_id, 0), max(p.seq for p in points))
+            self.last_seq[site_id] = newest
+            self.push(site_id, portfolio_pb2.PortfolioMessage(telemetry_ack=portfolio_pb2.TelemetryAck(up_to_seq=newest)))
         self.notify()
 
-    def _write(self, telemetry: dict[str, list[tuple[int, datetime, bytes]]], acks: list[tuple[str, str, bool, str, datetime]]) -> None:
-        if telemetry:
-            self.store.add_telemetry_many(telemetry)
-        if acks:
-            self.store.ack_many(acks)
+    def _write(self, telemetry: dict[str, list[portfolio_pb2.TelemetryPoint]], acks: list[tuple[str, str, bool, str, datetime]],
+               snapshots: dict[str, tuple[bytes, datetime]]) -> None:
+        """Store thread: one transaction (one disk sync) for the telemetry, the schedule acks and the snapshots."""
+        rows = {site_id: [(p.seq, pc.from_ts(p.at), p.SerializeToString()) for p in points] for site_id, points in telemetry.items()}
+        self.store.write_many(rows, acks, snapshots)
+
+    async def _in_store(self, fn: Callable, *args: object) -> object:
+        return await asyncio.get_running_loop().run_in_executor(self._store_thread, functools.partial(fn, *args))
 
     # -- operators' settings -----------------------------------------------------------------
     async def set_settings(self, site_id: str, change: SiteSettings) -> SiteSettings:
@@ -311,6 +403,7 @@ class PortfolioHub:
         now, mono = self.clock.now(), time.monotonic()
         day = now.astimezone(UTC).date()
         jobs = []
+        step_ends: dict[int, datetime] = {}  # per step length: one pandas floor per pass, not one per site
         for site_id, live in self.sites.items():
             snap = live.snapshot
             if snap is None:
@@ -318,7 +411,10 @@ class PortfolioHub:
             state = self._days.setdefault(site_id, _Day())
             if mono - state.checked_at < DAY_MIN_SECONDS:
                 continue
-            step_end = pd.Timestamp(now).floor(pd.Timedelta(minutes=snap.run.horizon.step_minutes)).to_pydatetime()
+            minutes = snap.run.horizon.step_minutes
+            step_end = step_ends.get(minutes)
+            if step_end is None:
+                step_end = step_ends[minutes] = pd.Timestamp(now).floor(pd.Timedelta(minutes=minutes)).to_pydatetime()
             if state.step_end != step_end and state.ended_at is None:
                 state.ended_at = mono
             settled = state.ended_at is not None and mono - state.ended_at >= DAY_SETTLE_SECONDS
@@ -390,35 +486,46 @@ class PortfolioHub:
 
     async def handle(self, conn: Connection, message: portfolio_pb2.NodeMessage) -> None:
         """One message from a node (after its hello). InvalidInput: refused, nothing kept."""
+        if not self.receive(conn, message):
+            await self.handle_snapshot(conn, message.snapshot)
+
+    def receive(self, conn: Connection, message: portfolio_pb2.NodeMessage) -> bool:
+        """`handle` without awaiting anything, for all but a snapshot (False: it is one, left
+        to `handle`). The stream reader calls this first: a coroutine per message is dear at
+        thousands of messages a second."""
         conn.last_heard = time.monotonic()
         kind = message.WhichOneof("body")
-        now = self.clock.now()
         site_id = conn.site_id
-        if kind == "snapshot":
-            # checking a snapshot builds the site's problem: milliseconds, kept off the event loop
-            snap = await asyncio.to_thread(self._checked_snapshot, message.snapshot, site_id, now)
-            live = self.sites.setdefault(site_id, SiteLive())
-            live.snapshot, live.snapshot_msg = snap, message.snapshot
-            self.remember_sessions(site_id, snap.sessions, now)
-            self.want_solve("snapshot")
-        elif kind == "telemetry":
-            points = list(message.telemetry.points)
+        if kind == "telemetry":
+            points = message.telemetry.points
             for i, p in enumerate(points):
                 pc.check_telemetry(p, i)
             if points:
-                self._telemetry.setdefault(site_id, []).extend((p.seq, pc.from_ts(p.at), p.SerializeToString()) for p in points)
-                live = self.sites.setdefault(site_id, SiteLive())
-                newest = max(points, key=lambda p: p.seq)
+                # kept as received; converted and serialized by the writer, off the event loop
+                pending = self._telemetry.get(site_id)
+                if pending is None:
+                    pending = self._telemetry[site_id] = []
+                pending.extend(points)
+                live = self.sites.get(site_id)
+                if live is None:
+                    live = self.sites[site_id] = SiteLive()
+                newest = points[-1] if len(points) == 1 else max(points, key=lambda p: p.seq)
                 if live.latest is None or newest.seq >= live.latest.seq:
                     live.latest = newest
                 self._flush_wanted.set()
+        elif kind == "ping":
+            self.push(site_id, portfolio_pb2.PortfolioMessage(pong=portfolio_pb2.Pong(nonce=message.ping.nonce)))
+        elif kind == "pong":
+            pass
+        elif kind == "snapshot":
+            return False
         elif kind == "ack":
             ack = message.ack
             if ack.version not in self.issued.get(site_id, set()) and not any(r.version == ack.version for r in self.store.schedules(site_id, 50)):
                 raise InvalidInput.one("ack.version", f"no schedule {ack.version!r} was issued to {site_id}")
             if not ack.accepted:
                 log.warning("site %s refused schedule %s: %s", site_id, ack.version, ack.reason)
-            self._acks.append((site_id, ack.version, ack.accepted, ack.reason, now))
+            self._acks.append((site_id, ack.version, ack.accepted, ack.reason, self.clock.now()))
             self._flush_wanted.set()
         elif kind == "commands":
             # a view for operators: a report the portfolio cannot read is logged and dropped,
@@ -431,20 +538,31 @@ class PortfolioHub:
                 if len(message.commands.commands) > len(commands):
                     log.warning("site %s reported %d commands: the %d due last are kept", site_id, len(message.commands.commands), len(commands))
                 self.sites.setdefault(site_id, SiteLive()).commands = commands
-        elif kind == "ping":
-            self.push(site_id, portfolio_pb2.PortfolioMessage(pong=portfolio_pb2.Pong(nonce=message.ping.nonce)))
-        elif kind == "pong":
-            pass
         elif kind == "hello":
             raise InvalidInput.one("hello", "only the first message of a stream may be a hello")
         else:
             raise InvalidInput.one("body", "an empty NodeMessage")
+        return True
 
-    def _checked_snapshot(self, msg: common_pb2.SiteSnapshot, site_id: str, now: datetime) -> SiteSnapshot:
+    async def handle_snapshot(self, conn: Connection, msg: common_pb2.SiteSnapshot) -> None:
+        now = self.clock.now()
+        site_id = conn.site_id
+        # checking a snapshot builds the site's problem: milliseconds, kept off the event loop
+        snap, payload = await asyncio.to_thread(self._checked_snapshot, msg, site_id, now)
+        # stored with the next gathered write (a restart finds it; a node sends one again soon anyway)
+        self._snapshots[site_id] = (payload, now)
+        self._flush_wanted.set()
+        live = self.sites.setdefault(site_id, SiteLive())
+        live.snapshot, live.snapshot_msg = snap, msg
+        self.remember_sessions(site_id, snap.sessions, now)
+        self.want_solve("snapshot")
+
+    def _checked_snapshot(self, msg: common_pb2.SiteSnapshot, site_id: str, now: datetime) -> tuple[SiteSnapshot, bytes]:
+        """Worker thread: the snapshot read and checked, its problem built for the next solve, its bytes for the store."""
         snap = pc.snapshot_in(msg)
         check_snapshot(snap, site_id, self.settings.step_minutes)
-        self.store.save_snapshot(site_id, msg.SerializeToString(), now)
-        return snap
+        self._prebuild(site_id, snap, now)
+        return snap, msg.SerializeToString()
 
 
 def _merged_sessions(held: dict[str, EVSession], sessions: tuple[EVSession, ...]) -> dict[str, EVSession]:
@@ -507,7 +625,8 @@ class PortfolioLinkServicer(portfolio_pb2_grpc.PortfolioLinkServicer):
         async def read() -> None:
             try:
                 async for message in request_iterator:
-                    await hub.handle(conn, message)
+                    if not hub.receive(conn, message):
+                        await hub.handle_snapshot(conn, message.snapshot)
             except GridmeshError as exc:
                 failure.append(exc)
             finally:
@@ -519,6 +638,7 @@ class PortfolioLinkServicer(portfolio_pb2_grpc.PortfolioLinkServicer):
                 item = await conn.outbox.get()  # pings and the silence check come from the hub's heartbeat
                 if item is _CLOSE:
                     break
+                conn.last_sent = time.monotonic()
                 yield item
         finally:
             reader.cancel()
