@@ -263,7 +263,7 @@ def _progress(now: datetime, plan: DemoPlan, sites: Sequence[portfolio_pb2.SiteI
     return Group(head, table, feeders)
 
 
-def outcome_table(outcome: RunOutcome, realized: dict[str, SiteRealized]) -> Table:
+def outcome_table(outcome: RunOutcome) -> Table:
     table = Table(title=TITLE)
     for col in ("site", "cost", "business as usual", "saved", "peak kW", "BAU peak kW", "EV kWh", "EV needed kWh", "EV ok"):
         table.add_column(col, justify="left" if col == "site" else "right")
@@ -429,7 +429,7 @@ async def run_demo(hours: float, out_root: Path, console: Console, speed: float 
     write_outcome(out / "outcome.json", outcome, acked_schedules(out / "portfolio.db"), plan)
     reports = {site_id: page.relative_to(out).as_posix() for site_id, page in zip(realized, pages, strict=True)}
     index = write_index(out, page_data(outcome, realized, feeders, events, start=plan.start, hours=plan.hours, speed=plan.speed, reports=reports))
-    console.print(outcome_table(outcome, realized))
+    console.print(outcome_table(outcome))
     for page in pages:
         console.print(f"report: {page}")
     console.print(f"run page: {index}")
