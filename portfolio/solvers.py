@@ -40,7 +40,7 @@ solve, or up front with `DecompositionSolver.connect()`.
 
 A coincident-peak charge (`portfolio.coincident_peak_price_per_kw` > 0) couples every site
 at every step, so every round re-prices every site and the decomposition needs more rounds
-(45-85 against 1-35). Measured with `--peak-price 5 --cpus 2` (on a machine loaded by other
+(45-84 against 1-35). Measured with `--peak-price 5 --cpus 2` (on a machine loaded by other
 work, so the figures are rough; the same load for both methods of a row):
 
     sites   monolithic   decomposition 2 CPUs

@@ -53,6 +53,7 @@ from sitenode.errors import GridmeshError, InvalidInput
 from sitenode.model.problem import SiteProblem
 from sitenode.model.sessions import EVSession
 from sitenode.model.validation import ID_PATTERN
+from sitenode.schedule import GRID_EXPORT, GRID_IMPORT
 from sitenode.telemetry import TelemetryPoint
 
 log = logging.getLogger("gridmesh.portfolio")
@@ -292,7 +293,7 @@ class PortfolioHub:
                 encoder = encoders[first] = pc.SetpointEncoder(version, frame.index[0].to_pydatetime(), horizon.step_minutes, valid_until)
             columns = frame.columns.tolist()
             msg = encoder.message(columns, values, part.plan.charger_assignment, part.import_share_kw)
-            net = values[:, columns.index("grid_import_kw")] - values[:, columns.index("grid_export_kw")]
+            net = values[:, columns.index(GRID_IMPORT)] - values[:, columns.index(GRID_EXPORT)]
             outgoing[site_id] = _Outgoing(version, msg, msg.schedule.SerializeToString(), net)
         return plan, outgoing, seconds, (building, built, time.perf_counter() - encoding)
 
@@ -484,15 +485,11 @@ class PortfolioHub:
             del self.connections[conn.site_id]
             self.notify()
 
-    async def handle(self, conn: Connection, message: portfolio_pb2.NodeMessage) -> None:
-        """One message from a node (after its hello). InvalidInput: refused, nothing kept."""
-        if not self.receive(conn, message):
-            await self.handle_snapshot(conn, message.snapshot)
-
     def receive(self, conn: Connection, message: portfolio_pb2.NodeMessage) -> bool:
-        """`handle` without awaiting anything, for all but a snapshot (False: it is one, left
-        to `handle`). The stream reader calls this first: a coroutine per message is dear at
-        thousands of messages a second."""
+        """One message from a node (after its hello), without awaiting anything; False for a
+        snapshot, which `handle_snapshot` takes (its check runs in a worker thread). A
+        coroutine per message is dear at thousands of messages a second. InvalidInput:
+        refused, nothing kept."""
         conn.last_heard = time.monotonic()
         kind = message.WhichOneof("body")
         site_id = conn.site_id

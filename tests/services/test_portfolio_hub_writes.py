@@ -147,7 +147,7 @@ async def test_schedules_are_stored_before_they_are_sent_and_problems_built_at_t
     hub = make_hub(tmp_path, horizon_steps=8)
     conns = {s: hub.attach(s) for s in ("north", "south")}
     for site_id, conn in conns.items():
-        await hub.handle(conn, portfolio_pb2.NodeMessage(snapshot=snapshot_msg(site_id)))
+        await hub.handle_snapshot(conn, snapshot_msg(site_id))
     await hub.flush()
     assert hub.store.snapshot("north") is not None  # the snapshots went in with the gathered write
 

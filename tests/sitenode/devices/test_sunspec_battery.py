@@ -97,18 +97,10 @@ async def test_a_map_without_suns_and_a_dead_device_are_adapter_errors(sim):
 
 async def test_an_independent_sunspec_client_reads_what_we_read(sim):
     simulator, port = sim
-    import sunspec2.modbus.client as client
 
     def scan() -> tuple[float, float, int]:
-        device = client.SunSpecModbusClientDeviceTCP(slave_id=1, ipaddr="127.0.0.1", ipport=port)
-        try:
-            device.scan()
-            battery, control = device.models["battery"][0], device.models["storage_basic"][0]
-            battery.read()
-            control.read()
-            return battery.WHRtg.cvalue, battery.SoC.cvalue, control.WChaMax.cvalue
-        finally:
-            device.close()
+        _, battery, control = read_device(port, "storage_basic")
+        return battery.WHRtg.cvalue, battery.SoC.cvalue, control.WChaMax.cvalue
 
     adapter = SunSpecBattery("127.0.0.1", port, RATING)
     await adapter.connect()
@@ -193,21 +185,27 @@ async def test_an_independent_sunspec_client_reads_the_704_device_as_we_do():
     assert pf is None  # group points laid out, left unimplemented
 
 
-def scan(port):
-    """An independent SunSpec client's view of a 704 device (blocking: run it in a thread)."""
+def read_device(port, control_name):
+    """An independent SunSpec client (pysunspec2) scans the device and reads its battery
+    model and the named control model (blocking: run it in a thread); model ids, battery, control."""
     import sunspec2.modbus.client as client
 
     device = client.SunSpecModbusClientDeviceTCP(slave_id=1, ipaddr="127.0.0.1", ipport=port)
     try:
         device.scan()
-        battery, control = device.models["battery"][0], device.models["DERCtlAC"][0]
+        battery, control = device.models["battery"][0], device.models[control_name][0]
         battery.read()
         control.read()
-        return (sorted(k for k in device.models if isinstance(k, int)), battery.WHRtg.cvalue, battery.SoC.cvalue,
-                battery.WChaRteMax.cvalue, control.WSet.cvalue, control.WSetEna.value, control.WSetMod.value,
-                control.WSetRvrtTms.value, control.WSetEnaRvrt.value, control.WSetRvrt.cvalue, control.PFWInj.PF.value)
+        return sorted(k for k in device.models if isinstance(k, int)), battery, control
     finally:
         device.close()
+
+
+def scan(port):
+    """That client's view of a 704 device."""
+    ids, battery, control = read_device(port, "DERCtlAC")
+    return (ids, battery.WHRtg.cvalue, battery.SoC.cvalue, battery.WChaRteMax.cvalue, control.WSet.cvalue, control.WSetEna.value,
+            control.WSetMod.value, control.WSetRvrtTms.value, control.WSetEnaRvrt.value, control.WSetRvrt.cvalue, control.PFWInj.PF.value)
 
 
 async def test_the_adapter_drives_a_704_device_both_ways():
