@@ -62,6 +62,11 @@ class HighsModel:
         h.setOptionValue("threads", threads)
         h.setOptionValue("primal_feasibility_tolerance", 1e-7)
         h.setOptionValue("dual_feasibility_tolerance", 1e-7)
+        # The MIP's own feasibility tolerance (1e-6 by default) must not be looser than the
+        # LP's: with the tight caps a lexicographic stage adds (`add_cap`), HiGHS 1.16's MIP
+        # without presolve then propagated the optimum away and proved a worse plan optimal
+        # (a battery cycled for nothing, +10 % cost, on a 40-column site).
+        h.setOptionValue("mip_feasibility_tolerance", 1e-7)
         if time_limit_seconds is not None:
             h.setOptionValue("time_limit", float(time_limit_seconds))
         if mip_rel_gap is not None:
