@@ -368,10 +368,14 @@ async def run_nodes(n: int, args: argparse.Namespace, folder: Path, console: Con
         acks = [max(0.0, a - end) for _, a in got]
         received = [r - end for r, _ in got]
         ended = [f"{node.site_id}: {node.ended}" for node in nodes if node.ended]
+        # the hub's own account of the solve's parts (problems, solver, encoding, storing, queueing)
+        hub_line = next((line.split(f"solve {report.solve_id}: ", 1)[1] for line in portfolio.log_tail(400).splitlines()
+                         if f"solve {report.solve_id}: " in line), "")
         build = n * costs["problem_build_us"] / 1e6
         console.print(f"[{n}] Solve: {report.status}, {len(report.sites)} sites, solver {report.seconds:.2f} s, RPC {returned_at - sent_at:.2f} s; "
                       f"{len(got)} acks p50 {pct(acks, 0.5):.3f} s p99 {pct(acks, 0.99):.3f} s max {max(acks, default=float('nan')):.3f} s; "
                       f"{len(ended)} streams dropped")
+        console.print(f"[{n}] hub: {hub_line}")
 
         result = {
             "nodes": n,
@@ -391,7 +395,7 @@ async def run_nodes(n: int, args: argparse.Namespace, folder: Path, console: Con
             "schedule": {"solve_id": report.solve_id, "status": report.status, "sites": len(report.sites), "steps": report.steps,
                          "solve_rpc_seconds": returned_at - sent_at, "rpc_return_after_end_s": returned_at - end,
                          "first_received_after_end_s": min(received, default=float("nan")), "last_received_after_end_s": max(received, default=float("nan")),
-                         "acked_nodes": len(got), "settle_seconds": settle_s, "settled_solve": settled[-1] if settled else "",
+                         "acked_nodes": len(got), "hub_breakdown": hub_line, "settle_seconds": settle_s, "settled_solve": settled[-1] if settled else "",
                          "problem_build_estimate_s": build, "ack_p99_minus_build_estimate_s": max(0.0, pct(acks, 0.99) - build),
                          "measure": "per node: wall time its ack was written - (report.at + report.seconds); report.at is the solve's start, "
                                     "seconds the solver alone, so the end is early by the problem build and latencies are upper bounds"},

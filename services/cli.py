@@ -6,6 +6,7 @@ Bad input prints each field error and exits 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -17,6 +18,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sitenode.errors import GridmeshError, InvalidInput
 
 EXIT_BAD_INPUT = 2
+SERVICES = frozenset({"sitenode", "portfolio", "dashboard", "sim"})
+OUR_LOGGERS = ("services", "sitenode", "portfolio", "gridmesh")
+
+
+def _configure_logging(level: str) -> None:
+    """A service's own log lines (solves, connections, mode changes, one per RPC) to stderr at
+    `level`; the libraries' (ocpp logs every frame at INFO, Ray and pymodbus their chatter) at
+    WARNING, so a day's log stays readable."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(level)
 
 
 def _validate(args: argparse.Namespace, out: Console) -> int:
@@ -279,6 +291,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # logs and pipes get a wide table rather than rich's 80-column default
     wide = {} if sys.stdout.isatty() else {"width": 160}
     out, err = Console(**wide), Console(stderr=True, **wide)
+    if args.command in SERVICES:
+        level = os.environ.get("GRIDMESH_LOG_LEVEL", "INFO").upper()
+        if level not in logging.getLevelNamesMapping():
+            err.print(f"[red]error[/red] GRIDMESH_LOG_LEVEL: not a log level (DEBUG, INFO, WARNING, ERROR), got {escape(level)!r}", highlight=False)
+            return EXIT_BAD_INPUT
+        _configure_logging(level)
     try:
         return COMMANDS[args.command](args, out)
     except InvalidInput as exc:

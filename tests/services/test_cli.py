@@ -114,3 +114,10 @@ def test_certs_commands_make_a_ca_and_refuse_a_bad_site(tmp_path):
     assert good.returncode == 0 and (tmp_path / "sites" / "depot-north.pem").exists()
     bad = run("certs", "issue", "--site", "not a site", "--dir", str(tmp_path))
     assert bad.returncode == 2 and "site_id:" in bad.stderr
+
+
+def test_a_bad_log_level_is_refused_naming_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRIDMESH_LOG_LEVEL", "chatty")
+    done = run("portfolio", "serve", "--config", str(tmp_path / "portfolio.yaml"))
+    assert done.returncode == 2 and "GRIDMESH_LOG_LEVEL:" in done.stderr and "chatty" in done.stderr.lower()
+    assert "Traceback" not in done.stderr

@@ -42,8 +42,10 @@ def config(tmp_path: Path) -> Path:
 
 def start(cfg: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "services.cli", "sitenode", "serve", "--config", str(cfg), "--listen", f"127.0.0.1:{port}",
-                             "--insecure-loopback"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # its log goes to a file beside the config: a pipe nobody reads fills up and stalls the node
+    with (cfg.parent / "node.log").open("ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "services.cli", "sitenode", "serve", "--config", str(cfg), "--listen", f"127.0.0.1:{port}",
+                                 "--insecure-loopback"], stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def wait_serving(port: int, timeout: float = 60) -> grpc.Channel:
@@ -102,7 +104,7 @@ def test_kill_9_and_restart(tmp_path):
         time.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0, proc.stderr.read().decode()[-2000:]
+        assert proc.wait(20) == 0, (cfg.parent / "node.log").read_text()[-2000:]
     journal = Journal(tmp_path / "journal.db")
     after = {c.id: c.state for c in journal.commands()}
     assert set(at_crash) <= set(after)  # nothing lost

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import grpc
 import yaml
@@ -38,8 +39,13 @@ def test_example_portfolio_serves_a_linked_node_process(tmp_path):
     shutil.copy(ROOT / "examples" / "portfolio.yaml", tmp_path / "examples" / "portfolio.yaml")  # its store lands under tmp_path/runs
     port = free_port()
     env = {**os.environ, "GRIDMESH_OPERATOR_TOKEN": "op", "GRIDMESH_VIEWER_TOKEN": "view", "PYTHONUNBUFFERED": "1"}
+
+    def logs(name: str) -> IO[bytes]:
+        # a file, not a pipe: a pipe nobody reads fills with the service's log and stalls it
+        return (tmp_path / f"{name}.log").open("wb")
+
     portfolio = subprocess.Popen([sys.executable, "-m", "services.cli", "portfolio", "serve", "--config", str(tmp_path / "examples" / "portfolio.yaml"),
-                                  "--listen", f"127.0.0.1:{port}", "--insecure-loopback"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                  "--listen", f"127.0.0.1:{port}", "--insecure-loopback"], env=env, stdout=logs("portfolio"), stderr=subprocess.STDOUT)
     node = None
     try:
         channel = wait_serving(port, "gridmesh.v1.PortfolioLink")
@@ -49,7 +55,7 @@ def test_example_portfolio_serves_a_linked_node_process(tmp_path):
         doc["portfolio"] = {"address": f"127.0.0.1:{port}", "insecure_loopback": True}
         (tmp_path / "office.yaml").write_text(yaml.safe_dump(doc))
         node = subprocess.Popen([sys.executable, "-m", "services.cli", "sitenode", "serve", "--config", str(tmp_path / "office.yaml"),
-                                 "--listen", f"127.0.0.1:{free_port()}", "--insecure-loopback"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                 "--listen", f"127.0.0.1:{free_port()}", "--insecure-loopback"], env=env, stdout=logs("node"), stderr=subprocess.STDOUT)
         stub = portfolio_pb2_grpc.PortfolioStub(channel)
         meta = [("authorization", "Bearer view")]
         deadline = time.monotonic() + 60
