@@ -17,7 +17,9 @@ relaxation is never traded against cost:
 The first attempt holds every slack at zero and minimizes cost directly: whenever a
 plan without relaxation exists that single solve is the lexicographic optimum, and
 only a site that cannot be served pays for the extra stages — so priorities never
-change a plan that serves everyone. All stages of a MIP share one time budget.
+change a plan that serves everyone. All stages of a MIP share one time budget; a first
+attempt that runs out of it with no plan ends the solve there (status error: no plan in
+time), since the program was not shown to need relaxing.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-from sitenode.optimizer.result import StageOutcome
+from sitenode.optimizer.result import SolverStatus, StageOutcome
 
 COST, OVER, SHORTFALL, BREACH = "cost", "over", "shortfall", "breach"
 RELAXATION_ORDER = (OVER, SHORTFALL, BREACH)
@@ -63,6 +65,11 @@ def solve_lexicographic(
     model.hold_slacks_at_zero(True)
     stages = [model.run(COST, remaining(), False)]
     if stages[0].status.has_solution:
+        return stages, ()
+    if stages[0].status is SolverStatus.ERROR:
+        # out of time before any plan is not "cannot be served": the stages below
+        # would each start over on the same program with no time left, and a large MIP's
+        # root work does not stop at a limit (a 100-site portfolio spent minutes past its own)
         return stages, ()
     model.hold_slacks_at_zero(False)
     relaxed: list[str] = []
