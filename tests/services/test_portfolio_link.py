@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import numpy as np
@@ -15,12 +15,14 @@ from portfolio_rig import SITES, make_node, make_rig_portfolio, until
 from services import portfolio_convert as pc
 from services.errors import bad_request_fields
 from services.stubs.gridmesh.v1 import portfolio_pb2, portfolio_pb2_grpc, sitenode_pb2
+from sitenode.clock import SimulatedClock
 from sitenode.events import EventType
 from sitenode.runtime import Mode
 
 CAP_KW = 60.0
 NORTH = ("depot-north", "office-east")
 OPERATOR = (("authorization", "Bearer op"),)
+RIG_START = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)
 
 
 def acked_all(pf, versions: dict[str, str] | None = None) -> bool:  # noqa: ANN001
@@ -45,9 +47,12 @@ def net_import(frames: dict[str, pd.DataFrame], sites: tuple[str, ...]) -> pd.Se
 
 
 async def test_schedules_caps_and_flex_events_reach_every_node(tmp_path):
-    pf = make_rig_portfolio(tmp_path, {"feeders": [{"feeder_id": "north", "site_ids": list(NORTH), "cap_kw": CAP_KW}]})
+    # one simulated time for all, at a fixed hour: whether a 10 % cut can be delivered depends on
+    # the hour (at 13:30 UTC the depot's cars needed every kW and the event was relaxed)
+    clock = SimulatedClock(RIG_START, 1.0, time.time())
+    pf = make_rig_portfolio(tmp_path, {"feeders": [{"feeder_id": "north", "site_ids": list(NORTH), "cap_kw": CAP_KW}]}, clock=clock)
     await pf.begin()
-    nodes = [make_node(name, tmp_path, pf.address) for name in SITES]
+    nodes = [make_node(name, tmp_path, pf.address, clock) for name in SITES]
     try:
         for n in nodes:
             n.start()
