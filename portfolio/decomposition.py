@@ -480,8 +480,9 @@ class _Master:
     row replaced by itself minus r (so its feeder sites' λ leave it; u_r and r's artificial
     enter it with opposite signs). Row operations on an LP change neither its optimum nor
     its primal solution, and its prices map back exactly: μ_r = μ'_r − μ'_t, μ_t = μ'_t
-    (`solve`), μ_r >= 0 being u_r's reduced cost. At 1,000 sites the master's nonzeros halve
-    and its peak rows shrink from a thousand λ entries to one per feeder.
+    (`solve`), μ_r >= 0 being u_r's reduced cost. A peak row then holds one slack and one
+    artificial per feeder instead of every site's λ; at 1,000 sites the master's time fell
+    from 1,894 s (19 rounds) to 363 s (27 rounds) (`bench/portfolio_solve.py`, README).
     """
 
     def __init__(self, rhs: np.ndarray, penalty: np.ndarray, num_sites: int, peak: np.ndarray | None = None, price: float = 0.0,
@@ -865,11 +866,11 @@ def _folds(couplings: list[Coupling], rows: np.ndarray, peak: np.ndarray) -> np.
     used: dict[int, set[str]] = {}
     first = 0
     for c in couplings:
-        n = len(c.steps)
-        at = np.searchsorted(rows, np.arange(first, first + n))
-        first += n
-        if c.name == PEAK or not c.net or not (at < len(rows)).all() or not (rows[np.minimum(at, len(rows) - 1)] == np.arange(first - n, first)).all():
+        own = np.arange(first, first + len(c.steps))  # its global rows
+        first += len(c.steps)
+        if c.name == PEAK or not c.net or not np.isin(own, rows).all():
             continue
+        at = np.searchsorted(rows, own)
         members = set(c.site_ids)
         for k, t in enumerate(c.steps):
             taken = used.setdefault(int(t), set())
