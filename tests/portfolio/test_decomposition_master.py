@@ -47,7 +47,8 @@ def plans(rng: np.random.Generator, rows: list[np.ndarray], per_site: int) -> tu
     return gids, costs, avals
 
 
-def solved(master: _Master, gids: list[int], costs: list[float], avals: list[np.ndarray], rows: list[np.ndarray]):  # noqa: ANN201
+def solved(master: _Master, gids: list[int], costs: list[float], avals: list[np.ndarray],
+           rows: list[np.ndarray]) -> tuple[SolverStatus, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     master.add(gids, costs, avals, rows)
     return master.solve()
 
