@@ -6,7 +6,11 @@ A stream can die without a word (a NAT drops it, the portfolio's host vanishes):
 keepalive notices only after its own, long timeout. So both ends ping on the stream
 every `ping_interval_seconds`, and the node gives the stream up when it has heard
 nothing for `ping_timeout_seconds`; from then the runtime counts the link as down and,
-after its grace, plans alone within the last import limit it was given.
+after its grace, plans alone within the last import limit it was given. Any message
+counts as a sign of life, so, as the portfolio does, the node skips its ping while it has
+both sent and heard something within the interval: a ping would tell neither end
+anything, and at a thousand nodes those pings are half the portfolio's traffic when
+schedules and acks are flowing.
 """
 
 from __future__ import annotations
@@ -127,8 +131,14 @@ class NodeLink:
             snapshot_at = 0.0
             reported: list[Command] | None = None  # None: nothing sent on this stream yet
             reported_at = -COMMAND_REPORT_SECONDS
-            last_ping = time.monotonic()
+            last_ping = last_sent = time.monotonic()
             nonce = itertools.count(1)
+
+            async def send(message: portfolio_pb2.NodeMessage) -> None:
+                nonlocal last_sent
+                await call.write(message)
+                last_sent = time.monotonic()
+
             speed = getattr(runtime.clock, "speed", 1.0)
             while not stop.is_set():
                 now = time.monotonic()
@@ -138,22 +148,23 @@ class NodeLink:
                     revision, snapshot_at = runtime.revision, now
                     snap = pc.snapshot_out(runtime.config.site, runtime.inputs(runtime.clock.now()), runtime.clock.now())
                     snap.assets.extend(convert.asset(a) for a in runtime.assets())
-                    await call.write(portfolio_pb2.NodeMessage(snapshot=snap))
+                    await send(portfolio_pb2.NodeMessage(snapshot=snap))
                 if now - reported_at >= COMMAND_REPORT_SECONDS:
                     reported_at = now
                     recent = runtime.journal.recent_commands(pc.MAX_COMMANDS, due_by=runtime.clock.now())
                     if recent != reported:  # the first look on a stream always sends
-                        await call.write(portfolio_pb2.NodeMessage(commands=portfolio_pb2.CommandReport(commands=[pc.command_out(c) for c in recent])))
+                        await send(portfolio_pb2.NodeMessage(commands=portfolio_pb2.CommandReport(commands=[pc.command_out(c) for c in recent])))
                         reported = recent
                 points = runtime.journal.telemetry_after(sent_seq, TELEMETRY_BATCH)
                 if points:
-                    await call.write(portfolio_pb2.NodeMessage(telemetry=portfolio_pb2.TelemetryBatch(points=[pc.telemetry_out(p) for p in points])))
+                    await send(portfolio_pb2.NodeMessage(telemetry=portfolio_pb2.TelemetryBatch(points=[pc.telemetry_out(p) for p in points])))
                     sent_seq = points[-1].seq
                 while not outbox.empty():
-                    await call.write(outbox.get_nowait())
-                if now - last_ping >= cfg.ping_interval_seconds:
+                    await send(outbox.get_nowait())
+                interval = cfg.ping_interval_seconds
+                if now - last_sent >= interval or (now - heard[0] >= interval and now - last_ping >= interval):
                     last_ping = now
-                    await call.write(portfolio_pb2.NodeMessage(ping=portfolio_pb2.Ping(nonce=next(nonce), sent_at=convert.ts(runtime.clock.now()))))
+                    await send(portfolio_pb2.NodeMessage(ping=portfolio_pb2.Ping(nonce=next(nonce), sent_at=convert.ts(runtime.clock.now()))))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), min(0.1, cfg.ping_interval_seconds / 4))
 

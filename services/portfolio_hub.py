@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from portfolio.config import PortfolioSettings
-from portfolio.coupled import CoupledSolver, PortfolioPlan
+from portfolio.coupled import CoupledSolver, PortfolioPlan, SitePlan
 from portfolio.model import FlexState, SiteSettings
 from portfolio.outcome import running_day
 from portfolio.report import EventResult, FeederResult, SiteCost, SolveReport
@@ -47,6 +47,7 @@ from portfolio.store import PortfolioStore
 from services import portfolio_convert as pc
 from services.certs import site_id_from_auth_context
 from services.errors import abort
+from services.push_window import PushWindow
 from services.stubs.gridmesh.v1 import common_pb2, portfolio_pb2, portfolio_pb2_grpc
 from sitenode.clock import Clock
 from sitenode.errors import GridmeshError, InvalidInput
@@ -61,6 +62,9 @@ _CLOSE = object()  # put in an outbox: end that stream
 DAY_LOOP_SECONDS = 0.5  # how often (wall clock) the hub looks for sites whose day account is due
 DAY_SETTLE_SECONDS = 2.0  # a step that has ended is counted this long (wall clock) after: its last samples are in
 DAY_CHECK_SECONDS = 30.0  # within a step, a site's day account is looked at again at most this often (wall clock)
+PUSH_BATCH = 50  # a solve's schedules are encoded this many sites at a time, the streams sending in between
+PUSH_QUIET_SECONDS = 2.0  # a push's spell ends this long (wall clock) after its last schedule was sent, if acks are missing
+PUSH_FLUSH_POLL_SECONDS = 0.05  # during a push, the gathered writes look this often (wall clock) whether it is through
 DAY_MIN_SECONDS = 5.0  # and never more often than this (wall clock): a sped-up clock ends a step every second
 
 
@@ -92,6 +96,22 @@ class _Outgoing:
     message: portfolio_pb2.PortfolioMessage
     payload: bytes
     net: np.ndarray
+
+
+@dataclass(eq=False)
+class _PushTimes:
+    """Where a solve's time went around the solver (seconds), for the log."""
+
+    building: float = 0.0
+    built: int = 0  # problems built by the solve (the rest were built at their snapshot)
+    encoding: float = 0.0
+    storing: float = 0.0  # in the store thread, summed over the batches
+    last_stored: float = 0.0  # from the solver's end until the last batch was stored
+    solved: float = 0.0  # time.perf_counter() at the solver's end
+    resumed: float = 0.0  # from the solver's end until the solve went on, on the event loop
+    push_id: int = 0  # the PushWindow's id of this push (0: the solver did not return)
+    delivered: set[str] = field(default_factory=set)  # sites whose stream took their schedule
+    first_pushed: float = 0.0  # from the solver's end until the first batch was in its outboxes
 
 
 @dataclass(eq=False)
@@ -138,6 +158,7 @@ class PortfolioHub:
         # per site: (snapshot, horizon start, steps, its problem), built in worker threads when
         # the snapshot came or by the last solve, and taken by a solve over the same horizon
         self._problems: dict[str, tuple[SiteSnapshot, datetime, int, SiteProblem]] = {}
+        self.push_window = PushWindow(PUSH_QUIET_SECONDS)
         self._restore()
 
     def _restore(self) -> None:
@@ -159,7 +180,10 @@ class PortfolioHub:
 
     async def run(self, stop: asyncio.Event) -> None:
         """The hub's background work: solves, the gathered writes, heartbeats, today's accounts."""
-        await asyncio.gather(self.solve_loop(stop), self.flush_loop(stop), self.heartbeat_loop(stop), self.day_loop(stop))
+        try:
+            await asyncio.gather(self.solve_loop(stop), self.flush_loop(stop), self.heartbeat_loop(stop), self.day_loop(stop))
+        finally:
+            self.push_window.end()
 
     async def heartbeat_loop(self, stop: asyncio.Event) -> None:
         """One timer for every stream: a ping into each outbox, and a stream silent past the
@@ -224,25 +248,24 @@ class PortfolioHub:
             feeders = self.store.feeders()
             events = [e for e in self.store.events(include_cancelled=False) if e.state is FlexState.SCHEDULED and e.start < horizon.end and e.end > horizon.start]
             valid_until = min(now + timedelta(minutes=s.schedule_valid_minutes), horizon.end)
-            # building, solving and encoding run off the event loop: streams keep flowing
-            plan, outgoing, seconds, built = await asyncio.to_thread(self._solve_and_encode, snapshots, horizon, feeders, events, f"pf-{solve_id}",
-                                                                     valid_until)
-            self.planned, self.planned_start = {}, horizon.start
+            # building and solving run off the event loop; encoding runs on it, a batch at a
+            # time between the sends of the batches before (in a worker thread it would fight
+            # the loop for the GIL), and storing runs in the store thread
+            times = _PushTimes()
+            try:
+                plan, seconds = await asyncio.to_thread(self._solve, snapshots, horizon, feeders, events, times)
+                times.resumed = time.perf_counter() - times.solved
+                outgoing = await self._push_plan(plan, horizon, f"pf-{solve_id}", valid_until, now, times)
+            finally:
+                if times.push_id:  # the push's spell lasts until its acks are in
+                    self.push_window.sent(times.push_id, f"pf-{solve_id}", times.delivered)
+            self.planned, self.planned_start = {site_id: item.net for site_id, item in outgoing.items()}, horizon.start
             versions = {site_id: item.version for site_id, item in outgoing.items()}
-            returned = time.perf_counter()
-            async with self._write_lock:  # acks of these schedules are written after the schedules themselves
-                # stored first (one transaction, off the loop), sent next: a node never holds a
-                # schedule the store lacks, so its ack always finds it and a restart resends it
-                await self._in_store(self.store.issue_schedules, [(site_id, item.version, horizon.start, valid_until, item.payload)
-                                                                  for site_id, item in outgoing.items()], now)
-                stored = time.perf_counter()
-                for site_id, item in outgoing.items():
-                    self.planned[site_id] = item.net
-                    self.issued.setdefault(site_id, set()).add(item.version)
-                    self.push(site_id, item.message)
-            log.info("solve %s: problems %.3f s (%d of %d built, the rest built at their snapshot), solver %.3f s, encoding %.3f s, "
-                     "storing %d schedules %.3f s, queueing %.3f s; all but the solver %.3f s", solve_id, built[0], built[1], len(snapshots), seconds,
-                     built[2], len(outgoing), stored - returned, time.perf_counter() - stored, time.perf_counter() - began - seconds)
+            log.info("solve %s: problems %.3f s (%d of %d built, the rest built at their snapshot), solver %.3f s, back on the event loop "
+                     "%.3f s later, encoding %.3f s, storing %d schedules %.3f s (encoded %d at a time, pushed once stored: the first "
+                     "%.3f s after the solver, the last stored %.3f s after); all but the solver %.3f s", solve_id, times.building, times.built,
+                     len(snapshots), seconds, times.resumed, times.encoding, len(outgoing), times.storing, PUSH_BATCH, times.first_pushed,
+                     times.last_stored, time.perf_counter() - began - seconds)
             report = SolveReport(
                 solve_id, now, trigger, plan.status, plan.method, plan.objective, plan.alone_objective, plan.coupling_cost, plan.bound,
                 plan.gap, plan.iterations, seconds, horizon.start, horizon.step_minutes, horizon.steps,
@@ -256,11 +279,10 @@ class PortfolioHub:
             self.notify()
             return report
 
-    def _solve_and_encode(self, snapshots: dict[str, SiteSnapshot], horizon: CommonHorizon, feeders: list, events: list, version: str,
-                          valid_until: datetime) -> tuple[PortfolioPlan, dict[str, _Outgoing], float, tuple[float, int, float]]:
-        """Worker thread: the sites' problems (most built when their snapshots came), the
-        coupled solve, each site's message ready to send and to store. Also returns
-        (seconds building, problems built, seconds encoding) for the log."""
+    def _solve(self, snapshots: dict[str, SiteSnapshot], horizon: CommonHorizon, feeders: list, events: list, times: _PushTimes
+               ) -> tuple[PortfolioPlan, float]:
+        """Worker thread: the sites' problems (most built when their snapshots came) and the
+        coupled solve; the push's spell (`PushWindow`) begins the moment the solver returns."""
         started = time.perf_counter()
         problems, built = {}, 0
         for site_id, snap in snapshots.items():
@@ -274,28 +296,78 @@ class PortfolioHub:
                 built += 1
                 self._problems[site_id] = (snap, horizon.start, horizon.steps, problem)
             problems[site_id] = problem
-        building = time.perf_counter() - started
+        times.building, times.built = time.perf_counter() - started, built
         started = time.perf_counter()
         plan = self.solver.solve(problems, feeders, events, coincident_peak_price_per_kw=self.settings.coincident_peak_price_per_kw)
-        seconds = time.perf_counter() - started
-        encoding = time.perf_counter()
-        outgoing = {}
+        times.push_id = self.push_window.begin(set(plan.sites))
+        times.solved = time.perf_counter()
+        return plan, times.solved - started
+
+    async def _push_plan(self, plan: PortfolioPlan, horizon: CommonHorizon, version: str, valid_until: datetime, now: datetime,
+                         times: _PushTimes) -> dict[str, _Outgoing]:
+        """Each site's schedule encoded (PUSH_BATCH sites at a time, the streams sending in
+        between), stored and pushed. One store write at a time takes every schedule encoded
+        since the last began (a group commit: few transactions, the first one small), and its
+        schedules go to their streams once it is written; so the first nodes have theirs while
+        later ones are still being encoded. Returns once every schedule is stored; a write the
+        store refused is not pushed, and its error is raised once the others are stored."""
+        loop = asyncio.get_running_loop()
+        outgoing: dict[str, _Outgoing] = {}
+        pending: dict[str, _Outgoing] = {}
+        writing: list[asyncio.Future] = []  # the write under way, if any
+        refused: list[BaseException] = []
+
+        def write_pending() -> None:
+            nonlocal pending
+            if writing or not pending:
+                return
+            batch, pending = pending, {}
+            future = loop.run_in_executor(self._store_thread, self._store_batch, batch, horizon.start, valid_until, now, times)
+            future.add_done_callback(functools.partial(written, batch))
+            writing.append(future)
+
+        def written(batch: dict[str, _Outgoing], future: asyncio.Future) -> None:
+            writing.clear()
+            if future.cancelled() or future.exception() is not None:
+                refused.append(future.exception() or asyncio.CancelledError())
+            else:
+                self._deliver(batch, times)
+            write_pending()
+
         encoders: dict[int, pc.SetpointEncoder] = {}  # by first step (ns): the horizon's start, for every site
-        for site_id, part in plan.sites.items():
-            # numpy, not pandas, per site: at a thousand sites pandas' per-call cost was most of the encoding
-            frame = part.plan.schedule
-            values = frame.to_numpy(dtype=float)
-            if np.isnan(values).any():
-                continue
-            first = int(frame.index.asi8[0])
-            encoder = encoders.get(first)
-            if encoder is None:
-                encoder = encoders[first] = pc.SetpointEncoder(version, frame.index[0].to_pydatetime(), horizon.step_minutes, valid_until)
-            columns = frame.columns.tolist()
-            msg = encoder.message(columns, values, part.plan.charger_assignment, part.import_share_kw)
-            net = values[:, columns.index(GRID_IMPORT)] - values[:, columns.index(GRID_EXPORT)]
-            outgoing[site_id] = _Outgoing(version, msg, msg.schedule.SerializeToString(), net)
-        return plan, outgoing, seconds, (building, built, time.perf_counter() - encoding)
+        parts = list(plan.sites.items())
+        for first in range(0, len(parts), PUSH_BATCH):
+            began = time.perf_counter()
+            for site_id, part in parts[first:first + PUSH_BATCH]:
+                item = _encoded(part, version, horizon.step_minutes, valid_until, encoders)
+                if item is not None:
+                    outgoing[site_id] = pending[site_id] = item
+            times.encoding += time.perf_counter() - began
+            write_pending()
+            await asyncio.sleep(0)  # the streams send what is queued before more is encoded
+        while writing:  # `written` runs before this wait ends, and starts the next write if any
+            await asyncio.wait(list(writing))
+        if refused:
+            raise refused[0]
+        return outgoing
+
+    def _store_batch(self, batch: dict[str, _Outgoing], valid_from: datetime, valid_until: datetime, now: datetime, times: _PushTimes) -> None:
+        """Store thread: one transaction for the batch. Stored first, sent next: a node never
+        holds a schedule the store lacks, so its ack always finds it and a restart resends it;
+        and the store thread writes in order, so the acks (a later flush) come after."""
+        began = time.perf_counter()
+        self.store.issue_schedules([(site_id, item.version, valid_from, valid_until, item.payload) for site_id, item in batch.items()], now)
+        times.storing += time.perf_counter() - began
+        times.last_stored = time.perf_counter() - times.solved
+
+    def _deliver(self, batch: dict[str, _Outgoing], times: _PushTimes) -> None:
+        """A stored batch of schedules into the sites' outboxes (acks are checked against `issued`)."""
+        times.first_pushed = times.first_pushed or time.perf_counter() - times.solved
+        for site_id, item in batch.items():
+            self.issued.setdefault(site_id, set()).add(item.version)
+            self.push_window.delivered(site_id)
+            if self.push(site_id, item.message):
+                times.delivered.add(site_id)
 
     def _prebuilt_problem(self, site_id: str, snap: SiteSnapshot, start: datetime, steps: int) -> SiteProblem | None:
         held = self._problems.get(site_id)
@@ -321,6 +393,12 @@ class PortfolioHub:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_wanted.wait(), 0.5)
+            if self.push_window.open:
+                # the store thread is the push's: a solve's schedules are written there, a batch
+                # at a time, and each waits for the writes queued before it; what came meanwhile
+                # (the first nodes' acks, telemetry) is written once the push is through
+                await asyncio.sleep(PUSH_FLUSH_POLL_SECONDS)
+                continue
             self._flush_wanted.clear()
             if self._telemetry or self._acks or self._snapshots:
                 try:
@@ -400,7 +478,9 @@ class PortfolioHub:
                 log.exception("today's accounts could not be refreshed")
 
     async def refresh_days(self) -> None:
-        """Work the due sites' day accounts out again, in a worker thread."""
+        """Work the due sites' day accounts out again, in a worker thread (not while a push is on)."""
+        if self.push_window.open:  # a view waits for the push: its pricing would take the GIL from the streams
+            return
         now, mono = self.clock.now(), time.monotonic()
         day = now.astimezone(UTC).date()
         jobs = []
@@ -429,8 +509,13 @@ class PortfolioHub:
             await asyncio.to_thread(self._work_days, jobs, now)
 
     def _work_days(self, jobs: list[tuple[str, _Day, datetime, SiteSnapshot, tuple[EVSession, ...]]], now: datetime) -> None:
-        """Worker thread: read each site's new samples, and price its day when its inputs changed."""
-        for site_id, state, end, snap, sessions in jobs:
+        """Worker thread: read each site's new samples, and price its day when its inputs changed.
+        A push that begins meanwhile stops the work: the sites not reached are due again."""
+        for k, (site_id, state, end, snap, sessions) in enumerate(jobs):
+            if self.push_window.open:
+                for _, left, _, _, _ in jobs[k:]:
+                    left.checked_at = float("-inf")
+                return
             try:
                 self._work_day(site_id, state, end, snap, sessions, now)
             except Exception as exc:  # noqa: BLE001 - one site's bad inputs leave the others' accounts
@@ -511,7 +596,8 @@ class PortfolioHub:
                     live.latest = newest
                 self._flush_wanted.set()
         elif kind == "ping":
-            self.push(site_id, portfolio_pb2.PortfolioMessage(pong=portfolio_pb2.Pong(nonce=message.ping.nonce)))
+            if not self.push_window.coming(site_id):  # else its schedule, on its way, answers for the portfolio
+                self.push(site_id, portfolio_pb2.PortfolioMessage(pong=portfolio_pb2.Pong(nonce=message.ping.nonce)))
         elif kind == "pong":
             pass
         elif kind == "snapshot":
@@ -520,6 +606,7 @@ class PortfolioHub:
             ack = message.ack
             if ack.version not in self.issued.get(site_id, set()) and not any(r.version == ack.version for r in self.store.schedules(site_id, 50)):
                 raise InvalidInput.one("ack.version", f"no schedule {ack.version!r} was issued to {site_id}")
+            self.push_window.acked(site_id, ack.version)
             if not ack.accepted:
                 log.warning("site %s refused schedule %s: %s", site_id, ack.version, ack.reason)
             self._acks.append((site_id, ack.version, ack.accepted, ack.reason, self.clock.now()))
@@ -560,6 +647,25 @@ class PortfolioHub:
         check_snapshot(snap, site_id, self.settings.step_minutes)
         self._prebuild(site_id, snap, now)
         return snap, msg.SerializeToString()
+
+
+def _encoded(part: SitePlan, version: str, step_minutes: int, valid_until: datetime, encoders: dict[int, pc.SetpointEncoder]) -> _Outgoing | None:
+    """A site's part of the plan as its message, the message's bytes for the store and its
+    planned net import; None for a part with no plan (NaN). `encoders` holds one encoder per
+    first step (every site shares the horizon's)."""
+    # numpy, not pandas, per site: at a thousand sites pandas' per-call cost was most of the encoding
+    frame = part.plan.schedule
+    values = frame.to_numpy(dtype=float)
+    if np.isnan(values).any():
+        return None
+    first = int(frame.index.asi8[0])
+    encoder = encoders.get(first)
+    if encoder is None:
+        encoder = encoders[first] = pc.SetpointEncoder(version, frame.index[0].to_pydatetime(), step_minutes, valid_until)
+    columns = frame.columns.tolist()
+    msg = encoder.message(columns, values, part.plan.charger_assignment, part.import_share_kw)
+    net = values[:, columns.index(GRID_IMPORT)] - values[:, columns.index(GRID_EXPORT)]
+    return _Outgoing(version, msg, msg.schedule.SerializeToString(), net)
 
 
 def _merged_sessions(held: dict[str, EVSession], sessions: tuple[EVSession, ...]) -> dict[str, EVSession]:

@@ -17,6 +17,7 @@ from portfolio.coupled import MonolithicSolver
 from portfolio.snapshot import SiteSnapshot
 from portfolio.store import PortfolioStore
 from services import portfolio_convert as pc
+from services import portfolio_hub as hub_module
 from services.portfolio_hub import _CLOSE, PortfolioHub
 from services.stubs.gridmesh.v1 import common_pb2, portfolio_pb2
 from sitenode.model.run import RunConfig
@@ -180,6 +181,53 @@ async def test_schedules_are_stored_before_they_are_sent_and_problems_built_at_t
     assert str(hub.store.schedules("south", 1)[0].state) == "ISSUED"
 
 
+def has_schedule(conn) -> bool:  # noqa: ANN001 - read from the store thread: a look, not a drain
+    return any(m is not _CLOSE and m.WhichOneof("body") == "schedule" for m in list(conn.outbox._queue))  # noqa: SLF001
+
+
+async def test_schedules_go_out_as_each_write_is_stored_and_a_refused_write_stays_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(hub_module, "PUSH_BATCH", 1)  # encoded one site at a time
+    hub = make_hub(tmp_path, horizon_steps=8)
+    conns = {s: hub.attach(s) for s in ("east", "north", "south", "west")}
+    for site_id, conn in conns.items():
+        await hub.handle_snapshot(conn, snapshot_msg(site_id))
+    await hub.flush()
+    issue = hub.store.issue_schedules
+    batches: list[list[str]] = []
+    written: list[str] = []
+    early: list[str] = []  # sites whose schedule was in their outbox before the store held it
+    delivered_meanwhile: list[bool] = []
+
+    def one_write(items, at):  # noqa: ANN001, ANN202 - the store thread
+        if written:  # the last stored write reaches its streams while this one is still unwritten
+            deadline = time.monotonic() + 10
+            while not has_schedule(conns[written[-1]]) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            delivered_meanwhile.append(has_schedule(conns[written[-1]]))
+        batches.append(sorted(item[0] for item in items))
+        early.extend(s for s, c in conns.items() if s not in written and has_schedule(c))
+        if "north" in batches[-1]:
+            raise sqlite3.OperationalError("disk I/O error")
+        issue(items, at)
+        written.extend(batches[-1])
+
+    hub.store.issue_schedules = one_write
+    with pytest.raises(sqlite3.OperationalError):
+        await hub.solve("test")
+    # the first write holds the first site alone: it began as soon as that one was encoded;
+    # the next took everything encoded meanwhile (one write at a time)
+    assert batches[0] == ["east"] and sorted(s for b in batches for s in b) == sorted(conns)
+    assert delivered_meanwhile == [True] * (len(batches) - 1) and early == []
+    refused = next(b for b in batches if "north" in b)
+    got = {s: [m.schedule.schedule.version for m in drained(c) if m is not _CLOSE and m.WhichOneof("body") == "schedule"] for s, c in conns.items()}
+    for site_id in conns:
+        stored = hub.store.current_schedule(site_id, NOW)
+        if site_id in refused:  # neither stored nor sent
+            assert got[site_id] == [] and stored is None and site_id not in hub.issued
+        else:  # sent as stored
+            assert stored is not None and got[site_id] == [stored.version]
+
+
 def pings(conn) -> int:  # noqa: ANN001
     return sum(1 for m in drained(conn) if m is not _CLOSE and m.WhichOneof("body") == "ping")
 
@@ -228,3 +276,24 @@ async def test_a_held_event_loop_drops_no_stream_but_a_silent_one_goes(tmp_path)
     await asyncio.gather(*tasks)
     assert _CLOSE not in list(talking.outbox._queue)  # noqa: SLF001
     assert _CLOSE in list(dead.outbox._queue)  # noqa: SLF001
+
+
+async def test_a_node_whose_schedule_is_coming_gets_that_instead_of_a_pong(tmp_path):
+    hub = make_hub(tmp_path)
+    conn = hub.attach("north")
+    ping = portfolio_pb2.NodeMessage(ping=portfolio_pb2.Ping(nonce=7))
+
+    def pongs() -> list[int]:
+        return [m.pong.nonce for m in drained(conn) if m is not _CLOSE and m.WhichOneof("body") == "pong"]
+
+    push = hub.push_window.begin({"north"})  # a solver returned with north's schedule
+    try:
+        hub.receive(conn, ping)
+        assert pongs() == []
+        hub.push_window.delivered("north")  # with its stream now: pings are answered again
+        hub.receive(conn, ping)
+        assert pongs() == [7]
+    finally:
+        hub.push_window.sent(push, "pf-x", set())
+    hub.receive(conn, ping)
+    assert pongs() == [7] and not hub.push_window.open
