@@ -62,10 +62,10 @@ _CLOSE = object()  # put in an outbox: end that stream
 DAY_LOOP_SECONDS = 0.5  # how often (wall clock) the hub looks for sites whose day account is due
 DAY_SETTLE_SECONDS = 2.0  # a step that has ended is counted this long (wall clock) after: its last samples are in
 DAY_CHECK_SECONDS = 30.0  # within a step, a site's day account is looked at again at most this often (wall clock)
+DAY_MIN_SECONDS = 5.0  # and never more often than this (wall clock): a sped-up clock ends a step every second
 PUSH_BATCH = 50  # a solve's schedules are encoded this many sites at a time, the streams sending in between
 PUSH_QUIET_SECONDS = 2.0  # a push's spell ends this long (wall clock) after its last schedule was sent, if acks are missing
 PUSH_FLUSH_POLL_SECONDS = 0.05  # during a push, the gathered writes look this often (wall clock) whether it is through
-DAY_MIN_SECONDS = 5.0  # and never more often than this (wall clock): a sped-up clock ends a step every second
 
 
 @dataclass(eq=False)

@@ -236,3 +236,15 @@ def test_close_is_idempotent(tmp_path):
     store.close()
     with pytest.raises(sqlite3.ProgrammingError):
         store.sites()
+
+
+def test_many_schedules_in_chunked_statements_replace_as_one_by_one_would(tmp_path):
+    with PortfolioStore(tmp_path / "p.db") as store:
+        store._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 20)  # noqa: SLF001 - two rows per statement
+        store.issue_schedule("s3", "p1", T0, T0 + 60 * M, b"old", T0)
+        store.ack("s3", "p1", True, "", T0 + M)
+        items = [(f"s{i}", "p1", T0, T0 + 60 * M, f"new-{i}".encode()) for i in range(5)]
+        store.issue_schedules([*items, ("s4", "p1", T0, T0 + 60 * M, b"later")], T0 + 2 * M)  # s4 twice: the later one
+        for i in range(5):
+            (held,) = store.schedules(f"s{i}")
+            assert (held.payload, held.state, held.issued_at) == (b"later" if i == 4 else f"new-{i}".encode(), ScheduleState.ISSUED, T0 + 2 * M)
