@@ -314,17 +314,24 @@ class PortfolioStore:
             latest.pop((site_id, version), None)  # a version given twice: the later one, issued last
             latest[(site_id, version)] = (site_id, version, _ts(valid_from, "valid_from"), _ts(valid_until, "valid_until"), bytes(payload),
                                           issued_at, state)
-        keys, rows = list(latest), list(latest.values())
-        with self._tx() as db:
-            # one statement per chunk, not one per row: sqlite3 lets go of the GIL around every
-            # statement it steps, and taking it back from a busy event loop is what costs
-            per = max(1, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 7)
-            for first in range(0, len(rows), per):
-                chunk_keys, chunk_rows = keys[first:first + per], rows[first:first + per]
-                db.execute(f"DELETE FROM schedules WHERE (site_id, version) IN (VALUES {','.join(['(?,?)'] * len(chunk_keys))})",
-                           [v for key in chunk_keys for v in key])
-                values = ",".join(["(?,?,?,?,?,?,?,'',NULL)"] * len(chunk_rows))
-                db.execute(f"INSERT INTO schedules ({_SCHEDULE_COLUMNS}) VALUES {values}", [v for row in chunk_rows for v in row])
+        rows = list(latest.values())
+        # one statement per chunk, not two per row: sqlite3 lets go of the GIL around every
+        # statement it steps, and taking it back from a busy event loop is what costs. REPLACE
+        # drops the row a version given again had, and the new row is the newest
+        per = max(1, self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 7)
+        chunks = [rows[first:first + per] for first in range(0, len(rows), per)]
+
+        def insert(db: sqlite3.Connection, chunk: list[tuple]) -> None:
+            values = ",".join(["(?,?,?,?,?,?,?,'',NULL)"] * len(chunk))
+            db.execute(f"INSERT OR REPLACE INTO schedules ({_SCHEDULE_COLUMNS}) VALUES {values}", [v for row in chunk for v in row])
+
+        if len(chunks) == 1:
+            with self._lock:  # one statement is a transaction of its own (autocommit)
+                insert(self._db, chunks[0])
+        elif chunks:
+            with self._tx() as db:
+                for chunk in chunks:
+                    insert(db, chunk)
 
     def ack_many(self, items: Sequence[tuple[str, str, bool, str, datetime]]) -> list[bool]:
         """Many (site_id, version, ok, reason, at) answers in one transaction; per item, whether it matched an issued schedule."""
