@@ -302,6 +302,16 @@ def epoch(stamp) -> float:  # noqa: ANN001 - a protobuf Timestamp
     return stamp.seconds + stamp.nanos / 1e9
 
 
+async def close_all(nodes: list[SimNode], channels: list[grpc.aio.Channel]) -> None:
+    """End every node's stream and close every channel, whatever state each is in."""
+    for node in nodes:
+        with contextlib.suppress(Exception):
+            await node.close()
+    for ch in channels:
+        with contextlib.suppress(Exception):
+            await ch.close()
+
+
 async def pump_telemetry(nodes: list[SimNode], pid: int, args: argparse.Namespace) -> tuple[int, float, float, float, float]:
     """Every node pumps telemetry for `args.seconds`: (points acked in the window, the window's
     seconds, the server's CPU cores, this process's CPU cores, seconds until the backlog drained)."""
@@ -340,12 +350,7 @@ async def run_bare(n: int, args: argparse.Namespace, folder: Path, console: Cons
         return {"messages_per_s": rate, "server_cpu_cores": server_cpu, "bench_cpu_cores": bench_cpu,
                 "dropped": sum(1 for node in nodes if node.ended)}
     finally:
-        for node in nodes:
-            with contextlib.suppress(Exception):
-                await node.close()
-        for ch in channels:
-            with contextlib.suppress(Exception):
-                await ch.close()
+        await close_all(nodes, channels)
         server.close()
 
 
@@ -494,12 +499,7 @@ async def run_nodes(n: int, args: argparse.Namespace, folder: Path, console: Con
         }
         return result
     finally:
-        for node in nodes:
-            with contextlib.suppress(Exception):
-                await node.close()
-        for ch in channels:
-            with contextlib.suppress(Exception):
-                await ch.close()
+        await close_all(nodes, channels)
         portfolio.close()
 
 

@@ -6,7 +6,7 @@ day accounts) wait, a node whose schedule is on its way gets that schedule inste
 (it shows the portfolio alive as well, and a thousand pongs cost the event loop as much as
 the schedules), and CPython's cyclic garbage collector is paused. At a thousand sites a
 full collection of the portfolio's heap holds the GIL for about 0.4 s, as long as the
-whole push may take, and one came due during every second or third push. Objects freed by
+whole push may take, and they came every few seconds, inside pushes too. Objects freed by
 reference counting go as ever; only cycles wait, for the collector's next pass after the
 spell (at most `quiet_seconds` after the last schedule was sent).
 
