@@ -49,7 +49,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -97,6 +97,14 @@ class SitePlan:
     coupled_cost: float  # compute_metrics total_cost of its part of the coupled plan
     # per step, the import limit the node keeps when it falls back to local optimization
     import_share_kw: np.ndarray
+    # the schedule as the solver's `encode` (a ScheduleEncoder) made it where the plan was
+    # made; None when the solver has none or solved in this process
+    encoded: bytes | None = None
+
+
+# (columns, values steps x columns, charger assignment) -> bytes: how a site's schedule goes
+# out, given to a solver whose workers make the plans (the portfolio's wire format stays its own)
+ScheduleEncoder = Callable[[list[str], np.ndarray, dict[str, str]], bytes]
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,7 @@ from portfolio.coupled import (
     Coupling,
     MonolithicSolver,
     PortfolioPlan,
+    ScheduleEncoder,
     SitePlan,
     TargetCheck,
     check_cap,
@@ -249,6 +250,7 @@ class Part:
     cost_term: float
     coupled_cost: float
     resolved: bool  # re-solved within a budget (else its optimum alone)
+    encoded: bytes | None = None  # the schedule as the solver's encoder made it (None without one)
 
 
 def _flow_rows(cols: SiteColumns, links: Sequence[Link]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -268,9 +270,10 @@ def _flow_rows(cols: SiteColumns, links: Sequence[Link]) -> tuple[np.ndarray, np
 class SiteBatch:
     """The sites one worker holds, with their models, for a whole solve (a Ray actor's body)."""
 
-    def __init__(self) -> None:
+    def __init__(self, encode: ScheduleEncoder | None = None) -> None:
         self.sites: dict[str, _Site] = {}
         self.linked: dict[int, str] = {}
+        self.encode = encode
 
     def load(self, items: list[tuple[str, SiteProblem]], threads: int = 1) -> list[Alone]:
         """Build every site's model and solve it alone, exactly as `optimize_site` does."""
@@ -451,10 +454,14 @@ class SiteBatch:
             return Part(sid, False, None, {}, {}, site.stages, math.nan, math.nan, resolved)
         frame = schedule_frame(problem, cols, x)
         shortfall = {s: float(max(x[c], 0.0)) for s, c in cols.shortfall.items()}
+        assignment = assign_chargers(problem, cols, x)
+        # encoded here, in the worker, while the site is at hand: the portfolio then only adds
+        # what every site of the solve shares
+        encoded = self.encode(frame.columns.tolist(), frame.to_numpy(dtype=float), assignment) if self.encode is not None else None
         return Part(
-            site_id=sid, ok=True, schedule=frame, assignment=assign_chargers(problem, cols, x), shortfall=shortfall,
+            site_id=sid, ok=True, schedule=frame, assignment=assignment, shortfall=shortfall,
             stages=site.stages, cost_term=float(site.cost @ x),
-            coupled_cost=compute_metrics(problem, frame).total_cost, resolved=resolved,
+            coupled_cost=compute_metrics(problem, frame).total_cost, resolved=resolved, encoded=encoded,
         )
 
     def peak_rss_mb(self) -> float:
@@ -916,12 +923,13 @@ class DecompositionSolver:
         self, *, gap: float = 1e-3, max_iterations: int = 200, time_limit_seconds: float = 120.0,
         address: str | None = None, num_cpus: int | None = None, workers: int | None = None,
         smoothing: float = 0.5, runtime_env: dict[str, Any] | None = None, use_ray: bool = True,
-        monolithic: MonolithicSolver | None = None,
+        monolithic: MonolithicSolver | None = None, encode: ScheduleEncoder | None = None,
     ) -> None:
         self.gap, self.max_iterations, self.time_limit_seconds = gap, max_iterations, time_limit_seconds
         self.address, self.num_cpus, self.workers, self.smoothing = address, num_cpus, workers, smoothing
         self.runtime_env, self.use_ray = runtime_env, use_ray
         self.monolithic = monolithic or MonolithicSolver(time_limit_seconds=time_limit_seconds)
+        self.encode = encode  # given to the workers: each site's schedule is encoded where it is planned
         self.stats = SolveStats()
         self._actors: list[Any] = []
 
@@ -932,14 +940,14 @@ class DecompositionSolver:
         if self._actors:
             return
         if not self.use_ray:
-            self._actors = [SiteBatch() for _ in range(max(1, self.workers or 1))]
+            self._actors = [SiteBatch(self.encode) for _ in range(max(1, self.workers or 1))]
             return
         connect_ray(self.address, self.num_cpus, self.runtime_env)
         import ray
 
         count = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         actor = ray.remote(num_cpus=1)(SiteBatch)
-        self._actors = [actor.remote() for _ in range(count)]
+        self._actors = [actor.remote(self.encode) for _ in range(count)]
         self._call("peak_rss_mb", [()] * count)  # each worker up (its process started, imports done)
 
     def close(self) -> None:
@@ -1291,7 +1299,7 @@ class _Run:
             relaxation = relaxation_from(problem, imp, exp, part.shortfall, part.stages, schedule=frames[sid])
             sites[sid] = SitePlan(
                 site_id=sid, plan=Plan(frames[sid], result, relaxation, part.assignment),
-                alone_cost=alone[sid].alone_cost, coupled_cost=part.coupled_cost, import_share_kw=shares[sid],
+                alone_cost=alone[sid].alone_cost, coupled_cost=part.coupled_cost, import_share_kw=shares[sid], encoded=part.encoded,
             )
         relaxed = tuple(t for t in (OVER, SHORTFALL, BREACH) if any(t in p.stages for p in parts.values()))
         peak = portfolio_peak(frames)

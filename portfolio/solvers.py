@@ -61,7 +61,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from portfolio.coupled import CoupledSolver, MonolithicSolver, PortfolioPlan
+from portfolio.coupled import CoupledSolver, MonolithicSolver, PortfolioPlan, ScheduleEncoder
 from portfolio.decomposition import DecompositionSolver
 from portfolio.model import Feeder, FlexEvent
 from sitenode.model.problem import SiteProblem
@@ -115,20 +115,21 @@ class AutoSolver:
             self._decomposition.close()
 
 
-def make_decomposition(config: SolverConfig) -> DecompositionSolver:
+def make_decomposition(config: SolverConfig, encode: ScheduleEncoder | None = None) -> DecompositionSolver:
     return DecompositionSolver(
         gap=config.gap, max_iterations=config.max_iterations, time_limit_seconds=config.time_limit_seconds,
         address=config.ray_address, num_cpus=config.num_cpus, workers=config.workers, smoothing=config.smoothing,
-        runtime_env=config.runtime_env, monolithic=MonolithicSolver(time_limit_seconds=config.time_limit_seconds),
+        runtime_env=config.runtime_env, monolithic=MonolithicSolver(time_limit_seconds=config.time_limit_seconds), encode=encode,
     )
 
 
-def make_solver(config: SolverConfig | None = None) -> CoupledSolver:
-    """The solver `config` names (default: auto with the measured threshold)."""
+def make_solver(config: SolverConfig | None = None, encode: ScheduleEncoder | None = None) -> CoupledSolver:
+    """The solver `config` names (default: auto with the measured threshold). `encode`: how the
+    decomposition's workers encode each site's schedule (`SitePlan.encoded`)."""
     config = config or SolverConfig()
     monolithic = MonolithicSolver(time_limit_seconds=config.time_limit_seconds)
     if config.method == "monolithic":
         return monolithic
     if config.method == "decomposition":
-        return make_decomposition(config)
-    return AutoSolver(monolithic, lambda: make_decomposition(config), config.monolithic_max_sites, config.monolithic_max_sites_peak)
+        return make_decomposition(config, encode)
+    return AutoSolver(monolithic, lambda: make_decomposition(config, encode), config.monolithic_max_sites, config.monolithic_max_sites_peak)

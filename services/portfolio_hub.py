@@ -90,12 +90,11 @@ class SiteLive:
 
 @dataclass(frozen=True, eq=False)
 class _Outgoing:
-    """A site's part of a solve, ready to go: its version, the message, its bytes for the store, its planned net import."""
+    """A site's part of a solve, ready to go: its version, the message, its bytes for the store."""
 
     version: str
     message: portfolio_pb2.PortfolioMessage
     payload: bytes
-    net: np.ndarray
 
 
 @dataclass(eq=False)
@@ -259,7 +258,7 @@ class PortfolioHub:
             finally:
                 if times.push_id:  # the push's spell lasts until its acks are in
                     self.push_window.sent(times.push_id, f"pf-{solve_id}", times.delivered)
-            self.planned, self.planned_start = {site_id: item.net for site_id, item in outgoing.items()}, horizon.start
+            self.planned, self.planned_start = {site_id: _net_import(plan.sites[site_id]) for site_id in outgoing}, horizon.start
             versions = {site_id: item.version for site_id, item in outgoing.items()}
             log.info("solve %s: problems %.3f s (%d of %d built, the rest built at their snapshot), solver %.3f s, back on the event loop "
                      "%.3f s later, encoding %.3f s, storing %d schedules %.3f s (encoded %d at a time, pushed once stored: the first "
@@ -334,12 +333,12 @@ class PortfolioHub:
                 self._deliver(batch, times)
             write_pending()
 
-        encoders: dict[int, pc.SetpointEncoder] = {}  # by first step (ns): the horizon's start, for every site
+        encoder = pc.SetpointEncoder(version, horizon.start, horizon.step_minutes, valid_until)  # every site's plan starts there
         parts = list(plan.sites.items())
         for first in range(0, len(parts), PUSH_BATCH):
             began = time.perf_counter()
             for site_id, part in parts[first:first + PUSH_BATCH]:
-                item = _encoded(part, version, horizon.step_minutes, valid_until, encoders)
+                item = _encoded(part, version, encoder)
                 if item is not None:
                     outgoing[site_id] = pending[site_id] = item
             times.encoding += time.perf_counter() - began
@@ -649,23 +648,25 @@ class PortfolioHub:
         return snap, msg.SerializeToString()
 
 
-def _encoded(part: SitePlan, version: str, step_minutes: int, valid_until: datetime, encoders: dict[int, pc.SetpointEncoder]) -> _Outgoing | None:
-    """A site's part of the plan as its message, the message's bytes for the store and its
-    planned net import; None for a part with no plan (NaN). `encoders` holds one encoder per
-    first step (every site shares the horizon's)."""
-    # numpy, not pandas, per site: at a thousand sites pandas' per-call cost was most of the encoding
+def _encoded(part: SitePlan, version: str, encoder: pc.SetpointEncoder) -> _Outgoing | None:
+    """A site's part of the plan as its message and the message's bytes for the store; None for
+    a part with no plan (NaN). A part the solver's workers encoded (`SitePlan.encoded`) only gets
+    what the solve's sites share; another is encoded here, from numpy (at a thousand sites pandas'
+    per-call cost was most of the encoding)."""
+    body = part.encoded
+    if body is None:
+        frame = part.plan.schedule
+        values = frame.to_numpy(dtype=float)
+        if np.isnan(values).any():
+            return None
+        body = pc.schedule_body(frame.columns.tolist(), values, part.plan.charger_assignment)
+    msg, payload = encoder.from_body(body, part.import_share_kw)
+    return _Outgoing(version, msg, payload)
+
+
+def _net_import(part: SitePlan) -> np.ndarray:
     frame = part.plan.schedule
-    values = frame.to_numpy(dtype=float)
-    if np.isnan(values).any():
-        return None
-    first = int(frame.index.asi8[0])
-    encoder = encoders.get(first)
-    if encoder is None:
-        encoder = encoders[first] = pc.SetpointEncoder(version, frame.index[0].to_pydatetime(), step_minutes, valid_until)
-    columns = frame.columns.tolist()
-    msg = encoder.message(columns, values, part.plan.charger_assignment, part.import_share_kw)
-    net = values[:, columns.index(GRID_IMPORT)] - values[:, columns.index(GRID_EXPORT)]
-    return _Outgoing(version, msg, msg.schedule.SerializeToString(), net)
+    return frame[GRID_IMPORT].to_numpy(dtype=float) - frame[GRID_EXPORT].to_numpy(dtype=float)
 
 
 def _merged_sessions(held: dict[str, EVSession], sessions: tuple[EVSession, ...]) -> dict[str, EVSession]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from portfolio.config import PortfolioConfig, load_portfolio_config
 from portfolio.solvers import make_solver
 from portfolio.store import PortfolioStore
+from services import portfolio_convert as pc
 from services.auth import Role
 from services.portfolio_api import OPERATOR_METHODS, TOKEN_EXEMPT, PortfolioServicer
 from services.portfolio_hub import PortfolioHub, PortfolioLinkServicer
@@ -35,7 +36,8 @@ def make_portfolio(config: PortfolioConfig, base: Path, listen: str, *, insecure
     for feeder in config.feeders:
         if feeder.feeder_id not in known:  # seeded once: operators' later changes win
             store.put_feeder(feeder)
-    hub = PortfolioHub(s, store, make_solver(config.solver), clock, trust_hello=insecure_loopback)
+    # the decomposition's workers encode each site's schedule as the stream sends it
+    hub = PortfolioHub(s, store, make_solver(config.solver, encode=pc.schedule_body), clock, trust_hello=insecure_loopback)
     # one token table: the AuthInterceptor checks every call against it, WhoAmI reads the caller's role from it
     tokens = {value: Role(t.role) for t in s.tokens if (value := t.value())}
 
