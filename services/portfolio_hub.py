@@ -134,8 +134,9 @@ class PortfolioHub:
         self.connections: dict[str, Connection] = {}
         self.sites: dict[str, SiteLive] = {}
         self.watchers: set[asyncio.Queue] = set()
-        self.planned: dict[str, np.ndarray] = {}  # site -> planned net import of the latest solve
         self.planned_start: datetime | None = None
+        self._planned_parts: dict[str, SitePlan] = {}  # the latest solve's pushed parts: `planned` reads them on demand
+        self._planned: dict[str, np.ndarray] | None = {}
         self._lock = asyncio.Lock()
         self._wanted = asyncio.Event()
         self._reasons: list[str] = []
@@ -171,6 +172,13 @@ class PortfolioHub:
                 self.sites[record.site_id] = SiteLive(None, pc.snapshot_in(msg), msg)
             except GridmeshError:
                 log.warning("stored snapshot of %s no longer valid; waiting for a new one", record.site_id)
+
+    @property
+    def planned(self) -> dict[str, np.ndarray]:
+        """Site -> planned net import (kW per step from `planned_start`) of the latest solve's schedules."""
+        if self._planned is None:
+            self._planned = {site_id: _net_import(part) for site_id, part in self._planned_parts.items()}
+        return self._planned
 
     # -- triggers -------------------------------------------------------------------------
     def want_solve(self, reason: str) -> None:
@@ -258,7 +266,8 @@ class PortfolioHub:
             finally:
                 if times.push_id:  # the push's spell lasts until its acks are in
                     self.push_window.sent(times.push_id, f"pf-{solve_id}", times.delivered)
-            self.planned, self.planned_start = {site_id: _net_import(plan.sites[site_id]) for site_id in outgoing}, horizon.start
+            # worked out when asked for, not now: the streams are still sending this solve's schedules
+            self._planned_parts, self._planned, self.planned_start = {site_id: plan.sites[site_id] for site_id in outgoing}, None, horizon.start
             versions = {site_id: item.version for site_id, item in outgoing.items()}
             log.info("solve %s: problems %.3f s (%d of %d built, the rest built at their snapshot), solver %.3f s, back on the event loop "
                      "%.3f s later, encoding %.3f s, storing %d schedules %.3f s (encoded %d at a time, pushed once stored: the first "
@@ -272,7 +281,8 @@ class PortfolioHub:
                 feeders=tuple(FeederResult(c.feeder_id, c.holds, c.max_excess_kw, c.binding_steps) for c in plan.feeders),
                 events=tuple(EventResult(c.event_id, c.holds, c.worst_shortfall_kw) for c in plan.events),
                 relaxed=plan.relaxed, all_hold=plan.all_hold, schedules=versions, peak_kw=plan.peak_kw, peak_charge=plan.peak_charge)
-            await self._in_store(self.store.save_report, solve_id, now, report.to_json())
+            # serialized in the store thread: a thousand sites' costs are milliseconds the streams need now
+            await self._in_store(lambda: self.store.save_report(solve_id, now, report.to_json()))
             log.info("solve %s (%s): %d sites, objective %.2f, coupling %.2f, all hold: %s", solve_id, trigger, len(plan.sites),
                      plan.objective, plan.coupling_cost, plan.all_hold)
             self.notify()
