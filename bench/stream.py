@@ -302,6 +302,15 @@ def epoch(stamp) -> float:  # noqa: ANN001 - a protobuf Timestamp
     return stamp.seconds + stamp.nanos / 1e9
 
 
+NODE_CHANNEL_OPTIONS = [*KEEPALIVE, ("grpc.use_local_subchannel_pool", 1)]  # one TCP connection per channel
+
+
+def sim_nodes(address: str, n: int, ping_interval: float) -> tuple[list[grpc.aio.Channel], list[SimNode]]:
+    """N simulated nodes, STREAMS_PER_CHANNEL to a channel (not yet connected)."""
+    channels = [grpc.aio.insecure_channel(address, options=NODE_CHANNEL_OPTIONS) for _ in range(math.ceil(n / STREAMS_PER_CHANNEL))]
+    return channels, [SimNode(f"site-{i:05d}", channels[i // STREAMS_PER_CHANNEL], ping_interval) for i in range(n)]
+
+
 async def close_all(nodes: list[SimNode], channels: list[grpc.aio.Channel]) -> None:
     """End every node's stream and close every channel, whatever state each is in."""
     for node in nodes:
@@ -335,12 +344,9 @@ async def run_bare(n: int, args: argparse.Namespace, folder: Path, console: Cons
     server = BareLinkProcess(folder, args.ping_interval, args.ping_timeout)
     channels: list[grpc.aio.Channel] = []
     nodes: list[SimNode] = []
-    options = [*KEEPALIVE, ("grpc.use_local_subchannel_pool", 1)]
     try:
         await server.open()
-        address = f"127.0.0.1:{server.port}"
-        channels = [grpc.aio.insecure_channel(address, options=options) for _ in range(math.ceil(n / STREAMS_PER_CHANNEL))]
-        nodes = [SimNode(f"site-{i:05d}", channels[i // STREAMS_PER_CHANNEL], args.ping_interval) for i in range(n)]
+        channels, nodes = sim_nodes(f"127.0.0.1:{server.port}", n, args.ping_interval)
         await asyncio.gather(*(node.open() for node in nodes))
         await asyncio.sleep(1.0)
         acked, window_s, server_cpu, bench_cpu, _ = await pump_telemetry(nodes, server.pid, args)
@@ -390,7 +396,6 @@ async def run_nodes(n: int, args: argparse.Namespace, folder: Path, console: Con
     portfolio = PortfolioProcess(folder, args.ping_interval, args.ping_timeout)
     channels: list[grpc.aio.Channel] = []
     nodes: list[SimNode] = []
-    options = [*KEEPALIVE, ("grpc.use_local_subchannel_pool", 1)]  # one TCP connection per channel
     try:
         await portfolio.open()
         address = f"127.0.0.1:{portfolio.port}"
@@ -398,7 +403,7 @@ async def run_nodes(n: int, args: argparse.Namespace, folder: Path, console: Con
         channels.append(operator)
         api = portfolio_pb2_grpc.PortfolioStub(operator)
         # warm-up: one stream comes and goes, so "before" holds what the first stream loads once
-        warm_channel = grpc.aio.insecure_channel(address, options=options)
+        warm_channel = grpc.aio.insecure_channel(address, options=NODE_CHANNEL_OPTIONS)
         channels.append(warm_channel)
         warm = SimNode("bench-warmup", warm_channel, args.ping_interval)
         await warm.open()
@@ -407,9 +412,8 @@ async def run_nodes(n: int, args: argparse.Namespace, folder: Path, console: Con
         rss_before = rss_kib(portfolio.pid)
 
         # 1. memory per connection
-        node_channels = [grpc.aio.insecure_channel(address, options=options) for _ in range(math.ceil(n / STREAMS_PER_CHANNEL))]
+        node_channels, nodes = sim_nodes(address, n, args.ping_interval)
         channels += node_channels
-        nodes = [SimNode(f"site-{i:05d}", node_channels[i // STREAMS_PER_CHANNEL], args.ping_interval) for i in range(n)]
         started = time.perf_counter()
         await asyncio.gather(*(node.open() for node in nodes))
         connect_s = time.perf_counter() - started
@@ -543,9 +547,10 @@ def push_breakdown(folder: Path, sites: int = 50) -> dict[str, float]:
     parts = [plan.sites[s] for s in ids]
     built: list = []
     encoder = pc.SetpointEncoder("pf-bench", horizon.start, horizon.step_minutes, now)
-    out["setpoint_schedule_us"] = _per_item(lambda i: built.append(encoder.message(
-        parts[i].plan.schedule.columns.tolist(), parts[i].plan.schedule.to_numpy(dtype=float), parts[i].plan.charger_assignment,
-        parts[i].import_share_kw).schedule.SerializeToString()), sites)
+    # as the hub does for a part no worker encoded: the body, then the solve's shared bytes joined to it
+    out["setpoint_schedule_us"] = _per_item(lambda i: built.append(encoder.from_body(pc.schedule_body(
+        parts[i].plan.schedule.columns.tolist(), parts[i].plan.schedule.to_numpy(dtype=float), parts[i].plan.charger_assignment),
+        parts[i].import_share_kw)[1]), sites)
     started = time.perf_counter()
     store.issue_schedules([(ids[i], "pf-bench", horizon.start, now, built[i]) for i in range(sites)], now)
     out["store_issue_schedule_us"] = (time.perf_counter() - started) / sites * 1e6

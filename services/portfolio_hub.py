@@ -150,7 +150,7 @@ class PortfolioHub:
         # queued in the default executor must not hold up telemetry acks or a solve's schedules
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="portfolio-store")
         self._flush_wanted = asyncio.Event()
-        self._write_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()  # one flush at a time: a failed one puts its items back ahead of newer ones
         # per site: the UTC day and the EV sessions its snapshots showed that day (by id; a
         # departed session still counts in the day's business as usual)
         self.day_sessions: dict[str, tuple[date, dict[str, EVSession]]] = {}
