@@ -6,8 +6,9 @@
 For each N the portfolio runs as a real subprocess (`gridmesh portfolio serve
 --insecure-loopback`, its store in a temporary folder on disk) and N raw grpc.aio
 `PortfolioLink.Connect` streams run in this process (one channel per 100 streams). They
-behave like `services/link_client.py`: hello first, pong every ping, a ping once nothing was
-sent or nothing heard for ping_interval, an immediate accepting ack for every schedule. Measured:
+behave like `services/link_client.py`: hello first, pong every ping, a ping of their own
+only after two ping intervals with nothing heard, an immediate accepting ack for every
+schedule. Measured:
 
 1. memory per connection: (portfolio VmRSS with N streams welcomed − VmRSS before) / N,
    "before" taken after one warm-up stream came and went;
@@ -20,11 +21,10 @@ sent or nothing heard for ping_interval, an immediate accepting ack for every sc
    tariff, 96 steps; the portfolio solves 8), the snapshot-triggered solves settle, then
    the operator `Portfolio.Solve` runs `--solves` times (the figures are the median over
    them, and the worst p99 is kept). Per node: wall time its ack was written minus the
-   solve's end, taken as report.at + the problems' build + report.seconds (the solve starts
-   at `at`; the hub logs how long it spent building the problems it lacked, which it does
-   when the plan's first step moved on since their snapshots came; `seconds` is the solver
-   alone). Reading feeders and events before the build is not added, so this end is a hair
-   early and the latencies are upper bounds.
+   solve's end, the report's `solved_at` (the portfolio's clock, the wall clock here, when
+   its solver returned). "before solver" is what ran between the solve's start (`at`) and
+   the solver, besides the problems' build the hub logs: reading feeders and events, and
+   handing the work to a thread.
 
 The portfolio's ping timeout is raised to 30 s (`--ping-timeout`) so the figures cover
 all N streams: with the service's default 3 s, streams are dropped at 1,000 nodes while
@@ -59,6 +59,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,6 +102,45 @@ def rss_kib(pid: int) -> int:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine spent busy (not idle or waiting on I/O) since boot."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSampler:
+    """Samples, every `every` seconds in its own thread (the event loop may be the busy
+    one), the CPU seconds of this process, of the portfolio and of the whole machine; then
+    says how many cores each used over any stretch of wall time inside the sampling."""
+
+    def __init__(self, pid: int, every: float = 0.01) -> None:
+        self.pid, self.every = pid, every
+        self.samples: list[tuple[float, float, float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), time.process_time(), cpu_seconds(self.pid), machine_busy_seconds()))
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def cores(self, start: float, end: float) -> dict[str, float]:
+        """Cores used from wall time `start` to `end` by this process, the portfolio and the machine."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        if len(inside) < 2:
+            return {}
+        (t0, *a), (t1, *b) = inside[0], inside[-1]
+        return {name: (y - x) / (t1 - t0) for name, x, y in zip(("bench", "portfolio", "machine"), a, b, strict=True)}
 
 
 def gridmesh_command() -> list[str]:
@@ -199,12 +239,11 @@ class SimNode:
         self.schedules: dict[str, tuple[float, float]] = {}  # version -> (wall time received, wall time ack written)
         self.ended: str | None = None
         self.tasks: list[asyncio.Task] = []
-        self.last_sent = self.last_heard = self.last_ping = time.monotonic()
+        self.last_heard = self.last_ping = time.monotonic()
 
     async def send(self, message: portfolio_pb2.NodeMessage) -> None:
         async with self.lock:
             await self.call.write(message)  # type: ignore[union-attr]
-            self.last_sent = time.monotonic()
 
     async def offer(self, message: portfolio_pb2.NodeMessage) -> None:
         """Send unless the stream has ended (the portfolio may have dropped it)."""
@@ -251,17 +290,17 @@ class SimNode:
             self.acked.set()
 
     async def _heartbeat(self) -> None:
-        """The node's rule: a ping once nothing was sent for an interval, or nothing heard
-        for one (then at most one ping per interval)."""
+        """The node's rule: the portfolio keeps the stream alive; a ping of its own only after
+        two intervals with nothing heard, then at most one per interval."""
         nonce, interval = 0, self.ping_interval
         while True:
             now = time.monotonic()
-            if now - self.last_sent >= interval or (now - self.last_heard >= interval and now - self.last_ping >= interval):
+            if now - self.last_heard >= 2 * interval and now - self.last_ping >= interval:
                 nonce += 1
                 self.last_ping = now
                 await self.send(portfolio_pb2.NodeMessage(ping=portfolio_pb2.Ping(nonce=nonce, sent_at=ts(datetime.now(UTC)))))
                 continue
-            due = min(self.last_sent, max(self.last_heard, self.last_ping)) + interval
+            due = max(self.last_heard + 2 * interval, self.last_ping + interval)
             await asyncio.sleep(max(0.01, due - now))
 
     async def pump(self, deadline: float, points: int, window: int) -> None:
@@ -368,11 +407,12 @@ async def operator_solve(api: portfolio_pb2_grpc.PortfolioStub, nodes: list[SimN
     the figure, where a real node's own collection stalls only that node."""
     gc.disable()
     try:
-        sent_at = time.time()
-        report = (await api.Solve(portfolio_pb2.SolveRequest(), metadata=META, timeout=600)).report
-        returned_at = time.time()
-        version = f"pf-{report.solve_id}"
-        await until(lambda: all(version in node.schedules or node.ended for node in nodes), 120, "schedule acks")
+        with CpuSampler(portfolio.pid) as sampler:
+            sent_at = time.time()
+            report = (await api.Solve(portfolio_pb2.SolveRequest(), metadata=META, timeout=600)).report
+            returned_at = time.time()
+            version = f"pf-{report.solve_id}"
+            await until(lambda: all(version in node.schedules or node.ended for node in nodes), 120, "schedule acks", every=0.01)
     finally:
         gc.enable()
     # the hub's own account of the solve's parts (problems, solver, encoding, storing, pushing)
@@ -380,15 +420,22 @@ async def operator_solve(api: portfolio_pb2_grpc.PortfolioStub, nodes: list[SimN
                      if f"solve {report.solve_id}: " in line), "")
     built = re.search(r"problems ([0-9.]+) s", hub_line)
     build_s = float(built.group(1)) if built else 0.0
-    end = epoch(report.at) + build_s + report.seconds
+    # the portfolio's clock when its solver returned; before the report said so, the start
+    # plus the build and the solver's seconds (early by whatever ran between them)
+    end = epoch(report.solved_at) if report.HasField("solved_at") else epoch(report.at) + build_s + report.seconds
     got = [node.schedules[version] for node in nodes if version in node.schedules]
     acks = [max(0.0, a - end) for _, a in got]
     received = [r - end for r, _ in got]
+    # who was busy from the solve's end until the last ack: with the machine's cores full, the
+    # simulated nodes (one process here, each its own machine in a fleet) hold the figure too
+    push_cores = sampler.cores(end, end + max(acks, default=0.0))
+    first_cores = sampler.cores(end, end + min(received, default=0.0))
     return {"solve_id": report.solve_id, "status": report.status, "sites": len(report.sites), "steps": report.steps,
-            "solver_seconds": report.seconds, "problems_built_seconds": build_s, "solve_rpc_seconds": returned_at - sent_at, "rpc_return_after_end_s": returned_at - end,
+            "solver_seconds": report.seconds, "problems_built_seconds": build_s,
+            "before_solver_s": end - report.seconds - build_s - epoch(report.at), "solve_rpc_seconds": returned_at - sent_at, "rpc_return_after_end_s": returned_at - end,
             "acked_nodes": len(got), "ack_p50_s": pct(acks, 0.5), "ack_p99_s": pct(acks, 0.99), "ack_max_s": max(acks, default=float("nan")),
             "first_received_after_end_s": min(received, default=float("nan")), "last_received_after_end_s": max(received, default=float("nan")),
-            "hub_breakdown": hub_line}
+            "cores_until_last_ack": push_cores, "cores_until_first_received": first_cores, "received_p10_p50_p90_s": [pct(received, q) for q in (0.1, 0.5, 0.9)], "hub_breakdown": hub_line}
 
 
 # ---- one run ---------------------------------------------------------------------------
@@ -466,7 +513,9 @@ async def run_nodes(n: int, args: argparse.Namespace, folder: Path, console: Con
             solves.append(await operator_solve(api, nodes, portfolio))
             one = solves[-1]
             console.print(f"[{n}] Solve {k + 1}/{args.solves}: {one['status']}, {one['sites']} sites, solver {one['solver_seconds']:.2f} s; "
-                          f"{one['acked_nodes']} acks p50 {one['ack_p50_s']:.3f} s p99 {one['ack_p99_s']:.3f} s max {one['ack_max_s']:.3f} s")
+                          f"{one['acked_nodes']} acks p50 {one['ack_p50_s']:.3f} s p99 {one['ack_p99_s']:.3f} s max {one['ack_max_s']:.3f} s; "
+                          f"first received {one['first_received_after_end_s']:.3f} s; {one['before_solver_s']:.3f} s ran before the solver; until the last ack, cores "
+                          + ", ".join(f"{k} {v:.2f}" for k, v in one["cores_until_last_ack"].items()))
             console.print(f"[{n}] hub: {one['hub_breakdown']}")
         ended = [f"{node.site_id}: {node.ended}" for node in nodes if node.ended]
 
@@ -490,9 +539,8 @@ async def run_nodes(n: int, args: argparse.Namespace, folder: Path, console: Con
                           "portfolio_cpu_cores": portfolio_cpu, "bench_cpu_cores": bench_cpu,
                           "measure": "points covered by telemetry_ack up_to_seq (stored) during the window / window seconds"},
             "schedule": {"solves": solves, "settle_seconds": settle_s, "settled_solve": settled[-1] if settled else "",
-                         "measure": "per node: wall time its ack was written - (report.at + problems built + report.seconds): the solve's "
-                                    "start, the problems' build the hub logs, the solver; reading feeders and events before the build is not "
-                                    "added, so latencies are upper bounds; the ack figures at the top are the median over the solves"},
+                         "measure": "per node: wall time its ack was written - report.solved_at (the portfolio's wall clock when its solver "
+                                    "returned); the ack figures at the top are the median over the solves"},
             "streams_dropped": len(ended), "streams_dropped_first": ended[:3],
         }
         result["goals"] = {
@@ -611,7 +659,7 @@ def main() -> None:
     console.print(table)
     console.print("bare grpc.aio: the same nodes' telemetry against bench/bare_link.py, which acks every message and does nothing else "
                   "(the ceiling for a portfolio on grpc.aio here; server and nodes share the machine's cores).")
-    console.print("ack latency: per node, wall time its ack was written - (solve report.at + problems built + report.seconds); "
+    console.print("ack latency: per node, wall time its ack was written - the solve report's solved_at (when the solver returned); "
                   f"p50 and p99 are the median over {args.solves} operator solves, worst p99 the largest.")
     for title, values in (("snapshot receipt and solve push, per site, in-process (us)", costs),):
         parts = Table(title=title)

@@ -57,11 +57,13 @@ class SolveReport:
     # its charge, which `objective` includes; reports stored before these keys read as 0
     peak_kw: float = 0.0
     peak_charge: float = 0.0
+    solved_at: datetime | None = None  # when the solver returned (reports stored before this key: None)
 
     def to_json(self) -> str:
         body = asdict(self)
         body["at"] = self.at.isoformat()
         body["horizon_start"] = self.horizon_start.isoformat() if self.horizon_start else None
+        body["solved_at"] = self.solved_at.isoformat() if self.solved_at else None
         # JSON has no NaN: an unknown bound is null
         for key in ("bound", "gap", "peak_kw", "peak_charge"):
             if not math.isfinite(body[key]):
@@ -73,6 +75,7 @@ class SolveReport:
         body = json.loads(text)
         body["at"] = datetime.fromisoformat(body["at"])
         body["horizon_start"] = datetime.fromisoformat(body["horizon_start"]) if body["horizon_start"] else None
+        body["solved_at"] = datetime.fromisoformat(body["solved_at"]) if body.get("solved_at") else None
         body["bound"] = math.nan if body["bound"] is None else body["bound"]
         body["gap"] = math.nan if body["gap"] is None else body["gap"]
         for key in ("peak_kw", "peak_charge"):

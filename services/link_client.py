@@ -3,14 +3,16 @@ recent dispatch commands up, schedules down, acks, heartbeats; reconnect with ji
 exponential backoff.
 
 A stream can die without a word (a NAT drops it, the portfolio's host vanishes): gRPC
-keepalive notices only after its own, long timeout. So both ends ping on the stream
-every `ping_interval_seconds`, and the node gives the stream up when it has heard
-nothing for `ping_timeout_seconds`; from then the runtime counts the link as down and,
-after its grace, plans alone within the last import limit it was given. Any message
-counts as a sign of life, so, as the portfolio does, the node skips its ping while it has
-both sent and heard something within the interval: a ping would tell neither end
-anything, and at a thousand nodes those pings are half the portfolio's traffic when
-schedules and acks are flowing.
+keepalive notices only after its own, long timeout. So the stream carries heartbeats, and
+the node gives it up when it has heard nothing for `ping_timeout_seconds`; from then the
+runtime counts the link as down and, after its grace, plans alone within the last import
+limit it was given. The portfolio keeps the stream alive: it pings a stream it has not
+heard from or sent to for half an interval, the node answers, and any message counts as a
+sign of life. The node pings on its own only after two intervals of silence (the portfolio
+is late or gone), at most once an interval. Were every node to ping on its own clock, a
+thousand nodes that acked one solve together would ping together an interval later, and a
+solve ending then would queue its schedules behind their pongs; the portfolio spreads its
+pings evenly, and holds them back from a site whose schedule is on its way.
 """
 
 from __future__ import annotations
@@ -131,13 +133,9 @@ class NodeLink:
             snapshot_at = 0.0
             reported: list[Command] | None = None  # None: nothing sent on this stream yet
             reported_at = -COMMAND_REPORT_SECONDS
-            last_ping = last_sent = time.monotonic()
+            last_ping = time.monotonic()
             nonce = itertools.count(1)
-
-            async def send(message: portfolio_pb2.NodeMessage) -> None:
-                nonlocal last_sent
-                await call.write(message)
-                last_sent = time.monotonic()
+            send = call.write
 
             speed = getattr(runtime.clock, "speed", 1.0)
             while not stop.is_set():
@@ -162,7 +160,7 @@ class NodeLink:
                 while not outbox.empty():
                     await send(outbox.get_nowait())
                 interval = cfg.ping_interval_seconds
-                if now - last_sent >= interval or (now - heard[0] >= interval and now - last_ping >= interval):
+                if now - heard[0] >= 2 * interval and now - last_ping >= interval:
                     last_ping = now
                     await send(portfolio_pb2.NodeMessage(ping=portfolio_pb2.Ping(nonce=next(nonce), sent_at=convert.ts(runtime.clock.now()))))
                 with contextlib.suppress(TimeoutError):

@@ -251,7 +251,7 @@ def report_out(r: SolveReport) -> portfolio_pb2.SolveReport:
         solve_id=r.solve_id, at=ts(r.at), trigger=r.trigger, status=r.status, method=r.method, objective=r.objective,
         alone_objective=r.alone_objective, coupling_cost=r.coupling_cost, bound=r.bound, gap=r.gap, iterations=r.iterations,
         seconds=r.seconds, relaxed=list(r.relaxed), all_hold=r.all_hold, horizon_start=ts(r.horizon_start), step_minutes=r.step_minutes,
-        steps=r.steps, peak_kw=r.peak_kw, peak_charge=r.peak_charge,
+        steps=r.steps, peak_kw=r.peak_kw, peak_charge=r.peak_charge, solved_at=ts(r.solved_at),
         sites=[portfolio_pb2.SiteCost(site_id=s.site_id, alone_cost=s.alone_cost, coupled_cost=s.coupled_cost) for s in r.sites],
         feeders=[portfolio_pb2.FeederCheck(feeder_id=f.feeder_id, holds=f.holds, max_excess_kw=f.max_excess_kw, binding_steps=f.binding_steps)
                  for f in r.feeders],

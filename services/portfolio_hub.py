@@ -65,6 +65,7 @@ DAY_CHECK_SECONDS = 30.0  # within a step, a site's day account is looked at aga
 DAY_MIN_SECONDS = 5.0  # and never more often than this (wall clock): a sped-up clock ends a step every second
 PUSH_BATCH = 50  # a solve's schedules are encoded this many sites at a time, the streams sending in between
 PUSH_QUIET_SECONDS = 2.0  # a push's spell ends this long (wall clock) after its last schedule was sent, if acks are missing
+PING_SLOTS = 10  # the heartbeat looks at a tenth of the streams every tenth of the ping interval
 PUSH_FLUSH_POLL_SECONDS = 0.05  # during a push, the gathered writes look this often (wall clock) whether it is through
 
 
@@ -75,6 +76,7 @@ class Connection:
     outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
     last_heard: float = field(default_factory=time.monotonic)  # time.monotonic() of the node's latest message
     last_sent: float = field(default_factory=time.monotonic)  # and of the latest message handed to the stream
+    slot: int = 0  # the heartbeat's slot for this stream (0 .. PING_SLOTS - 1)
 
 
 @dataclass
@@ -107,6 +109,7 @@ class _PushTimes:
     storing: float = 0.0  # in the store thread, summed over the batches
     last_stored: float = 0.0  # from the solver's end until the last batch was stored
     solved: float = 0.0  # time.perf_counter() at the solver's end
+    solved_at: datetime | None = None  # and the hub's clock then (the report's solved_at)
     resumed: float = 0.0  # from the solver's end until the solve went on, on the event loop
     push_id: int = 0  # the PushWindow's id of this push (0: the solver did not return)
     delivered: set[str] = field(default_factory=set)  # sites whose stream took their schedule
@@ -141,6 +144,7 @@ class PortfolioHub:
         self._wanted = asyncio.Event()
         self._reasons: list[str] = []
         self._ids = itertools.count(1)
+        self._slots = itertools.count()  # streams take the heartbeat's slots in turn
         self.issued: dict[str, set[str]] = {}  # versions pushed since start, per site (acks are checked against them)
         self.last_seq: dict[str, int] = {}  # the newest stored telemetry seq per site
         self._telemetry: dict[str, list[portfolio_pb2.TelemetryPoint]] = {}  # received, not yet stored, per site
@@ -193,31 +197,43 @@ class PortfolioHub:
             self.push_window.end()
 
     async def heartbeat_loop(self, stop: asyncio.Event) -> None:
-        """One timer for every stream: a ping into each outbox, and a stream silent past the
-        timeout is closed (a timer per stream costs the event loop dearly at a thousand).
+        """One timer for every stream (a timer per stream costs the event loop dearly at a
+        thousand): the portfolio keeps each stream alive, and a stream silent past the
+        timeout is closed.
 
-        A stream with traffic both ways within the last interval gets no ping: each side has
-        just heard the other (the node counts any message as a sign of life, as the hub does),
-        so a ping and its pong would tell neither anything. At a thousand nodes pinging every
-        second this halves the heartbeat traffic, which otherwise rivals the telemetry."""
+        The streams are spread over PING_SLOTS slots and the timer looks at one slot every
+        interval / PING_SLOTS, so each stream is looked at once an interval and the pings go
+        out evenly. One pass over every stream at once pinged a thousand nodes together,
+        their pongs came back together, and a solve ending then had its schedules queue
+        behind them. A stream is pinged when nothing was heard from it or nothing was sent to
+        it for half an interval: it is then never silent much past 1.5 intervals, which the
+        node's own rule (it pings only after two silent intervals) counts on. A stream with
+        traffic both ways gets no ping (each side has just heard the other, and any message
+        counts as a sign of life), nor does one whose schedule is on its way."""
         nonce = itertools.count(1)
         interval = self.settings.ping_interval_seconds
-        woke = time.monotonic()
+        tick = interval / PING_SLOTS
+        woke, slot, spare_until = time.monotonic(), 0, 0.0
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+                await asyncio.wait_for(stop.wait(), tick)
             now = time.monotonic()
-            # a pass far later than asked: something held the event loop (the GIL), and what the
-            # nodes sent meanwhile is still unread; that is no node's silence, so none is dropped now
-            late, woke = now - woke - interval, now
+            # a tick far later than asked: something held the event loop (the GIL), and what the
+            # nodes sent meanwhile is still unread; that is no node's silence, so no stream is
+            # dropped until every slot has been looked at once more
+            late, woke = now - woke - tick, now
             if late > interval:
-                log.warning("heartbeat %.1f s late (the event loop was held): no stream dropped this round", late)
+                log.warning("heartbeat %.1f s late (the event loop was held): no stream dropped for an interval", late)
+                spare_until = now + interval
+            slot = (slot + 1) % PING_SLOTS
             ping = portfolio_pb2.PortfolioMessage(ping=portfolio_pb2.Ping(nonce=next(nonce), sent_at=pc.ts(self.clock.now())))
             for conn in list(self.connections.values()):
-                if now - conn.last_heard > self.settings.ping_timeout_seconds and late <= interval:
+                if conn.slot != slot:
+                    continue
+                if now - conn.last_heard > self.settings.ping_timeout_seconds and now >= spare_until:
                     log.warning("site %s silent for %.1f s: stream dropped", conn.site_id, now - conn.last_heard)
                     conn.outbox.put_nowait(_CLOSE)
-                elif now - conn.last_heard >= interval or now - conn.last_sent >= interval:
+                elif (now - conn.last_heard >= interval / 2 or now - conn.last_sent >= interval / 2) and not self.push_window.coming(conn.site_id):
                     conn.outbox.put_nowait(ping)
 
     async def solve_loop(self, stop: asyncio.Event) -> None:
@@ -280,7 +296,8 @@ class PortfolioHub:
                 sites=tuple(SiteCost(k, v.alone_cost, v.coupled_cost) for k, v in plan.sites.items()),
                 feeders=tuple(FeederResult(c.feeder_id, c.holds, c.max_excess_kw, c.binding_steps) for c in plan.feeders),
                 events=tuple(EventResult(c.event_id, c.holds, c.worst_shortfall_kw) for c in plan.events),
-                relaxed=plan.relaxed, all_hold=plan.all_hold, schedules=versions, peak_kw=plan.peak_kw, peak_charge=plan.peak_charge)
+                relaxed=plan.relaxed, all_hold=plan.all_hold, schedules=versions, peak_kw=plan.peak_kw, peak_charge=plan.peak_charge,
+                solved_at=times.solved_at)
             # serialized in the store thread: a thousand sites' costs are milliseconds the streams need now
             await self._in_store(lambda: self.store.save_report(solve_id, now, report.to_json()))
             log.info("solve %s (%s): %d sites, objective %.2f, coupling %.2f, all hold: %s", solve_id, trigger, len(plan.sites),
@@ -308,6 +325,7 @@ class PortfolioHub:
         times.building, times.built = time.perf_counter() - started, built
         started = time.perf_counter()
         plan = self.solver.solve(problems, feeders, events, coincident_peak_price_per_kw=self.settings.coincident_peak_price_per_kw)
+        times.solved_at = self.clock.now()
         times.push_id = self.push_window.begin(set(plan.sites))
         times.solved = time.perf_counter()
         return plan, times.solved - started
@@ -568,7 +586,7 @@ class PortfolioHub:
         if old is not None:
             log.warning("site %s connected again: the older stream is closed", site_id)
             old.outbox.put_nowait(_CLOSE)
-        conn = Connection(site_id, self.clock.now())
+        conn = Connection(site_id, self.clock.now(), slot=next(self._slots) % PING_SLOTS)
         self.connections[site_id] = conn
         self.sites.setdefault(site_id, SiteLive())
         self.notify()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from portfolio.report import SiteCost, SolveReport
@@ -52,3 +53,11 @@ def test_an_unknown_peak_is_null_in_json_and_nan_back() -> None:
     assert json.loads(text)["peak_kw"] is None  # JSON has no NaN
     back = SolveReport.from_json(text)
     assert math.isnan(back.peak_kw) and math.isnan(back.peak_charge)
+
+
+def test_when_the_solver_returned_survives_the_round_trip_and_older_reports_lack_it() -> None:
+    r = replace(report(), solved_at=datetime(2025, 6, 11, 16, 0, 7, 250_000, tzinfo=UTC))
+    assert SolveReport.from_json(r.to_json()).solved_at == r.solved_at
+    body = json.loads(r.to_json())
+    del body["solved_at"]  # stored before the key existed
+    assert SolveReport.from_json(json.dumps(body)).solved_at is None

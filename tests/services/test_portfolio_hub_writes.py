@@ -258,6 +258,33 @@ async def test_streams_with_traffic_both_ways_get_no_ping_silent_ones_do(tmp_pat
     assert pings(busy) >= 1
 
 
+async def test_heartbeat_pings_go_out_spread_over_the_interval_and_not_to_a_site_whose_schedule_is_coming(tmp_path):
+    interval = 0.2
+    hub = make_hub(tmp_path, ping_interval_seconds=interval, ping_timeout_seconds=5.0)
+    conns = [hub.attach(f"s{i}") for i in range(40)]
+    push = hub.push_window.begin({"s0"})  # s0's schedule is on its way: it stands in for a ping
+    first: dict[str, float] = {}
+    stop = asyncio.Event()
+    started = time.monotonic()
+
+    async def watch() -> None:
+        while not stop.is_set():
+            for c in conns:
+                if c.site_id not in first and not c.outbox.empty():
+                    first[c.site_id] = time.monotonic() - started
+            await asyncio.sleep(0.002)
+
+    tasks = [asyncio.create_task(hub.heartbeat_loop(stop)), asyncio.create_task(watch())]
+    await asyncio.sleep(2 * interval)
+    stop.set()
+    await asyncio.gather(*tasks)
+    hub.push_window.sent(push, "pf-x", set())
+    assert "s0" not in first and len(first) == len(conns) - 1  # every silent stream pinged within two intervals
+    # not all at once: one pass over every stream pinged a thousand nodes together
+    assert max(first.values()) - min(first.values()) >= interval / 2
+    assert len({round(t, 2) for t in first.values()}) >= hub_module.PING_SLOTS // 2
+
+
 async def test_a_held_event_loop_drops_no_stream_but_a_silent_one_goes(tmp_path):
     hub = make_hub(tmp_path, ping_interval_seconds=0.05, ping_timeout_seconds=0.3)
     talking, dead = hub.attach("talking"), hub.attach("dead")

@@ -67,6 +67,8 @@ async def test_schedules_caps_and_flex_events_reach_every_node(tmp_path):
 
         first = SolveReport.from_json(report.payload)
         assert first.all_hold and first.coupling_cost > 1e-6
+        # when the solver returned: after the start by at least the solver's own time
+        assert first.solved_at is not None and first.at + timedelta(seconds=first.seconds) <= first.solved_at <= first.at + timedelta(seconds=first.seconds + 5)
         # a plan starts on a step boundary at least the lead away: in force everywhere before its first step
         assert first.horizon_start >= first.at + timedelta(seconds=pf.hub.settings.plan_lead_seconds)
         assert first.horizon_start.minute % 15 == 0 and first.horizon_start - first.at <= timedelta(minutes=15, seconds=60)
@@ -85,6 +87,8 @@ async def test_schedules_caps_and_flex_events_reach_every_node(tmp_path):
             await stub.CreateFlexEvent(portfolio_pb2.CreateFlexEventRequest(event=event), metadata=OPERATOR)
             await until(lambda: acked_all(pf, before), 60)
             state = await stub.GetPortfolioState(portfolio_pb2.GetPortfolioStateRequest(), metadata=OPERATOR)
+            latest = (await stub.GetSolveReport(portfolio_pb2.GetSolveReportRequest(), metadata=OPERATOR)).report
+            assert latest.HasField("solved_at") and latest.solved_at.ToDatetime(UTC) >= latest.at.ToDatetime(UTC)
             office = await stub.GetSite(portfolio_pb2.GetSiteRequest(site_id="office-east"), metadata=OPERATOR)
         assert office.site.connected and office.site.schedule_state == "ACKED" and office.schedule.version == office.site.schedule_version_issued
         assert {a.asset_id for a in office.snapshot.assets} >= {"grid", "battery", "pv"}
@@ -244,6 +248,35 @@ async def test_a_silently_dead_stream_is_noticed_within_the_ping_timeout(tmp_pat
     finally:
         await node.halt()
         await proxy.close()
+        await pf.end()
+
+
+async def test_the_portfolio_keeps_a_quiet_stream_alive_and_the_node_pings_only_after_two_silent_intervals(tmp_path):
+    pf = make_rig_portfolio(tmp_path)  # the portfolio pings every 0.2 s
+    await pf.begin()
+    kinds: list[str] = []
+    receive = pf.hub.receive
+
+    def counting(conn, message):  # noqa: ANN001, ANN202
+        kinds.append(message.WhichOneof("body"))
+        return receive(conn, message)
+
+    pf.hub.receive = counting  # type: ignore[method-assign]
+    node = make_node("office", tmp_path, pf.address, ping_interval_seconds=0.2, ping_timeout_seconds=3.0)
+    try:
+        node.start()
+        await until(lambda: node.runtime.link.connected, 30)
+        kinds.clear()
+        await asyncio.sleep(1.5)  # seven intervals: the portfolio pings when the node's telemetry goes unanswered
+        assert node.runtime.link.connected and kinds.count("pong") >= 1 and kinds.count("ping") == 0, kinds
+        # the portfolio's heartbeat stops (its stream handlers still answer): the node asks itself
+        assert pf.task is not None
+        pf.task.cancel()
+        kinds.clear()
+        await until(lambda: "ping" in kinds, 2.5, every=0.02)  # past its two silent intervals, short of its timeout
+        assert node.runtime.link.connected  # the portfolio's pongs keep it
+    finally:
+        await node.halt()
         await pf.end()
 
 

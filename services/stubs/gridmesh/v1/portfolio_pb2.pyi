@@ -429,7 +429,7 @@ class EventCheck(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., holds: _Optional[bool] = ..., worst_shortfall_kw: _Optional[float] = ...) -> None: ...
 
 class SolveReport(_message.Message):
-    __slots__ = ("solve_id", "at", "trigger", "status", "method", "objective", "alone_objective", "coupling_cost", "bound", "gap", "iterations", "seconds", "sites", "feeders", "events", "relaxed", "all_hold", "horizon_start", "step_minutes", "steps", "peak_kw", "peak_charge")
+    __slots__ = ("solve_id", "at", "trigger", "status", "method", "objective", "alone_objective", "coupling_cost", "bound", "gap", "iterations", "seconds", "sites", "feeders", "events", "relaxed", "all_hold", "horizon_start", "step_minutes", "steps", "peak_kw", "peak_charge", "solved_at")
     SOLVE_ID_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_FIELD_NUMBER: _ClassVar[int]
@@ -452,6 +452,7 @@ class SolveReport(_message.Message):
     STEPS_FIELD_NUMBER: _ClassVar[int]
     PEAK_KW_FIELD_NUMBER: _ClassVar[int]
     PEAK_CHARGE_FIELD_NUMBER: _ClassVar[int]
+    SOLVED_AT_FIELD_NUMBER: _ClassVar[int]
     solve_id: str
     at: _timestamp_pb2.Timestamp
     trigger: str
@@ -474,7 +475,8 @@ class SolveReport(_message.Message):
     steps: int
     peak_kw: float
     peak_charge: float
-    def __init__(self, solve_id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trigger: _Optional[str] = ..., status: _Optional[str] = ..., method: _Optional[str] = ..., objective: _Optional[float] = ..., alone_objective: _Optional[float] = ..., coupling_cost: _Optional[float] = ..., bound: _Optional[float] = ..., gap: _Optional[float] = ..., iterations: _Optional[int] = ..., seconds: _Optional[float] = ..., sites: _Optional[_Iterable[_Union[SiteCost, _Mapping]]] = ..., feeders: _Optional[_Iterable[_Union[FeederCheck, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[EventCheck, _Mapping]]] = ..., relaxed: _Optional[_Iterable[str]] = ..., all_hold: _Optional[bool] = ..., horizon_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., step_minutes: _Optional[int] = ..., steps: _Optional[int] = ..., peak_kw: _Optional[float] = ..., peak_charge: _Optional[float] = ...) -> None: ...
+    solved_at: _timestamp_pb2.Timestamp
+    def __init__(self, solve_id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trigger: _Optional[str] = ..., status: _Optional[str] = ..., method: _Optional[str] = ..., objective: _Optional[float] = ..., alone_objective: _Optional[float] = ..., coupling_cost: _Optional[float] = ..., bound: _Optional[float] = ..., gap: _Optional[float] = ..., iterations: _Optional[int] = ..., seconds: _Optional[float] = ..., sites: _Optional[_Iterable[_Union[SiteCost, _Mapping]]] = ..., feeders: _Optional[_Iterable[_Union[FeederCheck, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[EventCheck, _Mapping]]] = ..., relaxed: _Optional[_Iterable[str]] = ..., all_hold: _Optional[bool] = ..., horizon_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., step_minutes: _Optional[int] = ..., steps: _Optional[int] = ..., peak_kw: _Optional[float] = ..., peak_charge: _Optional[float] = ..., solved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SolveRequest(_message.Message):
     __slots__ = ()
