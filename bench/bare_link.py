@@ -1,12 +1,16 @@
 """A bare `PortfolioLink` server: the floor under `bench/stream.py`'s telemetry figure.
 
-    python bench/bare_link.py   (prints "bare link serving on port N", serves until SIGTERM)
+    python bench/bare_link.py [--sink]   (prints "bare link serving on port N", serves until SIGTERM)
 
 It speaks the portfolio's stream as `services/portfolio_hub.py` does (a welcome after the
 hello, one outbox per stream drained by the handler, a reader task per stream, a pong per
 ping) and acks every telemetry message at once, but checks nothing and stores nothing. What
 it ingests with the same simulated nodes is what grpc.aio itself allows on this machine, with
 no portfolio work at all: the ceiling any portfolio written on grpc.aio could reach here.
+
+With `--sink` it only counts what the streams bring (no welcome, no acks, nothing sent)
+and prints "received COUNT at WALL_TIME" ten times a second while the count grows: the
+most a grpc.aio server takes in here, whatever feeds it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import benchpath  # noqa: F401 - first: keeps bench/ from shadowing the sitenode
 import asyncio
 import contextlib
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -70,19 +75,42 @@ class BareLink(portfolio_pb2_grpc.PortfolioLinkServicer):
                 await reader
 
 
-async def serve() -> None:
+class Sink(portfolio_pb2_grpc.PortfolioLinkServicer):
+    def __init__(self) -> None:
+        self.received = 0
+
+    async def Connect(self, request_iterator: AsyncIterator[portfolio_pb2.NodeMessage],
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[portfolio_pb2.PortfolioMessage]:
+        async for _ in request_iterator:
+            self.received += 1
+        return
+        yield  # a stream handler that never sends
+
+    async def report(self, stop: asyncio.Event) -> None:
+        told = -1
+        while not stop.is_set():
+            if self.received != told:
+                told = self.received
+                print(f"received {told} at {time.time():.6f}", flush=True)
+            await asyncio.sleep(0.1)
+
+
+async def serve(sink: bool) -> None:
     server = grpc.aio.server(options=KEEPALIVE)
-    link = BareLink()
+    link = Sink() if sink else BareLink()
     portfolio_pb2_grpc.add_PortfolioLinkServicer_to_server(link, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(f"bare link serving on port {port}", flush=True)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, link.push_all)
-    await stop.wait()
+    if isinstance(link, BareLink):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, link.push_all)
+        await stop.wait()
+    else:
+        await link.report(stop)
     await server.stop(1)
 
 
 if __name__ == "__main__":
-    asyncio.run(serve())
+    asyncio.run(serve("--sink" in sys.argv[1:]))

@@ -1,6 +1,6 @@
 """Portfolio stream benchmark: N simulated site nodes on one portfolio over loopback gRPC.
 
-    python bench/stream.py [--nodes 100,1000] [--seconds 5] [--points 1] [--window 4] [--solves 3]
+    python bench/stream.py [--nodes 100,1000] [--seconds 5] [--points 1] [--window 4] [--solves 5]
                            [--skip-bare] [--keep DIR] [--out FILE]
 
 For each N the portfolio runs as a real subprocess (`gridmesh portfolio serve
@@ -16,7 +16,10 @@ schedule. Measured:
    as fast as it can for `--seconds`, with at most `--window` messages unacked per node
    (so the backlog drains in seconds); rate = points the portfolio acked (telemetry_ack
    up_to_seq, i.e. stored) by the end of the window / window length, cross-checked
-   against the SQLite store after the drain;
+   against the SQLite store after the drain. Beside it (unless `--skip-bare`) two
+   ceilings: `bench/bare_link.py`, which acks each message at once and does nothing else,
+   fed by the same nodes; and `bench/bare_link.py --sink`, which only counts, fed by one
+   stream from grpc's synchronous client and by N grpc.aio streams writing without waiting;
 3. schedule push: each node sends a small snapshot (grid connection, fixed load, PV, flat
    tariff, 96 steps; the portfolio solves 8), the snapshot-triggered solves settle, then
    the operator `Portfolio.Solve` runs `--solves` times (the figures are the median over
@@ -135,11 +138,13 @@ class CpuSampler:
         self._thread.join()
 
     def cores(self, start: float, end: float) -> dict[str, float]:
-        """Cores used from wall time `start` to `end` by this process, the portfolio and the machine."""
-        inside = [s for s in self.samples if start <= s[0] <= end]
-        if len(inside) < 2:
+        """Cores used from wall time `start` to `end` by this process, the portfolio and the machine
+        (over the samples that bracket the stretch: at 10 ms a sample, a short one reads coarse)."""
+        before = [s for s in self.samples if s[0] <= start] or self.samples[:1]
+        after = [s for s in self.samples if s[0] >= end] or self.samples[-1:]
+        if not before or not after or after[0][0] <= before[-1][0]:
             return {}
-        (t0, *a), (t1, *b) = inside[0], inside[-1]
+        (t0, *a), (t1, *b) = before[-1], after[0]
         return {name: (y - x) / (t1 - t0) for name, x, y in zip(("bench", "portfolio", "machine"), a, b, strict=True)}
 
 
@@ -209,6 +214,23 @@ class BareLinkProcess(PortfolioProcess):
 
     def command(self) -> tuple[list[str], str]:
         return [sys.executable, str(Path(__file__).with_name("bare_link.py"))], "bare link serving on port "
+
+
+class SinkProcess(BareLinkProcess):
+    """`bench/bare_link.py --sink`: takes the streams' messages, counts them, sends nothing."""
+
+    def command(self) -> tuple[list[str], str]:
+        command, ready = super().command()
+        return [*command, "--sink"], ready
+
+    def received_per_s(self, start: float, end: float) -> float:
+        """Messages a second the sink counted between wall times `start` and `end`, by its own lines."""
+        counts = [(float(at), int(n)) for n, at in re.findall(r"^received (\d+) at ([0-9.]+)$", (self.folder / "portfolio.out").read_text(), re.M)]
+        inside = [(at, n) for at, n in counts if start <= at <= end]
+        if len(inside) < 2:
+            return float("nan")
+        (t0, n0), (t1, n1) = inside[0], inside[-1]
+        return (n1 - n0) / (t1 - t0)
 
 
 # ---- simulated nodes -------------------------------------------------------------------
@@ -397,6 +419,76 @@ async def run_bare(n: int, args: argparse.Namespace, folder: Path, console: Cons
     finally:
         await close_all(nodes, channels)
         server.close()
+
+
+SINK_MESSAGE = portfolio_pb2.NodeMessage(telemetry=portfolio_pb2.TelemetryBatch(points=[portfolio_pb2.TelemetryPoint(
+    seq=1, grid_import_kw=12.5, load_kw=20.0, pv_kw=7.5, soc_kwh=0.0)]))
+
+
+def feed_one_stream(address: str, seconds: float) -> None:
+    """One stream from grpc's synchronous client, which draws its messages from an iterator in
+    grpc's own thread: the quickest feed Python has, on the stream the issue names."""
+    with grpc.insecure_channel(address) as channel:
+        stub = portfolio_pb2_grpc.PortfolioLinkStub(channel)
+        end = time.monotonic() + seconds
+
+        def messages():  # noqa: ANN202
+            while time.monotonic() < end:
+                yield SINK_MESSAGE
+
+        for _ in stub.Connect(messages()):
+            pass
+
+
+async def feed_streams(address: str, n: int, seconds: float) -> None:
+    """N grpc.aio streams (STREAMS_PER_CHANNEL to a channel), each writing as fast as grpc takes it."""
+    channels = [grpc.aio.insecure_channel(address, options=NODE_CHANNEL_OPTIONS) for _ in range(math.ceil(n / STREAMS_PER_CHANNEL))]
+    end = time.monotonic() + seconds
+
+    async def one(channel: grpc.aio.Channel) -> None:
+        call = portfolio_pb2_grpc.PortfolioLinkStub(channel).Connect()
+        while time.monotonic() < end:
+            await call.write(SINK_MESSAGE)
+        await call.done_writing()
+        async for _ in call:
+            pass
+
+    try:
+        await asyncio.gather(*(one(channels[i // STREAMS_PER_CHANNEL]) for i in range(n)))
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+async def run_sink(n: int, args: argparse.Namespace, folder: Path, console: Console) -> dict:
+    """What a grpc.aio server that does nothing but count takes in here: from one stream fed as
+    fast as Python can, and from N streams (the issue's premise: about 20,000 small messages
+    a second on one stream). The rate is the sink's own count over the feed's middle."""
+    out = {}
+    for name, streams in (("one_stream", 1), ("n_streams", n)):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        sink = SinkProcess(folder / name, args.ping_interval, args.ping_timeout)
+        try:
+            await sink.open()
+            address = f"127.0.0.1:{sink.port}"
+            seconds = args.seconds + 1.0
+            started = time.time()
+            cpu0, bench0 = cpu_seconds(sink.pid), time.process_time()
+            if streams == 1:
+                await asyncio.to_thread(feed_one_stream, address, seconds)
+            else:
+                await feed_streams(address, streams, seconds)
+            took = time.time() - started
+            server_cpu, bench_cpu = (cpu_seconds(sink.pid) - cpu0) / took, (time.process_time() - bench0) / took
+            await asyncio.sleep(0.3)  # the sink's last lines
+            rate = sink.received_per_s(started + 0.5, started + seconds - 0.2)
+        finally:
+            sink.close()
+        out[name] = {"streams": streams, "messages_per_s": rate, "server_cpu_cores": server_cpu, "bench_cpu_cores": bench_cpu,
+                     "server_us_per_message": server_cpu / rate * 1e6 if rate > 0 else float("nan")}
+        console.print(f"[{n}] grpc.aio sink (counts, sends nothing), {streams} stream{'s' if streams > 1 else ''}: {rate:,.0f} messages/s, "
+                      f"server CPU {server_cpu:.0%} of a core ({out[name]['server_us_per_message']:.0f} us a message), bench CPU {bench_cpu:.0%}")
+    return out
 
 
 async def operator_solve(api: portfolio_pb2_grpc.PortfolioStub, nodes: list[SimNode], portfolio: PortfolioProcess) -> dict:
@@ -618,7 +710,7 @@ def main() -> None:
     parser.add_argument("--ping-interval", type=float, default=1.0, help="portfolio's and nodes' ping interval (service default 1 s)")
     parser.add_argument("--ping-timeout", type=float, default=30.0,
                         help="portfolio's ping timeout; the service's default 3 s drops streams at 1,000 nodes while snapshots and solves block its loop")
-    parser.add_argument("--solves", type=int, default=3, help="operator solves per N (the ack figures are their median)")
+    parser.add_argument("--solves", type=int, default=5, help="operator solves per N (the ack figures are their median)")
     parser.add_argument("--settle-timeout", type=float, default=180.0, help="how long the snapshot-triggered solves may take")
     parser.add_argument("--skip-bare", action="store_true", help="skip the telemetry ceiling of a bare grpc.aio link (bench/bare_link.py)")
     parser.add_argument("--keep", metavar="DIR", help="run in DIR (the portfolios' logs and stores stay there) instead of a temporary folder")
@@ -638,6 +730,7 @@ def main() -> None:
                 bare = folder / "bare"
                 bare.mkdir()
                 result["bare_link"] = asyncio.run(run_bare(n, args, bare, console))
+                result["grpc_sink"] = asyncio.run(run_sink(n, args, folder / "sink", console))
             results.append(result)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -648,17 +741,21 @@ def main() -> None:
         return "[green]met[/green]" if ok else "[red]missed[/red]"
 
     table = Table(title=f"portfolio stream benchmark ({out})")
-    for col in ("nodes", "KiB/conn", "telemetry msg/s", "bare grpc.aio msg/s", "ack p50 s", "ack p99 s", "worst p99 s", "solve s", "dropped",
-                "<= 200 KiB", ">= 15k msg/s", "p99 <= 0.5 s"):
+    for col in ("nodes", "KiB/conn", "telemetry msg/s", "bare grpc.aio msg/s", "sink 1 stream", "sink N streams", "ack p50 s", "ack p99 s",
+                "worst p99 s", "solve s", "dropped", "<= 200 KiB", ">= 15k msg/s", "p99 <= 0.5 s"):
         table.add_column(col)
     for r in results:
         g = list(r["goals"].values())
+        sink = r.get("grpc_sink", {})
         table.add_row(str(r["nodes"]), f"{r['kib_per_connection']:.1f}", f"{r['telemetry_messages_per_s']:,.0f}",
                       f"{r['bare_link']['messages_per_s']:,.0f}" if "bare_link" in r else "-",
+                      *(f"{sink[k]['messages_per_s']:,.0f}" if k in sink else "-" for k in ("one_stream", "n_streams")),
                       f"{r['ack_p50_s']:.3f}", f"{r['ack_p99_s']:.3f}", f"{r['ack_p99_s_worst']:.3f}", f"{r['solve_seconds']:.2f}", str(r["streams_dropped"]), *(mark(ok) for ok in g))
     console.print(table)
     console.print("bare grpc.aio: the same nodes' telemetry against bench/bare_link.py, which acks every message and does nothing else "
-                  "(the ceiling for a portfolio on grpc.aio here; server and nodes share the machine's cores).")
+                  "(the ceiling for a portfolio on grpc.aio here; server and nodes share the machine's cores). sink: bench/bare_link.py "
+                  "--sink, which only counts what it is sent, fed by one stream from grpc's synchronous client and by N grpc.aio streams "
+                  "writing without waiting: the most a grpc.aio server takes in here.")
     console.print("ack latency: per node, wall time its ack was written - the solve report's solved_at (when the solver returned); "
                   f"p50 and p99 are the median over {args.solves} operator solves, worst p99 the largest.")
     for title, values in (("snapshot receipt and solve push, per site, in-process (us)", costs),):

@@ -37,5 +37,9 @@ def test_stream_benchmark_runs_small(tmp_path):
     (result,) = json.loads(out.read_text())["results"]
     assert result["nodes"] == 5 and result["streams_dropped"] == 0 and result["telemetry_messages_per_s"] > 0
     assert result["bare_link"]["messages_per_s"] > 0 and result["bare_link"]["dropped"] == 0
+    sink = result["grpc_sink"]
+    assert sink["one_stream"]["streams"] == 1 and sink["n_streams"]["streams"] == 5
+    assert sink["one_stream"]["messages_per_s"] > 0 and sink["n_streams"]["messages_per_s"] > 0
+    assert all(one["cores_until_last_ack"] for one in result["schedule"]["solves"])
     solves = result["schedule"]["solves"]
     assert len(solves) == 2 and all(one["acked_nodes"] == 5 and one["status"] == "optimal" for one in solves)
