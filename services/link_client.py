@@ -9,7 +9,8 @@ runtime counts the link as down and, after its grace, plans alone within the las
 limit it was given. The portfolio keeps the stream alive: it pings a stream it has not
 heard from or sent to for half an interval, the node answers, and any message counts as a
 sign of life. The node pings on its own only after two intervals of silence (the portfolio
-is late or gone), at most once an interval. Were every node to ping on its own clock, a
+is late or gone; sooner if its timeout would leave less than an interval for the answer),
+at most once an interval. Were every node to ping on its own clock, a
 thousand nodes that acked one solve together would ping together an interval later, and a
 solve ending then would queue its schedules behind their pongs; the portfolio spreads its
 pings evenly, and holds them back from a site whose schedule is on its way.
@@ -44,6 +45,13 @@ TELEMETRY_BATCH = 200
 # to now); it sends them when they changed, and on every new stream
 COMMAND_REPORT_SECONDS = 2.0
 SOFTWARE_VERSION = importlib.metadata.version("gridmesh")
+
+
+def ping_due(now: float, heard: float, last_ping: float, interval: float, timeout: float) -> bool:
+    """The node's own ping: after two intervals with nothing heard (the portfolio pings every
+    stream it has not heard from or sent to for half an interval), or sooner where the
+    timeout would leave less than an interval for the answer; at most one an interval."""
+    return now - heard >= min(2 * interval, timeout - interval) and now - last_ping >= interval
 
 
 class LinkDead(Exception):
@@ -159,8 +167,7 @@ class NodeLink:
                     sent_seq = points[-1].seq
                 while not outbox.empty():
                     await send(outbox.get_nowait())
-                interval = cfg.ping_interval_seconds
-                if now - heard[0] >= 2 * interval and now - last_ping >= interval:
+                if ping_due(now, heard[0], last_ping, cfg.ping_interval_seconds, cfg.ping_timeout_seconds):
                     last_ping = now
                     await send(portfolio_pb2.NodeMessage(ping=portfolio_pb2.Ping(nonce=next(nonce), sent_at=convert.ts(runtime.clock.now()))))
                 with contextlib.suppress(TimeoutError):
