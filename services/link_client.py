@@ -143,7 +143,6 @@ class NodeLink:
             reported_at = -COMMAND_REPORT_SECONDS
             last_ping = time.monotonic()
             nonce = itertools.count(1)
-            send = call.write
 
             speed = getattr(runtime.clock, "speed", 1.0)
             while not stop.is_set():
@@ -154,22 +153,22 @@ class NodeLink:
                     revision, snapshot_at = runtime.revision, now
                     snap = pc.snapshot_out(runtime.config.site, runtime.inputs(runtime.clock.now()), runtime.clock.now())
                     snap.assets.extend(convert.asset(a) for a in runtime.assets())
-                    await send(portfolio_pb2.NodeMessage(snapshot=snap))
+                    await call.write(portfolio_pb2.NodeMessage(snapshot=snap))
                 if now - reported_at >= COMMAND_REPORT_SECONDS:
                     reported_at = now
                     recent = runtime.journal.recent_commands(pc.MAX_COMMANDS, due_by=runtime.clock.now())
                     if recent != reported:  # the first look on a stream always sends
-                        await send(portfolio_pb2.NodeMessage(commands=portfolio_pb2.CommandReport(commands=[pc.command_out(c) for c in recent])))
+                        await call.write(portfolio_pb2.NodeMessage(commands=portfolio_pb2.CommandReport(commands=[pc.command_out(c) for c in recent])))
                         reported = recent
                 points = runtime.journal.telemetry_after(sent_seq, TELEMETRY_BATCH)
                 if points:
-                    await send(portfolio_pb2.NodeMessage(telemetry=portfolio_pb2.TelemetryBatch(points=[pc.telemetry_out(p) for p in points])))
+                    await call.write(portfolio_pb2.NodeMessage(telemetry=portfolio_pb2.TelemetryBatch(points=[pc.telemetry_out(p) for p in points])))
                     sent_seq = points[-1].seq
                 while not outbox.empty():
-                    await send(outbox.get_nowait())
+                    await call.write(outbox.get_nowait())
                 if ping_due(now, heard[0], last_ping, cfg.ping_interval_seconds, cfg.ping_timeout_seconds):
                     last_ping = now
-                    await send(portfolio_pb2.NodeMessage(ping=portfolio_pb2.Ping(nonce=next(nonce), sent_at=convert.ts(runtime.clock.now()))))
+                    await call.write(portfolio_pb2.NodeMessage(ping=portfolio_pb2.Ping(nonce=next(nonce), sent_at=convert.ts(runtime.clock.now()))))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), min(0.1, cfg.ping_interval_seconds / 4))
 

@@ -2,9 +2,9 @@
 that was sent its schedule has acked it, or `quiet_seconds` after the last was sent.
 
 That spell is what a node waits on, so the portfolio keeps it clear: the hub's views (the
-day accounts) wait, a node whose schedule is on its way gets that schedule instead of a pong
-(it shows the portfolio alive as well, and a thousand pongs cost the event loop as much as
-the schedules), and CPython's cyclic garbage collector is paused. At a thousand sites a
+day accounts) wait, a node whose schedule is on its way gets that schedule instead of a ping
+or a pong (it shows the portfolio alive as well, and a thousand pongs cost the event loop as
+much as the schedules), and CPython's cyclic garbage collector is paused. At a thousand sites a
 full collection of the portfolio's heap holds the GIL for about 0.4 s, as long as the
 whole push may take, and they came every few seconds, inside pushes too. Objects freed by
 reference counting go as ever; only cycles wait, for the collector's next pass after the
@@ -51,7 +51,7 @@ class PushWindow:
             return self._id
 
     def coming(self, site_id: str) -> bool:
-        """Whether the site's schedule is on its way (then it needs no pong)."""
+        """Whether the site's schedule is on its way (then it needs no ping or pong)."""
         return site_id in self._coming
 
     def delivered(self, site_id: str) -> None:
