@@ -61,6 +61,9 @@ class PortfolioSettings(Strict):
     plan_lead_seconds: Annotated[float, Field(ge=0)] = 60.0  # a plan starts at a step boundary at least this far ahead
     ping_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
     ping_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 3.0
+    # a site's stored telemetry is acked at most this often (0: after every write); under a
+    # flood of telemetry every write would otherwise send every site an ack
+    telemetry_ack_seconds: Annotated[float, Field(ge=0, le=60)] = 0.5
     snapshot_seconds: Annotated[int, Field(gt=0)] = 300
     clock_speed: Annotated[float, Field(gt=0)] = 1.0
     clock_start: AwareDatetime | None = None  # as the node's: simulated time at clock_origin_unix

@@ -26,6 +26,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -147,6 +148,8 @@ class PortfolioHub:
         self._slots = itertools.count()  # streams take the heartbeat's slots in turn
         self.issued: dict[str, set[str]] = {}  # versions pushed since start, per site (acks are checked against them)
         self.last_seq: dict[str, int] = {}  # the newest stored telemetry seq per site
+        self._unacked: set[str] = set()  # sites whose newest stored seq is not yet acked
+        self._acked_at: dict[str, float] = {}  # time.monotonic() of each site's latest telemetry ack
         self._telemetry: dict[str, list[portfolio_pb2.TelemetryPoint]] = {}  # received, not yet stored, per site
         self._acks: list[tuple[str, str, bool, str, datetime]] = []
         self._snapshots: dict[str, tuple[bytes, datetime]] = {}  # checked, not yet stored, per site (the latest)
@@ -432,6 +435,8 @@ class PortfolioHub:
                     await self.flush()
                 except Exception:  # noqa: BLE001 - a failed write is logged; unacked telemetry comes again
                     log.exception("storing telemetry and acks failed")
+            elif self._unacked:
+                self.ack_telemetry()  # what the last writes stored, held back by the ack cadence
 
     async def flush(self) -> None:
         """Store what arrived since the last flush in one transaction, in a worker thread; only
@@ -451,10 +456,23 @@ class PortfolioHub:
                     self._snapshots.setdefault(site_id, snapshot)  # unless a newer one came
                 raise
         for site_id, points in telemetry.items():
-            newest = max(self.last_seq.get(site_id, 0), max(p.seq for p in points))
-            self.last_seq[site_id] = newest
-            self.push(site_id, portfolio_pb2.PortfolioMessage(telemetry_ack=portfolio_pb2.TelemetryAck(up_to_seq=newest)))
+            self.last_seq[site_id] = max(self.last_seq.get(site_id, 0), max(p.seq for p in points))
+            self._unacked.add(site_id)
+        self.ack_telemetry()
         self.notify()
+
+    def ack_telemetry(self) -> None:
+        """Ack each site's stored telemetry up to its newest seq, unless the site had an ack
+        within `telemetry_ack_seconds` (then a later call acks it: every flush, and the flush
+        loop's wake at least every half second). A node keeps unacked points in its journal
+        and prunes it by the ack, so an ack a moment late costs it nothing; an ack per write
+        costs a flooded portfolio a send for every message it takes in."""
+        now, every = time.monotonic(), self.settings.telemetry_ack_seconds
+        for site_id in list(self._unacked):
+            if now - self._acked_at.get(site_id, -math.inf) >= every:
+                self._unacked.discard(site_id)
+                self._acked_at[site_id] = now
+                self.push(site_id, portfolio_pb2.PortfolioMessage(telemetry_ack=portfolio_pb2.TelemetryAck(up_to_seq=self.last_seq[site_id])))
 
     def _write(self, telemetry: dict[str, list[portfolio_pb2.TelemetryPoint]], acks: list[tuple[str, str, bool, str, datetime]],
                snapshots: dict[str, tuple[bytes, datetime]]) -> None:

@@ -58,7 +58,7 @@ def stored_seqs(path) -> list[int]:  # noqa: ANN001
 
 
 async def test_telemetry_is_acked_once_stored_one_ack_per_site_per_write(tmp_path):
-    hub = make_hub(tmp_path)
+    hub = make_hub(tmp_path, telemetry_ack_seconds=0)  # every write acks (the cadence: below)
     conn = hub.attach("north")
     committed: list[int] = []
     write_many = hub.store.write_many
@@ -87,7 +87,7 @@ async def test_telemetry_is_acked_once_stored_one_ack_per_site_per_write(tmp_pat
 
 
 async def test_a_failed_write_acks_nothing_and_loses_nothing(tmp_path):
-    hub = make_hub(tmp_path)
+    hub = make_hub(tmp_path, telemetry_ack_seconds=0)
     conn = hub.attach("north")
     hub.receive(conn, telemetry(1, 2))
     await hub.flush()
@@ -116,6 +116,25 @@ async def test_a_failed_write_acks_nothing_and_loses_nothing(tmp_path):
     await hub.flush()
     assert acks_in(drained(conn)) == [5]
     assert stored_seqs(tmp_path / "portfolio.db") == [1, 2, 3, 4, 5]
+
+
+async def test_a_site_is_acked_at_most_once_a_cadence_and_what_was_held_back_is_acked_after(tmp_path):
+    hub = make_hub(tmp_path, telemetry_ack_seconds=0.3)
+    conn = hub.attach("north")
+    hub.receive(conn, telemetry(1))
+    await hub.flush()
+    assert acks_in(drained(conn)) == [1]  # the first ack goes at once
+    hub.receive(conn, telemetry(2, 3))
+    await hub.flush()
+    assert acks_in(drained(conn)) == []  # stored, but acked within the cadence
+    assert stored_seqs(tmp_path / "portfolio.db") == [1, 2, 3]
+    # the flush loop acks it once the cadence has passed, with nothing new to write
+    stop = asyncio.Event()
+    loop = asyncio.create_task(hub.flush_loop(stop))
+    await asyncio.sleep(0.9)
+    stop.set()
+    await loop
+    assert acks_in(drained(conn)) == [3]
 
 
 async def test_a_crash_before_the_commit_loses_no_acked_point(tmp_path):
