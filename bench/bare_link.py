@@ -6,7 +6,8 @@ It speaks the portfolio's stream as `services/portfolio_hub.py` does (a welcome 
 hello, one outbox per stream drained by the handler, a reader task per stream, a pong per
 ping) and acks every telemetry message at once, but checks nothing and stores nothing. What
 it ingests with the same simulated nodes is what grpc.aio itself allows on this machine, with
-no portfolio work at all: the ceiling any portfolio written on grpc.aio could reach here.
+no portfolio work at all, when every message is acked (the portfolio acks a site at most
+every `telemetry_ack_seconds`, so it can take in more).
 
 With `--sink` it only counts what the streams bring (no welcome, no acks, nothing sent)
 and prints "received COUNT at WALL_TIME" ten times a second while the count grows: the

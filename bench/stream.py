@@ -765,8 +765,8 @@ def main() -> None:
                       *(f"{sink[k]['messages_per_s']:,.0f}" if k in sink else "-" for k in ("one_stream", "n_streams")),
                       f"{r['ack_p50_s']:.3f}", f"{r['ack_p99_s']:.3f}", f"{r['ack_p99_s_worst']:.3f}", f"{r['solve_seconds']:.2f}", str(r["streams_dropped"]), *(mark(ok) for ok in g))
     console.print(table)
-    console.print("bare grpc.aio: the same nodes' telemetry against bench/bare_link.py, which acks every message and does nothing else "
-                  "(the ceiling for a portfolio on grpc.aio here; server and nodes share the machine's cores). sink: bench/bare_link.py "
+    console.print("bare grpc.aio: the same nodes' telemetry against bench/bare_link.py, which acks every message at once and does nothing "
+                  "else (server and nodes share the machine's cores; the portfolio acks a site at most every 0.5 s). sink: bench/bare_link.py "
                   "--sink, which only counts what it is sent, fed by one stream from grpc's synchronous client and by N grpc.aio streams "
                   "writing without waiting: the most a grpc.aio server takes in here.")
     console.print("ack latency: per node, wall time its ack was written - the solve report's solved_at (when the solver returned); "
