@@ -17,10 +17,11 @@ schedule. Measured:
    (so the backlog drains in seconds; a real node sends whatever its journal holds, acked
    or not, and the portfolio acks a site at most every `telemetry_ack_seconds`, 0.5 s by
    default); rate = telemetry rows the portfolio's store gained during the window / window
-   length, and after it every node waits until its acks cover all it sent. Beside it (unless `--skip-bare`) two
-   ceilings: `bench/bare_link.py`, which acks each message at once and does nothing else,
-   fed by the same nodes; and `bench/bare_link.py --sink`, which only counts, fed by one
-   stream from grpc's synchronous client and by N grpc.aio streams writing without waiting;
+   length, and after it every node waits until its acks cover all it sent. Beside it
+   (unless `--skip-bare`): `bench/bare_link.py`, which acks each message at once and does
+   nothing else, fed by the same nodes; and `bench/bare_link.py --sink`, which only
+   counts, fed by one stream from grpc's synchronous client and by N grpc.aio streams
+   writing without waiting (the most a grpc.aio server takes in here);
 3. schedule push: each node sends a small snapshot (grid connection, fixed load, PV, flat
    tariff, 96 steps; the portfolio solves 8), the snapshot-triggered solves settle, then
    the operator `Portfolio.Solve` runs `--solves` times (the figures are the median over
