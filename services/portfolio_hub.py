@@ -102,7 +102,8 @@ class _Outgoing:
 
 @dataclass(eq=False)
 class _PushTimes:
-    """Where a solve's time went around the solver (seconds), for the log."""
+    """A solve's push: where its time went around the solver (seconds, for the log), and what
+    the push's spell and the report take from it (its id, the sites served, `solved_at`)."""
 
     building: float = 0.0
     built: int = 0  # problems built by the solve (the rest were built at their snapshot)
