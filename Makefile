@@ -8,12 +8,20 @@ DEMO_DIR ?= runs/demo
 # buf comes from the npm registry (@bufbuild/buf ships the real binary)
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: install test demo bundles bench lint examples proto image clean
+.PHONY: install test test-latest lock demo bundles bench lint examples proto image clean
 
-$(STAMP): pyproject.toml
+# The lock (requirements/lock.txt: exact versions with hashes, for Python 3.11-3.13 on Linux
+# x86_64 and aarch64) is what every target installs; pyproject.toml keeps the ranges for people
+# who install gridmesh as a library. `make lock` refreshes it, `make test-latest` tries the newest.
+LOCK := requirements/lock.txt
+UV_VERSION := 0.13.8
+UV := .tools/uv/bin/uv
+
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,examples]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,6 +34,24 @@ $(CHROMIUM):
 
 test: install $(BUF) $(CHROMIUM)
 	$(PY) -m pytest -n 2 -q
+
+$(UV):
+	$(PYTHON) -m venv .tools/uv && .tools/uv/bin/pip install --quiet uv==$(UV_VERSION)
+
+# Re-resolve the lock from pyproject.toml's ranges (newest allowed versions), for every platform
+# and Python the project supports; commit the result once `make test` passes on it.
+lock: $(UV)
+	$(UV) pip compile pyproject.toml requirements/build.in --extra dev --extra examples \
+	  --universal --python-version 3.11 --generate-hashes --upgrade -o $(LOCK)
+
+# The suite against the newest versions pyproject.toml allows, on purpose, in a venv of its own:
+# catches upstream changes before a `make lock` takes them in.
+LATEST_VENV := .venv-latest
+test-latest: $(BUF) $(CHROMIUM)
+	rm -rf $(LATEST_VENV) && $(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/pip install --quiet --upgrade pip
+	$(LATEST_VENV)/bin/pip install --quiet --upgrade -e '.[dev,examples]'
+	$(LATEST_VENV)/bin/python -m pytest -n 2 -q
 
 # The main job: a portfolio and three site nodes on loopback with mTLS, one simulated day
 # in about two minutes; exits non-zero if a cap or an EV's energy was not kept.
@@ -53,6 +79,8 @@ $(BUF):
 
 lint: install $(BUF)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	cd protos && ../$(BUF) lint
 
 proto: install
@@ -66,4 +94,4 @@ image:
 	docker build -t gridmesh:$$(grep -m1 '^version' pyproject.toml | cut -d'"' -f2) .
 
 clean:
-	rm -rf $(VENV) runs .tools .pytest_cache .ruff_cache .hypothesis test-artifacts
+	rm -rf $(VENV) $(LATEST_VENV) runs .tools .pytest_cache .ruff_cache .hypothesis test-artifacts

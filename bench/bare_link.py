@@ -39,17 +39,25 @@ class BareLink(portfolio_pb2_grpc.PortfolioLinkServicer):
 
     def push_all(self) -> None:
         """One schedule-sized message to every stream (SIGUSR1): the fan-out floor."""
-        message = portfolio_pb2.PortfolioMessage(schedule=portfolio_pb2.SetpointSchedule(schedule=common_pb2.Schedule(
-            version=f"bare-{time.time():.6f}", columns=[common_pb2.ScheduleColumn(name=f"c{k}", values=[float(k)] * 8) for k in range(8)])))
+        message = portfolio_pb2.PortfolioMessage(
+            schedule=portfolio_pb2.SetpointSchedule(
+                schedule=common_pb2.Schedule(
+                    version=f"bare-{time.time():.6f}",
+                    columns=[common_pb2.ScheduleColumn(name=f"c{k}", values=[float(k)] * 8) for k in range(8)],
+                )
+            )
+        )
         print(f"pushed {message.schedule.schedule.version} at {time.time():.6f}", flush=True)
         for box in self.outboxes:
             box.put_nowait(message)
 
-    async def Connect(self, request_iterator: AsyncIterator[portfolio_pb2.NodeMessage],
-                      context: grpc.aio.ServicerContext) -> AsyncIterator[portfolio_pb2.PortfolioMessage]:
+    async def Connect(
+        self, request_iterator: AsyncIterator[portfolio_pb2.NodeMessage], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[portfolio_pb2.PortfolioMessage]:
         first = await anext(aiter(request_iterator))
-        yield portfolio_pb2.PortfolioMessage(welcome=portfolio_pb2.Welcome(site_id=first.hello.site_id, ping_interval_ms=1000,
-                                                                           ping_timeout_ms=30_000))
+        yield portfolio_pb2.PortfolioMessage(
+            welcome=portfolio_pb2.Welcome(site_id=first.hello.site_id, ping_interval_ms=1000, ping_timeout_ms=30_000)
+        )
         outbox: asyncio.Queue = asyncio.Queue()
         self.outboxes.add(outbox)
 
@@ -58,10 +66,15 @@ class BareLink(portfolio_pb2_grpc.PortfolioLinkServicer):
                 async for message in request_iterator:
                     kind = message.WhichOneof("body")
                     if kind == "telemetry":
-                        outbox.put_nowait(portfolio_pb2.PortfolioMessage(
-                            telemetry_ack=portfolio_pb2.TelemetryAck(up_to_seq=message.telemetry.points[-1].seq)))
+                        outbox.put_nowait(
+                            portfolio_pb2.PortfolioMessage(
+                                telemetry_ack=portfolio_pb2.TelemetryAck(up_to_seq=message.telemetry.points[-1].seq)
+                            )
+                        )
                     elif kind == "ping":
-                        outbox.put_nowait(portfolio_pb2.PortfolioMessage(pong=portfolio_pb2.Pong(nonce=message.ping.nonce)))
+                        outbox.put_nowait(
+                            portfolio_pb2.PortfolioMessage(pong=portfolio_pb2.Pong(nonce=message.ping.nonce))
+                        )
             finally:
                 outbox.put_nowait(_CLOSE)
 
@@ -80,8 +93,9 @@ class Sink(portfolio_pb2_grpc.PortfolioLinkServicer):
     def __init__(self) -> None:
         self.received = 0
 
-    async def Connect(self, request_iterator: AsyncIterator[portfolio_pb2.NodeMessage],
-                      context: grpc.aio.ServicerContext) -> AsyncIterator[portfolio_pb2.PortfolioMessage]:
+    async def Connect(
+        self, request_iterator: AsyncIterator[portfolio_pb2.NodeMessage], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[portfolio_pb2.PortfolioMessage]:
         async for _ in request_iterator:
             self.received += 1
         return

@@ -80,7 +80,12 @@ def make_portfolio(n: int, seed: int = 0) -> dict[str, SiteProblem]:
         b, window, origin = templates[kind]
         sid = f"{kind}-{i:04d}"
         site = SiteConfig.model_validate({**b.site.model_dump(mode="json"), "site_id": sid})
-        run = RunConfig.model_validate({**b.run.model_dump(mode="json"), "horizon": {"start": START.isoformat(), "step_minutes": 15, "steps": STEPS}})
+        run = RunConfig.model_validate(
+            {
+                **b.run.model_dump(mode="json"),
+                "horizon": {"start": START.isoformat(), "step_minutes": 15, "steps": STEPS},
+            }
+        )
         frame = window.reset_index(drop=True).copy()
         frame["load_kw"] = frame["load_kw"] * rng.uniform(0.6, 1.4) * rng.uniform(0.9, 1.1, STEPS)
         frame["pv_kw"] = frame["pv_kw"] * rng.uniform(0.5, 1.5) * rng.uniform(0.85, 1.0, STEPS)
@@ -88,9 +93,14 @@ def make_portfolio(n: int, seed: int = 0) -> dict[str, SiteProblem]:
         series = check_series(frame, run.horizon, run.tariff)
         shift = START - origin
         sessions = [
-            EVSession(**{**s.model_dump(), "arrival": s.arrival + shift + pd.Timedelta(minutes=15 * int(rng.integers(-2, 3))),
-                         "departure": s.departure + shift + pd.Timedelta(minutes=15 * int(rng.integers(-2, 3))),
-                         "energy_kwh": round(s.energy_kwh * float(rng.uniform(0.7, 1.1)), 1)})
+            EVSession(
+                **{
+                    **s.model_dump(),
+                    "arrival": s.arrival + shift + pd.Timedelta(minutes=15 * int(rng.integers(-2, 3))),
+                    "departure": s.departure + shift + pd.Timedelta(minutes=15 * int(rng.integers(-2, 3))),
+                    "energy_kwh": round(s.energy_kwh * float(rng.uniform(0.7, 1.1)), 1),
+                }
+            )
             for s in b.sessions
         ]
         problems[sid] = build_problem(site, run, series, sessions)
@@ -105,8 +115,13 @@ def _alone_net(item: tuple[str, SiteProblem]) -> tuple[str, np.ndarray]:
     return sid, s[GRID_IMPORT].to_numpy() - s[GRID_EXPORT].to_numpy()
 
 
-def make_feeders(problems: dict[str, SiteProblem], seed: int = 0, size: int = FEEDER_SIZE, fraction: float = CAP_FRACTION,
-                 processes: int = 2) -> list[Feeder]:
+def make_feeders(
+    problems: dict[str, SiteProblem],
+    seed: int = 0,
+    size: int = FEEDER_SIZE,
+    fraction: float = CAP_FRACTION,
+    processes: int = 2,
+) -> list[Feeder]:
     """Feeders of about `size` sites (shuffled), each capped at `fraction` of its sites' peak alone.
 
     The sites' peak alone is their night charging (batteries and vans, at the off-peak price):
@@ -140,11 +155,22 @@ def _summary(plan: Any, seconds: float, extra: dict[str, Any]) -> dict[str, Any]
     for check in plan.feeders:
         violation = max(violation, check.max_excess_kw)
     return {
-        "method": plan.method, "status": plan.status, "objective": result.objective, "bound": plan.bound, "gap": plan.gap,
-        "seconds": seconds, "iterations": plan.iterations, "max_coupling_violation_kw": violation,
-        "portfolio_total_cost": plan.objective, "coupling_cost": plan.coupling_cost, "all_hold": plan.all_hold,
-        "binding_steps": sum(c.binding_steps for c in plan.feeders), "peak_kw": plan.peak_kw,
-        "alone_peak_kw": plan.alone_peak_kw, "peak_charge": plan.peak_charge, **extra,
+        "method": plan.method,
+        "status": plan.status,
+        "objective": result.objective,
+        "bound": plan.bound,
+        "gap": plan.gap,
+        "seconds": seconds,
+        "iterations": plan.iterations,
+        "max_coupling_violation_kw": violation,
+        "portfolio_total_cost": plan.objective,
+        "coupling_cost": plan.coupling_cost,
+        "all_hold": plan.all_hold,
+        "binding_steps": sum(c.binding_steps for c in plan.feeders),
+        "peak_kw": plan.peak_kw,
+        "alone_peak_kw": plan.alone_peak_kw,
+        "peak_charge": plan.peak_charge,
+        **extra,
     }
 
 
@@ -155,7 +181,9 @@ def _measure(path: str, method: str, cpus: int, time_limit: float, queue: Any) -
         from portfolio.coupled import MonolithicSolver
 
         started = time.perf_counter()
-        plan = MonolithicSolver(time_limit_seconds=time_limit).solve(problems, feeders, [], coincident_peak_price_per_kw=price)
+        plan = MonolithicSolver(time_limit_seconds=time_limit).solve(
+            problems, feeders, [], coincident_peak_price_per_kw=price
+        )
         queue.put(_summary(plan, time.perf_counter() - started, {"peak_rss_mb": _rss_mb(), "cpus": 1}))
         return
     import ray
@@ -174,13 +202,30 @@ def _measure(path: str, method: str, cpus: int, time_limit: float, queue: Any) -
     seconds = time.perf_counter() - started
     workers = solver.worker_peak_rss_mb()
     st = solver.stats
-    queue.put(_summary(plan, seconds, {
-        "peak_rss_mb": _rss_mb() + sum(workers), "driver_rss_mb": _rss_mb(), "worker_rss_mb": workers, "cpus": cpus,
-        "ray_start_seconds": ray_start, "workers_start_seconds": workers_start, "load_seconds": st.load_seconds,
-        "master_seconds": st.master_seconds, "pricing_seconds": st.pricing_seconds, "finish_seconds": st.finish_seconds,
-        "columns": st.columns, "resolved_sites": st.resolved_sites, "fallback_reason": st.fallback_reason,
-        "settle_seconds": st.settle_seconds, "share_seconds": st.share_seconds, "settled_over_budget": st.settled_over,
-    }))
+    queue.put(
+        _summary(
+            plan,
+            seconds,
+            {
+                "peak_rss_mb": _rss_mb() + sum(workers),
+                "driver_rss_mb": _rss_mb(),
+                "worker_rss_mb": workers,
+                "cpus": cpus,
+                "ray_start_seconds": ray_start,
+                "workers_start_seconds": workers_start,
+                "load_seconds": st.load_seconds,
+                "master_seconds": st.master_seconds,
+                "pricing_seconds": st.pricing_seconds,
+                "finish_seconds": st.finish_seconds,
+                "columns": st.columns,
+                "resolved_sites": st.resolved_sites,
+                "fallback_reason": st.fallback_reason,
+                "settle_seconds": st.settle_seconds,
+                "share_seconds": st.share_seconds,
+                "settled_over_budget": st.settled_over,
+            },
+        )
+    )
     solver.close()
     ray.shutdown()
 
@@ -211,7 +256,9 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=600.0, help="time limit of the decomposition (s)")
     parser.add_argument("--skip-monolithic", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--peak-price", type=float, default=PEAK_PRICE, help="coincident-peak charge per kW per horizon (0: none)")
+    parser.add_argument(
+        "--peak-price", type=float, default=PEAK_PRICE, help="coincident-peak charge per kW per horizon (0: none)"
+    )
     args = parser.parse_args()
     rows = []
     for n in (int(v) for v in args.sites.split(",")):
@@ -225,8 +272,14 @@ def main() -> None:
         methods = [] if args.skip_monolithic else [("monolithic", 1, args.monolithic_limit)]
         methods += [("decomposition", int(c), args.limit) for c in args.cpus.split(",")]
         for method, cpus, limit in methods:
-            row = {"sites": n, "steps": STEPS, "feeders": len(feeders), "peak_price": args.peak_price, "setup_seconds": setup,
-                   **measure(path, method, cpus, limit)}
+            row = {
+                "sites": n,
+                "steps": STEPS,
+                "feeders": len(feeders),
+                "peak_price": args.peak_price,
+                "setup_seconds": setup,
+                **measure(path, method, cpus, limit),
+            }
             rows.append(row)
             Console(width=160).print({k: v for k, v in row.items() if not isinstance(v, list)})
         Path(path).unlink()
@@ -234,16 +287,55 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "portfolio_solve", "results": rows}, indent=2, default=float) + "\n")
     table = Table(title=f"portfolio solve ({out})")
-    for col in ("sites", "method", "cpus", "status", "seconds", "objective", "bound", "gap", "iter", "peak RSS MB", "max viol kW",
-                "peak kW", "load"):
+    for col in (
+        "sites",
+        "method",
+        "cpus",
+        "status",
+        "seconds",
+        "objective",
+        "bound",
+        "gap",
+        "iter",
+        "peak RSS MB",
+        "max viol kW",
+        "peak kW",
+        "load",
+    ):
         table.add_column(col)
     for r in rows:
         if "error" in r:
-            table.add_row(str(r["sites"]), r["method"], str(r["cpus"]), "error", "-", "-", "-", "-", "-", "-", r["error"][:40], "-", "-")
+            table.add_row(
+                str(r["sites"]),
+                r["method"],
+                str(r["cpus"]),
+                "error",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                r["error"][:40],
+                "-",
+                "-",
+            )
             continue
-        table.add_row(str(r["sites"]), r["method"], str(r["cpus"]), r["status"], f"{r['seconds']:.1f}", f"{r['objective']:.2f}",
-                      f"{r['bound']:.2f}", f"{r['gap']:.2e}", str(r["iterations"]), f"{r['peak_rss_mb']:.0f}",
-                      f"{r['max_coupling_violation_kw']:.1e}", f"{r['peak_kw']:.0f} / {r['alone_peak_kw']:.0f}", f"{r['load_before']:.1f}")
+        table.add_row(
+            str(r["sites"]),
+            r["method"],
+            str(r["cpus"]),
+            r["status"],
+            f"{r['seconds']:.1f}",
+            f"{r['objective']:.2f}",
+            f"{r['bound']:.2f}",
+            f"{r['gap']:.2e}",
+            str(r["iterations"]),
+            f"{r['peak_rss_mb']:.0f}",
+            f"{r['max_coupling_violation_kw']:.1e}",
+            f"{r['peak_kw']:.0f} / {r['alone_peak_kw']:.0f}",
+            f"{r['load_before']:.1f}",
+        )
     Console(width=160).print(table)
 
 

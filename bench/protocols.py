@@ -73,7 +73,12 @@ async def ocpp(n: int, calls: int) -> dict[str, float]:
     for cp, task in points:
         await disconnect(cp, task)
     await central.stop()
-    return {"charge_points": n, "connect_and_boot_seconds": booted, "set_profile_p50_ms": pct(rtts, 0.5), "set_profile_p99_ms": pct(rtts, 0.99)}
+    return {
+        "charge_points": n,
+        "connect_and_boot_seconds": booted,
+        "set_profile_p50_ms": pct(rtts, 0.5),
+        "set_profile_p99_ms": pct(rtts, 0.99),
+    }
 
 
 async def modbus(calls: int) -> dict[str, float]:
@@ -84,7 +89,9 @@ async def modbus(calls: int) -> dict[str, float]:
     times = []
     for k in range(calls):
         t = time.perf_counter()
-        await adapter.execute(Command.new("bench", "battery", CommandType.SET_CHARGE_RATE, float(k % 50), datetime.now(UTC)))
+        await adapter.execute(
+            Command.new("bench", "battery", CommandType.SET_CHARGE_RATE, float(k % 50), datetime.now(UTC))
+        )
         times.append((time.perf_counter() - t) * 1000)
     await adapter.close()
     await sim.stop()
@@ -102,11 +109,24 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "protocols", **result}, indent=2) + "\n")
     table = Table(title=f"protocol benchmark ({out})")
-    for col in ("charge points", "connect+boot s", "SetChargingProfile p50 ms", "p99 ms", "Modbus write->read p50 ms", "p99 ms"):
+    for col in (
+        "charge points",
+        "connect+boot s",
+        "SetChargingProfile p50 ms",
+        "p99 ms",
+        "Modbus write->read p50 ms",
+        "p99 ms",
+    ):
         table.add_column(col)
     o, m = result["ocpp"], result["modbus"]
-    table.add_row(str(o["charge_points"]), f"{o['connect_and_boot_seconds']:.2f}", f"{o['set_profile_p50_ms']:.2f}", f"{o['set_profile_p99_ms']:.2f}",
-                  f"{m['write_readback_p50_ms']:.2f}", f"{m['write_readback_p99_ms']:.2f}")
+    table.add_row(
+        str(o["charge_points"]),
+        f"{o['connect_and_boot_seconds']:.2f}",
+        f"{o['set_profile_p50_ms']:.2f}",
+        f"{o['set_profile_p99_ms']:.2f}",
+        f"{m['write_readback_p50_ms']:.2f}",
+        f"{m['write_readback_p99_ms']:.2f}",
+    )
     Console().print(table)
 
 

@@ -42,9 +42,16 @@ async def dispatch_rate(total: int, per_tick: int, folder: Path) -> dict[str, fl
     for a in assets:
         registry.register(a, NoOp())
     journal = Journal(folder / "journal.db")
-    engine = DispatchEngine(registry, EventBus(), journal, {a: AssetRating(a, "charger", 1e6) for a in assets}, lambda _: None)
+    engine = DispatchEngine(
+        registry, EventBus(), journal, {a: AssetRating(a, "charger", 1e6) for a in assets}, lambda _: None
+    )
     ticks = total // per_tick
-    plan = [Command.new("v1", assets[i % per_tick], CommandType.SET_CHARGE_RATE, float(i), T0 + timedelta(seconds=i // per_tick)) for i in range(ticks * per_tick)]
+    plan = [
+        Command.new(
+            "v1", assets[i % per_tick], CommandType.SET_CHARGE_RATE, float(i), T0 + timedelta(seconds=i // per_tick)
+        )
+        for i in range(ticks * per_tick)
+    ]
     started = time.perf_counter()
     engine.submit(plan, T0)
     submitted = time.perf_counter()
@@ -53,8 +60,14 @@ async def dispatch_rate(total: int, per_tick: int, folder: Path) -> dict[str, fl
     finished = time.perf_counter()
     journal.close()
     n = ticks * per_tick
-    return {"commands": n, "per_tick": per_tick, "submit_seconds": submitted - started, "dispatch_seconds": finished - submitted,
-            "commands_per_second": n / (finished - started), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "commands": n,
+        "per_tick": per_tick,
+        "submit_seconds": submitted - started,
+        "dispatch_seconds": finished - submitted,
+        "commands_per_second": n / (finished - started),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -74,10 +87,17 @@ async def rpc_latency(calls: int, folder: Path) -> dict[str, float]:
 
     root = Path(__file__).resolve().parents[1]
     config, base = load_node_config(root / "examples" / "nodes" / "depot.yaml")
-    config = config.model_copy(update={"node": config.node.model_copy(update={
-        "journal": str(folder / "node.db"), "tokens": [TokenConfig(token="bench", role="operator")]})})
+    config = config.model_copy(
+        update={
+            "node": config.node.model_copy(
+                update={"journal": str(folder / "node.db"), "tokens": [TokenConfig(token="bench", role="operator")]}
+            )
+        }
+    )
     # the depot day: its 20 EV sessions, at the start of the bundle's horizon
-    runtime, built = make_node(config, base, "127.0.0.1:0", insecure_loopback=True, clock=SimulatedClock(datetime(2025, 1, 15, 17, tzinfo=UTC)))
+    runtime, built = make_node(
+        config, base, "127.0.0.1:0", insecure_loopback=True, clock=SimulatedClock(datetime(2025, 1, 15, 17, tzinfo=UTC))
+    )
     for session in read_sessions(root / "examples" / "bundles" / "depot" / "sessions.csv", config.site):
         runtime.upsert_session(session)
     await start(built)
@@ -98,10 +118,14 @@ async def rpc_latency(calls: int, folder: Path) -> dict[str, float]:
             bare_ms.append(reply.solve_seconds * 1000)
     await stop(built, 0.1)
     runtime.close()
-    return {"get_status_p50_ms": _percentile(status_ms, 0.5), "get_status_p99_ms": _percentile(status_ms, 0.99),
-            "optimize_p50_ms": _percentile(optimize_ms, 0.5), "optimize_p99_ms": _percentile(optimize_ms, 0.99),
-            "bare_optimizer_p50_ms": _percentile(bare_ms, 0.5),
-            "optimize_over_bare": _percentile(optimize_ms, 0.5) / max(_percentile(bare_ms, 0.5), 1e-9)}
+    return {
+        "get_status_p50_ms": _percentile(status_ms, 0.5),
+        "get_status_p99_ms": _percentile(status_ms, 0.99),
+        "optimize_p50_ms": _percentile(optimize_ms, 0.5),
+        "optimize_p99_ms": _percentile(optimize_ms, 0.99),
+        "bare_optimizer_p50_ms": _percentile(bare_ms, 0.5),
+        "optimize_over_bare": _percentile(optimize_ms, 0.5) / max(_percentile(bare_ms, 0.5), 1e-9),
+    }
 
 
 def main() -> None:
@@ -118,16 +142,40 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "sitenode", "dispatch": result, "rpc": rpc}, indent=2) + "\n")
     latency = Table(title="RPC latency over loopback (depot example)")
-    for col in ("GetStatus p50 ms", "GetStatus p99 ms", "Optimize p50 ms", "Optimize p99 ms", "bare optimizer p50 ms", "Optimize / bare"):
+    for col in (
+        "GetStatus p50 ms",
+        "GetStatus p99 ms",
+        "Optimize p50 ms",
+        "Optimize p99 ms",
+        "bare optimizer p50 ms",
+        "Optimize / bare",
+    ):
         latency.add_column(col)
-    latency.add_row(*(f"{rpc[k]:.2f}" for k in ("get_status_p50_ms", "get_status_p99_ms", "optimize_p50_ms", "optimize_p99_ms",
-                                                 "bare_optimizer_p50_ms", "optimize_over_bare")))
+    latency.add_row(
+        *(
+            f"{rpc[k]:.2f}"
+            for k in (
+                "get_status_p50_ms",
+                "get_status_p99_ms",
+                "optimize_p50_ms",
+                "optimize_p99_ms",
+                "bare_optimizer_p50_ms",
+                "optimize_over_bare",
+            )
+        )
+    )
     Console().print(latency)
     table = Table(title=f"site node benchmark ({out})")
     for col in ("commands", "per tick", "submit s", "dispatch s", "commands/s", "peak RSS MB"):
         table.add_column(col)
-    table.add_row(str(result["commands"]), str(result["per_tick"]), f"{result['submit_seconds']:.2f}", f"{result['dispatch_seconds']:.2f}",
-                  f"{result['commands_per_second']:,.0f}", f"{result['peak_rss_mb']:.0f}")
+    table.add_row(
+        str(result["commands"]),
+        str(result["per_tick"]),
+        f"{result['submit_seconds']:.2f}",
+        f"{result['dispatch_seconds']:.2f}",
+        f"{result['commands_per_second']:,.0f}",
+        f"{result['peak_rss_mb']:.0f}",
+    )
     Console().print(table)
 
 

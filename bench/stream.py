@@ -164,17 +164,37 @@ class PortfolioProcess:
     def __init__(self, folder: Path, ping_interval: float, ping_timeout: float) -> None:
         self.folder = folder
         self.config = folder / "portfolio.yaml"
-        self.config.write_text(yaml.safe_dump({"portfolio": {
-            "store": "portfolio.db", "tokens": [{"token": TOKEN, "role": "operator"}], "step_minutes": STEP_MINUTES,
-            "horizon_steps": SOLVE_STEPS, "solve_period_seconds": 86_400, "schedule_valid_minutes": 60,
-            "ping_interval_seconds": ping_interval, "ping_timeout_seconds": ping_timeout}}))
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "portfolio": {
+                        "store": "portfolio.db",
+                        "tokens": [{"token": TOKEN, "role": "operator"}],
+                        "step_minutes": STEP_MINUTES,
+                        "horizon_steps": SOLVE_STEPS,
+                        "solve_period_seconds": 86_400,
+                        "schedule_valid_minutes": 60,
+                        "ping_interval_seconds": ping_interval,
+                        "ping_timeout_seconds": ping_timeout,
+                    }
+                }
+            )
+        )
         self.proc: subprocess.Popen | None = None
         self.port = 0
 
     def command(self) -> tuple[list[str], str]:
         """The command line, and the line it prints once serving (ending in the port)."""
-        return [*gridmesh_command(), "portfolio", "serve", "--config", str(self.config), "--insecure-loopback", "--listen",
-                "127.0.0.1:0"], "portfolio serving on port "
+        return [
+            *gridmesh_command(),
+            "portfolio",
+            "serve",
+            "--config",
+            str(self.config),
+            "--insecure-loopback",
+            "--listen",
+            "127.0.0.1:0",
+        ], "portfolio serving on port "
 
     async def open(self, timeout: float = 60.0) -> None:
         command, ready = self.command()
@@ -229,7 +249,10 @@ class SinkProcess(BareLinkProcess):
 
     def received_per_s(self, start: float, end: float) -> float:
         """Messages a second the sink counted between wall times `start` and `end`, by its own lines."""
-        counts = [(float(at), int(n)) for n, at in re.findall(r"^received (\d+) at ([0-9.]+)$", (self.folder / "portfolio.out").read_text(), re.M)]
+        counts = [
+            (float(at), int(n))
+            for n, at in re.findall(r"^received (\d+) at ([0-9.]+)$", (self.folder / "portfolio.out").read_text(), re.M)
+        ]
         inside = [(at, n) for at, n in counts if start <= at <= end]
         if len(inside) < 2:
             return float("nan")
@@ -241,13 +264,28 @@ class SinkProcess(BareLinkProcess):
 def site_snapshot(site_id: str, index: int, now: datetime) -> common_pb2.SiteSnapshot:
     """What `portfolio_convert.snapshot_out` would send for a small site: grid limits, fixed load, PV, flat tariff."""
     start = pd.Timestamp(now).floor(f"{STEP_MINUTES}min").to_pydatetime()
-    site = SiteConfig.model_validate({"site_id": site_id, "grid": {"import_limit_kw": 100.0, "export_limit_kw": 50.0}, "pv": {"curtailable": True}})
-    run = RunConfig.model_validate({"horizon": {"start": start.isoformat(), "step_minutes": STEP_MINUTES, "steps": SNAPSHOT_STEPS},
-                                    "tariff": {"energy_rates": [{"rate": 0.2, "schedule": {"start_time": "00:00", "end_time": "23:59"}}],
-                                               "export_rate": 0.05}})
-    msg = common_pb2.SiteSnapshot(site_id=site_id, taken_at=ts(now), soc_kwh=0.0, site_config_json=site.model_dump_json(exclude_none=True),
-                                  run_config_json=run.model_dump_json(exclude_none=True))
-    msg.load_forecast_kw.CopyFrom(pc.series(start, STEP_MINUTES, [20.0 + index % 7 + (k % 4) for k in range(SNAPSHOT_STEPS)]))
+    site = SiteConfig.model_validate(
+        {"site_id": site_id, "grid": {"import_limit_kw": 100.0, "export_limit_kw": 50.0}, "pv": {"curtailable": True}}
+    )
+    run = RunConfig.model_validate(
+        {
+            "horizon": {"start": start.isoformat(), "step_minutes": STEP_MINUTES, "steps": SNAPSHOT_STEPS},
+            "tariff": {
+                "energy_rates": [{"rate": 0.2, "schedule": {"start_time": "00:00", "end_time": "23:59"}}],
+                "export_rate": 0.05,
+            },
+        }
+    )
+    msg = common_pb2.SiteSnapshot(
+        site_id=site_id,
+        taken_at=ts(now),
+        soc_kwh=0.0,
+        site_config_json=site.model_dump_json(exclude_none=True),
+        run_config_json=run.model_dump_json(exclude_none=True),
+    )
+    msg.load_forecast_kw.CopyFrom(
+        pc.series(start, STEP_MINUTES, [20.0 + index % 7 + (k % 4) for k in range(SNAPSHOT_STEPS)])
+    )
     msg.pv_forecast_kw.CopyFrom(pc.series(start, STEP_MINUTES, [float(k % 12) for k in range(SNAPSHOT_STEPS)]))
     return msg
 
@@ -281,7 +319,9 @@ class SimNode:
 
     async def open(self) -> None:
         self.call = self.stub.Connect()
-        await self.send(portfolio_pb2.NodeMessage(hello=portfolio_pb2.Hello(site_id=self.site_id, software_version="bench")))
+        await self.send(
+            portfolio_pb2.NodeMessage(hello=portfolio_pb2.Hello(site_id=self.site_id, software_version="bench"))
+        )
         self.tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._heartbeat())]
         await asyncio.wait_for(self.welcomed.wait(), 60)
 
@@ -296,7 +336,9 @@ class SimNode:
                 elif kind == "schedule":
                     received = time.time()
                     version = message.schedule.schedule.version
-                    await self.send(portfolio_pb2.NodeMessage(ack=portfolio_pb2.ScheduleAck(version=version, accepted=True)))
+                    await self.send(
+                        portfolio_pb2.NodeMessage(ack=portfolio_pb2.ScheduleAck(version=version, accepted=True))
+                    )
                     self.schedules[version] = (received, time.time())
                 elif kind == "ping":
                     await self.send(portfolio_pb2.NodeMessage(pong=portfolio_pb2.Pong(nonce=message.ping.nonce)))
@@ -324,7 +366,9 @@ class SimNode:
             if ping_due(now, self.last_heard, self.last_ping, interval, math.inf):  # the bench's nodes never give up
                 nonce += 1
                 self.last_ping = now
-                await self.send(portfolio_pb2.NodeMessage(ping=portfolio_pb2.Ping(nonce=nonce, sent_at=ts(datetime.now(UTC)))))
+                await self.send(
+                    portfolio_pb2.NodeMessage(ping=portfolio_pb2.Ping(nonce=nonce, sent_at=ts(datetime.now(UTC))))
+                )
                 continue
             due = max(self.last_heard + 2 * interval, self.last_ping + interval)
             await asyncio.sleep(max(0.01, due - now))
@@ -340,8 +384,14 @@ class SimNode:
                 continue
             first = self.seq + 1
             self.seq += points
-            batch = portfolio_pb2.TelemetryBatch(points=[portfolio_pb2.TelemetryPoint(
-                seq=s, at=at, grid_import_kw=12.5, load_kw=20.0, pv_kw=7.5, soc_kwh=0.0) for s in range(first, first + points)])
+            batch = portfolio_pb2.TelemetryBatch(
+                points=[
+                    portfolio_pb2.TelemetryPoint(
+                        seq=s, at=at, grid_import_kw=12.5, load_kw=20.0, pv_kw=7.5, soc_kwh=0.0
+                    )
+                    for s in range(first, first + points)
+                ]
+            )
             await self.offer(portfolio_pb2.NodeMessage(telemetry=batch))
 
     async def close(self) -> None:
@@ -372,7 +422,10 @@ NODE_CHANNEL_OPTIONS = [*KEEPALIVE, ("grpc.use_local_subchannel_pool", 1)]  # on
 
 def sim_nodes(address: str, n: int, ping_interval: float) -> tuple[list[grpc.aio.Channel], list[SimNode]]:
     """N simulated nodes, STREAMS_PER_CHANNEL to a channel (not yet connected)."""
-    channels = [grpc.aio.insecure_channel(address, options=NODE_CHANNEL_OPTIONS) for _ in range(math.ceil(n / STREAMS_PER_CHANNEL))]
+    channels = [
+        grpc.aio.insecure_channel(address, options=NODE_CHANNEL_OPTIONS)
+        for _ in range(math.ceil(n / STREAMS_PER_CHANNEL))
+    ]
     return channels, [SimNode(f"site-{i:05d}", channels[i // STREAMS_PER_CHANNEL], ping_interval) for i in range(n)]
 
 
@@ -392,8 +445,9 @@ def stored_points(folder: Path) -> int:
         return db.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0]
 
 
-async def pump_telemetry(nodes: list[SimNode], pid: int, args: argparse.Namespace,
-                         taken: Callable[[], int] | None = None) -> tuple[int, float, float, float, float]:
+async def pump_telemetry(
+    nodes: list[SimNode], pid: int, args: argparse.Namespace, taken: Callable[[], int] | None = None
+) -> tuple[int, float, float, float, float]:
     """Every node pumps telemetry for `args.seconds`: (points the server took in during the
     window, the window's seconds, the server's CPU cores, this process's CPU cores, seconds
     until the backlog drained). `taken` counts what the server has taken in so far (by
@@ -410,7 +464,9 @@ async def pump_telemetry(nodes: list[SimNode], pid: int, args: argparse.Namespac
     server_cpu = (cpu_seconds(pid) - cpu0) / window_s
     bench_cpu = (time.process_time() - bench0) / window_s
     await asyncio.gather(*pumps)
-    drain_s = await until(lambda: all(node.acked_seq >= node.seq or node.ended for node in nodes), 120, "telemetry drain")
+    drain_s = await until(
+        lambda: all(node.acked_seq >= node.seq or node.ended for node in nodes), 120, "telemetry drain"
+    )
     return in_window, window_s, server_cpu, bench_cpu, drain_s
 
 
@@ -426,17 +482,26 @@ async def run_bare(n: int, args: argparse.Namespace, folder: Path, console: Cons
         await asyncio.sleep(1.0)
         acked, window_s, server_cpu, bench_cpu, _ = await pump_telemetry(nodes, server.pid, args)
         rate = acked / window_s / args.points
-        console.print(f"[{n}] bare grpc.aio link (no portfolio): {rate:,.0f} telemetry messages/s, server CPU {server_cpu:.0%} of a core, "
-                      f"bench CPU {bench_cpu:.0%}")
-        return {"messages_per_s": rate, "server_cpu_cores": server_cpu, "bench_cpu_cores": bench_cpu,
-                "dropped": sum(1 for node in nodes if node.ended)}
+        console.print(
+            f"[{n}] bare grpc.aio link (no portfolio): {rate:,.0f} telemetry messages/s, server CPU {server_cpu:.0%} of a core, "
+            f"bench CPU {bench_cpu:.0%}"
+        )
+        return {
+            "messages_per_s": rate,
+            "server_cpu_cores": server_cpu,
+            "bench_cpu_cores": bench_cpu,
+            "dropped": sum(1 for node in nodes if node.ended),
+        }
     finally:
         await close_all(nodes, channels)
         server.close()
 
 
-SINK_MESSAGE = portfolio_pb2.NodeMessage(telemetry=portfolio_pb2.TelemetryBatch(points=[portfolio_pb2.TelemetryPoint(
-    seq=1, grid_import_kw=12.5, load_kw=20.0, pv_kw=7.5, soc_kwh=0.0)]))
+SINK_MESSAGE = portfolio_pb2.NodeMessage(
+    telemetry=portfolio_pb2.TelemetryBatch(
+        points=[portfolio_pb2.TelemetryPoint(seq=1, grid_import_kw=12.5, load_kw=20.0, pv_kw=7.5, soc_kwh=0.0)]
+    )
+)
 
 
 def feed_one_stream(address: str, seconds: float) -> None:
@@ -456,7 +521,10 @@ def feed_one_stream(address: str, seconds: float) -> None:
 
 async def feed_streams(address: str, n: int, seconds: float) -> None:
     """N grpc.aio streams (STREAMS_PER_CHANNEL to a channel), each writing as fast as grpc takes it."""
-    channels = [grpc.aio.insecure_channel(address, options=NODE_CHANNEL_OPTIONS) for _ in range(math.ceil(n / STREAMS_PER_CHANNEL))]
+    channels = [
+        grpc.aio.insecure_channel(address, options=NODE_CHANNEL_OPTIONS)
+        for _ in range(math.ceil(n / STREAMS_PER_CHANNEL))
+    ]
     end = time.monotonic() + seconds
 
     async def one(channel: grpc.aio.Channel) -> None:
@@ -498,14 +566,23 @@ async def run_sink(n: int, args: argparse.Namespace, folder: Path, console: Cons
             rate = sink.received_per_s(started + 0.5, started + seconds - 0.2)
         finally:
             sink.close()
-        out[name] = {"streams": streams, "messages_per_s": rate, "server_cpu_cores": server_cpu, "bench_cpu_cores": bench_cpu,
-                     "server_us_per_message": server_cpu / rate * 1e6 if rate > 0 else float("nan")}
-        console.print(f"[{n}] grpc.aio sink (counts, sends nothing), {streams} stream{'s' if streams > 1 else ''}: {rate:,.0f} messages/s, "
-                      f"server CPU {server_cpu:.0%} of a core ({out[name]['server_us_per_message']:.0f} us a message), bench CPU {bench_cpu:.0%}")
+        out[name] = {
+            "streams": streams,
+            "messages_per_s": rate,
+            "server_cpu_cores": server_cpu,
+            "bench_cpu_cores": bench_cpu,
+            "server_us_per_message": server_cpu / rate * 1e6 if rate > 0 else float("nan"),
+        }
+        console.print(
+            f"[{n}] grpc.aio sink (counts, sends nothing), {streams} stream{'s' if streams > 1 else ''}: {rate:,.0f} messages/s, "
+            f"server CPU {server_cpu:.0%} of a core ({out[name]['server_us_per_message']:.0f} us a message), bench CPU {bench_cpu:.0%}"
+        )
     return out
 
 
-async def operator_solve(api: portfolio_pb2_grpc.PortfolioStub, nodes: list[SimNode], portfolio: PortfolioProcess) -> dict:
+async def operator_solve(
+    api: portfolio_pb2_grpc.PortfolioStub, nodes: list[SimNode], portfolio: PortfolioProcess
+) -> dict:
     """One operator `Portfolio.Solve`, and when each node received and acked its schedule, from the solve's end.
 
     This process's garbage collector waits meanwhile: a thousand simulated nodes share one
@@ -518,12 +595,20 @@ async def operator_solve(api: portfolio_pb2_grpc.PortfolioStub, nodes: list[SimN
             report = (await api.Solve(portfolio_pb2.SolveRequest(), metadata=META, timeout=600)).report
             returned_at = time.time()
             version = f"pf-{report.solve_id}"
-            await until(lambda: all(version in node.schedules or node.ended for node in nodes), 120, "schedule acks", every=0.01)
+            await until(
+                lambda: all(version in node.schedules or node.ended for node in nodes), 120, "schedule acks", every=0.01
+            )
     finally:
         gc.enable()
     # the hub's own account of the solve's parts (problems, solver, encoding, storing, pushing)
-    hub_line = next((line.split(f"solve {report.solve_id}: ", 1)[1] for line in portfolio.log_tail(400).splitlines()
-                     if f"solve {report.solve_id}: " in line), "")
+    hub_line = next(
+        (
+            line.split(f"solve {report.solve_id}: ", 1)[1]
+            for line in portfolio.log_tail(400).splitlines()
+            if f"solve {report.solve_id}: " in line
+        ),
+        "",
+    )
     built = re.search(r"problems ([0-9.]+) s", hub_line)
     build_s = float(built.group(1)) if built else 0.0
     # the portfolio's clock when its solver returned; before the report said so, the start
@@ -536,12 +621,27 @@ async def operator_solve(api: portfolio_pb2_grpc.PortfolioStub, nodes: list[SimN
     # simulated nodes (one process here, each its own machine in a fleet) hold the figure too
     push_cores = sampler.cores(end, end + max(acks, default=0.0))
     first_cores = sampler.cores(end, end + min(received, default=0.0))
-    return {"solve_id": report.solve_id, "status": report.status, "sites": len(report.sites), "steps": report.steps,
-            "solver_seconds": report.seconds, "problems_built_seconds": build_s,
-            "before_solver_s": end - report.seconds - build_s - epoch(report.at), "solve_rpc_seconds": returned_at - sent_at, "rpc_return_after_end_s": returned_at - end,
-            "acked_nodes": len(got), "ack_p50_s": pct(acks, 0.5), "ack_p99_s": pct(acks, 0.99), "ack_max_s": max(acks, default=float("nan")),
-            "first_received_after_end_s": min(received, default=float("nan")), "last_received_after_end_s": max(received, default=float("nan")),
-            "cores_until_last_ack": push_cores, "cores_until_first_received": first_cores, "received_p10_p50_p90_s": [pct(received, q) for q in (0.1, 0.5, 0.9)], "hub_breakdown": hub_line}
+    return {
+        "solve_id": report.solve_id,
+        "status": report.status,
+        "sites": len(report.sites),
+        "steps": report.steps,
+        "solver_seconds": report.seconds,
+        "problems_built_seconds": build_s,
+        "before_solver_s": end - report.seconds - build_s - epoch(report.at),
+        "solve_rpc_seconds": returned_at - sent_at,
+        "rpc_return_after_end_s": returned_at - end,
+        "acked_nodes": len(got),
+        "ack_p50_s": pct(acks, 0.5),
+        "ack_p99_s": pct(acks, 0.99),
+        "ack_max_s": max(acks, default=float("nan")),
+        "first_received_after_end_s": min(received, default=float("nan")),
+        "last_received_after_end_s": max(received, default=float("nan")),
+        "cores_until_last_ack": push_cores,
+        "cores_until_first_received": first_cores,
+        "received_p10_p50_p90_s": [pct(received, q) for q in (0.1, 0.5, 0.9)],
+        "hub_breakdown": hub_line,
+    }
 
 
 # ---- one run ---------------------------------------------------------------------------
@@ -573,20 +673,30 @@ async def run_nodes(n: int, args: argparse.Namespace, folder: Path, console: Con
         await asyncio.sleep(2.0)  # a couple of ping rounds: the steady state of idle streams
         rss_after = rss_kib(portfolio.pid)
         kib = (rss_after - rss_before) / n
-        console.print(f"[{n}] {n} streams welcomed in {connect_s:.2f} s; RSS {rss_before / 1024:.1f} -> {rss_after / 1024:.1f} MiB")
+        console.print(
+            f"[{n}] {n} streams welcomed in {connect_s:.2f} s; RSS {rss_before / 1024:.1f} -> {rss_after / 1024:.1f} MiB"
+        )
 
         # 2. telemetry ingestion
-        stored_in_window, window_s, portfolio_cpu, bench_cpu, drain_s = await pump_telemetry(nodes, portfolio.pid, args,
-                                                                                             lambda: stored_points(folder))
+        stored_in_window, window_s, portfolio_cpu, bench_cpu, drain_s = await pump_telemetry(
+            nodes, portfolio.pid, args, lambda: stored_points(folder)
+        )
         sent, stored = sum(node.seq for node in nodes), stored_points(folder)
         points_per_s = stored_in_window / window_s
-        console.print(f"[{n}] telemetry: {stored_in_window:,} points stored in {window_s:.1f} s ({points_per_s:,.0f}/s), portfolio CPU "
-                      f"{portfolio_cpu:.0%} of a core, bench CPU {bench_cpu:.0%}; {sent:,} sent, {stored:,} stored after a {drain_s:.1f} s drain")
+        console.print(
+            f"[{n}] telemetry: {stored_in_window:,} points stored in {window_s:.1f} s ({points_per_s:,.0f}/s), portfolio CPU "
+            f"{portfolio_cpu:.0%} of a core, bench CPU {bench_cpu:.0%}; {sent:,} sent, {stored:,} stored after a {drain_s:.1f} s drain"
+        )
 
         # 3. schedule push: snapshots, the snapshot-triggered solves settle, then the operator's Solve
         now = datetime.now(UTC)
         started = time.perf_counter()
-        await asyncio.gather(*(node.offer(portfolio_pb2.NodeMessage(snapshot=site_snapshot(node.site_id, i, now))) for i, node in enumerate(nodes)))
+        await asyncio.gather(
+            *(
+                node.offer(portfolio_pb2.NodeMessage(snapshot=site_snapshot(node.site_id, i, now)))
+                for i, node in enumerate(nodes)
+            )
+        )
         settled: list[str] = []
 
         async def all_solved() -> bool:
@@ -605,7 +715,9 @@ async def run_nodes(n: int, args: argparse.Namespace, folder: Path, console: Con
 
         while not await all_solved():
             if time.perf_counter() - started > args.settle_timeout:
-                raise TimeoutError(f"the snapshot-triggered solves did not settle within {args.settle_timeout} s: {portfolio.log_tail()}")
+                raise TimeoutError(
+                    f"the snapshot-triggered solves did not settle within {args.settle_timeout} s: {portfolio.log_tail()}"
+                )
             await asyncio.sleep(0.2)
         settle_s = time.perf_counter() - started
         await asyncio.sleep(0.5)
@@ -617,10 +729,12 @@ async def run_nodes(n: int, args: argparse.Namespace, folder: Path, console: Con
                 await asyncio.sleep(2.0)  # the acks of the solve before are in and stored
             solves.append(await operator_solve(api, nodes, portfolio))
             one = solves[-1]
-            console.print(f"[{n}] Solve {k + 1}/{args.solves}: {one['status']}, {one['sites']} sites, solver {one['solver_seconds']:.2f} s; "
-                          f"{one['acked_nodes']} acks p50 {one['ack_p50_s']:.3f} s p99 {one['ack_p99_s']:.3f} s max {one['ack_max_s']:.3f} s; "
-                          f"first received {one['first_received_after_end_s']:.3f} s; {one['before_solver_s']:.3f} s ran before the solver; until the last ack, cores "
-                          + ", ".join(f"{k} {v:.2f}" for k, v in one["cores_until_last_ack"].items()))
+            console.print(
+                f"[{n}] Solve {k + 1}/{args.solves}: {one['status']}, {one['sites']} sites, solver {one['solver_seconds']:.2f} s; "
+                f"{one['acked_nodes']} acks p50 {one['ack_p50_s']:.3f} s p99 {one['ack_p99_s']:.3f} s max {one['ack_max_s']:.3f} s; "
+                f"first received {one['first_received_after_end_s']:.3f} s; {one['before_solver_s']:.3f} s ran before the solver; until the last ack, cores "
+                + ", ".join(f"{k} {v:.2f}" for k, v in one["cores_until_last_ack"].items())
+            )
             console.print(f"[{n}] hub: {one['hub_breakdown']}")
         ended = [f"{node.site_id}: {node.ended}" for node in nodes if node.ended]
 
@@ -638,22 +752,42 @@ async def run_nodes(n: int, args: argparse.Namespace, folder: Path, console: Con
             "ack_p99_s_worst": max(one["ack_p99_s"] for one in solves),
             "solve_seconds": median("solver_seconds"),
             "goals": {},
-            "memory": {"rss_before_kib": rss_before, "rss_after_kib": rss_after, "connect_seconds": connect_s, "channels": len(node_channels)},
-            "telemetry": {"window_seconds": window_s, "points_per_message": args.points, "window_messages_per_node": args.window,
-                          "points_stored_in_window": stored_in_window, "points_sent": sent, "points_stored": stored, "drain_seconds": drain_s,
-                          "portfolio_cpu_cores": portfolio_cpu, "bench_cpu_cores": bench_cpu,
-                          "measure": "telemetry rows the store gained during the window / window seconds; after the window every node "
-                                     "waits for its acks to cover all it sent (the drain)"},
-            "schedule": {"solves": solves, "settle_seconds": settle_s, "settled_solve": settled[-1] if settled else "",
-                         "measure": "per node: wall time its ack was written - report.solved_at (the portfolio's wall clock when its solver "
-                                    "returned); the ack figures at the top are the median over the solves"},
-            "streams_dropped": len(ended), "streams_dropped_first": ended[:3],
+            "memory": {
+                "rss_before_kib": rss_before,
+                "rss_after_kib": rss_after,
+                "connect_seconds": connect_s,
+                "channels": len(node_channels),
+            },
+            "telemetry": {
+                "window_seconds": window_s,
+                "points_per_message": args.points,
+                "window_messages_per_node": args.window,
+                "points_stored_in_window": stored_in_window,
+                "points_sent": sent,
+                "points_stored": stored,
+                "drain_seconds": drain_s,
+                "portfolio_cpu_cores": portfolio_cpu,
+                "bench_cpu_cores": bench_cpu,
+                "measure": "telemetry rows the store gained during the window / window seconds; after the window every node "
+                "waits for its acks to cover all it sent (the drain)",
+            },
+            "schedule": {
+                "solves": solves,
+                "settle_seconds": settle_s,
+                "settled_solve": settled[-1] if settled else "",
+                "measure": "per node: wall time its ack was written - report.solved_at (the portfolio's wall clock when its solver "
+                "returned); the ack figures at the top are the median over the solves",
+            },
+            "streams_dropped": len(ended),
+            "streams_dropped_first": ended[:3],
         }
         result["goals"] = {
             "kib_per_connection <= 200": kib <= GOALS["kib_per_connection"],
-            "telemetry_messages_per_s >= 15000": result["telemetry_messages_per_s"] >= GOALS["telemetry_messages_per_s"],
+            "telemetry_messages_per_s >= 15000": result["telemetry_messages_per_s"]
+            >= GOALS["telemetry_messages_per_s"],
             # a dropped node never acked: missed
-            "ack_p99_s <= 0.5": all(one["acked_nodes"] == n for one in solves) and result["ack_p99_s"] <= GOALS["ack_p99_s"],
+            "ack_p99_s <= 0.5": all(one["acked_nodes"] == n for one in solves)
+            and result["ack_p99_s"] <= GOALS["ack_p99_s"],
         }
         return result
     finally:
@@ -687,14 +821,22 @@ def push_breakdown(folder: Path, sites: int = 50) -> dict[str, float]:
     now = datetime.now(UTC)
     msgs = [site_snapshot(f"site-{i:05d}", i, now) for i in range(sites)]
     store = PortfolioStore(folder / "push.db")
-    out = {"snapshot_in_and_check_us": _per_item(lambda i: check_snapshot(pc.snapshot_in(msgs[i]), msgs[i].site_id, STEP_MINUTES), sites),
-           "store_save_snapshot_us": _per_item(lambda i: store.save_snapshot(msgs[i].site_id, msgs[i].SerializeToString(), now), sites)}
+    out = {
+        "snapshot_in_and_check_us": _per_item(
+            lambda i: check_snapshot(pc.snapshot_in(msgs[i]), msgs[i].site_id, STEP_MINUTES), sites
+        ),
+        "store_save_snapshot_us": _per_item(
+            lambda i: store.save_snapshot(msgs[i].site_id, msgs[i].SerializeToString(), now), sites
+        ),
+    }
     snaps = {m.site_id: pc.snapshot_in(m) for m in msgs}
     horizon = common_horizon(snaps, now, STEP_MINUTES, SOLVE_STEPS)
     assert horizon is not None
     ids = list(snaps)
     problems = {}
-    out["problem_build_us"] = _per_item(lambda i: problems.__setitem__(ids[i], snaps[ids[i]].problem(horizon.start, horizon.steps)), sites)
+    out["problem_build_us"] = _per_item(
+        lambda i: problems.__setitem__(ids[i], snaps[ids[i]].problem(horizon.start, horizon.steps)), sites
+    )
     started = time.perf_counter()
     plan = MonolithicSolver().solve(problems, [], [])
     out["solver_us"] = (time.perf_counter() - started) / sites * 1e6
@@ -702,9 +844,19 @@ def push_breakdown(folder: Path, sites: int = 50) -> dict[str, float]:
     built: list = []
     encoder = pc.SetpointEncoder("pf-bench", horizon.start, horizon.step_minutes, now)
     # as the hub does for a part no worker encoded: the body, then the solve's shared bytes joined to it
-    out["setpoint_schedule_us"] = _per_item(lambda i: built.append(encoder.from_body(pc.schedule_body(
-        parts[i].plan.schedule.columns.tolist(), parts[i].plan.schedule.to_numpy(dtype=float), parts[i].plan.charger_assignment),
-        parts[i].import_share_kw)[1]), sites)
+    out["setpoint_schedule_us"] = _per_item(
+        lambda i: built.append(
+            encoder.from_body(
+                pc.schedule_body(
+                    parts[i].plan.schedule.columns.tolist(),
+                    parts[i].plan.schedule.to_numpy(dtype=float),
+                    parts[i].plan.charger_assignment,
+                ),
+                parts[i].import_share_kw,
+            )[1]
+        ),
+        sites,
+    )
     started = time.perf_counter()
     store.issue_schedules([(ids[i], "pf-bench", horizon.start, now, built[i]) for i in range(sites)], now)
     out["store_issue_schedule_us"] = (time.perf_counter() - started) / sites * 1e6
@@ -721,13 +873,31 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="telemetry phase length")
     parser.add_argument("--points", type=int, default=1, help="telemetry points per message")
     parser.add_argument("--window", type=int, default=64, help="telemetry messages in flight per node, at most")
-    parser.add_argument("--ping-interval", type=float, default=1.0, help="portfolio's and nodes' ping interval (service default 1 s)")
-    parser.add_argument("--ping-timeout", type=float, default=30.0,
-                        help="portfolio's ping timeout; the service's default 3 s drops streams at 1,000 nodes while snapshots and solves block its loop")
-    parser.add_argument("--solves", type=int, default=5, help="operator solves per N (the ack figures are their median)")
-    parser.add_argument("--settle-timeout", type=float, default=180.0, help="how long the snapshot-triggered solves may take")
-    parser.add_argument("--skip-bare", action="store_true", help="skip the telemetry ceiling of a bare grpc.aio link (bench/bare_link.py)")
-    parser.add_argument("--keep", metavar="DIR", help="run in DIR (the portfolios' logs and stores stay there) instead of a temporary folder")
+    parser.add_argument(
+        "--ping-interval", type=float, default=1.0, help="portfolio's and nodes' ping interval (service default 1 s)"
+    )
+    parser.add_argument(
+        "--ping-timeout",
+        type=float,
+        default=30.0,
+        help="portfolio's ping timeout; the service's default 3 s drops streams at 1,000 nodes while snapshots and solves block its loop",
+    )
+    parser.add_argument(
+        "--solves", type=int, default=5, help="operator solves per N (the ack figures are their median)"
+    )
+    parser.add_argument(
+        "--settle-timeout", type=float, default=180.0, help="how long the snapshot-triggered solves may take"
+    )
+    parser.add_argument(
+        "--skip-bare",
+        action="store_true",
+        help="skip the telemetry ceiling of a bare grpc.aio link (bench/bare_link.py)",
+    )
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="run in DIR (the portfolios' logs and stores stay there) instead of a temporary folder",
+    )
     parser.add_argument("--out", default="bench/results/stream.json")
     args = parser.parse_args()
     console = Console(width=max(Console().width, 150))
@@ -748,30 +918,67 @@ def main() -> None:
             results.append(result)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "stream", "results": results, "push_breakdown_us_per_site": costs,
-                               "config": {k: v for k, v in vars(args).items() if k != "out"}}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "stream",
+                "results": results,
+                "push_breakdown_us_per_site": costs,
+                "config": {k: v for k, v in vars(args).items() if k != "out"},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
     def mark(ok: bool) -> str:
         return "[green]met[/green]" if ok else "[red]missed[/red]"
 
     table = Table(title=f"portfolio stream benchmark ({out})")
-    for col in ("nodes", "KiB/conn", "telemetry msg/s", "bare grpc.aio msg/s", "sink 1 stream", "sink N streams", "ack p50 s", "ack p99 s",
-                "worst p99 s", "solve s", "dropped", "<= 200 KiB", ">= 15k msg/s", "p99 <= 0.5 s"):
+    for col in (
+        "nodes",
+        "KiB/conn",
+        "telemetry msg/s",
+        "bare grpc.aio msg/s",
+        "sink 1 stream",
+        "sink N streams",
+        "ack p50 s",
+        "ack p99 s",
+        "worst p99 s",
+        "solve s",
+        "dropped",
+        "<= 200 KiB",
+        ">= 15k msg/s",
+        "p99 <= 0.5 s",
+    ):
         table.add_column(col)
     for r in results:
         g = list(r["goals"].values())
         sink = r.get("grpc_sink", {})
-        table.add_row(str(r["nodes"]), f"{r['kib_per_connection']:.1f}", f"{r['telemetry_messages_per_s']:,.0f}",
-                      f"{r['bare_link']['messages_per_s']:,.0f}" if "bare_link" in r else "-",
-                      *(f"{sink[k]['messages_per_s']:,.0f}" if k in sink else "-" for k in ("one_stream", "n_streams")),
-                      f"{r['ack_p50_s']:.3f}", f"{r['ack_p99_s']:.3f}", f"{r['ack_p99_s_worst']:.3f}", f"{r['solve_seconds']:.2f}", str(r["streams_dropped"]), *(mark(ok) for ok in g))
+        table.add_row(
+            str(r["nodes"]),
+            f"{r['kib_per_connection']:.1f}",
+            f"{r['telemetry_messages_per_s']:,.0f}",
+            f"{r['bare_link']['messages_per_s']:,.0f}" if "bare_link" in r else "-",
+            *(f"{sink[k]['messages_per_s']:,.0f}" if k in sink else "-" for k in ("one_stream", "n_streams")),
+            f"{r['ack_p50_s']:.3f}",
+            f"{r['ack_p99_s']:.3f}",
+            f"{r['ack_p99_s_worst']:.3f}",
+            f"{r['solve_seconds']:.2f}",
+            str(r["streams_dropped"]),
+            *(mark(ok) for ok in g),
+        )
     console.print(table)
-    console.print("bare grpc.aio: the same nodes' telemetry against bench/bare_link.py, which acks every message at once and does nothing "
-                  "else (server and nodes share the machine's cores; the portfolio acks a site at most every 0.5 s). sink: bench/bare_link.py "
-                  "--sink, which only counts what it is sent, fed by one stream from grpc's synchronous client and by N grpc.aio streams "
-                  "writing without waiting: the most a grpc.aio server takes in here.")
-    console.print("ack latency: per node, wall time its ack was written - the solve report's solved_at (when the solver returned); "
-                  f"p50 and p99 are the median over {args.solves} operator solves, worst p99 the largest.")
+    console.print(
+        "bare grpc.aio: the same nodes' telemetry against bench/bare_link.py, which acks every message at once and does nothing "
+        "else (server and nodes share the machine's cores; the portfolio acks a site at most every 0.5 s). sink: bench/bare_link.py "
+        "--sink, which only counts what it is sent, fed by one stream from grpc's synchronous client and by N grpc.aio streams "
+        "writing without waiting: the most a grpc.aio server takes in here."
+    )
+    console.print(
+        "ack latency: per node, wall time its ack was written - the solve report's solved_at (when the solver returned); "
+        f"p50 and p99 are the median over {args.solves} operator solves, worst p99 the largest."
+    )
     for title, values in (("snapshot receipt and solve push, per site, in-process (us)", costs),):
         parts = Table(title=title)
         for key in values:

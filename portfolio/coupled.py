@@ -157,8 +157,14 @@ class CoupledSolver(Protocol):
     (keyword, default 0: no charge); see the module doc.
     """
 
-    def solve(self, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder], events: Sequence[FlexEvent], *,
-              coincident_peak_price_per_kw: float = 0.0) -> PortfolioPlan: ...
+    def solve(
+        self,
+        problems: Mapping[str, SiteProblem],
+        feeders: Sequence[Feeder],
+        events: Sequence[FlexEvent],
+        *,
+        coincident_peak_price_per_kw: float = 0.0,
+    ) -> PortfolioPlan: ...
 
 
 @dataclass(frozen=True)
@@ -180,19 +186,33 @@ class MonolithicSolver:
         self.time_limit_seconds = time_limit_seconds
         self.threads = threads
 
-    def solve(self, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder], events: Sequence[FlexEvent], *,
-              coincident_peak_price_per_kw: float = 0.0) -> PortfolioPlan:
+    def solve(
+        self,
+        problems: Mapping[str, SiteProblem],
+        feeders: Sequence[Feeder],
+        events: Sequence[FlexEvent],
+        *,
+        coincident_peak_price_per_kw: float = 0.0,
+    ) -> PortfolioPlan:
         started = time.perf_counter()
         index = common_index(problems)
         price = check_peak_price(coincident_peak_price_per_kw)
         live = [e for e in events if e.state is not FlexState.CANCELLED]
         if not problems:
             return PortfolioPlan(
-                index=index, sites={}, objective=0.0, alone_objective=0.0, coupling_cost=0.0,
+                index=index,
+                sites={},
+                objective=0.0,
+                alone_objective=0.0,
+                coupling_cost=0.0,
                 feeders=tuple(CapCheck(f.feeder_id, 0.0, True, 0) for f in feeders),
                 events=tuple(TargetCheck(e.event_id, str(e.kind), 0.0, True) for e in live),
-                relaxed=(), status=str(SolverStatus.OPTIMAL), seconds=time.perf_counter() - started,
-                num_cols=0, num_rows=0, bound=0.0,
+                relaxed=(),
+                status=str(SolverStatus.OPTIMAL),
+                seconds=time.perf_counter() - started,
+                num_cols=0,
+                num_rows=0,
+                bound=0.0,
             )
         # each site alone: its cost without the portfolio, and the REDUCE_BY baselines
         alone = {sid: optimize_site(p, threads=self.threads) for sid, p in problems.items()}
@@ -222,7 +242,9 @@ class MonolithicSolver:
 
         solving = time.perf_counter()
         stages, relaxed = solve_lexicographic(
-            DirectStages(model, costs, slacks, np.flatnonzero(matrix.integrality)), self.time_limit_seconds, PORTFOLIO_ORDER
+            DirectStages(model, costs, slacks, np.flatnonzero(matrix.integrality)),
+            self.time_limit_seconds,
+            PORTFOLIO_ORDER,
         )
         solve_s = time.perf_counter() - solving
         final = stages[-1]
@@ -230,12 +252,23 @@ class MonolithicSolver:
 
         extracting = time.perf_counter()
         result = SolveResult(
-            status=final.status, objective=final.objective, bound=final.bound, gap=final.gap,
-            build_seconds=build_s, solve_seconds=solve_s, extract_seconds=0.0,
-            highs_seconds=sum(s.seconds for s in stages), num_cols=matrix.num_cols, num_rows=matrix.num_rows,
-            num_nonzeros=matrix.num_nonzeros, num_integer=int(matrix.integrality.sum()), engine="highs-monolithic",
-            solver_version=VERSION, time_limit_seconds=self.time_limit_seconds if model.has_integers else None,
-            mip_rel_gap=gap if model.has_integers else None, stages=tuple(stages),
+            status=final.status,
+            objective=final.objective,
+            bound=final.bound,
+            gap=final.gap,
+            build_seconds=build_s,
+            solve_seconds=solve_s,
+            extract_seconds=0.0,
+            highs_seconds=sum(s.seconds for s in stages),
+            num_cols=matrix.num_cols,
+            num_rows=matrix.num_rows,
+            num_nonzeros=matrix.num_nonzeros,
+            num_integer=int(matrix.integrality.sum()),
+            engine="highs-monolithic",
+            solver_version=VERSION,
+            time_limit_seconds=self.time_limit_seconds if model.has_integers else None,
+            mip_rel_gap=gap if model.has_integers else None,
+            stages=tuple(stages),
         )
         parts = {sid: _site_plan(problems[sid], cols[sid], span[sid], x, costs, relaxed, result) for sid in problems}
         frames = {sid: plan.schedule for sid, plan in parts.items()}
@@ -258,11 +291,23 @@ class MonolithicSolver:
         objective = float(sum(s.coupled_cost for s in sites.values())) + price * peak
         alone_objective = float(sum(s.alone_cost for s in sites.values())) + price * alone_peak
         return PortfolioPlan(
-            index=index, sites=sites, objective=objective, alone_objective=alone_objective,
-            coupling_cost=objective - alone_objective, feeders=cap_checks, events=target_checks, relaxed=relaxed,
-            status=str(final.status), seconds=time.perf_counter() - started, num_cols=matrix.num_cols,
-            num_rows=matrix.num_rows, bound=final.bound, gap=final.gap,
-            peak_kw=peak, peak_charge=price * peak, alone_peak_kw=alone_peak,
+            index=index,
+            sites=sites,
+            objective=objective,
+            alone_objective=alone_objective,
+            coupling_cost=objective - alone_objective,
+            feeders=cap_checks,
+            events=target_checks,
+            relaxed=relaxed,
+            status=str(final.status),
+            seconds=time.perf_counter() - started,
+            num_cols=matrix.num_cols,
+            num_rows=matrix.num_rows,
+            bound=final.bound,
+            gap=final.gap,
+            peak_kw=peak,
+            peak_charge=price * peak,
+            alone_peak_kw=alone_peak,
         )
 
 
@@ -309,7 +354,9 @@ def feeder_coupling(feeder: Feeder, problems: Mapping[str, SiteProblem], steps: 
     return Coupling(feeder.feeder_id, present, np.arange(steps), caps, net=True)
 
 
-def event_coupling(event: FlexEvent, problems: Mapping[str, SiteProblem], index: pd.DatetimeIndex, baseline: dict[str, np.ndarray]) -> Coupling:
+def event_coupling(
+    event: FlexEvent, problems: Mapping[str, SiteProblem], index: pd.DatetimeIndex, baseline: dict[str, np.ndarray]
+) -> Coupling:
     present = tuple(s for s in (event.site_ids or problems) if s in problems)
     window = np.flatnonzero([event.covers(t.to_pydatetime()) for t in index])
     if event.kind is FlexKind.CAP_AT:
@@ -349,8 +396,13 @@ def _add_peak(lp: LinearProgram, cols: dict[str, SiteColumns], steps: int, price
 
 
 def _site_plan(
-    problem: SiteProblem, cols: SiteColumns, span: tuple[int, int], x: np.ndarray | None,
-    costs: dict[str, np.ndarray], relaxed: tuple[str, ...], result: SolveResult,
+    problem: SiteProblem,
+    cols: SiteColumns,
+    span: tuple[int, int],
+    x: np.ndarray | None,
+    costs: dict[str, np.ndarray],
+    relaxed: tuple[str, ...],
+    result: SolveResult,
 ) -> Plan:
     """The site's part, shaped exactly like the Plan `optimize_site` returns."""
     if x is None:
@@ -393,7 +445,9 @@ def check_target(event: FlexEvent, c: Coupling, frames: dict[str, pd.DataFrame])
     return TargetCheck(event.event_id, str(event.kind), worst, holds)
 
 
-def import_shares(problems: Mapping[str, SiteProblem], feeders: list[Coupling], frames: dict[str, pd.DataFrame]) -> dict[str, np.ndarray]:
+def import_shares(
+    problems: Mapping[str, SiteProblem], feeders: list[Coupling], frames: dict[str, pd.DataFrame]
+) -> dict[str, np.ndarray]:
     """The import limit each node keeps when it plans alone, per step.
 
     Under a feeder: its planned net import (never below zero: a node cannot count on its
@@ -408,7 +462,10 @@ def import_shares(problems: Mapping[str, SiteProblem], feeders: list[Coupling], 
     for c in feeders:
         if not c.site_ids:
             continue
-        base = {sid: np.clip(frames[sid][GRID_IMPORT].to_numpy() - frames[sid][GRID_EXPORT].to_numpy(), 0.0, None) for sid in c.site_ids}
+        base = {
+            sid: np.clip(frames[sid][GRID_IMPORT].to_numpy() - frames[sid][GRID_EXPORT].to_numpy(), 0.0, None)
+            for sid in c.site_ids
+        }
         total = sum(base.values())
         bound = np.clip(c.bound, 0.0, None)
         headroom = np.clip(bound - total, 0.0, None) / len(c.site_ids)
@@ -416,4 +473,3 @@ def import_shares(problems: Mapping[str, SiteProblem], feeders: list[Coupling], 
         for sid in c.site_ids:
             shares[sid] = np.minimum(shares[sid], base[sid] * scale + headroom)
     return shares
-

@@ -285,26 +285,41 @@ class SiteBatch:
             cols = add_site(lp, problem)
             matrix = lp.matrix()
             cfg = problem.solver
-            model = HighsModel(matrix, time_limit_seconds=cfg.time_limit_seconds, mip_rel_gap=cfg.mip_rel_gap, threads=threads)
+            model = HighsModel(
+                matrix, time_limit_seconds=cfg.time_limit_seconds, mip_rel_gap=cfg.mip_rel_gap, threads=threads
+            )
             costs = {name: lp.cost(name) for name in (COST, OVER, SHORTFALL, BREACH)}
             integers = np.flatnonzero(matrix.integrality)
-            stages, relaxed = solve_lexicographic(DirectStages(model, costs, cols.slacks, integers), cfg.time_limit_seconds)
+            stages, relaxed = solve_lexicographic(
+                DirectStages(model, costs, cols.slacks, integers), cfg.time_limit_seconds
+            )
             final = stages[-1]
             x = model.values() if final.status.has_solution else None
             pricing = model
             if model.has_integers:
-                pricing = HighsModel(dataclasses.replace(matrix, integrality=np.zeros_like(matrix.integrality)), threads=threads)
+                pricing = HighsModel(
+                    dataclasses.replace(matrix, integrality=np.zeros_like(matrix.integrality)), threads=threads
+                )
                 pricing.set_objective(costs[COST])
                 pricing.fix_zero(cols.slacks)
             frame = schedule_frame(problem, cols, x)
             self.sites[sid] = _Site(problem, cols, model, pricing, costs[COST], x, tuple(relaxed))
-            out.append(Alone(
-                site_id=sid, status=final.status, stages=tuple(relaxed), objective=final.objective, bound=final.bound,
-                alone_cost=compute_metrics(problem, frame).total_cost if x is not None else math.nan,
-                grid_import=frame[GRID_IMPORT].to_numpy(), grid_export=frame[GRID_EXPORT].to_numpy(),
-                is_mip=model.has_integers, num_cols=matrix.num_cols, num_rows=matrix.num_rows,
-                seconds=time.perf_counter() - started,
-            ))
+            out.append(
+                Alone(
+                    site_id=sid,
+                    status=final.status,
+                    stages=tuple(relaxed),
+                    objective=final.objective,
+                    bound=final.bound,
+                    alone_cost=compute_metrics(problem, frame).total_cost if x is not None else math.nan,
+                    grid_import=frame[GRID_IMPORT].to_numpy(),
+                    grid_export=frame[GRID_EXPORT].to_numpy(),
+                    is_mip=model.has_integers,
+                    num_cols=matrix.num_cols,
+                    num_rows=matrix.num_rows,
+                    seconds=time.perf_counter() - started,
+                )
+            )
         return out
 
     def link(self, links: dict[str, tuple[int, tuple[Link, ...], float]]) -> None:
@@ -389,12 +404,19 @@ class SiteBatch:
             exports.append(x[site.cols.grid_export])
         T = next(iter(self.sites.values())).problem.steps if self.sites else 0
         return Priced(
-            ids=ids, z=z, solved=np.asarray(solved, dtype=np.int64), cost=np.asarray(cost),
-            imports=np.asarray(imports).reshape(len(solved), T), exports=np.asarray(exports).reshape(len(solved), T),
-            failed=tuple(failed), seconds=time.perf_counter() - started,
+            ids=ids,
+            z=z,
+            solved=np.asarray(solved, dtype=np.int64),
+            cost=np.asarray(cost),
+            imports=np.asarray(imports).reshape(len(solved), T),
+            exports=np.asarray(exports).reshape(len(solved), T),
+            failed=tuple(failed),
+            seconds=time.perf_counter() - started,
         )
 
-    def settle(self, budgets: dict[str, list[np.ndarray]], penalty: float, time_limit_seconds: float) -> dict[str, tuple[bool, float, np.ndarray, np.ndarray]]:
+    def settle(
+        self, budgets: dict[str, list[np.ndarray]], penalty: float, time_limit_seconds: float
+    ) -> dict[str, tuple[bool, float, np.ndarray, np.ndarray]]:
         """MIP sites' plans (with their binaries) within their budgets: site id -> (kept the budget,
         cost, imports, exports). A MIP that cannot keep its budget (the budget came from its LP
         relaxation) pays `penalty` per kW over it instead; the driver then fixes such plans and
@@ -410,7 +432,9 @@ class SiteBatch:
                 out[sid] = (kept, float(site.cost @ x), x[site.cols.grid_import], x[site.cols.grid_export])
         return out
 
-    def _within_mip(self, site: _Site, budget: list[np.ndarray], penalty: float, time_limit_seconds: float) -> tuple[np.ndarray | None, bool]:
+    def _within_mip(
+        self, site: _Site, budget: list[np.ndarray], penalty: float, time_limit_seconds: float
+    ) -> tuple[np.ndarray | None, bool]:
         starts, indices, values = _flow_rows(site.cols, site.links)
         model, room = site.model, np.concatenate(budget)
         model.set_objective(site.cost)
@@ -457,11 +481,22 @@ class SiteBatch:
         assignment = assign_chargers(problem, cols, x)
         # encoded here, in the worker, while the site is at hand: the portfolio then only adds
         # what every site of the solve shares
-        encoded = self.encode(frame.columns.tolist(), frame.to_numpy(dtype=float), assignment) if self.encode is not None else None
+        encoded = (
+            self.encode(frame.columns.tolist(), frame.to_numpy(dtype=float), assignment)
+            if self.encode is not None
+            else None
+        )
         return Part(
-            site_id=sid, ok=True, schedule=frame, assignment=assignment, shortfall=shortfall,
-            stages=site.stages, cost_term=float(site.cost @ x),
-            coupled_cost=compute_metrics(problem, frame).total_cost, resolved=resolved, encoded=encoded,
+            site_id=sid,
+            ok=True,
+            schedule=frame,
+            assignment=assignment,
+            shortfall=shortfall,
+            stages=site.stages,
+            cost_term=float(site.cost @ x),
+            coupled_cost=compute_metrics(problem, frame).total_cost,
+            resolved=resolved,
+            encoded=encoded,
         )
 
     def peak_rss_mb(self) -> float:
@@ -492,8 +527,15 @@ class _Master:
     from 1,894 s (19 rounds) to 363 s (27 rounds) (`bench/portfolio_solve.py`, README).
     """
 
-    def __init__(self, rhs: np.ndarray, penalty: np.ndarray, num_sites: int, peak: np.ndarray | None = None, price: float = 0.0,
-                 fold: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        rhs: np.ndarray,
+        penalty: np.ndarray,
+        num_sites: int,
+        peak: np.ndarray | None = None,
+        price: float = 0.0,
+        fold: np.ndarray | None = None,
+    ) -> None:
         R = len(rhs)
         peak = np.empty(0, dtype=np.int64) if peak is None else peak
         fold = np.full(R, -1, dtype=np.int64) if fold is None else np.asarray(fold, dtype=np.int64)
@@ -532,7 +574,9 @@ class _Master:
     def num_plans(self) -> int:
         return len(self.site_of)
 
-    def add(self, gids: Sequence[int], costs: Sequence[float], avals: Sequence[np.ndarray], site_rows: list[np.ndarray]) -> None:
+    def add(
+        self, gids: Sequence[int], costs: Sequence[float], avals: Sequence[np.ndarray], site_rows: list[np.ndarray]
+    ) -> None:
         if not len(gids):
             return
         starts, indices, values = [0], [], []
@@ -546,7 +590,9 @@ class _Master:
             values += [a[keep], np.ones(1)]
             starts.append(starts[-1] + int(keep.sum()) + 1)
         self.cost += list(costs)
-        self.model.add_columns(np.asarray(costs, dtype=float), np.asarray(starts[:-1]), np.concatenate(indices), np.concatenate(values))
+        self.model.add_columns(
+            np.asarray(costs, dtype=float), np.asarray(starts[:-1]), np.concatenate(indices), np.concatenate(values)
+        )
 
     def _folded(self, rows: np.ndarray, a: np.ndarray) -> np.ndarray:
         """A column's values on `rows` in the folded program: on a peak row, minus its folded rows'."""
@@ -588,7 +634,14 @@ class _Master:
         if len(self.folded):
             mu[self.folded] -= mu[self.fold[self.folded]]  # back to the rows as given (see the class doc)
         mu = np.clip(mu, 0.0, None)
-        return status, self.model.objective(), np.clip(x[self.first :], 0.0, None), np.clip(x[: self.R], 0.0, None), mu, y[self.R :]
+        return (
+            status,
+            self.model.objective(),
+            np.clip(x[self.first :], 0.0, None),
+            np.clip(x[: self.R], 0.0, None),
+            mu,
+            y[self.R :],
+        )
 
 
 @dataclass(eq=False)
@@ -706,7 +759,11 @@ class _Block:
             bound = -math.inf  # prices of a restricted program bound only that program
         if self.smoothed:
             # automatic smoothing: nearer the master's prices when they lie uphill of the round's
-            self.alpha = max(0.0, self.alpha - 0.1) if float(g @ (self.mu - self.sep)) > 0 else min(0.9, self.alpha + 0.1 * (1 - self.alpha))
+            self.alpha = (
+                max(0.0, self.alpha - 0.1)
+                if float(g @ (self.mu - self.sep)) > 0
+                else min(0.9, self.alpha + 0.1 * (1 - self.alpha))
+            )
         if bound > self.lower:
             self.lower, self.center, self.g_center = bound, self.sep.copy(), g
 
@@ -749,7 +806,9 @@ class _Block:
         soft[self.peak] = True  # peak rows are priced, not capped: no share of them
         for g, a in self.alone_a.items():
             loc = self.local_rows[g]
-            part = np.where(drawn[loc] > 0, np.clip(a, 0.0, None) / np.where(drawn[loc] > 0, drawn[loc], 1.0), 1.0 / count[loc])
+            part = np.where(
+                drawn[loc] > 0, np.clip(a, 0.0, None) / np.where(drawn[loc] > 0, drawn[loc], 1.0), 1.0 / count[loc]
+            )
             out[g] = np.where(soft[loc], np.inf, a - excess[loc] * part + room[loc] / count[loc])
         return out
 
@@ -758,7 +817,9 @@ class _Block:
         assert self.master is not None
         ids = [k for k, g in enumerate(self.sites) if int(g) in found]
         columns = [avals(int(self.sites[k]), *found[int(self.sites[k])][1:]) for k in ids]
-        self.master.add(ids, [found[int(self.sites[k])][0] for k in ids], columns, [self.local_rows[int(g)] for g in self.sites])
+        self.master.add(
+            ids, [found[int(self.sites[k])][0] for k in ids], columns, [self.local_rows[int(g)] for g in self.sites]
+        )
 
     def restrict(self, settled: dict[int, tuple[float, np.ndarray]]) -> None:
         """Its MIP sites keep the charger choice of their settled plans (global id -> cost, flows on
@@ -772,7 +833,9 @@ class _Block:
         self.restricted = True
         self.done = self.exact_next = self.raised = False
 
-    def budgets(self, linked: list[str], links: dict[str, list[Link]], alone_a: list[np.ndarray]) -> dict[str, list[np.ndarray] | None]:
+    def budgets(
+        self, linked: list[str], links: dict[str, list[Link]], alone_a: list[np.ndarray]
+    ) -> dict[str, list[np.ndarray] | None]:
         """Per site, its share of each of its rows (None: its optimum alone fits in it)."""
         if self.master is None:
             return {linked[int(g)]: None for g in self.sites}
@@ -797,9 +860,18 @@ class _Block:
         return out
 
 
-def _blocks(linked: list[str], site_rows: list[np.ndarray], couplings: list[Coupling], rhs: np.ndarray, members: np.ndarray,
-            alone_a: list[np.ndarray], alone: list[Alone], problems: list[SiteProblem], peak_rows: np.ndarray | None = None,
-            price: float = 0.0) -> list[_Block]:
+def _blocks(
+    linked: list[str],
+    site_rows: list[np.ndarray],
+    couplings: list[Coupling],
+    rhs: np.ndarray,
+    members: np.ndarray,
+    alone_a: list[np.ndarray],
+    alone: list[Alone],
+    problems: list[SiteProblem],
+    peak_rows: np.ndarray | None = None,
+    price: float = 0.0,
+) -> list[_Block]:
     """Split the linked sites into blocks; a block whose sites' plans alone keep its rows is done.
 
     `peak_rows` (global, with `price`): the coincident-peak rows, which every site shares, so
@@ -836,8 +908,17 @@ def _blocks(linked: list[str], site_rows: list[np.ndarray], couplings: list[Coup
         block_price = price if len(peak) else 0.0
         # alone, the portfolio pays the peak charge of the sites' plans alone
         alone_peak = max(0.0, float(activity[peak].max())) if len(peak) else 0.0
-        block = _Block(np.array(sites), rows, rhs[rows], local, z0, peak=peak, price=block_price, lower=float(z0.sum()),
-                       upper=float(sum(alone[g].objective for g in sites)) + block_price * alone_peak)
+        block = _Block(
+            np.array(sites),
+            rows,
+            rhs[rows],
+            local,
+            z0,
+            peak=peak,
+            price=block_price,
+            lower=float(z0.sum()),
+            upper=float(sum(alone[g].objective for g in sites)) + block_price * alone_peak,
+        )
         block.alone_a, block.alone_activity = {g: alone_a[g] for g in sites}, activity
         if (activity <= block.rhs).all():
             block.done = True
@@ -846,9 +927,15 @@ def _blocks(linked: list[str], site_rows: list[np.ndarray], couplings: list[Coup
             margin = np.where(soft[rows], 0.0, _MARGIN_KW + _MARGIN_PER_SITE_KW * members[rows])
             # relieving a cap by a kW can also lower the peak by a kW: worth up to p more
             penalty = np.full(len(rows), _penalty([problems[g] for g in sites]) + 100.0 * block_price)
-            block.master = _Master(block.rhs - margin, penalty, len(sites), peak, block_price, _folds(couplings, rows, peak))
-            block.master.add(list(range(len(sites))), [alone[g].objective for g in sites], [alone_a[g] for g in sites],
-                             [local[g] for g in sites])
+            block.master = _Master(
+                block.rhs - margin, penalty, len(sites), peak, block_price, _folds(couplings, rows, peak)
+            )
+            block.master.add(
+                list(range(len(sites))),
+                [alone[g].objective for g in sites],
+                [alone_a[g] for g in sites],
+                [local[g] for g in sites],
+            )
             block.center = np.zeros(len(rows))
             block.g_center = block.subgradient(activity, block.center)
             # a cap's price: a kW-step's energy value, plus p where it can move the peak; a peak
@@ -920,10 +1007,19 @@ class DecompositionSolver:
     """
 
     def __init__(
-        self, *, gap: float = 1e-3, max_iterations: int = 200, time_limit_seconds: float = 120.0,
-        address: str | None = None, num_cpus: int | None = None, workers: int | None = None,
-        smoothing: float = 0.5, runtime_env: dict[str, Any] | None = None, use_ray: bool = True,
-        monolithic: MonolithicSolver | None = None, encode: ScheduleEncoder | None = None,
+        self,
+        *,
+        gap: float = 1e-3,
+        max_iterations: int = 200,
+        time_limit_seconds: float = 120.0,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        workers: int | None = None,
+        smoothing: float = 0.5,
+        runtime_env: dict[str, Any] | None = None,
+        use_ray: bool = True,
+        monolithic: MonolithicSolver | None = None,
+        encode: ScheduleEncoder | None = None,
     ) -> None:
         self.gap, self.max_iterations, self.time_limit_seconds = gap, max_iterations, time_limit_seconds
         self.address, self.num_cpus, self.workers, self.smoothing = address, num_cpus, workers, smoothing
@@ -978,8 +1074,14 @@ class DecompositionSolver:
 
     # -- the solve ------------------------------------------------------------------------
 
-    def solve(self, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder], events: Sequence[FlexEvent], *,
-              coincident_peak_price_per_kw: float = 0.0) -> PortfolioPlan:
+    def solve(
+        self,
+        problems: Mapping[str, SiteProblem],
+        feeders: Sequence[Feeder],
+        events: Sequence[FlexEvent],
+        *,
+        coincident_peak_price_per_kw: float = 0.0,
+    ) -> PortfolioPlan:
         started = time.perf_counter()
         index = common_index(problems)  # raises InvalidInput before any work
         price = check_peak_price(coincident_peak_price_per_kw)
@@ -995,7 +1097,9 @@ class DecompositionSolver:
             return dataclasses.replace(plan, method=FALLBACK, seconds=time.perf_counter() - started)
 
 
-def connect_ray(address: str | None = None, num_cpus: int | None = None, runtime_env: dict[str, Any] | None = None) -> None:
+def connect_ray(
+    address: str | None = None, num_cpus: int | None = None, runtime_env: dict[str, Any] | None = None
+) -> None:
     """Use the running Ray, else join `address` (or RAY_ADDRESS), else start a local instance."""
     import ray
 
@@ -1028,8 +1132,14 @@ def _spread(problems: Mapping[str, SiteProblem], workers: int) -> list[list[str]
 def _energy_value(problems: Sequence[SiteProblem]) -> float:
     """The most one kW over one step is worth in energy alone (import or export, carbon)."""
     return max(
-        (p.dt_h * (p.objective.cost * (np.abs(p.import_price).max(initial=0) + np.abs(p.export_price).max(initial=0))
-                   + p.objective.carbon * np.abs(p.carbon_kg_per_kwh).max(initial=0)) for p in problems),
+        (
+            p.dt_h
+            * (
+                p.objective.cost * (np.abs(p.import_price).max(initial=0) + np.abs(p.export_price).max(initial=0))
+                + p.objective.carbon * np.abs(p.carbon_kg_per_kwh).max(initial=0)
+            )
+            for p in problems
+        ),
         default=1.0,
     )
 
@@ -1044,8 +1154,10 @@ def _penalty(problems: Sequence[SiteProblem]) -> float:
     worst = 1.0
     for p in problems:
         w, dt = p.objective, p.dt_h
-        energy = dt * (w.cost * (np.abs(p.import_price).max(initial=0) + np.abs(p.export_price).max(initial=0))
-                       + w.carbon * np.abs(p.carbon_kg_per_kwh).max(initial=0))
+        energy = dt * (
+            w.cost * (np.abs(p.import_price).max(initial=0) + np.abs(p.export_price).max(initial=0))
+            + w.carbon * np.abs(p.carbon_kg_per_kwh).max(initial=0)
+        )
         flex = dt * w.cost * max((f.value_per_kwh for f in p.site.flexible_loads), default=0.0)
         wear = dt * w.cost * (p.site.battery.degradation_cost_per_kwh if p.site.battery else 0.0)
         demand = w.cost * sum(d.rate_per_kw for d in p.demand_windows) + w.peak
@@ -1056,8 +1168,16 @@ def _penalty(problems: Sequence[SiteProblem]) -> float:
 class _Run:
     """One decomposed solve (state of the iterations)."""
 
-    def __init__(self, solver: DecompositionSolver, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder],
-                 events: Sequence[FlexEvent], index: pd.DatetimeIndex, started: float, price: float = 0.0) -> None:
+    def __init__(
+        self,
+        solver: DecompositionSolver,
+        problems: Mapping[str, SiteProblem],
+        feeders: Sequence[Feeder],
+        events: Sequence[FlexEvent],
+        index: pd.DatetimeIndex,
+        started: float,
+        price: float = 0.0,
+    ) -> None:
         self.s, self.problems, self.feeders, self.index, self.started = solver, problems, feeders, index, started
         self.events = [e for e in events if e.state is not FlexState.CANCELLED]
         self.price = price  # of the coincident peak, per kW
@@ -1110,8 +1230,11 @@ class _Run:
         # peak alone links may keep its own relaxation if it is an LP: its model then holds its
         # stages' optima, and pricing it is pricing its relaxed program (a polytope)
         hard = {sid for c in couplings for sid in c.site_ids}
-        bad = [sid for sid in linked
-               if not alone[sid].status.has_solution or (alone[sid].stages and (sid in hard or alone[sid].is_mip))]
+        bad = [
+            sid
+            for sid in linked
+            if not alone[sid].status.has_solution or (alone[sid].stages and (sid in hard or alone[sid].is_mip))
+        ]
         if bad:
             raise _Fallback(f"coupled site(s) {', '.join(sorted(bad)[:5])} cannot be served without relaxation")
         if any(not a.status.has_solution for a in alone.values()):
@@ -1127,12 +1250,28 @@ class _Run:
         self._avals = avals
         alone_a = [avals(sid, alone[sid].grid_import, alone[sid].grid_export) for sid in linked]
 
-        blocks = _blocks(linked, site_rows, couplings + peak, rhs, members, alone_a, [alone[sid] for sid in linked],
-                         [self.problems[sid] for sid in linked], peak_rows, self.price)
+        blocks = _blocks(
+            linked,
+            site_rows,
+            couplings + peak,
+            rhs,
+            members,
+            alone_a,
+            [alone[sid] for sid in linked],
+            [self.problems[sid] for sid in linked],
+            peak_rows,
+            self.price,
+        )
         busy = [b for b in blocks if not b.done]
         if busy:
             ids = {g for b in busy for g in b.sites}
-            s._call("link", [({sid: (gid[sid], tuple(links[sid]), alone[sid].bound) for sid in b if gid.get(sid) in ids},) for b in batches])
+            s._call(
+                "link",
+                [
+                    ({sid: (gid[sid], tuple(links[sid]), alone[sid].bound) for sid in b if gid.get(sid) in ids},)
+                    for b in batches
+                ],
+            )
             t0 = time.perf_counter()
             self._share(busy, batches, gid, linked)
             stats.share_seconds = time.perf_counter() - t0
@@ -1167,8 +1306,17 @@ class _Run:
         gap = max(0.0, (upper - lower) / max(abs(upper), 1e-9))
         return self._plan(alone, parts, feeder_rows, event_rows, upper, lower, gap, iterations)
 
-    def _settle(self, blocks: list[_Block], batches: list[list[str]], linked: list[str], links: dict[str, list[Link]],
-                alone: dict[str, Alone], alone_a: list[np.ndarray], gid: dict[str, int], plans: list[np.ndarray]) -> dict[str, list[np.ndarray] | None] | None:
+    def _settle(
+        self,
+        blocks: list[_Block],
+        batches: list[list[str]],
+        linked: list[str],
+        links: dict[str, list[Link]],
+        alone: dict[str, Alone],
+        alone_a: list[np.ndarray],
+        gid: dict[str, int],
+        plans: list[np.ndarray],
+    ) -> dict[str, list[np.ndarray] | None] | None:
         """Every site's budget from the masters; MIP sites settle on a plan with their binaries within
         theirs. None when some MIP could not keep its budget: the blocks of such sites then hold
         their MIP sites' charger choices as settled (`_Block.restrict`) for more rounds."""
@@ -1181,7 +1329,10 @@ class _Run:
         penalty = max(_penalty([self.problems[sid] for sid in mips]), 1.0)
         t0 = time.perf_counter()
         settled: dict[str, tuple[bool, float, np.ndarray, np.ndarray]] = {}
-        for part in self.s._call("settle", [({sid: mips[sid] for sid in batch if sid in mips}, penalty, max(self.left(), 5.0)) for batch in batches]):
+        for part in self.s._call(
+            "settle",
+            [({sid: mips[sid] for sid in batch if sid in mips}, penalty, max(self.left(), 5.0)) for batch in batches],
+        ):
             settled.update(part)
         self.stats.settle_seconds += time.perf_counter() - t0
         missing = sorted(set(mips) - set(settled))
@@ -1195,7 +1346,11 @@ class _Run:
         for b in blocks:
             members = {linked[int(g)] for g in b.sites}
             if members & over:
-                plans_of = {gid[sid]: (settled[sid][1], self._avals(sid, settled[sid][2], settled[sid][3])) for sid in members if sid in settled}
+                plans_of = {
+                    gid[sid]: (settled[sid][1], self._avals(sid, settled[sid][2], settled[sid][3]))
+                    for sid in members
+                    if sid in settled
+                }
                 b.restrict(plans_of)
                 for g, (_cost, a) in plans_of.items():
                     plans[g] = a
@@ -1212,13 +1367,26 @@ class _Run:
         for b in busy:
             budgets.update(b.shares())
         found: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}
-        for part in self.s._call("share", [({gid[sid]: budgets[gid[sid]] for sid in batch if gid.get(sid) in budgets},) for batch in batches]):
+        for part in self.s._call(
+            "share", [({gid[sid]: budgets[gid[sid]] for sid in batch if gid.get(sid) in budgets},) for batch in batches]
+        ):
             found.update(part)
         for b in busy:
             b.seed(found, lambda g, imp, exp: self._avals(linked[g], imp, exp))
 
-    def _iterate(self, blocks: list[_Block], busy: list[_Block], linked: list[str], site_rows: list[np.ndarray],
-                 free_lb: float, free_ub: float, avals: Any, R: int, plans: list[np.ndarray], rounds: int) -> int:
+    def _iterate(
+        self,
+        blocks: list[_Block],
+        busy: list[_Block],
+        linked: list[str],
+        site_rows: list[np.ndarray],
+        free_lb: float,
+        free_ub: float,
+        avals: Any,
+        R: int,
+        plans: list[np.ndarray],
+        rounds: int,
+    ) -> int:
         """Rounds of master solves and pricing until the gap is closed; the number of rounds so far.
 
         `plans`: each linked site's latest pricing plan on its rows (updated in place)."""
@@ -1230,8 +1398,13 @@ class _Run:
                 self._z[b.sites] = b.z0
         z = self._z
         rounds += 1
-        stats.history.append((time.perf_counter() - self.started, free_lb + sum(b.lower for b in blocks),
-                              free_ub + sum(b.upper for b in blocks)))
+        stats.history.append(
+            (
+                time.perf_counter() - self.started,
+                free_lb + sum(b.lower for b in blocks),
+                free_ub + sum(b.upper for b in blocks),
+            )
+        )
         while busy:
             t0 = time.perf_counter()
             for b in busy:
@@ -1240,7 +1413,9 @@ class _Run:
             lower = free_lb + sum(b.lower for b in blocks)
             upper = free_ub + sum(b.upper for b in blocks)
             stats.history.append((time.perf_counter() - self.started, lower, upper))
-            allowed = s.gap * max(abs(upper) if math.isfinite(upper) else abs(lower), 1e-9) - max(free_ub - free_lb, 0.0)
+            allowed = s.gap * max(abs(upper) if math.isfinite(upper) else abs(lower), 1e-9) - max(
+                free_ub - free_lb, 0.0
+            )
             if math.isfinite(upper) and upper - lower <= allowed:
                 break
             for b in busy:
@@ -1272,21 +1447,48 @@ class _Run:
             stats.columns = sum(b.master.num_plans for b in blocks if b.master is not None)
         return rounds
 
-    def _plan(self, alone: dict[str, Alone], parts: dict[str, Part], feeder_rows: list[Coupling], event_rows: list[Coupling],
-              upper: float, lower: float, gap: float, iterations: int) -> PortfolioPlan:
+    def _plan(
+        self,
+        alone: dict[str, Alone],
+        parts: dict[str, Part],
+        feeder_rows: list[Coupling],
+        event_rows: list[Coupling],
+        upper: float,
+        lower: float,
+        gap: float,
+        iterations: int,
+    ) -> PortfolioPlan:
         problems, stats = self.problems, self.stats
         status = SolverStatus.OPTIMAL if gap <= self.s.gap + 1e-12 else SolverStatus.TIME_LIMIT
         seconds = time.perf_counter() - self.started
         # the monolithic program's size: the sites', a slack per coupling row, P and its rows
         peak_size = len(self.index) if self.price > 0 else 0
-        num_cols = sum(a.num_cols for a in alone.values()) + sum(len(c.steps) for c in feeder_rows + event_rows) + (1 if peak_size else 0)
-        num_rows = sum(a.num_rows for a in alone.values()) + sum(len(c.steps) for c in feeder_rows + event_rows) + peak_size
+        num_cols = (
+            sum(a.num_cols for a in alone.values())
+            + sum(len(c.steps) for c in feeder_rows + event_rows)
+            + (1 if peak_size else 0)
+        )
+        num_rows = (
+            sum(a.num_rows for a in alone.values()) + sum(len(c.steps) for c in feeder_rows + event_rows) + peak_size
+        )
         result = SolveResult(
-            status=status, objective=upper, bound=lower, gap=gap, build_seconds=stats.load_seconds,
-            solve_seconds=stats.master_seconds + stats.pricing_seconds, extract_seconds=stats.finish_seconds,
-            highs_seconds=stats.master_seconds + stats.pricing_seconds, num_cols=num_cols, num_rows=num_rows, num_nonzeros=0,
-            num_integer=0, engine="highs-dantzig-wolfe", solver_version=VERSION, time_limit_seconds=self.s.time_limit_seconds,
-            mip_rel_gap=self.s.gap, stages=(StageOutcome(COST, status, upper, lower, gap, seconds),),
+            status=status,
+            objective=upper,
+            bound=lower,
+            gap=gap,
+            build_seconds=stats.load_seconds,
+            solve_seconds=stats.master_seconds + stats.pricing_seconds,
+            extract_seconds=stats.finish_seconds,
+            highs_seconds=stats.master_seconds + stats.pricing_seconds,
+            num_cols=num_cols,
+            num_rows=num_rows,
+            num_nonzeros=0,
+            num_integer=0,
+            engine="highs-dantzig-wolfe",
+            solver_version=VERSION,
+            time_limit_seconds=self.s.time_limit_seconds,
+            mip_rel_gap=self.s.gap,
+            stages=(StageOutcome(COST, status, upper, lower, gap, seconds),),
         )
         frames = {sid: parts[sid].schedule for sid in problems}
         caps = tuple(check_cap(f.feeder_id, c, frames) for f, c in zip(self.feeders, feeder_rows, strict=True))
@@ -1298,19 +1500,40 @@ class _Run:
             imp, exp = frames[sid][GRID_IMPORT].to_numpy(), frames[sid][GRID_EXPORT].to_numpy()
             relaxation = relaxation_from(problem, imp, exp, part.shortfall, part.stages, schedule=frames[sid])
             sites[sid] = SitePlan(
-                site_id=sid, plan=Plan(frames[sid], result, relaxation, part.assignment),
-                alone_cost=alone[sid].alone_cost, coupled_cost=part.coupled_cost, import_share_kw=shares[sid], encoded=part.encoded,
+                site_id=sid,
+                plan=Plan(frames[sid], result, relaxation, part.assignment),
+                alone_cost=alone[sid].alone_cost,
+                coupled_cost=part.coupled_cost,
+                import_share_kw=shares[sid],
+                encoded=part.encoded,
             )
         relaxed = tuple(t for t in (OVER, SHORTFALL, BREACH) if any(t in p.stages for p in parts.values()))
         peak = portfolio_peak(frames)
-        alone_peak = portfolio_peak({sid: pd.DataFrame({GRID_IMPORT: a.grid_import, GRID_EXPORT: a.grid_export}) for sid, a in alone.items()})
+        alone_peak = portfolio_peak(
+            {sid: pd.DataFrame({GRID_IMPORT: a.grid_import, GRID_EXPORT: a.grid_export}) for sid, a in alone.items()}
+        )
         objective = float(sum(s.coupled_cost for s in sites.values())) + self.price * peak
         alone_objective = float(sum(s.alone_cost for s in sites.values())) + self.price * alone_peak
         return PortfolioPlan(
-            index=self.index, sites=sites, objective=objective, alone_objective=alone_objective,
-            coupling_cost=objective - alone_objective, feeders=caps, events=targets, relaxed=relaxed, status=str(status),
-            seconds=seconds, num_cols=num_cols, num_rows=num_rows, method=METHOD, bound=lower, gap=gap, iterations=iterations,
-            peak_kw=peak, peak_charge=self.price * peak, alone_peak_kw=alone_peak,
+            index=self.index,
+            sites=sites,
+            objective=objective,
+            alone_objective=alone_objective,
+            coupling_cost=objective - alone_objective,
+            feeders=caps,
+            events=targets,
+            relaxed=relaxed,
+            status=str(status),
+            seconds=seconds,
+            num_cols=num_cols,
+            num_rows=num_rows,
+            method=METHOD,
+            bound=lower,
+            gap=gap,
+            iterations=iterations,
+            peak_kw=peak,
+            peak_charge=self.price * peak,
+            alone_peak_kw=alone_peak,
         )
 
 
@@ -1327,4 +1550,13 @@ def _worst_violation(couplings: list[Coupling], frames: dict[str, pd.DataFrame])
     return worst
 
 
-__all__ = ["FALLBACK", "METHOD", "CapCheck", "DecompositionSolver", "SiteBatch", "SolveStats", "TargetCheck", "connect_ray"]
+__all__ = [
+    "FALLBACK",
+    "METHOD",
+    "CapCheck",
+    "DecompositionSolver",
+    "SiteBatch",
+    "SolveStats",
+    "TargetCheck",
+    "connect_ray",
+]

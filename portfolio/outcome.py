@@ -93,17 +93,34 @@ class RunOutcome:
 
     @property
     def ok(self) -> bool:
-        return all(s.ev_ok for s in self.sites) and all(f.holds for f in self.feeders) and all(e.holds for e in self.events)
+        return (
+            all(s.ev_ok for s in self.sites)
+            and all(f.holds for f in self.feeders)
+            and all(e.holds for e in self.events)
+        )
 
 
 def realized_frame(points: Sequence[TelemetryPoint], index: pd.DatetimeIndex) -> tuple[pd.DataFrame, int]:
     """Per step of `index`, the mean of the samples taken in it; and how many steps had none."""
-    names = ["grid_import_kw", "grid_export_kw", "load_kw", "pv_kw", "battery_charge_kw", "battery_discharge_kw", "soc_kwh", "ev_kw", "flex_kw",
-             "ev_energy_kwh"]
+    names = [
+        "grid_import_kw",
+        "grid_export_kw",
+        "load_kw",
+        "pv_kw",
+        "battery_charge_kw",
+        "battery_discharge_kw",
+        "soc_kwh",
+        "ev_kw",
+        "flex_kw",
+        "ev_energy_kwh",
+    ]
     if not points:
         return pd.DataFrame(0.0, index=index, columns=names), len(index)
-    raw = pd.DataFrame([[getattr(p, n) for n in names] for p in points], columns=names,
-                       index=pd.DatetimeIndex([pd.Timestamp(p.at) for p in points]).tz_convert("UTC"))
+    raw = pd.DataFrame(
+        [[getattr(p, n) for n in names] for p in points],
+        columns=names,
+        index=pd.DatetimeIndex([pd.Timestamp(p.at) for p in points]).tz_convert("UTC"),
+    )
     step = index[1] - index[0] if len(index) > 1 else pd.Timedelta(minutes=15)
     raw = raw[(raw.index >= index[0]) & (raw.index < index[-1] + step)]
     grouped = raw.groupby(raw.index.floor(step))
@@ -114,17 +131,29 @@ def realized_frame(points: Sequence[TelemetryPoint], index: pd.DatetimeIndex) ->
     return by_step.ffill().bfill().fillna(0.0), missing
 
 
-def site_outcome(site: SiteConfig, run: RunConfig, frame: pd.DataFrame, missing: int, sessions: Sequence[EVSession]) -> SiteRealized:
+def site_outcome(
+    site: SiteConfig, run: RunConfig, frame: pd.DataFrame, missing: int, sessions: Sequence[EVSession]
+) -> SiteRealized:
     """Realized cost and EV energy of one site over `run`'s horizon, and business as usual's."""
-    series = pd.DataFrame({"load_kw": frame["load_kw"].to_numpy(), "pv_kw": frame["pv_kw"].to_numpy()}, index=frame.index)
-    idle = build_problem(site, run, series, [], soc_initial_kwh=float(frame["soc_kwh"].iloc[0]) if site.battery else None,
-                         reachable_final_soc=True)
+    series = pd.DataFrame(
+        {"load_kw": frame["load_kw"].to_numpy(), "pv_kw": frame["pv_kw"].to_numpy()}, index=frame.index
+    )
+    idle = build_problem(
+        site,
+        run,
+        series,
+        [],
+        soc_initial_kwh=float(frame["soc_kwh"].iloc[0]) if site.battery else None,
+        reachable_final_soc=True,
+    )
     columns = schedule_columns(idle)
     columns[GRID_IMPORT] = frame["grid_import_kw"].to_numpy()
     columns[GRID_EXPORT] = frame["grid_export_kw"].to_numpy()
     columns[LOAD], columns[PV] = frame["load_kw"].to_numpy(), frame["pv_kw"].to_numpy()
     if site.battery is not None:
-        columns[CHARGE], columns[DISCHARGE], columns[SOC] = (frame[c].to_numpy() for c in ("battery_charge_kw", "battery_discharge_kw", "soc_kwh"))
+        columns[CHARGE], columns[DISCHARGE], columns[SOC] = (
+            frame[c].to_numpy() for c in ("battery_charge_kw", "battery_discharge_kw", "soc_kwh")
+        )
     if site.flexible_loads:
         # telemetry carries the flexible loads' sum; the first load is credited with it
         columns[flex_column(site.flexible_loads[0].id)] = frame["flex_kw"].to_numpy()
@@ -133,15 +162,34 @@ def site_outcome(site: SiteConfig, run: RunConfig, frame: pd.DataFrame, missing:
     realized = compute_metrics(idle, schedule)
     h = run.horizon
     within = [s for s in sessions if s.arrival < h.end and s.departure > h.start]
-    with_evs = build_problem(site, run, series, within, soc_initial_kwh=idle.soc_initial_kwh if site.battery else None, reachable_final_soc=True)
+    with_evs = build_problem(
+        site,
+        run,
+        series,
+        within,
+        soc_initial_kwh=idle.soc_initial_kwh if site.battery else None,
+        reachable_final_soc=True,
+    )
     bau_schedule = business_as_usual(with_evs)
     bau = compute_metrics(with_evs, bau_schedule)
     required = sum(w.need_kwh for w in with_evs.sessions)
     # the chargers' energy register over the window; sampled power where a node has no register
     register = frame["ev_energy_kwh"].to_numpy() if "ev_energy_kwh" in frame else np.zeros(len(frame))
-    delivered = float(register[-1] - register[0]) if register[-1] > register[0] else float(frame["ev_kw"].sum() * idle.dt_h)
-    outcome = SiteOutcome(site.site_id, run.tariff.currency, realized.total_cost, bau.total_cost, realized.peak_import_kw, bau.peak_import_kw,
-                          delivered, required, len(frame), missing)
+    delivered = (
+        float(register[-1] - register[0]) if register[-1] > register[0] else float(frame["ev_kw"].sum() * idle.dt_h)
+    )
+    outcome = SiteOutcome(
+        site.site_id,
+        run.tariff.currency,
+        realized.total_cost,
+        bau.total_cost,
+        realized.peak_import_kw,
+        bau.peak_import_kw,
+        delivered,
+        required,
+        len(frame),
+        missing,
+    )
     return SiteRealized(outcome, idle, schedule, realized, bau_schedule, bau)
 
 
@@ -160,7 +208,9 @@ def feeder_outcome(feeder: Feeder, frames: dict[str, pd.DataFrame], horizon_star
     return LimitOutcome(feeder.feeder_id, float(caps.min()), float((net.to_numpy() - caps).max()), len(net))
 
 
-def event_outcome(event: FlexEvent, frames: dict[str, pd.DataFrame], baseline_import: pd.Series | None = None) -> LimitOutcome:
+def event_outcome(
+    event: FlexEvent, frames: dict[str, pd.DataFrame], baseline_import: pd.Series | None = None
+) -> LimitOutcome:
     """CAP_AT: aggregate import at most kw in the window; REDUCE_BY: at most the baseline less kw."""
     sites = event.site_ids or list(frames)
     imports = [frames[s]["grid_import_kw"] for s in sites if s in frames]
@@ -192,7 +242,9 @@ class RunningDay:
     realized: SiteRealized | None  # None while no whole step has ended since `since`
 
 
-def running_day(site: SiteConfig, run: RunConfig, points: Sequence[TelemetryPoint], sessions: Sequence[EVSession], now: datetime) -> RunningDay | None:
+def running_day(
+    site: SiteConfig, run: RunConfig, points: Sequence[TelemetryPoint], sessions: Sequence[EVSession], now: datetime
+) -> RunningDay | None:
     """Today's realized cost against business as usual, as `site_outcome` prices a window,
     over the steps of the UTC day of `now` that have ended; None when no sample was taken today.
 

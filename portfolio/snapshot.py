@@ -40,8 +40,16 @@ class SiteSnapshot:
         return self.run.horizon.end
 
     def problem(self, start: datetime, steps: int) -> SiteProblem:
-        return build_problem(self.site, self.run, self.forecast, list(self.sessions), start=start, steps=steps,
-                             soc_initial_kwh=self.soc_kwh, reachable_final_soc=True)
+        return build_problem(
+            self.site,
+            self.run,
+            self.forecast,
+            list(self.sessions),
+            start=start,
+            steps=steps,
+            soc_initial_kwh=self.soc_kwh,
+            reachable_final_soc=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,9 @@ class CommonHorizon:
         return self.start + pd.Timedelta(minutes=self.step_minutes * self.steps).to_pytimedelta()
 
 
-def common_horizon(snapshots: Mapping[str, SiteSnapshot], now: datetime, step_minutes: int, max_steps: int) -> CommonHorizon | None:
+def common_horizon(
+    snapshots: Mapping[str, SiteSnapshot], now: datetime, step_minutes: int, max_steps: int
+) -> CommonHorizon | None:
     """The steps every snapshot covers, from the next step on; None when they share none.
 
     A plan starts at the next step boundary, not in the step under way: every site then
@@ -76,8 +86,14 @@ def common_horizon(snapshots: Mapping[str, SiteSnapshot], now: datetime, step_mi
 def check_snapshot(snapshot: SiteSnapshot, site_id: str, step_minutes: int) -> None:
     """What the portfolio refuses in a snapshot: another site's, another step, a horizon without forecasts."""
     if snapshot.site.site_id != site_id:
-        raise InvalidInput.one("snapshot.site_config_json.site_id", f"must be the connected site {site_id!r}, got {snapshot.site.site_id!r}")
+        raise InvalidInput.one(
+            "snapshot.site_config_json.site_id",
+            f"must be the connected site {site_id!r}, got {snapshot.site.site_id!r}",
+        )
     if snapshot.run.horizon.step_minutes != step_minutes:
-        raise InvalidInput.one("snapshot.run_config_json.horizon.step_minutes", f"must be the portfolio's {step_minutes}, got {snapshot.run.horizon.step_minutes}")
+        raise InvalidInput.one(
+            "snapshot.run_config_json.horizon.step_minutes",
+            f"must be the portfolio's {step_minutes}, got {snapshot.run.horizon.step_minutes}",
+        )
     # build once over the node's own horizon: every input error surfaces here, at receipt
     snapshot.problem(snapshot.start, snapshot.run.horizon.steps)

@@ -89,8 +89,13 @@ class AutoSolver:
     """Monolithic up to `max_sites` sites (`max_sites_peak` under a coincident-peak charge),
     the decomposition above (built on first need)."""
 
-    def __init__(self, monolithic: MonolithicSolver, decomposition: Callable[[], DecompositionSolver], max_sites: int,
-                 max_sites_peak: int | None = None) -> None:
+    def __init__(
+        self,
+        monolithic: MonolithicSolver,
+        decomposition: Callable[[], DecompositionSolver],
+        max_sites: int,
+        max_sites_peak: int | None = None,
+    ) -> None:
         self.monolithic, self.max_sites = monolithic, max_sites
         self.max_sites_peak = max_sites if max_sites_peak is None else max_sites_peak
         self._make = decomposition
@@ -105,8 +110,14 @@ class AutoSolver:
     def pick(self, sites: int, *, peak: bool = False) -> CoupledSolver:
         return self.monolithic if sites <= (self.max_sites_peak if peak else self.max_sites) else self.decomposition
 
-    def solve(self, problems: Mapping[str, SiteProblem], feeders: Sequence[Feeder], events: Sequence[FlexEvent], *,
-              coincident_peak_price_per_kw: float = 0.0) -> PortfolioPlan:
+    def solve(
+        self,
+        problems: Mapping[str, SiteProblem],
+        feeders: Sequence[Feeder],
+        events: Sequence[FlexEvent],
+        *,
+        coincident_peak_price_per_kw: float = 0.0,
+    ) -> PortfolioPlan:
         solver = self.pick(len(problems), peak=coincident_peak_price_per_kw > 0)
         return solver.solve(problems, feeders, events, coincident_peak_price_per_kw=coincident_peak_price_per_kw)
 
@@ -117,9 +128,16 @@ class AutoSolver:
 
 def make_decomposition(config: SolverConfig, encode: ScheduleEncoder | None = None) -> DecompositionSolver:
     return DecompositionSolver(
-        gap=config.gap, max_iterations=config.max_iterations, time_limit_seconds=config.time_limit_seconds,
-        address=config.ray_address, num_cpus=config.num_cpus, workers=config.workers, smoothing=config.smoothing,
-        runtime_env=config.runtime_env, monolithic=MonolithicSolver(time_limit_seconds=config.time_limit_seconds), encode=encode,
+        gap=config.gap,
+        max_iterations=config.max_iterations,
+        time_limit_seconds=config.time_limit_seconds,
+        address=config.ray_address,
+        num_cpus=config.num_cpus,
+        workers=config.workers,
+        smoothing=config.smoothing,
+        runtime_env=config.runtime_env,
+        monolithic=MonolithicSolver(time_limit_seconds=config.time_limit_seconds),
+        encode=encode,
     )
 
 
@@ -132,4 +150,9 @@ def make_solver(config: SolverConfig | None = None, encode: ScheduleEncoder | No
         return monolithic
     if config.method == "decomposition":
         return make_decomposition(config, encode)
-    return AutoSolver(monolithic, lambda: make_decomposition(config, encode), config.monolithic_max_sites, config.monolithic_max_sites_peak)
+    return AutoSolver(
+        monolithic,
+        lambda: make_decomposition(config, encode),
+        config.monolithic_max_sites,
+        config.monolithic_max_sites_peak,
+    )

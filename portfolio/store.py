@@ -106,8 +106,17 @@ _SCHEDULE_COLUMNS = "site_id, version, valid_from, valid_until, payload, issued_
 
 
 def _schedule(row: tuple) -> IssuedSchedule:
-    return IssuedSchedule(row[0], row[1], _dt(row[2]), _dt(row[3]), bytes(row[4]), _dt(row[5]), ScheduleState(row[6]), row[7],
-                          None if row[8] is None else _dt(row[8]))
+    return IssuedSchedule(
+        row[0],
+        row[1],
+        _dt(row[2]),
+        _dt(row[3]),
+        bytes(row[4]),
+        _dt(row[5]),
+        ScheduleState(row[6]),
+        row[7],
+        None if row[8] is None else _dt(row[8]),
+    )
 
 
 def _report(row: tuple) -> ReportRecord:
@@ -196,7 +205,12 @@ class PortfolioStore:
     def add_telemetry(self, site_id: str, seq: int, at: datetime, payload: bytes) -> bool:
         """Store one sample; False (and nothing stored) when the site already sent this seq."""
         with self._tx() as db:
-            return db.execute("INSERT OR IGNORE INTO telemetry VALUES (?,?,?,?)", (site_id, seq, _ts(at), bytes(payload))).rowcount == 1
+            return (
+                db.execute(
+                    "INSERT OR IGNORE INTO telemetry VALUES (?,?,?,?)", (site_id, seq, _ts(at), bytes(payload))
+                ).rowcount
+                == 1
+            )
 
     def add_telemetry_batch(self, site_id: str, items: Iterable[tuple[int, datetime, bytes]]) -> int:
         """Store (seq, at, payload) samples in one transaction; returns how many were new."""
@@ -212,8 +226,12 @@ class PortfolioStore:
         """Samples of many sites in one transaction (one disk sync for all); per site, how many were new."""
         return self.write_many(batches, ())[0]
 
-    def write_many(self, batches: Mapping[str, Iterable[tuple[int, datetime, bytes]]], acks: Sequence[tuple[str, str, bool, str, datetime]],
-                   snapshots: Mapping[str, tuple[bytes, datetime]] | None = None) -> tuple[dict[str, int], list[bool]]:
+    def write_many(
+        self,
+        batches: Mapping[str, Iterable[tuple[int, datetime, bytes]]],
+        acks: Sequence[tuple[str, str, bool, str, datetime]],
+        snapshots: Mapping[str, tuple[bytes, datetime]] | None = None,
+    ) -> tuple[dict[str, int], list[bool]]:
         """`add_telemetry_many`, `ack_many` and `save_snapshot` per site in one transaction (one disk
         sync): what a stream hub gathers between two writes. Returns what the first two return."""
         new: dict[str, int] = {}
@@ -234,15 +252,21 @@ class PortfolioStore:
 
     def telemetry(self, site_id: str, since_seq: int = 0, limit: int = 1000) -> list[TelemetryRecord]:
         """Samples with seq > since_seq, in seq order, at most `limit`."""
-        rows = self._all("SELECT site_id, seq, at, payload FROM telemetry WHERE site_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                         (site_id, since_seq, limit))
+        rows = self._all(
+            "SELECT site_id, seq, at, payload FROM telemetry WHERE site_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (site_id, since_seq, limit),
+        )
         return [TelemetryRecord(r[0], r[1], _dt(r[2]), bytes(r[3])) for r in rows]
 
-    def telemetry_since(self, site_id: str, start: datetime, since_seq: int = 0, limit: int = 1000) -> list[TelemetryRecord]:
+    def telemetry_since(
+        self, site_id: str, start: datetime, since_seq: int = 0, limit: int = 1000
+    ) -> list[TelemetryRecord]:
         """Samples taken at or after `start` with seq > since_seq, in seq order, at most `limit`
         (a reader that keeps the last seq it read pays only for what is new)."""
-        rows = self._all("SELECT site_id, seq, at, payload FROM telemetry WHERE site_id = ? AND seq > ? AND at >= ? ORDER BY seq LIMIT ?",
-                         (site_id, since_seq, _ts(start, "start"), limit))
+        rows = self._all(
+            "SELECT site_id, seq, at, payload FROM telemetry WHERE site_id = ? AND seq > ? AND at >= ? ORDER BY seq LIMIT ?",
+            (site_id, since_seq, _ts(start, "start"), limit),
+        )
         return [TelemetryRecord(r[0], r[1], _dt(r[2]), bytes(r[3])) for r in rows]
 
     def prune_telemetry(self, before: datetime) -> int:
@@ -269,8 +293,10 @@ class PortfolioStore:
 
     @staticmethod
     def _write_event(db: sqlite3.Connection, event: FlexEvent) -> None:
-        db.execute("INSERT OR REPLACE INTO events VALUES (?,?,?,?)",
-                   (event.event_id, _ts(event.start, "start"), str(event.state), event.model_dump_json()))
+        db.execute(
+            "INSERT OR REPLACE INTO events VALUES (?,?,?,?)",
+            (event.event_id, _ts(event.start, "start"), str(event.state), event.model_dump_json()),
+        )
 
     def event(self, event_id: str) -> FlexEvent | None:
         r = self._one("SELECT body FROM events WHERE event_id = ?", (event_id,))
@@ -279,7 +305,10 @@ class PortfolioStore:
     def events(self, include_cancelled: bool = True) -> list[FlexEvent]:
         """Events by start time (then id)."""
         where = "" if include_cancelled else "WHERE state != 'CANCELLED'"
-        return [FlexEvent.model_validate_json(r[0]) for r in self._all(f"SELECT body FROM events {where} ORDER BY start, event_id")]
+        return [
+            FlexEvent.model_validate_json(r[0])
+            for r in self._all(f"SELECT body FROM events {where} ORDER BY start, event_id")
+        ]
 
     def cancel_event(self, event_id: str) -> FlexEvent:
         """Mark an event cancelled and return it; an event already cancelled comes back as is."""
@@ -295,15 +324,23 @@ class PortfolioStore:
             return cancelled
 
     # -- issued schedules ---------------------------------------------------------------------------
-    def issue_schedule(self, site_id: str, version: str, valid_from: datetime, valid_until: datetime, payload: bytes,
-                       at: datetime) -> None:
+    def issue_schedule(
+        self, site_id: str, version: str, valid_from: datetime, valid_until: datetime, payload: bytes, at: datetime
+    ) -> None:
         """Record a schedule sent to a site. Issuing a version again replaces it: it becomes the newest, ISSUED again."""
         with self._tx() as db:
             db.execute("DELETE FROM schedules WHERE site_id = ? AND version = ?", (site_id, version))
             db.execute(
                 f"INSERT INTO schedules ({_SCHEDULE_COLUMNS}) VALUES (?,?,?,?,?,?,?,'',NULL)",
-                (site_id, version, _ts(valid_from, "valid_from"), _ts(valid_until, "valid_until"), bytes(payload), _ts(at),
-                 str(ScheduleState.ISSUED)),
+                (
+                    site_id,
+                    version,
+                    _ts(valid_from, "valid_from"),
+                    _ts(valid_until, "valid_until"),
+                    bytes(payload),
+                    _ts(at),
+                    str(ScheduleState.ISSUED),
+                ),
             )
 
     def issue_schedules(self, items: Sequence[tuple[str, str, datetime, datetime, bytes]], at: datetime) -> None:
@@ -312,18 +349,28 @@ class PortfolioStore:
         issued_at, state = _ts(at), str(ScheduleState.ISSUED)
         for site_id, version, valid_from, valid_until, payload in items:
             latest.pop((site_id, version), None)  # a version given twice: the later one, issued last
-            latest[(site_id, version)] = (site_id, version, _ts(valid_from, "valid_from"), _ts(valid_until, "valid_until"), bytes(payload),
-                                          issued_at, state)
+            latest[(site_id, version)] = (
+                site_id,
+                version,
+                _ts(valid_from, "valid_from"),
+                _ts(valid_until, "valid_until"),
+                bytes(payload),
+                issued_at,
+                state,
+            )
         rows = list(latest.values())
         # one statement per chunk, not two per row: sqlite3 lets go of the GIL around every
         # statement it steps, and taking it back from a busy event loop is what costs. REPLACE
         # drops the row a version given again had, and the new row is the newest
         per = max(1, self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 7)
-        chunks = [rows[first:first + per] for first in range(0, len(rows), per)]
+        chunks = [rows[first : first + per] for first in range(0, len(rows), per)]
 
         def insert(db: sqlite3.Connection, chunk: list[tuple]) -> None:
             values = ",".join(["(?,?,?,?,?,?,?,'',NULL)"] * len(chunk))
-            db.execute(f"INSERT OR REPLACE INTO schedules ({_SCHEDULE_COLUMNS}) VALUES {values}", [v for row in chunk for v in row])
+            db.execute(
+                f"INSERT OR REPLACE INTO schedules ({_SCHEDULE_COLUMNS}) VALUES {values}",
+                [v for row in chunk for v in row],
+            )
 
         if len(chunks) == 1:
             with self._lock:  # one statement is a transaction of its own (autocommit)
@@ -343,26 +390,41 @@ class PortfolioStore:
         out = []
         for site_id, version, ok, reason, at in items:
             state = ScheduleState.ACKED if ok else ScheduleState.NACKED
-            out.append(db.execute("UPDATE schedules SET state = ?, reason = ?, acked_at = ? WHERE site_id = ? AND version = ?",
-                                  (str(state), reason, _ts(at), site_id, version)).rowcount == 1)
+            out.append(
+                db.execute(
+                    "UPDATE schedules SET state = ?, reason = ?, acked_at = ? WHERE site_id = ? AND version = ?",
+                    (str(state), reason, _ts(at), site_id, version),
+                ).rowcount
+                == 1
+            )
         return out
 
     def ack(self, site_id: str, version: str, ok: bool, reason: str, at: datetime) -> bool:
         """The site's answer to an issued schedule; False when no such schedule was issued."""
         state = ScheduleState.ACKED if ok else ScheduleState.NACKED
         with self._tx() as db:
-            return db.execute("UPDATE schedules SET state = ?, reason = ?, acked_at = ? WHERE site_id = ? AND version = ?",
-                              (str(state), reason, _ts(at), site_id, version)).rowcount == 1
+            return (
+                db.execute(
+                    "UPDATE schedules SET state = ?, reason = ?, acked_at = ? WHERE site_id = ? AND version = ?",
+                    (str(state), reason, _ts(at), site_id, version),
+                ).rowcount
+                == 1
+            )
 
     def current_schedule(self, site_id: str, now: datetime) -> IssuedSchedule | None:
         """The newest issued schedule still valid after `now` (whatever its ack state): what to resend."""
-        r = self._one(f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE site_id = ? AND valid_until > ? ORDER BY issued_at DESC, id DESC LIMIT 1",
-                      (site_id, _ts(now, "now")))
+        r = self._one(
+            f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE site_id = ? AND valid_until > ? ORDER BY issued_at DESC, id DESC LIMIT 1",
+            (site_id, _ts(now, "now")),
+        )
         return None if r is None else _schedule(r)
 
     def schedules(self, site_id: str, limit: int = 20) -> list[IssuedSchedule]:
         """Issued schedules, newest first: by issue time, then by issue order."""
-        rows = self._all(f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE site_id = ? ORDER BY issued_at DESC, id DESC LIMIT ?", (site_id, limit))
+        rows = self._all(
+            f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE site_id = ? ORDER BY issued_at DESC, id DESC LIMIT ?",
+            (site_id, limit),
+        )
         return [_schedule(r) for r in rows]
 
     # -- solve reports ------------------------------------------------------------------------------
@@ -382,4 +444,7 @@ class PortfolioStore:
 
     def reports(self, limit: int = 20) -> list[ReportRecord]:
         """Reports newest first: by `at`, then by save order."""
-        return [_report(r) for r in self._all("SELECT solve_id, at, payload FROM reports ORDER BY at DESC, id DESC LIMIT ?", (limit,))]
+        return [
+            _report(r)
+            for r in self._all("SELECT solve_id, at, payload FROM reports ORDER BY at DESC, id DESC LIMIT ?", (limit,))
+        ]

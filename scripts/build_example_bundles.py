@@ -66,8 +66,13 @@ def pv_per_kwp() -> pd.Series:
     site = pvlib.location.Location(meta["latitude"], meta["longitude"], altitude=meta["altitude"])
     sun = site.get_solarposition(data.index)
     poa = pvlib.irradiance.get_total_irradiance(
-        surface_tilt=25, surface_azimuth=180, solar_zenith=sun["apparent_zenith"], solar_azimuth=sun["azimuth"],
-        dni=data["dni"], ghi=data["ghi"], dhi=data["dhi"],
+        surface_tilt=25,
+        surface_azimuth=180,
+        solar_zenith=sun["apparent_zenith"],
+        solar_azimuth=sun["azimuth"],
+        dni=data["dni"],
+        ghi=data["ghi"],
+        dhi=data["dhi"],
     )["poa_global"].fillna(0.0)
     cell = pvlib.temperature.faiman(poa, data["temp_air"], data["wind_speed"])
     dc = pvlib.pvsystem.pvwatts_dc(poa, cell, pdc0=1.0, gamma_pdc=-0.004)
@@ -99,7 +104,12 @@ def carbon(index: pd.DatetimeIndex) -> np.ndarray:
 def day_ahead_prices(index: pd.DatetimeIndex, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     hour = index.tz_convert(TZ).hour + index.tz_convert(TZ).minute / 60
-    shape = 0.11 + 0.05 * np.exp(-((hour - 8) ** 2) / 6) + 0.14 * np.exp(-((hour - 18.5) ** 2) / 5) - 0.03 * np.exp(-((hour - 13) ** 2) / 8)
+    shape = (
+        0.11
+        + 0.05 * np.exp(-((hour - 8) ** 2) / 6)
+        + 0.14 * np.exp(-((hour - 18.5) ** 2) / 5)
+        - 0.03 * np.exp(-((hour - 13) ** 2) / 8)
+    )
     imp = np.clip(shape + rng.normal(0, 0.008, len(index)), 0.03, None)
     return imp, np.clip(imp * 0.55, 0.01, None)
 
@@ -135,36 +145,71 @@ def _run(start_local: str, tariff: dict[str, Any]) -> dict[str, Any]:
 
 def office(pv: pd.Series, slp: pd.DataFrame) -> Bundle:
     index = local_days("2025-06-10", 3)
-    series = pd.DataFrame({"timestamp": index, "load_kw": load_on(index, slp, "g1"), "pv_kw": 150 * on_grid(pv, index), "carbon_kg_per_kwh": carbon(index)})
+    series = pd.DataFrame(
+        {
+            "timestamp": index,
+            "load_kw": load_on(index, slp, "g1"),
+            "pv_kw": 150 * on_grid(pv, index),
+            "carbon_kg_per_kwh": carbon(index),
+        }
+    )
     site = {
-        "site_id": "office-east", "timezone": TZ,
+        "site_id": "office-east",
+        "timezone": TZ,
         "grid": {"import_limit_kw": 200, "export_limit_kw": 60, "breach_margin": 0.2, "breach_penalty_per_kwh": 10.0},
-        "battery": {"capacity_kwh": 200, "soc_initial_kwh": 100, "soc_min_kwh": 20, "soc_max_kwh": 190, "max_charge_kw": 100,
-                    "max_discharge_kw": 100, "charge_efficiency": 0.95, "discharge_efficiency": 0.95, "degradation_cost_per_kwh": 0.01},
+        "battery": {
+            "capacity_kwh": 200,
+            "soc_initial_kwh": 100,
+            "soc_min_kwh": 20,
+            "soc_max_kwh": 190,
+            "max_charge_kw": 100,
+            "max_discharge_kw": 100,
+            "charge_efficiency": 0.95,
+            "discharge_efficiency": 0.95,
+            "degradation_cost_per_kwh": 0.01,
+        },
         "pv": {"curtailable": True},
     }
-    tariff = {"energy_rates": TOU_OFFICE, "export_rate": 0.04,
-              "demand_charges": [{"name": "peak_window", "rate_per_kw": 14.0, "schedule": {"start_time": "16:00", "end_time": "20:59"}}]}
+    tariff = {
+        "energy_rates": TOU_OFFICE,
+        "export_rate": 0.04,
+        "demand_charges": [
+            {"name": "peak_window", "rate_per_kw": 14.0, "schedule": {"start_time": "16:00", "end_time": "20:59"}}
+        ],
+    }
     return Bundle("office", site, _run("2025-06-11 00:00", tariff), series, "parquet")
 
 
 def depot(slp: pd.DataFrame) -> Bundle:
     index = local_days("2025-01-14", 3)
-    series = pd.DataFrame({"timestamp": index, "load_kw": load_on(index, slp, "g3"), "pv_kw": np.zeros(len(index)), "carbon_kg_per_kwh": carbon(index)})
+    series = pd.DataFrame(
+        {
+            "timestamp": index,
+            "load_kw": load_on(index, slp, "g3"),
+            "pv_kw": np.zeros(len(index)),
+            "carbon_kg_per_kwh": carbon(index),
+        }
+    )
     chargers = [{"id": f"ac-{i:02d}", "max_kw": 22, "kind": "ac"} for i in range(1, 17)]
     chargers += [{"id": f"dc-{i:02d}", "max_kw": 60, "kind": "dc"} for i in range(1, 5)]
     site = {
-        "site_id": "depot-north", "timezone": TZ,
+        "site_id": "depot-north",
+        "timezone": TZ,
         "grid": {"import_limit_kw": 260, "export_limit_kw": 0, "breach_margin": 0.2, "breach_penalty_per_kwh": 10.0},
         "chargers": chargers,
         "circuits": [{"id": "ac-panel", "max_kw": 150, "members": [c["id"] for c in chargers[:16]]}],
     }
-    tariff = {"energy_rates": [
-        {"name": "off_peak", "rate": 0.10, "schedule": {"start_time": "00:00", "end_time": "06:59"}},
-        {"name": "peak", "rate": 0.28, "schedule": {"start_time": "07:00", "end_time": "22:59"}},
-        {"name": "off_peak_night", "rate": 0.10, "schedule": {"start_time": "23:00", "end_time": "23:59"}},
-    ], "export_rate": 0.0,
-        "demand_charges": [{"name": "evening", "rate_per_kw": 9.0, "schedule": {"start_time": "17:00", "end_time": "21:59"}}]}
+    tariff = {
+        "energy_rates": [
+            {"name": "off_peak", "rate": 0.10, "schedule": {"start_time": "00:00", "end_time": "06:59"}},
+            {"name": "peak", "rate": 0.28, "schedule": {"start_time": "07:00", "end_time": "22:59"}},
+            {"name": "off_peak_night", "rate": 0.10, "schedule": {"start_time": "23:00", "end_time": "23:59"}},
+        ],
+        "export_rate": 0.0,
+        "demand_charges": [
+            {"name": "evening", "rate_per_kw": 9.0, "schedule": {"start_time": "17:00", "end_time": "21:59"}}
+        ],
+    }
     return Bundle("depot", site, _run("2025-01-15 12:00", tariff), series, "csv", depot_sessions(series))
 
 
@@ -175,15 +220,17 @@ def depot_sessions(series: pd.DataFrame) -> pd.DataFrame:
     for i in range(20):
         back = pd.Timestamp("2025-01-15 17:00", tz=TZ) + pd.Timedelta(minutes=15 * int(rng.integers(0, 13)))
         out = pd.Timestamp("2025-01-16 05:00", tz=TZ) + pd.Timedelta(minutes=15 * int(rng.integers(0, 11)))
-        rows.append({
-            "session_id": f"van-{i + 1:02d}",
-            "arrival": back.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "departure": out.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "energy_kwh": round(float(rng.uniform(20, 80)), 1),
-            "max_kw": float(rng.choice([11.0, 22.0, 50.0])),
-            "priority": int(rng.integers(1, 4)),
-            "charger_id": f"ac-{i + 1:02d}" if i < 6 else "",
-        })
+        rows.append(
+            {
+                "session_id": f"van-{i + 1:02d}",
+                "arrival": back.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "departure": out.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "energy_kwh": round(float(rng.uniform(20, 80)), 1),
+                "max_kw": float(rng.choice([11.0, 22.0, 50.0])),
+                "priority": int(rng.integers(1, 4)),
+                "charger_id": f"ac-{i + 1:02d}" if i < 6 else "",
+            }
+        )
     sessions = pd.DataFrame(rows)
     hours = 10.0  # the shortest overnight stay, roughly
     spare_kw = 260 - float(series["load_kw"].max())
@@ -194,18 +241,41 @@ def depot_sessions(series: pd.DataFrame) -> pd.DataFrame:
 def warehouse(pv: pd.Series, slp: pd.DataFrame) -> Bundle:
     index = local_days("2025-06-17", 3)
     imp, exp = day_ahead_prices(index, 617)
-    series = pd.DataFrame({"timestamp": index, "load_kw": load_on(index, slp, "g0"), "pv_kw": 300 * on_grid(pv, index),
-                           "import_price_per_kwh": imp, "export_price_per_kwh": exp, "carbon_kg_per_kwh": carbon(index)})
+    series = pd.DataFrame(
+        {
+            "timestamp": index,
+            "load_kw": load_on(index, slp, "g0"),
+            "pv_kw": 300 * on_grid(pv, index),
+            "import_price_per_kwh": imp,
+            "export_price_per_kwh": exp,
+            "carbon_kg_per_kwh": carbon(index),
+        }
+    )
     site = {
-        "site_id": "warehouse-west", "timezone": TZ,
+        "site_id": "warehouse-west",
+        "timezone": TZ,
         "grid": {"import_limit_kw": 350, "export_limit_kw": 150, "breach_margin": 0.2, "breach_penalty_per_kwh": 10.0},
-        "battery": {"capacity_kwh": 500, "soc_initial_kwh": 250, "soc_min_kwh": 50, "soc_max_kwh": 475, "max_charge_kw": 250,
-                    "max_discharge_kw": 250, "charge_efficiency": 0.95, "discharge_efficiency": 0.95, "degradation_cost_per_kwh": 0.01},
+        "battery": {
+            "capacity_kwh": 500,
+            "soc_initial_kwh": 250,
+            "soc_min_kwh": 50,
+            "soc_max_kwh": 475,
+            "max_charge_kw": 250,
+            "max_discharge_kw": 250,
+            "charge_efficiency": 0.95,
+            "discharge_efficiency": 0.95,
+            "degradation_cost_per_kwh": 0.01,
+        },
         "pv": {"curtailable": True},
         "flexible_loads": [{"id": "miner-1", "min_kw": 0, "max_kw": 80, "value_per_kwh": 0.11, "priority": 4}],
     }
-    tariff = {"energy_rates": TOU_OFFICE, "export_rate": 0.05,
-              "demand_charges": [{"name": "monthly_peak", "rate_per_kw": 6.0, "schedule": {"start_time": "00:00", "end_time": "23:59"}}]}
+    tariff = {
+        "energy_rates": TOU_OFFICE,
+        "export_rate": 0.05,
+        "demand_charges": [
+            {"name": "monthly_peak", "rate_per_kw": 6.0, "schedule": {"start_time": "00:00", "end_time": "23:59"}}
+        ],
+    }
     return Bundle("warehouse", site, _run("2025-06-18 00:00", tariff), series, "parquet")
 
 
@@ -220,7 +290,9 @@ def write(bundle: Bundle, root: Path) -> None:
     numeric = series.columns.drop("timestamp")
     series[numeric] = series[numeric].astype(float).round(4)
     if bundle.series_format == "csv":
-        series.assign(timestamp=series["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(folder / "timeseries.csv", index=False, float_format="%.4f")
+        series.assign(timestamp=series["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(
+            folder / "timeseries.csv", index=False, float_format="%.4f"
+        )
     else:
         series.to_parquet(folder / "timeseries.parquet", index=False, compression="snappy")
     if bundle.sessions is not None:

@@ -26,7 +26,15 @@ def generate(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     sources = sorted(str(p.relative_to(PROTOS)) for p in (PROTOS / "gridmesh").rglob("*.proto"))
     include = Path(grpc_tools.__file__).parent / "_proto"
-    args = ["protoc", f"-I{PROTOS}", f"-I{include}", f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}", *sources]
+    args = [
+        "protoc",
+        f"-I{PROTOS}",
+        f"-I{include}",
+        f"--python_out={out}",
+        f"--pyi_out={out}",
+        f"--grpc_python_out={out}",
+        *sources,
+    ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
     written = []
@@ -41,7 +49,9 @@ def generate(out: Path) -> list[Path]:
     for folder in (out, out / "gridmesh", out / "gridmesh" / "v1"):
         init = folder / "__init__.py"
         if not init.exists():
-            init.write_text('"""Generated from protos/ by scripts/gen_protos.py; do not edit."""\n' if folder == out else "")
+            init.write_text(
+                '"""Generated from protos/ by scripts/gen_protos.py; do not edit."""\n' if folder == out else ""
+            )
             written.append(init)
     return written
 

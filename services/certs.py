@@ -78,7 +78,9 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _cert_pem(cert: x509.Certificate) -> bytes:
@@ -104,7 +106,9 @@ def _check_id(field: str, value: str) -> str:
     if len(value) > MAX_ID_LENGTH:
         raise InvalidInput.one(field, f"must be at most {MAX_ID_LENGTH} characters, got {len(value)}")
     if not re.fullmatch(ID_PATTERN, value):
-        raise InvalidInput.one(field, f"must start with a letter or digit and use only letters, digits, '_', '.', ':', '-', got {value!r}")
+        raise InvalidInput.one(
+            field, f"must start with a letter or digit and use only letters, digits, '_', '.', ':', '-', got {value!r}"
+        )
     return value
 
 
@@ -139,7 +143,9 @@ def _name(cn: str) -> x509.Name:
 def _load_ca(folder: Path) -> tuple[CaFiles, x509.Certificate, ec.EllipticCurvePrivateKey]:
     files = ca_files(folder)
     if not (files.cert.exists() and files.key.exists()):
-        raise FailedPrecondition(f"no CA in {folder} (want ca.pem and ca.key): run `gridmesh certs init --dir {folder}` first")
+        raise FailedPrecondition(
+            f"no CA in {folder} (want ca.pem and ca.key): run `gridmesh certs init --dir {folder}` first"
+        )
     try:
         cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
         key = serialization.load_pem_private_key(files.key.read_bytes(), password=None)
@@ -152,8 +158,14 @@ def _load_ca(folder: Path) -> tuple[CaFiles, x509.Certificate, ec.EllipticCurveP
     return files, cert, key
 
 
-def _issue(ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, cn: str, sans: list[x509.GeneralName],
-           usage: x509.ObjectIdentifier, days: int) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _issue(
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    cn: str,
+    sans: list[x509.GeneralName],
+    usage: x509.ObjectIdentifier,
+    days: int,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     now = datetime.now(UTC)
     not_after = min(now + timedelta(days=days), ca.not_valid_after_utc)  # nothing outlives its issuer
     key = ec.generate_private_key(ec.SECP256R1())
@@ -166,9 +178,20 @@ def _issue(ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, cn: str, sa
         .not_valid_before(now - _BACKDATE)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False),
-                       critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -187,7 +210,9 @@ def init_ca(folder: Path, *, name: str = "gridmesh CA", days: int = 3650, force:
     files = ca_files(folder)
     existing = [p.name for p in (files.cert, files.key) if p.exists()]
     if existing and not force:
-        raise FailedPrecondition(f"a CA already exists in {folder} ({', '.join(existing)}); replacing it invalidates every certificate it issued: use force")
+        raise FailedPrecondition(
+            f"a CA already exists in {folder} ({', '.join(existing)}); replacing it invalidates every certificate it issued: use force"
+        )
     now = datetime.now(UTC)
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
@@ -199,9 +224,20 @@ def init_ca(folder: Path, *, name: str = "gridmesh CA", days: int = 3650, force:
         .not_valid_before(now - _BACKDATE)
         .not_valid_after(now + timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
-                       critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -221,7 +257,9 @@ def issue_site(folder: Path, site_id: str, *, days: int = 825) -> IssuedFiles:
     uri = site_uri(site_id)
     _check_days(days)
     ca_paths, ca, ca_key = _load_ca(folder)
-    cert, key = _issue(ca, ca_key, site_id, [x509.UniformResourceIdentifier(uri)], ExtendedKeyUsageOID.CLIENT_AUTH, days)
+    cert, key = _issue(
+        ca, ca_key, site_id, [x509.UniformResourceIdentifier(uri)], ExtendedKeyUsageOID.CLIENT_AUTH, days
+    )
     out = IssuedFiles(folder / "sites" / f"{site_id}.pem", folder / "sites" / f"{site_id}.key", ca_paths.cert)
     _write_pair(out.cert, out.key, cert, key)
     return out
@@ -240,7 +278,14 @@ def issue_operator(folder: Path, name: str, *, days: int = 825) -> IssuedFiles:
     _check_id("name", name)
     _check_days(days)
     ca_paths, ca, ca_key = _load_ca(folder)
-    cert, key = _issue(ca, ca_key, name, [x509.UniformResourceIdentifier(OPERATOR_URI_PREFIX + name)], ExtendedKeyUsageOID.CLIENT_AUTH, days)
+    cert, key = _issue(
+        ca,
+        ca_key,
+        name,
+        [x509.UniformResourceIdentifier(OPERATOR_URI_PREFIX + name)],
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+        days,
+    )
     out = IssuedFiles(folder / "operators" / f"{name}.pem", folder / "operators" / f"{name}.key", ca_paths.cert)
     _write_pair(out.cert, out.key, cert, key)
     return out
@@ -288,7 +333,7 @@ def site_id_from_auth_context(auth_context: Mapping[str, Sequence[bytes]]) -> st
     if [_text(v) for v in auth_context.get(TRANSPORT_KEY, ())] != ["ssl"]:
         return None
     uris = auth_context[URI_KEY] if URI_KEY in auth_context else auth_context.get(SAN_KEY, ())
-    sites = {_text(v)[len(SITE_URI_PREFIX):] for v in uris if _text(v).startswith(SITE_URI_PREFIX)}
+    sites = {_text(v)[len(SITE_URI_PREFIX) :] for v in uris if _text(v).startswith(SITE_URI_PREFIX)}
     if len(sites) != 1:
         return None
     (site,) = sites
@@ -314,7 +359,9 @@ def server_credentials(cert: Path, key: Path, ca: Path | None, *, require_client
 def channel_credentials(ca: Path, cert: Path | None = None, key: Path | None = None) -> grpc.ChannelCredentials:
     """TLS for a client that trusts `ca`; with `cert` and `key` it also presents its own certificate (mTLS)."""
     if (cert is None) != (key is None):
-        raise InvalidInput.one("key" if key is None else "cert", "give both the client certificate and its key, or neither")
+        raise InvalidInput.one(
+            "key" if key is None else "cert", "give both the client certificate and its key, or neither"
+        )
     return grpc.ssl_channel_credentials(
         root_certificates=Path(ca).read_bytes(),
         private_key=Path(key).read_bytes() if key is not None else None,
@@ -334,7 +381,9 @@ def _fail(exc: InvalidInput | FailedPrecondition) -> int:
     return EXIT_BAD_INPUT
 
 
-def _written(make: Callable[[argparse.Namespace], CaFiles | IssuedFiles], what: Callable[[argparse.Namespace], str]) -> Callable[[argparse.Namespace], int]:
+def _written(
+    make: Callable[[argparse.Namespace], CaFiles | IssuedFiles], what: Callable[[argparse.Namespace], str]
+) -> Callable[[argparse.Namespace], int]:
     """A `certs` handler: make the files, say what was written, or name the bad field (exit 2)."""
 
     def handler(args: argparse.Namespace) -> int:
@@ -349,8 +398,13 @@ def _written(make: Callable[[argparse.Namespace], CaFiles | IssuedFiles], what: 
 
 
 _cmd_init = _written(lambda a: init_ca(Path(a.dir), force=a.force), lambda a: "CA (keep its key private)")
-_cmd_issue = _written(lambda a: issue_site(Path(a.dir), a.site, days=a.days), lambda a: f"site {a.site} ({SITE_URI_PREFIX}{a.site})")
-_cmd_server = _written(lambda a: issue_server(Path(a.dir), a.name, a.host, days=a.days), lambda a: f"server {a.name} for {', '.join(a.host)}")
+_cmd_issue = _written(
+    lambda a: issue_site(Path(a.dir), a.site, days=a.days), lambda a: f"site {a.site} ({SITE_URI_PREFIX}{a.site})"
+)
+_cmd_server = _written(
+    lambda a: issue_server(Path(a.dir), a.name, a.host, days=a.days),
+    lambda a: f"server {a.name} for {', '.join(a.host)}",
+)
 _cmd_operator = _written(lambda a: issue_operator(Path(a.dir), a.name, days=a.days), lambda a: f"operator {a.name}")
 
 
@@ -360,7 +414,9 @@ def add_certs_commands(subparsers: argparse._SubParsersAction) -> None:
     actions = certs.add_subparsers(dest="certs_action", required=True)
     init = actions.add_parser("init", help="create a CA (ca.pem, ca.key)")
     init.add_argument("--dir", default=DEFAULT_DIR, help=f"certificates folder (default {DEFAULT_DIR})")
-    init.add_argument("--force", action="store_true", help="replace an existing CA (every certificate it issued stops working)")
+    init.add_argument(
+        "--force", action="store_true", help="replace an existing CA (every certificate it issued stops working)"
+    )
     init.set_defaults(func=_cmd_init)
     issue = actions.add_parser("issue", help="a site node's client certificate (sites/<SITE_ID>.pem, .key)")
     issue.add_argument("--site", required=True, metavar="SITE_ID")

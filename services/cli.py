@@ -26,7 +26,9 @@ def _configure_logging(level: str) -> None:
     """A service's own log lines (solves, connections, mode changes, one per RPC) to stderr at
     `level`; the libraries' (ocpp logs every frame at INFO, Ray and pymodbus their chatter) at
     WARNING, so a day's log stays readable."""
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(level)
 
@@ -96,8 +98,17 @@ def _sitenode_serve(args: argparse.Namespace, out: Console) -> int:
 
     from services.node_main import ServeArgs, serve
 
-    asyncio.run(serve(ServeArgs(Path(args.config), args.listen, args.insecure_loopback,
-                                Path(args.tls_cert) if args.tls_cert else None, Path(args.tls_key) if args.tls_key else None)))
+    asyncio.run(
+        serve(
+            ServeArgs(
+                Path(args.config),
+                args.listen,
+                args.insecure_loopback,
+                Path(args.tls_cert) if args.tls_cert else None,
+                Path(args.tls_key) if args.tls_key else None,
+            )
+        )
+    )
     return 0
 
 
@@ -120,8 +131,20 @@ def _dashboard(args: argparse.Namespace, out: Console) -> int:
     def path(value: str | None) -> Path | None:
         return Path(value) if value else None
 
-    asyncio.run(run(DashboardArgs(args.portfolio, args.listen, path(args.ca), path(args.cert), path(args.key), args.insecure_loopback,
-                                  path(args.tls_cert), path(args.tls_key))))
+    asyncio.run(
+        run(
+            DashboardArgs(
+                args.portfolio,
+                args.listen,
+                path(args.ca),
+                path(args.cert),
+                path(args.key),
+                args.insecure_loopback,
+                path(args.tls_cert),
+                path(args.tls_key),
+            )
+        )
+    )
     return 0
 
 
@@ -154,8 +177,13 @@ def _sim(args: argparse.Namespace, out: Console) -> int:
 
     async def run() -> None:
         host, port = args.listen.rsplit(":", 1)
-        sim = SunSpecBatterySim(BatterySpec(capacity_kwh=args.capacity_kwh, max_kw=args.max_kw, soc_pct=args.soc), host=host, port=int(port),
-                                speed=args.speed, control=args.control)
+        sim = SunSpecBatterySim(
+            BatterySpec(capacity_kwh=args.capacity_kwh, max_kw=args.max_kw, soc_pct=args.soc),
+            host=host,
+            port=int(port),
+            speed=args.speed,
+            control=args.control,
+        )
         bound = await sim.start()
         out.print(f"SunSpec battery simulator on {host}:{bound} (models 1, 802, {args.control} at 40000)")
         stop = asyncio.Event()
@@ -190,9 +218,22 @@ def _sim_chargers(args: argparse.Namespace, out: Console) -> int:
     async def run() -> None:
         stop, ready = asyncio.Event(), asyncio.Event()
         stop_on_signals(stop)
-        fleet = asyncio.create_task(run_fleet(args.central_system, ids, args.password, max_kw=args.max_kw, version=args.ocpp, clock=clock,
-                                              stop=stop, sessions=sessions, plug_in_all=args.plug_in, ev_kw=args.ev_kw,
-                                              meter_seconds=args.meter_seconds, ready=ready))
+        fleet = asyncio.create_task(
+            run_fleet(
+                args.central_system,
+                ids,
+                args.password,
+                max_kw=args.max_kw,
+                version=args.ocpp,
+                clock=clock,
+                stop=stop,
+                sessions=sessions,
+                plug_in_all=args.plug_in,
+                ev_kw=args.ev_kw,
+                meter_seconds=args.meter_seconds,
+                ready=ready,
+            )
+        )
         await asyncio.wait([fleet, asyncio.create_task(ready.wait())], return_when=asyncio.FIRST_COMPLETED)
         if fleet.done():
             fleet.result()
@@ -215,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=helptext)
         cmd.add_argument("bundle", help="run bundle directory")
         if name == "optimize":
-            cmd.add_argument("--engine", choices=("direct", "pyomo"), default="direct", help="model builder (both solve with HiGHS)")
+            cmd.add_argument(
+                "--engine", choices=("direct", "pyomo"), default="direct", help="model builder (both solve with HiGHS)"
+            )
     node = sub.add_parser("sitenode", help="the site node service").add_subparsers(dest="action", required=True)
     serve = node.add_parser("serve", help="run a site node: its gRPC API, planning and dispatch")
     serve.add_argument("--config", required=True, help="node.yaml (see examples/nodes/)")
@@ -227,10 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     pserve = portfolio.add_parser("serve", help="run the portfolio: node streams, operator API, coupled solves")
     pserve.add_argument("--config", required=True, help="portfolio.yaml (see examples/portfolio.yaml)")
     pserve.add_argument("--listen", help="HOST:PORT, overriding the config")
-    pserve.add_argument("--insecure-loopback", action="store_true", help="plaintext, allowed only on a loopback address")
+    pserve.add_argument(
+        "--insecure-loopback", action="store_true", help="plaintext, allowed only on a loopback address"
+    )
     dash = sub.add_parser("dashboard", help="the operators' web dashboard, a client of the portfolio's operator API")
     dash.add_argument("--portfolio", required=True, help="the portfolio's HOST:PORT")
-    dash.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to serve the page on (default 127.0.0.1:8080)")
+    dash.add_argument(
+        "--listen", default="127.0.0.1:8080", help="HOST:PORT to serve the page on (default 127.0.0.1:8080)"
+    )
     dash.add_argument("--ca", help="CA certificate the portfolio's certificate is checked against")
     dash.add_argument("--cert", help="the dashboard's client certificate (gridmesh certs operator)")
     dash.add_argument("--key", help="its key")
@@ -238,10 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--tls-cert", help="HTTPS certificate for the page (required beyond loopback)")
     dash.add_argument("--tls-key")
     demo = sub.add_parser("demo", help="a portfolio and three site nodes on loopback, one simulated day")
-    demo.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24, about 100 s of real time)")
+    demo.add_argument(
+        "--hours", type=float, default=24.0, help="simulated hours (default 24, about 100 s of real time)"
+    )
     demo.add_argument("--out", default="runs", help="where the run folder demo-<time>/ goes")
     demo.add_argument("--speed", type=float, help="simulated seconds per real second (default: a day in 100 s, 864)")
-    demo.add_argument("--dashboard-port", type=int, help="port of the demo's dashboard on 127.0.0.1 (default: a free one)")
+    demo.add_argument(
+        "--dashboard-port", type=int, help="port of the demo's dashboard on 127.0.0.1 (default: a free one)"
+    )
     from services.certs import add_certs_commands
 
     add_certs_commands(sub)
@@ -251,9 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
     battery.add_argument("--capacity-kwh", type=float, default=200.0)
     battery.add_argument("--max-kw", type=float, default=100.0)
     battery.add_argument("--soc", type=float, default=50.0, help="initial SOC, percent")
-    battery.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second (SOC moves this much faster)")
-    battery.add_argument("--control", type=int, choices=(124, 704), default=124,
-                         help="storage control model: 124 (storage_basic) or 704 (DERCtlAC, WSet in W; + discharges)")
+    battery.add_argument(
+        "--speed", type=float, default=1.0, help="simulated seconds per second (SOC moves this much faster)"
+    )
+    battery.add_argument(
+        "--control",
+        type=int,
+        choices=(124, 704),
+        default=124,
+        help="storage control model: 124 (storage_basic) or 704 (DERCtlAC, WSet in W; + discharges)",
+    )
     chargers = sim.add_parser("chargers", help="OCPP 1.6 charge points")
     chargers.add_argument("--central-system", required=True, help="ws://HOST:PORT/ocpp")
     chargers.add_argument("--ids", help="comma-separated charge point ids (else --prefix and --count)")
@@ -267,8 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     chargers.add_argument("--meter-seconds", type=float, default=10.0)
     chargers.add_argument("--sessions", help="sessions.csv: plug EVs in and out at their arrival and departure")
     chargers.add_argument("--speed", type=float, default=1.0, help="with --sessions: simulated seconds per second")
-    chargers.add_argument("--clock-start", help="ISO time the simulated clock reads at --clock-origin (default: the first arrival, now)")
-    chargers.add_argument("--clock-origin", type=float, help="wall-clock UNIX time at which the clock reads --clock-start")
+    chargers.add_argument(
+        "--clock-start", help="ISO time the simulated clock reads at --clock-origin (default: the first arrival, now)"
+    )
+    chargers.add_argument(
+        "--clock-origin", type=float, help="wall-clock UNIX time at which the clock reads --clock-start"
+    )
     return parser
 
 
@@ -294,7 +356,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in SERVICES:
         level = os.environ.get("GRIDMESH_LOG_LEVEL", "INFO").upper()
         if level not in logging.getLevelNamesMapping():
-            err.print(f"[red]error[/red] GRIDMESH_LOG_LEVEL: not a log level (DEBUG, INFO, WARNING, ERROR), got {escape(level)!r}", highlight=False)
+            err.print(
+                f"[red]error[/red] GRIDMESH_LOG_LEVEL: not a log level (DEBUG, INFO, WARNING, ERROR), got {escape(level)!r}",
+                highlight=False,
+            )
             return EXIT_BAD_INPUT
         _configure_logging(level)
     try:
@@ -309,7 +374,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug: say so in one line unless debugging
         if os.environ.get("GRIDMESH_DEBUG"):
             raise
-        err.print(f"[red]internal error[/red] {type(exc).__name__}: {escape(str(exc))} (GRIDMESH_DEBUG=1 shows the traceback)", highlight=False)
+        err.print(
+            f"[red]internal error[/red] {type(exc).__name__}: {escape(str(exc))} (GRIDMESH_DEBUG=1 shows the traceback)",
+            highlight=False,
+        )
         return 1
 
 

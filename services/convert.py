@@ -16,9 +16,18 @@ from sitenode.model.sessions import EVSession
 from sitenode.model.validation import parse
 from sitenode.runtime import AssetView, Mode, NodeStatus
 
-KIND = {"grid": common_pb2.ASSET_KIND_GRID, "battery": common_pb2.ASSET_KIND_BATTERY, "pv": common_pb2.ASSET_KIND_PV,
-        "charger": common_pb2.ASSET_KIND_CHARGER, "flexible_load": common_pb2.ASSET_KIND_FLEXIBLE_LOAD}
-MODE = {Mode.LOCAL: sitenode_pb2.NODE_MODE_LOCAL, Mode.PORTFOLIO: sitenode_pb2.NODE_MODE_PORTFOLIO, Mode.FAILSAFE: sitenode_pb2.NODE_MODE_FAILSAFE}
+KIND = {
+    "grid": common_pb2.ASSET_KIND_GRID,
+    "battery": common_pb2.ASSET_KIND_BATTERY,
+    "pv": common_pb2.ASSET_KIND_PV,
+    "charger": common_pb2.ASSET_KIND_CHARGER,
+    "flexible_load": common_pb2.ASSET_KIND_FLEXIBLE_LOAD,
+}
+MODE = {
+    Mode.LOCAL: sitenode_pb2.NODE_MODE_LOCAL,
+    Mode.PORTFOLIO: sitenode_pb2.NODE_MODE_PORTFOLIO,
+    Mode.FAILSAFE: sitenode_pb2.NODE_MODE_FAILSAFE,
+}
 COMMAND = {
     sitenode_pb2.COMMAND_TYPE_SET_CHARGE_RATE: CommandType.SET_CHARGE_RATE,
     sitenode_pb2.COMMAND_TYPE_SET_DISCHARGE_RATE: CommandType.SET_DISCHARGE_RATE,
@@ -44,29 +53,52 @@ def schedule(stored: StoredSchedule, assignment: dict[str, str] | None = None) -
     frame = stored.frame
     step = int((frame.index[1] - frame.index[0]).total_seconds() // 60) if len(frame) > 1 else 0
     return common_pb2.Schedule(
-        version=stored.version, source=stored.source, start=ts(frame.index[0].to_pydatetime()), step_minutes=step,
+        version=stored.version,
+        source=stored.source,
+        start=ts(frame.index[0].to_pydatetime()),
+        step_minutes=step,
         columns=[common_pb2.ScheduleColumn(name=c, values=frame[c].tolist()) for c in frame.columns],
-        valid_from=ts(stored.valid_from), valid_until=ts(stored.valid_until), charger_assignment=assignment or {},
+        valid_from=ts(stored.valid_from),
+        valid_until=ts(stored.valid_until),
+        charger_assignment=assignment or {},
     )
 
 
 def schedule_frame(message: common_pb2.Schedule) -> pd.DataFrame:
-    index = pd.date_range(from_ts(message.start), periods=len(message.columns[0].values) if message.columns else 0,
-                          freq=f"{message.step_minutes}min", name="timestamp")
+    index = pd.date_range(
+        from_ts(message.start),
+        periods=len(message.columns[0].values) if message.columns else 0,
+        freq=f"{message.step_minutes}min",
+        name="timestamp",
+    )
     return pd.DataFrame({c.name: list(c.values) for c in message.columns}, index=index)
 
 
 def status(s: NodeStatus) -> sitenode_pb2.GetStatusResponse:
     return sitenode_pb2.GetStatusResponse(
-        site_id=s.site_id, mode=MODE[s.mode], schedule_version=s.schedule_version, schedule_source=s.schedule_source,
-        now=ts(s.now), last_optimized_at=ts(s.last_optimized_at), open_commands=s.open_commands,
-        active_sessions=s.active_sessions, last_solve_status=s.last_solve_status, relaxed=list(s.relaxed),
+        site_id=s.site_id,
+        mode=MODE[s.mode],
+        schedule_version=s.schedule_version,
+        schedule_source=s.schedule_source,
+        now=ts(s.now),
+        last_optimized_at=ts(s.last_optimized_at),
+        open_commands=s.open_commands,
+        active_sessions=s.active_sessions,
+        last_solve_status=s.last_solve_status,
+        relaxed=list(s.relaxed),
     )
 
 
 def asset(a: AssetView) -> common_pb2.Asset:
-    return common_pb2.Asset(asset_id=a.asset_id, kind=KIND[a.kind], state=str(a.state), max_charge_kw=a.max_charge_kw,
-                            max_discharge_kw=a.max_discharge_kw, setpoint_kw=a.setpoint_kw, soc_kwh=a.soc_kwh)
+    return common_pb2.Asset(
+        asset_id=a.asset_id,
+        kind=KIND[a.kind],
+        state=str(a.state),
+        max_charge_kw=a.max_charge_kw,
+        max_discharge_kw=a.max_discharge_kw,
+        setpoint_kw=a.setpoint_kw,
+        soc_kwh=a.soc_kwh,
+    )
 
 
 def session_in(message: common_pb2.EVSession) -> EVSession:
@@ -85,14 +117,37 @@ def session_in(message: common_pb2.EVSession) -> EVSession:
 
 
 def session_out(s: EVSession) -> common_pb2.EVSession:
-    return common_pb2.EVSession(session_id=s.session_id, arrival=ts(s.arrival), departure=ts(s.departure), energy_kwh=s.energy_kwh,
-                                max_kw=s.max_kw, priority=s.priority, charger_id=s.charger_id or "")
+    return common_pb2.EVSession(
+        session_id=s.session_id,
+        arrival=ts(s.arrival),
+        departure=ts(s.departure),
+        energy_kwh=s.energy_kwh,
+        max_kw=s.max_kw,
+        priority=s.priority,
+        charger_id=s.charger_id or "",
+    )
 
 
 def objective_in(request: sitenode_pb2.SetObjectiveRequest) -> tuple[Objective | None, Priorities | None]:
-    weights = parse(Objective, {"cost": request.weights.cost, "carbon": request.weights.carbon, "peak": request.weights.peak}, "weights") if request.HasField("weights") else None
+    weights = (
+        parse(
+            Objective,
+            {"cost": request.weights.cost, "carbon": request.weights.carbon, "peak": request.weights.peak},
+            "weights",
+        )
+        if request.HasField("weights")
+        else None
+    )
     p = request.priorities
-    priorities = parse(Priorities, {"fleet": p.fleet, "facility": p.facility, "battery": p.battery, "mining": p.mining, "export": p.export}, "priorities") if request.HasField("priorities") else None
+    priorities = (
+        parse(
+            Priorities,
+            {"fleet": p.fleet, "facility": p.facility, "battery": p.battery, "mining": p.mining, "export": p.export},
+            "priorities",
+        )
+        if request.HasField("priorities")
+        else None
+    )
     return weights, priorities
 
 
@@ -106,9 +161,17 @@ def objective_out(weights: Objective, priorities: Priorities) -> sitenode_pb2.Se
 def event(e: Event) -> sitenode_pb2.WatchEventsResponse:
     out = sitenode_pb2.WatchEventsResponse(type=str(e.type), seq=e.seq, at=ts(e.at))
     p = e.payload
-    for name, field_name in (("asset_id", "asset_id"), ("command_id", "command_id"), ("command_type", "command_type"), ("attempts", "attempts"),
-                             ("reason", "reason"), ("machine", "machine"), ("trigger", "trigger"), ("from_state", "from_state"),
-                             ("to_state", "to_state")):
+    for name, field_name in (
+        ("asset_id", "asset_id"),
+        ("command_id", "command_id"),
+        ("command_type", "command_type"),
+        ("attempts", "attempts"),
+        ("reason", "reason"),
+        ("machine", "machine"),
+        ("trigger", "trigger"),
+        ("from_state", "from_state"),
+        ("to_state", "to_state"),
+    ):
         if hasattr(p, name):
             setattr(out, field_name, getattr(p, name))
     if getattr(p, "value_kw", None) is not None:

@@ -120,9 +120,17 @@ def plan_demo(hours: float, start: datetime = START, speed: float | None = None)
         stay_h = (departure - arrival).total_seconds() / 3600
         # what 11 kW delivers in 40 % of the stay: a need a fleet can meet under a cap
         energy = round(min(60.0, 0.4 * 11.0 * stay_h), 1)
-        sessions.append(EVSession(session_id=f"van-{i + 1:02d}", arrival=arrival.replace(second=0, microsecond=0),
-                                  departure=departure.replace(second=0, microsecond=0), energy_kwh=energy, max_kw=11.0, priority=1 + i % 2,
-                                  charger_id=charger))
+        sessions.append(
+            EVSession(
+                session_id=f"van-{i + 1:02d}",
+                arrival=arrival.replace(second=0, microsecond=0),
+                departure=departure.replace(second=0, microsecond=0),
+                energy_kwh=energy,
+                max_kw=11.0,
+                priority=1 + i % 2,
+                charger_id=charger,
+            )
+        )
     # in the evening, once every process is up and the first plan is in force
     event_start = (start + min(max(h / 8, timedelta(hours=1.5)), h / 2)).replace(second=0, microsecond=0)
     event_start = event_start - timedelta(minutes=event_start.minute % 15)
@@ -139,8 +147,9 @@ class Processes:
 
     def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
         log = (self.logs / f"{name}.log").open("w")
-        self.children[name] = subprocess.Popen([sys.executable, "-m", "services.cli", *argv], stdout=log, stderr=subprocess.STDOUT, env=env,
-                                               cwd=ROOT)
+        self.children[name] = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", *argv], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        )
 
     def check(self) -> None:
         for name, proc in self.children.items():
@@ -182,49 +191,118 @@ def write_configs(plan: DemoPlan, lay: Layout) -> dict[str, NodeConfig]:
     init_ca(certs)
     server = issue_server(certs, "portfolio", ["127.0.0.1", "localhost"])
     clock = {"clock_speed": plan.speed, "clock_start": plan.start.isoformat(), "clock_origin_unix": lay.origin_unix}
-    portfolio = {"portfolio": {"listen": f"127.0.0.1:{lay.portfolio_port}", "store": str(lay.out / "portfolio.db"),
-                               "tls": {"cert": str(server.cert), "key": str(server.key), "client_ca": str(certs / "ca.pem")},
-                               "tokens": [{"token": lay.token, "role": "operator"}, *([{"token": lay.viewer_token, "role": "viewer"}] if lay.viewer_token else [])],
-                               "step_minutes": 15, "horizon_steps": 96,
-                               "solve_period_seconds": 900, "schedule_valid_minutes": 120, "plan_lead_seconds": 300, "ping_interval_seconds": 1, "ping_timeout_seconds": 4,
-                               "snapshot_seconds": 900, **clock}}
+    portfolio = {
+        "portfolio": {
+            "listen": f"127.0.0.1:{lay.portfolio_port}",
+            "store": str(lay.out / "portfolio.db"),
+            "tls": {"cert": str(server.cert), "key": str(server.key), "client_ca": str(certs / "ca.pem")},
+            "tokens": [
+                {"token": lay.token, "role": "operator"},
+                *([{"token": lay.viewer_token, "role": "viewer"}] if lay.viewer_token else []),
+            ],
+            "step_minutes": 15,
+            "horizon_steps": 96,
+            "solve_period_seconds": 900,
+            "schedule_valid_minutes": 120,
+            "plan_lead_seconds": 300,
+            "ping_interval_seconds": 1,
+            "ping_timeout_seconds": 4,
+            "snapshot_seconds": 900,
+            **clock,
+        }
+    }
     (cfg / "portfolio.yaml").write_text(yaml.safe_dump(portfolio, sort_keys=False))
     configs = {}
     for name, site_id in SITES.items():
         doc = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
         issued = issue_site(certs, site_id)
-        doc["node"].update(journal=str(lay.out / "nodes" / name / "journal.db"), history=str((EXAMPLES / doc["node"]["history"]).resolve()),
-                           tick_seconds=0.05, tokens=[{"token": lay.token, "role": "operator"}], listen=f"127.0.0.1:{lay.node_ports[name]}", **clock)
+        doc["node"].update(
+            journal=str(lay.out / "nodes" / name / "journal.db"),
+            history=str((EXAMPLES / doc["node"]["history"]).resolve()),
+            tick_seconds=0.05,
+            tokens=[{"token": lay.token, "role": "operator"}],
+            listen=f"127.0.0.1:{lay.node_ports[name]}",
+            **clock,
+        )
         doc["plan"]["reoptimize_minutes"] = 15
-        doc["portfolio"] = {"address": f"127.0.0.1:{lay.portfolio_port}", "ca": str(certs / "ca.pem"), "cert": str(issued.cert), "key": str(issued.key),
-                            "grace_seconds": 1800, "telemetry_seconds": 300, "snapshot_seconds": 900, "ping_interval_seconds": 1,
-                            "ping_timeout_seconds": 4}
+        doc["portfolio"] = {
+            "address": f"127.0.0.1:{lay.portfolio_port}",
+            "ca": str(certs / "ca.pem"),
+            "cert": str(issued.cert),
+            "key": str(issued.key),
+            "grace_seconds": 1800,
+            "telemetry_seconds": 300,
+            "snapshot_seconds": 900,
+            "ping_interval_seconds": 1,
+            "ping_timeout_seconds": 4,
+        }
         if name == "depot":
-            doc["site"]["battery"] = {"capacity_kwh": 200, "soc_initial_kwh": 100, "soc_min_kwh": 20, "soc_max_kwh": 190, "max_charge_kw": 100,
-                                      "max_discharge_kw": 100, "charge_efficiency": 0.95, "discharge_efficiency": 0.95, "degradation_cost_per_kwh": 0.01}
-            doc["devices"] = {"ocpp": {"listen": f"127.0.0.1:{lay.ocpp_port}", "password_env": "GRIDMESH_DEMO_CP_PASSWORD",
-                                       "response_timeout_seconds": 5},
-                              "battery": {"host": "127.0.0.1", "port": lay.battery_port, "poll_seconds": 60, "stale_seconds": 900,
-                                          "revert_seconds": 600}}
+            doc["site"]["battery"] = {
+                "capacity_kwh": 200,
+                "soc_initial_kwh": 100,
+                "soc_min_kwh": 20,
+                "soc_max_kwh": 190,
+                "max_charge_kw": 100,
+                "max_discharge_kw": 100,
+                "charge_efficiency": 0.95,
+                "discharge_efficiency": 0.95,
+                "degradation_cost_per_kwh": 0.01,
+            }
+            doc["devices"] = {
+                "ocpp": {
+                    "listen": f"127.0.0.1:{lay.ocpp_port}",
+                    "password_env": "GRIDMESH_DEMO_CP_PASSWORD",
+                    "response_timeout_seconds": 5,
+                },
+                "battery": {
+                    "host": "127.0.0.1",
+                    "port": lay.battery_port,
+                    "poll_seconds": 60,
+                    "stale_seconds": 900,
+                    "revert_seconds": 600,
+                },
+            }
         else:
             doc.pop("devices", None)
         path = cfg / f"{name}.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         configs[name] = parse(NodeConfig, doc)
-    sessions = pd.DataFrame([{"session_id": s.session_id, "arrival": s.arrival.isoformat(), "departure": s.departure.isoformat(),
-                              "energy_kwh": s.energy_kwh, "max_kw": s.max_kw, "priority": s.priority, "charger_id": s.charger_id} for s in plan.sessions])
+    sessions = pd.DataFrame(
+        [
+            {
+                "session_id": s.session_id,
+                "arrival": s.arrival.isoformat(),
+                "departure": s.departure.isoformat(),
+                "energy_kwh": s.energy_kwh,
+                "max_kw": s.max_kw,
+                "priority": s.priority,
+                "charger_id": s.charger_id,
+            }
+            for s in plan.sessions
+        ]
+    )
     sessions.to_csv(cfg / "depot_sessions.csv", index=False)
     return configs
 
 
-def wait_serving(port: int, service: str, procs: Processes, timeout: float = 60.0, credentials: grpc.ChannelCredentials | None = None) -> None:
+def wait_serving(
+    port: int, service: str, procs: Processes, timeout: float = 60.0, credentials: grpc.ChannelCredentials | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         procs.check()
         with contextlib.suppress(grpc.RpcError):
-            channel = grpc.secure_channel(f"127.0.0.1:{port}", credentials) if credentials else grpc.insecure_channel(f"127.0.0.1:{port}")
+            channel = (
+                grpc.secure_channel(f"127.0.0.1:{port}", credentials)
+                if credentials
+                else grpc.insecure_channel(f"127.0.0.1:{port}")
+            )
             with channel:
-                status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=1).status
+                status = (
+                    health_pb2_grpc.HealthStub(channel)
+                    .Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                    .status
+                )
                 if status == health_pb2.HealthCheckResponse.SERVING:
                     return
         time.sleep(0.2)
@@ -242,19 +320,37 @@ async def wait_page(url: str, procs: Processes, timeout: float = 60.0) -> None:
     raise RuntimeError(f"the dashboard at {url} did not come up")
 
 
-def _progress(now: datetime, plan: DemoPlan, sites: Sequence[portfolio_pb2.SiteInfo], state: portfolio_pb2.GetPortfolioStateResponse) -> Group:
+def _progress(
+    now: datetime,
+    plan: DemoPlan,
+    sites: Sequence[portfolio_pb2.SiteInfo],
+    state: portfolio_pb2.GetPortfolioStateResponse,
+) -> Group:
     done = min(1.0, max(0.0, (now - plan.start) / (plan.end - plan.start)))
     head = Table.grid(padding=(0, 2))
-    head.add_row(f"[bold]simulated[/bold] {now:%Y-%m-%d %H:%M} UTC", f"{done:5.0%} of {plan.hours:g} h",
-                 f"import {state.import_kw:7.1f} kW", f"PV {state.pv_kw:6.1f} kW", f"EV {state.ev_kw:6.1f} kW",
-                 f"solves: {state.latest_solve.solve_id or '-'}")
+    head.add_row(
+        f"[bold]simulated[/bold] {now:%Y-%m-%d %H:%M} UTC",
+        f"{done:5.0%} of {plan.hours:g} h",
+        f"import {state.import_kw:7.1f} kW",
+        f"PV {state.pv_kw:6.1f} kW",
+        f"EV {state.ev_kw:6.1f} kW",
+        f"solves: {state.latest_solve.solve_id or '-'}",
+    )
     table = Table(title="sites", expand=False)
     for col in ("site", "link", "mode", "import kW", "PV kW", "SOC kWh", "EV kW", "schedule"):
         table.add_column(col, justify="right" if "kW" in col or "kWh" in col else "left")
     for s in sites:
         p = s.latest
-        table.add_row(s.site_id, "up" if s.connected else "[red]down[/red]", portfolio_pb2.NodeLinkMode.Name(s.mode).removeprefix("NODE_LINK_MODE_"),
-                      f"{p.grid_import_kw:.1f}", f"{p.pv_kw:.1f}", f"{p.soc_kwh:.1f}", f"{p.ev_kw:.1f}", f"{s.schedule_state or '-'}")
+        table.add_row(
+            s.site_id,
+            "up" if s.connected else "[red]down[/red]",
+            portfolio_pb2.NodeLinkMode.Name(s.mode).removeprefix("NODE_LINK_MODE_"),
+            f"{p.grid_import_kw:.1f}",
+            f"{p.pv_kw:.1f}",
+            f"{p.soc_kwh:.1f}",
+            f"{p.ev_kw:.1f}",
+            f"{s.schedule_state or '-'}",
+        )
     feeders = Table(title="feeders")
     for col in ("feeder", "sites", "import kW", "cap kW"):
         feeders.add_column(col)
@@ -265,23 +361,67 @@ def _progress(now: datetime, plan: DemoPlan, sites: Sequence[portfolio_pb2.SiteI
 
 def outcome_table(outcome: RunOutcome) -> Table:
     table = Table(title=TITLE)
-    for col in ("site", "cost", "business as usual", "saved", "peak kW", "BAU peak kW", "EV kWh", "EV needed kWh", "EV ok"):
+    for col in (
+        "site",
+        "cost",
+        "business as usual",
+        "saved",
+        "peak kW",
+        "BAU peak kW",
+        "EV kWh",
+        "EV needed kWh",
+        "EV ok",
+    ):
         table.add_column(col, justify="left" if col == "site" else "right")
     for s in outcome.sites:
-        table.add_row(s.site_id, f"{s.cost:,.2f}", f"{s.bau_cost:,.2f}", f"{s.bau_cost - s.cost:,.2f}", f"{s.peak_import_kw:.1f}",
-                      f"{s.bau_peak_import_kw:.1f}", f"{s.ev_delivered_kwh:.1f}", f"{s.ev_required_kwh:.1f}", "yes" if s.ev_ok else "[red]NO[/red]")
+        table.add_row(
+            s.site_id,
+            f"{s.cost:,.2f}",
+            f"{s.bau_cost:,.2f}",
+            f"{s.bau_cost - s.cost:,.2f}",
+            f"{s.peak_import_kw:.1f}",
+            f"{s.bau_peak_import_kw:.1f}",
+            f"{s.ev_delivered_kwh:.1f}",
+            f"{s.ev_required_kwh:.1f}",
+            "yes" if s.ev_ok else "[red]NO[/red]",
+        )
     total = run_totals(outcome)  # the run page's total row too
-    table.add_row("[bold]total[/bold]", f"{total.cost:,.2f}", f"{total.bau_cost:,.2f}", f"{total.saved:,.2f}", "", "", f"{total.ev_delivered_kwh:.1f}",
-                  f"{total.ev_required_kwh:.1f}", "yes" if total.ev_ok else "[red]NO[/red]", end_section=True)
+    table.add_row(
+        "[bold]total[/bold]",
+        f"{total.cost:,.2f}",
+        f"{total.bau_cost:,.2f}",
+        f"{total.saved:,.2f}",
+        "",
+        "",
+        f"{total.ev_delivered_kwh:.1f}",
+        f"{total.ev_required_kwh:.1f}",
+        "yes" if total.ev_ok else "[red]NO[/red]",
+        end_section=True,
+    )
     for f in outcome.feeders:
-        table.add_row(f"feeder {f.name}", f"cap {f.limit_kw:.1f} kW", f"worst excess {max(f.worst_excess_kw, 0):.2f} kW", "kept" if f.holds else "[red]BROKEN[/red]")
+        table.add_row(
+            f"feeder {f.name}",
+            f"cap {f.limit_kw:.1f} kW",
+            f"worst excess {max(f.worst_excess_kw, 0):.2f} kW",
+            "kept" if f.holds else "[red]BROKEN[/red]",
+        )
     for e in outcome.events:
-        table.add_row(f"flex {e.name}", f"limit {e.limit_kw:.1f} kW", f"worst excess {max(e.worst_excess_kw, 0):.2f} kW", "delivered" if e.holds else "[red]MISSED[/red]")
+        table.add_row(
+            f"flex {e.name}",
+            f"limit {e.limit_kw:.1f} kW",
+            f"worst excess {max(e.worst_excess_kw, 0):.2f} kW",
+            "delivered" if e.holds else "[red]MISSED[/red]",
+        )
     return table
 
 
-def collect(store_path: Path, plan: DemoPlan, configs: dict[str, NodeConfig], feeders: Sequence[Feeder],
-            events: Sequence[FlexEvent]) -> tuple[RunOutcome, dict[str, SiteRealized], dict[str, RunConfig]]:
+def collect(
+    store_path: Path,
+    plan: DemoPlan,
+    configs: dict[str, NodeConfig],
+    feeders: Sequence[Feeder],
+    events: Sequence[FlexEvent],
+) -> tuple[RunOutcome, dict[str, SiteRealized], dict[str, RunConfig]]:
     index = pd.date_range(plan.start, periods=plan.steps, freq="15min", name="timestamp")
     store = PortfolioStore(store_path)
     try:
@@ -293,28 +433,53 @@ def collect(store_path: Path, plan: DemoPlan, configs: dict[str, NodeConfig], fe
             frame, missing = realized_frame(points, index)
             frames[site_id] = frame
             config = configs[name]
-            run = RunConfig(horizon=Horizon(start=plan.start, step_minutes=15, steps=plan.steps), tariff=config.plan.tariff,
-                            objective=config.plan.objective, priorities=config.plan.priorities)
+            run = RunConfig(
+                horizon=Horizon(start=plan.start, step_minutes=15, steps=plan.steps),
+                tariff=config.plan.tariff,
+                objective=config.plan.objective,
+                priorities=config.plan.priorities,
+            )
             runs[site_id] = horizon_run(run, plan.start, plan.steps)
-            realized[site_id] = site_outcome(config.site, runs[site_id], frame, missing, plan.sessions if name == "depot" else ())
+            realized[site_id] = site_outcome(
+                config.site, runs[site_id], frame, missing, plan.sessions if name == "depot" else ()
+            )
     finally:
         store.close()
-    outcome = RunOutcome(tuple(r.outcome for r in realized.values()), tuple(feeder_outcome(f, frames, plan.start) for f in feeders),
-                         tuple(event_outcome(e, frames) for e in events))
+    outcome = RunOutcome(
+        tuple(r.outcome for r in realized.values()),
+        tuple(feeder_outcome(f, frames, plan.start) for f in feeders),
+        tuple(event_outcome(e, frames) for e in events),
+    )
     return outcome, realized, runs
 
 
 def _point(payload: bytes) -> TelemetryPoint:
     p = portfolio_pb2.TelemetryPoint.FromString(payload)
-    return TelemetryPoint(convert.from_ts(p.at), p.grid_import_kw, p.grid_export_kw, p.load_kw, p.pv_kw, p.battery_charge_kw,
-                          p.battery_discharge_kw, p.soc_kwh, p.ev_kw, p.flex_kw, pc.LINK_MODE_NAME.get(p.mode, ""), p.seq, p.ev_energy_kwh)
+    return TelemetryPoint(
+        convert.from_ts(p.at),
+        p.grid_import_kw,
+        p.grid_export_kw,
+        p.load_kw,
+        p.pv_kw,
+        p.battery_charge_kw,
+        p.battery_discharge_kw,
+        p.soc_kwh,
+        p.ev_kw,
+        p.flex_kw,
+        pc.LINK_MODE_NAME.get(p.mode, ""),
+        p.seq,
+        p.ev_energy_kwh,
+    )
 
 
 def acked_schedules(store_path: Path) -> dict[str, int]:
     """Per site, how many schedules the portfolio pushed that the node acknowledged."""
     store = PortfolioStore(store_path)
     try:
-        return {site_id: sum(1 for s in store.schedules(site_id, limit=100_000) if str(s.state) == "ACKED") for site_id in SITES.values()}
+        return {
+            site_id: sum(1 for s in store.schedules(site_id, limit=100_000) if str(s.state) == "ACKED")
+            for site_id in SITES.values()
+        }
     finally:
         store.close()
 
@@ -335,7 +500,9 @@ def write_outcome(path: Path, outcome: RunOutcome, acked: dict[str, int], plan: 
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
-def write_reports(out: Path, realized: dict[str, SiteRealized], runs: dict[str, RunConfig], sessions: dict[str, Sequence[EVSession]]) -> list[Path]:
+def write_reports(
+    out: Path, realized: dict[str, SiteRealized], runs: dict[str, RunConfig], sessions: dict[str, Sequence[EVSession]]
+) -> list[Path]:
     """Per site, a run bundle of the day as it happened (site and run config, the load and PV
     the node planned with, the EV sessions: `gridmesh optimize` on it gives the hindsight
     optimum), the realized schedule, its metrics against business as usual, and a report."""
@@ -343,29 +510,67 @@ def write_reports(out: Path, realized: dict[str, SiteRealized], runs: dict[str, 
     for site_id, r in realized.items():
         folder = out / "sites" / site_id
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "site_config.yaml").write_text(yaml.safe_dump(r.problem.site.model_dump(mode="json", exclude_none=True), sort_keys=False))
-        (folder / "run_config.yaml").write_text(yaml.safe_dump(runs[site_id].model_dump(mode="json", exclude_none=True), sort_keys=False))
+        (folder / "site_config.yaml").write_text(
+            yaml.safe_dump(r.problem.site.model_dump(mode="json", exclude_none=True), sort_keys=False)
+        )
+        (folder / "run_config.yaml").write_text(
+            yaml.safe_dump(runs[site_id].model_dump(mode="json", exclude_none=True), sort_keys=False)
+        )
         series = pd.DataFrame({"load_kw": r.problem.load_kw, "pv_kw": r.problem.pv_kw}, index=r.problem.index)
-        series.reset_index().assign(timestamp=lambda f: f["timestamp"].map(lambda t: t.isoformat())).to_csv(folder / "timeseries.csv", index=False)
+        series.reset_index().assign(timestamp=lambda f: f["timestamp"].map(lambda t: t.isoformat())).to_csv(
+            folder / "timeseries.csv", index=False
+        )
         if sessions.get(site_id):
-            pd.DataFrame([{"session_id": s.session_id, "arrival": s.arrival.isoformat(), "departure": s.departure.isoformat(), "energy_kwh": s.energy_kwh,
-                           "max_kw": s.max_kw, "priority": s.priority, "charger_id": s.charger_id or ""} for s in sessions[site_id]]).to_csv(
-                folder / "sessions.csv", index=False)
+            pd.DataFrame(
+                [
+                    {
+                        "session_id": s.session_id,
+                        "arrival": s.arrival.isoformat(),
+                        "departure": s.departure.isoformat(),
+                        "energy_kwh": s.energy_kwh,
+                        "max_kw": s.max_kw,
+                        "priority": s.priority,
+                        "charger_id": s.charger_id or "",
+                    }
+                    for s in sessions[site_id]
+                ]
+            ).to_csv(folder / "sessions.csv", index=False)
         r.schedule.reset_index().to_csv(folder / "realized.csv", index=False)
-        (folder / "metrics.json").write_text(json.dumps(metrics_document(r.metrics, r.bau_metrics, r.outcome.currency), indent=2) + "\n")
-        pages.append(write_report(folder, r.problem, {"optimized": r.schedule}, {"realized": r.metrics, "business_as_usual": r.bau_metrics},
-                                  r.outcome.currency, title=f"{site_id}: the demo day, realized"))
+        (folder / "metrics.json").write_text(
+            json.dumps(metrics_document(r.metrics, r.bau_metrics, r.outcome.currency), indent=2) + "\n"
+        )
+        pages.append(
+            write_report(
+                folder,
+                r.problem,
+                {"optimized": r.schedule},
+                {"realized": r.metrics, "business_as_usual": r.bau_metrics},
+                r.outcome.currency,
+                title=f"{site_id}: the demo day, realized",
+            )
+        )
     return pages
 
 
-async def run_demo(hours: float, out_root: Path, console: Console, speed: float | None = None, dashboard_port: int = 0) -> int:
+async def run_demo(
+    hours: float, out_root: Path, console: Console, speed: float | None = None, dashboard_port: int = 0
+) -> int:
     plan = plan_demo(hours, speed=speed)
     # absolute: the configs written below name files that services resolve from their own folder
     out = (out_root / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
-    lay = Layout(out, free_port(), {n: free_port() for n in SITES}, free_port(), free_port(), secrets.token_urlsafe(16),
-                 time.time() + STARTUP_SECONDS, secrets.token_urlsafe(16), dashboard_port or free_port())
+    lay = Layout(
+        out,
+        free_port(),
+        {n: free_port() for n in SITES},
+        free_port(),
+        free_port(),
+        secrets.token_urlsafe(16),
+        time.time() + STARTUP_SECONDS,
+        secrets.token_urlsafe(16),
+        dashboard_port or free_port(),
+    )
     configs = write_configs(plan, lay)
     password = secrets.token_hex(12)  # hex: never starts with "-", which argparse would take for an option
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRIDMESH_DEMO_CP_PASSWORD": password}
@@ -375,40 +580,121 @@ async def run_demo(hours: float, out_root: Path, console: Console, speed: float 
     feeder: Feeder | None = None
     event: FlexEvent | None = None
     try:
-        procs.start("battery-sim", ["sim", "battery", "--listen", f"127.0.0.1:{lay.battery_port}", "--capacity-kwh", "200", "--max-kw", "100",
-                                    "--soc", "50", "--speed", f"{plan.speed}"], env)
+        procs.start(
+            "battery-sim",
+            [
+                "sim",
+                "battery",
+                "--listen",
+                f"127.0.0.1:{lay.battery_port}",
+                "--capacity-kwh",
+                "200",
+                "--max-kw",
+                "100",
+                "--soc",
+                "50",
+                "--speed",
+                f"{plan.speed}",
+            ],
+            env,
+        )
         procs.start("portfolio", ["portfolio", "serve", "--config", str(out / "config" / "portfolio.yaml")], env)
         for name in SITES:
-            procs.start(f"node-{name}", ["sitenode", "serve", "--config", str(out / "config" / f"{name}.yaml"), "--insecure-loopback"], env)
+            procs.start(
+                f"node-{name}",
+                ["sitenode", "serve", "--config", str(out / "config" / f"{name}.yaml"), "--insecure-loopback"],
+                env,
+            )
         for name in SITES:
             wait_serving(lay.node_ports[name], "gridmesh.v1.SiteNode", procs)
-        clock_args = ["--speed", f"{plan.speed}", "--clock-start", plan.start.isoformat(), "--clock-origin", f"{lay.origin_unix}",
-                      "--sessions", str(out / "config" / "depot_sessions.csv"), "--meter-seconds", "60", "--ev-kw", "11"]
+        clock_args = [
+            "--speed",
+            f"{plan.speed}",
+            "--clock-start",
+            plan.start.isoformat(),
+            "--clock-origin",
+            f"{lay.origin_unix}",
+            "--sessions",
+            str(out / "config" / "depot_sessions.csv"),
+            "--meter-seconds",
+            "60",
+            "--ev-kw",
+            "11",
+        ]
         central = f"ws://127.0.0.1:{lay.ocpp_port}/ocpp"
-        procs.start("chargers-1.6", ["sim", "chargers", "--central-system", central, "--ids", ",".join(CHARGERS_16), f"--password={password}",
-                                     "--ocpp", "1.6", *clock_args], env)
-        procs.start("chargers-2.0.1", ["sim", "chargers", "--central-system", central, "--ids", ",".join(CHARGERS_201), f"--password={password}",
-                                       "--ocpp", "2.0.1", *clock_args], env)
+        procs.start(
+            "chargers-1.6",
+            [
+                "sim",
+                "chargers",
+                "--central-system",
+                central,
+                "--ids",
+                ",".join(CHARGERS_16),
+                f"--password={password}",
+                "--ocpp",
+                "1.6",
+                *clock_args,
+            ],
+            env,
+        )
+        procs.start(
+            "chargers-2.0.1",
+            [
+                "sim",
+                "chargers",
+                "--central-system",
+                central,
+                "--ids",
+                ",".join(CHARGERS_201),
+                f"--password={password}",
+                "--ocpp",
+                "2.0.1",
+                *clock_args,
+            ],
+            env,
+        )
         # the fleet announces its vans to the depot's node, as a fleet system would
         async with grpc.aio.insecure_channel(f"127.0.0.1:{lay.node_ports['depot']}") as channel:
             node = sitenode_pb2_grpc.SiteNodeStub(channel)
             for s in plan.sessions:
-                await node.UpsertSession(sitenode_pb2.UpsertSessionRequest(session=convert.session_out(s)), metadata=meta)
+                await node.UpsertSession(
+                    sitenode_pb2.UpsertSessionRequest(session=convert.session_out(s)), metadata=meta
+                )
         # with mTLS every client shows a certificate: the demo's operator console has its own,
         # and so has the dashboard (whose users still sign in with their own tokens)
         operator = issue_operator(out / "certs", "demo-console")
         board = issue_operator(out / "certs", "demo-dashboard")
-        procs.start("dashboard", ["dashboard", "--portfolio", f"127.0.0.1:{lay.portfolio_port}", "--listen", f"127.0.0.1:{lay.dashboard_port}",
-                                  "--ca", str(out / "certs" / "ca.pem"), "--cert", str(board.cert), "--key", str(board.key)], env)
+        procs.start(
+            "dashboard",
+            [
+                "dashboard",
+                "--portfolio",
+                f"127.0.0.1:{lay.portfolio_port}",
+                "--listen",
+                f"127.0.0.1:{lay.dashboard_port}",
+                "--ca",
+                str(out / "certs" / "ca.pem"),
+                "--cert",
+                str(board.cert),
+                "--key",
+                str(board.key),
+            ],
+            env,
+        )
         await wait_page(f"http://127.0.0.1:{lay.dashboard_port}/", procs)
-        console.print(f"dashboard: [bold]http://127.0.0.1:{lay.dashboard_port}/[/bold] (up until the demo ends) — sign in with the "
-                      f"operator token [bold]{lay.token}[/bold] or the viewer token {lay.viewer_token}")
+        console.print(
+            f"dashboard: [bold]http://127.0.0.1:{lay.dashboard_port}/[/bold] (up until the demo ends) — sign in with the "
+            f"operator token [bold]{lay.token}[/bold] or the viewer token {lay.viewer_token}"
+        )
         credentials = channel_credentials(out / "certs" / "ca.pem", operator.cert, operator.key)
         async with grpc.aio.secure_channel(f"127.0.0.1:{lay.portfolio_port}", credentials) as channel:
             stub = portfolio_pb2_grpc.PortfolioStub(channel)
             feeder, event = await _first_plan_then_limits(stub, plan, meta, procs)
-            console.print(f"feeder [bold]{feeder.feeder_id}[/bold] capped at {feeder.cap_kw:.0f} kW over {', '.join(feeder.site_ids)}; "
-                          f"flex event caps import at {event.kw:.0f} kW from {event.start:%H:%M} to {event.end:%H:%M} UTC")
+            console.print(
+                f"feeder [bold]{feeder.feeder_id}[/bold] capped at {feeder.cap_kw:.0f} kW over {', '.join(feeder.site_ids)}; "
+                f"flex event caps import at {event.kw:.0f} kW from {event.start:%H:%M} to {event.end:%H:%M} UTC"
+            )
             with Live(console=console, refresh_per_second=4, transient=False) as live:
                 while True:
                     procs.check()
@@ -428,7 +714,12 @@ async def run_demo(hours: float, out_root: Path, console: Console, speed: float 
     pages = write_reports(out, realized, runs, {SITES["depot"]: plan.sessions})
     write_outcome(out / "outcome.json", outcome, acked_schedules(out / "portfolio.db"), plan)
     reports = {site_id: page.relative_to(out).as_posix() for site_id, page in zip(realized, pages, strict=True)}
-    index = write_index(out, page_data(outcome, realized, feeders, events, start=plan.start, hours=plan.hours, speed=plan.speed, reports=reports))
+    index = write_index(
+        out,
+        page_data(
+            outcome, realized, feeders, events, start=plan.start, hours=plan.hours, speed=plan.speed, reports=reports
+        ),
+    )
     console.print(outcome_table(outcome))
     for page in pages:
         console.print(f"report: {page}")
@@ -458,7 +749,9 @@ def evening_event(plan: DemoPlan, imports: pd.Series) -> FlexEvent:
     return FlexEvent(event_id="evening-peak", kind=FlexKind.CAP_AT, kw=limit, start=begin, end=begin + length)
 
 
-async def _first_plan_then_limits(stub: portfolio_pb2_grpc.PortfolioStub, plan: DemoPlan, meta, procs: Processes) -> tuple[Feeder, FlexEvent]:  # noqa: ANN001
+async def _first_plan_then_limits(
+    stub: portfolio_pb2_grpc.PortfolioStub, plan: DemoPlan, meta, procs: Processes
+) -> tuple[Feeder, FlexEvent]:  # noqa: ANN001
     """Wait for the first portfolio plan of all three sites; then cap the feeder below the
     depot's and office's joint planned peak, and the three sites' import in the evening
     below theirs, so both bind."""
@@ -479,10 +772,16 @@ async def _first_plan_then_limits(stub: portfolio_pb2_grpc.PortfolioStub, plan: 
         await asyncio.sleep(0.3)
     net = {s: f["grid_import_kw"] - f["grid_export_kw"] for s, f in schedules.items()}
     joint = (net["depot-north"] + net["office-east"]).dropna()
-    feeder = Feeder(feeder_id="north", site_ids=["depot-north", "office-east"], cap_kw=round(0.85 * float(joint.max()), 1),
-                    description="shared 400 kVA transformer")
+    feeder = Feeder(
+        feeder_id="north",
+        site_ids=["depot-north", "office-east"],
+        cap_kw=round(0.85 * float(joint.max()), 1),
+        description="shared 400 kVA transformer",
+    )
     await stub.SetFeeder(portfolio_pb2.SetFeederRequest(feeder=pc.feeder_out(feeder)), metadata=meta)
-    imports = sum((f["grid_import_kw"] for f in schedules.values()), pd.Series(0.0, index=next(iter(schedules.values())).index))
+    imports = sum(
+        (f["grid_import_kw"] for f in schedules.values()), pd.Series(0.0, index=next(iter(schedules.values())).index)
+    )
     event = evening_event(plan, imports)
     length = event.end - event.start
     now = convert.from_ts((await stub.GetPortfolioState(portfolio_pb2.GetPortfolioStateRequest(), metadata=meta)).now)

@@ -57,18 +57,32 @@ class Totals:
 
 def run_totals(outcome: RunOutcome) -> Totals:
     sites = outcome.sites
-    return Totals(sum(s.cost for s in sites), sum(s.bau_cost for s in sites), sum(s.ev_delivered_kwh for s in sites),
-                  sum(s.ev_required_kwh for s in sites), all(s.ev_ok for s in sites))
+    return Totals(
+        sum(s.cost for s in sites),
+        sum(s.bau_cost for s in sites),
+        sum(s.ev_delivered_kwh for s in sites),
+        sum(s.ev_required_kwh for s in sites),
+        all(s.ev_ok for s in sites),
+    )
 
 
 def not_kept(outcome: RunOutcome) -> list[str]:
     """What was not kept, one line each: empty exactly when `outcome.ok` (the demo exits 0)."""
-    lines = [f"{s.site_id}: EV energy {s.ev_delivered_kwh:.1f} kWh delivered of {s.ev_required_kwh:.1f} kWh needed"
-             for s in outcome.sites if not s.ev_ok]
-    lines += [f"feeder {f.name}: import exceeded its cap of {f.limit_kw:.1f} kW by up to {f.worst_excess_kw:.2f} kW"
-              for f in outcome.feeders if not f.holds]
-    lines += [f"flex event {e.name}: import exceeded its limit of {e.limit_kw:.1f} kW by up to {e.worst_excess_kw:.2f} kW"
-              for e in outcome.events if not e.holds]
+    lines = [
+        f"{s.site_id}: EV energy {s.ev_delivered_kwh:.1f} kWh delivered of {s.ev_required_kwh:.1f} kWh needed"
+        for s in outcome.sites
+        if not s.ev_ok
+    ]
+    lines += [
+        f"feeder {f.name}: import exceeded its cap of {f.limit_kw:.1f} kW by up to {f.worst_excess_kw:.2f} kW"
+        for f in outcome.feeders
+        if not f.holds
+    ]
+    lines += [
+        f"flex event {e.name}: import exceeded its limit of {e.limit_kw:.1f} kW by up to {e.worst_excess_kw:.2f} kW"
+        for e in outcome.events
+        if not e.holds
+    ]
     return lines
 
 
@@ -103,8 +117,17 @@ class Plot:
     caption: str
 
 
-def page_data(outcome: RunOutcome, realized: Mapping[str, SiteRealized], feeders: Sequence[Feeder], events: Sequence[FlexEvent], *,
-              start: datetime, hours: float, speed: float, reports: Mapping[str, str]) -> DemoPage:
+def page_data(
+    outcome: RunOutcome,
+    realized: Mapping[str, SiteRealized],
+    feeders: Sequence[Feeder],
+    events: Sequence[FlexEvent],
+    *,
+    start: datetime,
+    hours: float,
+    speed: float,
+    reports: Mapping[str, str],
+) -> DemoPage:
     """The page's content: `outcome` as computed, with the realized import its limits were checked on."""
     schedules = {site_id: r.schedule for site_id, r in realized.items()}
     step_minutes = 15
@@ -118,8 +141,10 @@ def page_data(outcome: RunOutcome, realized: Mapping[str, SiteRealized], feeders
         present = [s for s in feeder.site_ids if s in schedules]
         if feeder.feeder_id not in by_name or not present:
             continue
-        net = sum((schedules[s][GRID_IMPORT] - schedules[s][GRID_EXPORT] for s in present[1:]),
-                  schedules[present[0]][GRID_IMPORT] - schedules[present[0]][GRID_EXPORT])
+        net = sum(
+            (schedules[s][GRID_IMPORT] - schedules[s][GRID_EXPORT] for s in present[1:]),
+            schedules[present[0]][GRID_IMPORT] - schedules[present[0]][GRID_EXPORT],
+        )
         at = ((net.index - pd.Timestamp(start)) / pd.Timedelta(minutes=step_minutes)).astype(int)
         caps = pd.Series([feeder.cap_at(max(0, int(i))) for i in at], index=net.index, dtype=float)
         feeder_series.append(LimitSeries(by_name[feeder.feeder_id], tuple(present), net, caps))
@@ -132,9 +157,25 @@ def page_data(outcome: RunOutcome, realized: Mapping[str, SiteRealized], feeders
         total = sum((schedules[s][GRID_IMPORT] for s in present[1:]), schedules[present[0]][GRID_IMPORT])
         inside = (total.index >= pd.Timestamp(event.start)) & (total.index < pd.Timestamp(event.end))
         limit = pd.Series(np.where(inside, by_name[event.event_id].limit_kw, np.nan), index=total.index)
-        event_series.append(LimitSeries(by_name[event.event_id], tuple(present), total, limit, (event.start, event.end)))
-    total_import = sum((s[GRID_IMPORT] for s in list(schedules.values())[1:]), next(iter(schedules.values()))[GRID_IMPORT]) if schedules else None
-    return DemoPage(outcome, start, hours, speed, step_minutes, tuple(feeder_series), tuple(event_series), total_import, dict(reports))
+        event_series.append(
+            LimitSeries(by_name[event.event_id], tuple(present), total, limit, (event.start, event.end))
+        )
+    total_import = (
+        sum((s[GRID_IMPORT] for s in list(schedules.values())[1:]), next(iter(schedules.values()))[GRID_IMPORT])
+        if schedules
+        else None
+    )
+    return DemoPage(
+        outcome,
+        start,
+        hours,
+        speed,
+        step_minutes,
+        tuple(feeder_series),
+        tuple(event_series),
+        total_import,
+        dict(reports),
+    )
 
 
 # ---------------------------------------------------------------- plots
@@ -179,7 +220,9 @@ def _finish(fig: Figure, ax: Axes, path: Path) -> None:
 def plot_feeder(series: LimitSeries, step_minutes: int, path: Path) -> Path:
     fig, ax = _figure()
     x, imp, cap = _edges(series.import_kw.index, step_minutes), _held(series.import_kw), _held(series.limit_kw)
-    ax.step(x, imp, where="post", color="#4c6a92", linewidth=1.6, label=f"realized net import ({', '.join(series.sites)})")
+    ax.step(
+        x, imp, where="post", color="#4c6a92", linewidth=1.6, label=f"realized net import ({', '.join(series.sites)})"
+    )
     ax.step(x, cap, where="post", color="#c0392b", linestyle="--", linewidth=1.4, label="cap")
     ax.fill_between(x, cap, imp, where=imp > cap, step="post", color="#c0392b", alpha=0.3, label="above the cap")
     ax.set_title(f"feeder {series.outcome.name}", loc="left", fontsize=10)
@@ -193,11 +236,27 @@ def plot_portfolio(total: pd.Series, events: Sequence[LimitSeries], step_minutes
     ax.step(x, _held(total), where="post", color="#4c6a92", linewidth=1.6, label="portfolio import (every site)")
     for e in events:
         assert e.window is not None
-        ax.axvspan(_naive(e.window[0]), _naive(e.window[1]), color="#f2b134", alpha=0.25, label=f"flex event {e.outcome.name}")
-        ax.step(x, _held(e.limit_kw), where="post", color="#c0392b", linestyle="--", linewidth=1.4, label=f"limit of {e.outcome.name}")
+        ax.axvspan(
+            _naive(e.window[0]), _naive(e.window[1]), color="#f2b134", alpha=0.25, label=f"flex event {e.outcome.name}"
+        )
+        ax.step(
+            x,
+            _held(e.limit_kw),
+            where="post",
+            color="#c0392b",
+            linestyle="--",
+            linewidth=1.4,
+            label=f"limit of {e.outcome.name}",
+        )
         if not np.allclose(e.import_kw.to_numpy(dtype=float), total.to_numpy(dtype=float)):
-            ax.step(x, _held(e.import_kw), where="post", color="#2f9e77", linewidth=1.2,
-                    label=f"import of {', '.join(e.sites)} (checked against {e.outcome.name})")
+            ax.step(
+                x,
+                _held(e.import_kw),
+                where="post",
+                color="#2f9e77",
+                linewidth=1.2,
+                label=f"import of {', '.join(e.sites)} (checked against {e.outcome.name})",
+            )
     ax.set_title("portfolio import", loc="left", fontsize=10)
     _finish(fig, ax, path)
     return path
@@ -215,13 +274,25 @@ def write_plots(out: Path, page: DemoPage) -> list[Plot]:
     for n, f in enumerate(page.feeders, 1):
         name = _file_name(n, f.outcome.name)
         plot_feeder(f, page.step_minutes, folder / name)
-        drawn.append(Plot(f"{PLOTS}/{name}", f"Feeder {f.outcome.name}: the realized net import (import less export) of "
-                                             f"{', '.join(f.sites)} in each {page.step_minutes}-minute step against the feeder's cap."))
+        drawn.append(
+            Plot(
+                f"{PLOTS}/{name}",
+                f"Feeder {f.outcome.name}: the realized net import (import less export) of "
+                f"{', '.join(f.sites)} in each {page.step_minutes}-minute step against the feeder's cap.",
+            )
+        )
     if page.total_import_kw is not None and len(page.total_import_kw):
         plot_portfolio(page.total_import_kw, page.events, page.step_minutes, folder / PORTFOLIO_PLOT)
-        shaded = ", ".join(f"{e.outcome.name} ({e.window[0]:%H:%M} to {e.window[1]:%H:%M} UTC)" for e in page.events if e.window)
-        drawn.append(Plot(f"{PLOTS}/{PORTFOLIO_PLOT}", "The portfolio's realized import, every site summed, per step"
-                                                       + (f"; shaded: the flex event {shaded}, its limit dashed." if shaded else ".")))
+        shaded = ", ".join(
+            f"{e.outcome.name} ({e.window[0]:%H:%M} to {e.window[1]:%H:%M} UTC)" for e in page.events if e.window
+        )
+        drawn.append(
+            Plot(
+                f"{PLOTS}/{PORTFOLIO_PLOT}",
+                "The portfolio's realized import, every site summed, per step"
+                + (f"; shaded: the flex event {shaded}, its limit dashed." if shaded else "."),
+            )
+        )
     return drawn
 
 
@@ -268,33 +339,53 @@ def _sites_table(page: DemoPage) -> str:
     outcome = page.outcome
     currencies = sorted({s.currency for s in outcome.sites})
     money = f" ({escape(', '.join(currencies))})" if currencies else ""
-    columns = ("site", f"cost{money}", f"business as usual{money}", f"saved{money}", "peak kW", "BAU peak kW", "EV kWh",
-               "EV needed kWh", "EV ok", "report")
-    head = "".join(f"<th scope='col'{_TEXT if c in ('site', 'report') else ''}>{c}</th>" for c in columns)  # `money` is escaped already
+    columns = (
+        "site",
+        f"cost{money}",
+        f"business as usual{money}",
+        f"saved{money}",
+        "peak kW",
+        "BAU peak kW",
+        "EV kWh",
+        "EV needed kWh",
+        "EV ok",
+        "report",
+    )
+    head = "".join(
+        f"<th scope='col'{_TEXT if c in ('site', 'report') else ''}>{c}</th>" for c in columns
+    )  # `money` is escaped already
     rows = []
     for s in outcome.sites:
         report = page.reports.get(s.site_id)
         link = f"<a href='{_href(report)}'>report.html</a>" if report else "-"
-        rows.append(f"<tr><th scope='row'>{escape(s.site_id)}</th><td>{s.cost:,.2f}</td><td>{s.bau_cost:,.2f}</td>"
-                    f"<td>{s.bau_cost - s.cost:,.2f}</td><td>{s.peak_import_kw:.1f}</td><td>{s.bau_peak_import_kw:.1f}</td>"
-                    f"<td>{s.ev_delivered_kwh:.1f}</td><td>{s.ev_required_kwh:.1f}</td>{_flag(s.ev_ok, 'yes', 'NO')}"
-                    f"<td class='text'>{link}</td></tr>")
+        rows.append(
+            f"<tr><th scope='row'>{escape(s.site_id)}</th><td>{s.cost:,.2f}</td><td>{s.bau_cost:,.2f}</td>"
+            f"<td>{s.bau_cost - s.cost:,.2f}</td><td>{s.peak_import_kw:.1f}</td><td>{s.bau_peak_import_kw:.1f}</td>"
+            f"<td>{s.ev_delivered_kwh:.1f}</td><td>{s.ev_required_kwh:.1f}</td>{_flag(s.ev_ok, 'yes', 'NO')}"
+            f"<td class='text'>{link}</td></tr>"
+        )
     t = run_totals(outcome)
-    rows.append(f"<tr class='total'><th scope='row'>total</th><td>{t.cost:,.2f}</td><td>{t.bau_cost:,.2f}</td><td>{t.saved:,.2f}</td>"
-                f"<td></td><td></td><td>{t.ev_delivered_kwh:.1f}</td><td>{t.ev_required_kwh:.1f}</td>{_flag(t.ev_ok, 'yes', 'NO')}"
-                f"<td></td></tr>")
+    rows.append(
+        f"<tr class='total'><th scope='row'>total</th><td>{t.cost:,.2f}</td><td>{t.bau_cost:,.2f}</td><td>{t.saved:,.2f}</td>"
+        f"<td></td><td></td><td>{t.ev_delivered_kwh:.1f}</td><td>{t.ev_required_kwh:.1f}</td>{_flag(t.ev_ok, 'yes', 'NO')}"
+        f"<td></td></tr>"
+    )
     body = "\n".join(rows)
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
 
 def _limits_table(rows: Sequence[LimitSeries | LimitOutcome], kind: str, limit: str, yes: str, no: str) -> str:
-    head = "".join(f"<th scope='col'{_TEXT if c in (kind, 'sites') else ''}>{escape(c)}</th>"
-                   for c in (kind, "sites", f"{limit} kW", "worst excess kW", "steps checked", yes))
+    head = "".join(
+        f"<th scope='col'{_TEXT if c in (kind, 'sites') else ''}>{escape(c)}</th>"
+        for c in (kind, "sites", f"{limit} kW", "worst excess kW", "steps checked", yes)
+    )
     cells = []
     for row in rows:
         o, sites = (row.outcome, ", ".join(row.sites)) if isinstance(row, LimitSeries) else (row, "")
-        cells.append(f"<tr><th scope='row'>{escape(o.name)}</th><td class='text'>{escape(sites)}</td><td>{o.limit_kw:.1f}</td>"
-                     f"<td>{max(o.worst_excess_kw, 0):.2f}</td><td>{o.steps_checked}</td>{_flag(o.holds, yes, no)}</tr>")
+        cells.append(
+            f"<tr><th scope='row'>{escape(o.name)}</th><td class='text'>{escape(sites)}</td><td>{o.limit_kw:.1f}</td>"
+            f"<td>{max(o.worst_excess_kw, 0):.2f}</td><td>{o.steps_checked}</td>{_flag(o.holds, yes, no)}</tr>"
+        )
     body = "\n".join(cells)
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
@@ -310,28 +401,52 @@ def render_index(page: DemoPage, plots: Sequence[Plot] = ()) -> str:
     outcome = page.outcome
     missed = not_kept(outcome)
     if outcome.ok:
-        verdict = ("<div class='verdict ok'><strong>Kept: every feeder cap, flex event and EV need held</strong>"
-                   " · exit code 0</div>")
+        verdict = (
+            "<div class='verdict ok'><strong>Kept: every feeder cap, flex event and EV need held</strong>"
+            " · exit code 0</div>"
+        )
     else:
         items = "".join(f"<li>{escape(line)}</li>" for line in missed)
         verdict = f"<div class='verdict fail'><strong>Not kept</strong> · exit code 1<ul>{items}</ul></div>"
     end = page.start + timedelta(hours=page.hours)
     day_seconds = 86_400 / page.speed if page.speed > 0 else float("nan")
-    params = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in (
-        ("simulated start", f"{page.start:%Y-%m-%d %H:%M} UTC"),
-        ("simulated end", f"{end:%Y-%m-%d %H:%M} UTC"),
-        ("hours", f"{page.hours:g} ({int(round(page.hours * 60 / page.step_minutes))} steps of {page.step_minutes} min)"),
-        ("speed", f"{page.speed:g}x real time (a simulated day in {day_seconds:.0f} s)"),
-    ))
+    params = "".join(
+        f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>"
+        for k, v in (
+            ("simulated start", f"{page.start:%Y-%m-%d %H:%M} UTC"),
+            ("simulated end", f"{end:%Y-%m-%d %H:%M} UTC"),
+            (
+                "hours",
+                f"{page.hours:g} ({int(round(page.hours * 60 / page.step_minutes))} steps of {page.step_minutes} min)",
+            ),
+            ("speed", f"{page.speed:g}x real time (a simulated day in {day_seconds:.0f} s)"),
+        )
+    )
     gaps = [s for s in outcome.sites if s.steps_without_telemetry]
-    gap_note = ("" if not gaps else "<p class='note'>Steps without telemetry (priced with a neighbour's): "
-                + escape(", ".join(f"{s.site_id} {s.steps_without_telemetry} of {s.steps}" for s in gaps)) + ".</p>")
-    feeders = (_limits_table(_with_series(outcome.feeders, page.feeders), "feeder", "cap", "kept", "BROKEN")
-               if outcome.feeders else "<p>No feeder cap was set.</p>")
-    events = (_limits_table(_with_series(outcome.events, page.events), "flex event", "limit", "delivered", "MISSED")
-              if outcome.events else "<p>No flex event was called.</p>")
-    figures = "\n".join(f"<figure><img src='{_href(p.src)}' alt='{escape(p.caption)}'><figcaption>{escape(p.caption)}</figcaption></figure>"
-                        for p in plots) or "<p>No plots.</p>"
+    gap_note = (
+        ""
+        if not gaps
+        else "<p class='note'>Steps without telemetry (priced with a neighbour's): "
+        + escape(", ".join(f"{s.site_id} {s.steps_without_telemetry} of {s.steps}" for s in gaps))
+        + ".</p>"
+    )
+    feeders = (
+        _limits_table(_with_series(outcome.feeders, page.feeders), "feeder", "cap", "kept", "BROKEN")
+        if outcome.feeders
+        else "<p>No feeder cap was set.</p>"
+    )
+    events = (
+        _limits_table(_with_series(outcome.events, page.events), "flex event", "limit", "delivered", "MISSED")
+        if outcome.events
+        else "<p>No flex event was called.</p>"
+    )
+    figures = (
+        "\n".join(
+            f"<figure><img src='{_href(p.src)}' alt='{escape(p.caption)}'><figcaption>{escape(p.caption)}</figcaption></figure>"
+            for p in plots
+        )
+        or "<p>No plots.</p>"
+    )
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -345,7 +460,7 @@ def render_index(page: DemoPage, plots: Sequence[Plot] = ()) -> str:
 <body>
 <h1>{escape(page.title)}</h1>
 <p class="meta">A portfolio and {len(outcome.sites)} site nodes on one simulated clock; their telemetry, as the portfolio
-stored it, priced against business as usual. Machine-readable: <a href="{_href('outcome.json')}">outcome.json</a>.</p>
+stored it, priced against business as usual. Machine-readable: <a href="{_href("outcome.json")}">outcome.json</a>.</p>
 {verdict}
 <h2>Run</h2>
 <dl class="params">{params}</dl>

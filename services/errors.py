@@ -29,9 +29,14 @@ def status_of(exc: BaseException) -> status_pb2.Status:
         status = status_pb2.Status(code=code, message=str(exc))
         if isinstance(exc, InvalidInput):
             detail = any_pb2.Any()
-            detail.Pack(error_details_pb2.BadRequest(field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description) for v in exc.violations
-            ]))
+            detail.Pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                        for v in exc.violations
+                    ]
+                )
+            )
             status.details.append(detail)
         return status
     return status_pb2.Status(code=code_pb2.INTERNAL, message=f"internal error: {type(exc).__name__}")
@@ -77,7 +82,7 @@ def bad_request_fields(error: grpc.aio.AioRpcError | grpc.RpcError) -> dict[str,
     """Client side: the field violations a call failed with (tests, CLI, dashboard)."""
     status = rpc_status.from_call(error) if hasattr(error, "trailing_metadata") else None
     out: dict[str, str] = {}
-    for detail in (status.details if status else []):
+    for detail in status.details if status else []:
         request = error_details_pb2.BadRequest()
         if detail.Unpack(request):
             out.update({v.field: v.description for v in request.field_violations})

@@ -79,7 +79,9 @@ class NodeLink:
             try:
                 await self._session(stop)
             except (grpc.aio.AioRpcError, LinkDead, TimeoutError, ConnectionError) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc.details() if isinstance(exc, grpc.aio.AioRpcError) else exc}"
+                self.last_error = (
+                    f"{type(exc).__name__}: {exc.details() if isinstance(exc, grpc.aio.AioRpcError) else exc}"
+                )
                 log.warning("portfolio link down: %s", self.last_error)
             except Exception:  # noqa: BLE001 - the link must outlive any single failure
                 log.exception("portfolio link failed")
@@ -100,8 +102,15 @@ class NodeLink:
             call = portfolio_pb2_grpc.PortfolioLinkStub(ch).Connect()
             try:
                 held = runtime.journal.latest_version("portfolio")
-                await call.write(portfolio_pb2.NodeMessage(hello=portfolio_pb2.Hello(
-                    site_id=runtime.config.site.site_id, software_version=SOFTWARE_VERSION, schedule_version=held)))
+                await call.write(
+                    portfolio_pb2.NodeMessage(
+                        hello=portfolio_pb2.Hello(
+                            site_id=runtime.config.site.site_id,
+                            software_version=SOFTWARE_VERSION,
+                            schedule_version=held,
+                        )
+                    )
+                )
                 first = await asyncio.wait_for(call.read(), cfg.ping_timeout_seconds * 3)
                 if first is grpc.aio.EOF or first.WhichOneof("body") != "welcome":
                     raise ConnectionError("the portfolio did not welcome the node")
@@ -112,7 +121,9 @@ class NodeLink:
             finally:
                 call.cancel()
 
-    async def _converse(self, call: grpc.aio.StreamStreamCall, welcome: portfolio_pb2.Welcome, stop: asyncio.Event) -> None:
+    async def _converse(
+        self, call: grpc.aio.StreamStreamCall, welcome: portfolio_pb2.Welcome, stop: asyncio.Event
+    ) -> None:
         runtime, cfg = self.runtime, self.cfg
         outbox: asyncio.Queue[portfolio_pb2.NodeMessage] = asyncio.Queue()
         heard = [time.monotonic()]
@@ -151,24 +162,38 @@ class NodeLink:
                     raise LinkDead(f"nothing heard for {now - heard[0]:.1f} s")
                 if runtime.revision != revision or (now - snapshot_at) * speed >= cfg.snapshot_seconds:
                     revision, snapshot_at = runtime.revision, now
-                    snap = pc.snapshot_out(runtime.config.site, runtime.inputs(runtime.clock.now()), runtime.clock.now())
+                    snap = pc.snapshot_out(
+                        runtime.config.site, runtime.inputs(runtime.clock.now()), runtime.clock.now()
+                    )
                     snap.assets.extend(convert.asset(a) for a in runtime.assets())
                     await call.write(portfolio_pb2.NodeMessage(snapshot=snap))
                 if now - reported_at >= COMMAND_REPORT_SECONDS:
                     reported_at = now
                     recent = runtime.journal.recent_commands(pc.MAX_COMMANDS, due_by=runtime.clock.now())
                     if recent != reported:  # the first look on a stream always sends
-                        await call.write(portfolio_pb2.NodeMessage(commands=portfolio_pb2.CommandReport(commands=[pc.command_out(c) for c in recent])))
+                        await call.write(
+                            portfolio_pb2.NodeMessage(
+                                commands=portfolio_pb2.CommandReport(commands=[pc.command_out(c) for c in recent])
+                            )
+                        )
                         reported = recent
                 points = runtime.journal.telemetry_after(sent_seq, TELEMETRY_BATCH)
                 if points:
-                    await call.write(portfolio_pb2.NodeMessage(telemetry=portfolio_pb2.TelemetryBatch(points=[pc.telemetry_out(p) for p in points])))
+                    await call.write(
+                        portfolio_pb2.NodeMessage(
+                            telemetry=portfolio_pb2.TelemetryBatch(points=[pc.telemetry_out(p) for p in points])
+                        )
+                    )
                     sent_seq = points[-1].seq
                 while not outbox.empty():
                     await call.write(outbox.get_nowait())
                 if ping_due(now, heard[0], last_ping, cfg.ping_interval_seconds, cfg.ping_timeout_seconds):
                     last_ping = now
-                    await call.write(portfolio_pb2.NodeMessage(ping=portfolio_pb2.Ping(nonce=next(nonce), sent_at=convert.ts(runtime.clock.now()))))
+                    await call.write(
+                        portfolio_pb2.NodeMessage(
+                            ping=portfolio_pb2.Ping(nonce=next(nonce), sent_at=convert.ts(runtime.clock.now()))
+                        )
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), min(0.1, cfg.ping_interval_seconds / 4))
 
@@ -207,12 +232,19 @@ class NodeLink:
                 raise InvalidInput.one("schedule.columns", "columns differ in length")
             frame = convert.schedule_frame(message.schedule)
             limit = pc.import_limit_in(message)
-            self.runtime.apply_portfolio_schedule(version, frame, convert.from_ts(message.schedule.valid_until),
-                                                  dict(message.schedule.charger_assignment), limit)
+            self.runtime.apply_portfolio_schedule(
+                version,
+                frame,
+                convert.from_ts(message.schedule.valid_until),
+                dict(message.schedule.charger_assignment),
+                limit,
+            )
         except GridmeshError as exc:
             log.warning("schedule %s refused: %s", version, exc)
             return portfolio_pb2.ScheduleAck(version=version, accepted=False, reason=str(exc))
         except Exception as exc:  # noqa: BLE001 - a schedule the node cannot read is refused, not fatal
             log.exception("schedule %s could not be read", version)
-            return portfolio_pb2.ScheduleAck(version=version, accepted=False, reason=f"unreadable: {type(exc).__name__}")
+            return portfolio_pb2.ScheduleAck(
+                version=version, accepted=False, reason=f"unreadable: {type(exc).__name__}"
+            )
         return portfolio_pb2.ScheduleAck(version=version, accepted=True)

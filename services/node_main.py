@@ -39,8 +39,17 @@ def tokens_of(config: NodeConfig) -> dict[str, Role]:
     return {value: Role(t.role) for t in config.node.tokens if (value := t.value())}
 
 
-def make_node(config: NodeConfig, base: Path, listen: str, *, insecure_loopback: bool, clock: Clock | None = None,
-              registry: AdapterRegistry | None = None, tls_cert: Path | None = None, tls_key: Path | None = None) -> tuple[NodeRuntime, Built]:
+def make_node(
+    config: NodeConfig,
+    base: Path,
+    listen: str,
+    *,
+    insecure_loopback: bool,
+    clock: Clock | None = None,
+    registry: AdapterRegistry | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+) -> tuple[NodeRuntime, Built]:
     n = config.node
     clock = clock or clock_for(n.clock_speed, n.clock_start, n.clock_origin_unix)
     runtime = NodeRuntime(config, base, clock, registry)
@@ -49,8 +58,14 @@ def make_node(config: NodeConfig, base: Path, listen: str, *, insecure_loopback:
         sitenode_pb2_grpc.add_SiteNodeServicer_to_server(SiteNodeServicer(runtime), server)
         return ["gridmesh.v1.SiteNode"]
 
-    options = ServerOptions(listen=listen, insecure_loopback=insecure_loopback, tls_cert=tls_cert, tls_key=tls_key,
-                            tokens=tokens_of(config), operator_methods=OPERATOR_METHODS)
+    options = ServerOptions(
+        listen=listen,
+        insecure_loopback=insecure_loopback,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tokens=tokens_of(config),
+        operator_methods=OPERATOR_METHODS,
+    )
     return runtime, build_server(options, register)
 
 
@@ -72,13 +87,17 @@ def central_system(config: NodeConfig, node: ChargerNode) -> CentralSystem | Non
     return CentralSystem(node, passwords, default_profile_w(config), spec.response_timeout_seconds, amps)
 
 
-def device_registry(config: NodeConfig, base: Path, central: CentralSystem | None = None) -> tuple[AdapterRegistry, SunSpecBattery | None]:
+def device_registry(
+    config: NodeConfig, base: Path, central: CentralSystem | None = None
+) -> tuple[AdapterRegistry, SunSpecBattery | None]:
     """Adapters from the config's `devices`; assets without one log their commands, dry,
     next to the journal."""
     dry = DryRunDevice((base / config.node.journal).parent / "dry_run_commands.jsonl")
     registry = AdapterRegistry()
     for charger in config.site.chargers:
-        registry.register(charger.id, central.adapter(charger.id) if central and charger.id in central.passwords else dry)
+        registry.register(
+            charger.id, central.adapter(charger.id) if central and charger.id in central.passwords else dry
+        )
     battery = None
     if config.site.battery is not None:
         spec = config.devices.battery
@@ -86,10 +105,19 @@ def device_registry(config: NodeConfig, base: Path, central: CentralSystem | Non
             registry.register(BATTERY_ID, dry)
         else:
             b = config.site.battery
-            rating = AssetRating(BATTERY_ID, "battery", b.max_charge_kw or b.capacity_kwh, b.max_discharge_kw or b.capacity_kwh)
-            battery = SunSpecBattery(spec.host, spec.port, rating, base=spec.base, device_id=spec.device_id,
-                                     timeout_seconds=spec.timeout_seconds, revert_seconds=spec.revert_seconds,
-                                     ramp_kw_per_second=spec.ramp_kw_per_second)
+            rating = AssetRating(
+                BATTERY_ID, "battery", b.max_charge_kw or b.capacity_kwh, b.max_discharge_kw or b.capacity_kwh
+            )
+            battery = SunSpecBattery(
+                spec.host,
+                spec.port,
+                rating,
+                base=spec.base,
+                device_id=spec.device_id,
+                timeout_seconds=spec.timeout_seconds,
+                revert_seconds=spec.revert_seconds,
+                ramp_kw_per_second=spec.ramp_kw_per_second,
+            )
             registry.register(BATTERY_ID, battery)
     return registry, battery
 
@@ -107,8 +135,15 @@ async def poll_battery(monitor: BatteryMonitor, every_seconds: float, clock: Clo
 async def serve(args: ServeArgs) -> None:
     config, base = load_node_config(args.config)
     registry = AdapterRegistry()
-    runtime, built = make_node(config, base, args.listen or config.node.listen, insecure_loopback=args.insecure_loopback,
-                               tls_cert=args.tls_cert, tls_key=args.tls_key, registry=registry)
+    runtime, built = make_node(
+        config,
+        base,
+        args.listen or config.node.listen,
+        insecure_loopback=args.insecure_loopback,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        registry=registry,
+    )
     central = central_system(config, runtime)
     devices, battery = device_registry(config, base, central)
     for asset_id in [c.id for c in config.site.chargers] + ([BATTERY_ID] if config.site.battery else []):
@@ -136,8 +171,12 @@ async def serve(args: ServeArgs) -> None:
 
         tasks.append(asyncio.create_task(NodeLink(runtime, config.portfolio, base).run(stop_event)))
     if battery is not None and config.devices.battery is not None:
-        monitor = BatteryMonitor(battery, runtime, runtime.clock, BATTERY_ID, timedelta(seconds=config.devices.battery.stale_seconds))
-        tasks.append(asyncio.create_task(poll_battery(monitor, config.devices.battery.poll_seconds, runtime.clock, stop_event)))
+        monitor = BatteryMonitor(
+            battery, runtime, runtime.clock, BATTERY_ID, timedelta(seconds=config.devices.battery.stale_seconds)
+        )
+        tasks.append(
+            asyncio.create_task(poll_battery(monitor, config.devices.battery.poll_seconds, runtime.clock, stop_event))
+        )
     await stop_event.wait()
     await stop(built)
     for task in tasks:

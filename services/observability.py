@@ -16,9 +16,16 @@ log = logging.getLogger("gridmesh.rpc")
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        self.requests = Counter("gridmesh_grpc_requests", "gRPC calls handled", ["method", "code"], registry=self.registry)
-        self.latency = Histogram("gridmesh_grpc_latency_seconds", "gRPC call latency", ["method"], registry=self.registry,
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.requests = Counter(
+            "gridmesh_grpc_requests", "gRPC calls handled", ["method", "code"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "gridmesh_grpc_latency_seconds",
+            "gRPC call latency",
+            ["method"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
 
     def serve(self, listen: str) -> int:
         """Expose /metrics over HTTP on HOST:PORT (port 0 picks one); returns the port."""
@@ -49,7 +56,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         self.metrics = metrics
 
     async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]], details: grpc.HandlerCallDetails
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
         if handler is None or handler.request_streaming:
@@ -67,8 +76,11 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     metrics.observe(method, _code(context, failed), time.perf_counter() - started)
 
-            return grpc.unary_stream_rpc_method_handler(stream, request_deserializer=handler.request_deserializer,
-                                                        response_serializer=handler.response_serializer)
+            return grpc.unary_stream_rpc_method_handler(
+                stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         inner = handler.unary_unary
 
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -80,5 +92,6 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 metrics.observe(method, _code(context, failed), time.perf_counter() - started)
 
-        return grpc.unary_unary_rpc_method_handler(unary, request_deserializer=handler.request_deserializer,
-                                                   response_serializer=handler.response_serializer)
+        return grpc.unary_unary_rpc_method_handler(
+            unary, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )

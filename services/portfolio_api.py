@@ -18,7 +18,10 @@ from sitenode.errors import InvalidInput, NotFound
 
 SERVICE = portfolio_pb2.DESCRIPTOR.services_by_name["Portfolio"].full_name
 LINK_SERVICE = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioLink"].full_name
-OPERATOR_METHODS = frozenset(f"/{SERVICE}/{m}" for m in ("SetFeeder", "DeleteFeeder", "CreateFlexEvent", "CancelFlexEvent", "Solve", "SetSiteSettings"))
+OPERATOR_METHODS = frozenset(
+    f"/{SERVICE}/{m}"
+    for m in ("SetFeeder", "DeleteFeeder", "CreateFlexEvent", "CancelFlexEvent", "Solve", "SetSiteSettings")
+)
 # nodes prove who they are with certificates, not tokens
 TOKEN_EXEMPT = (f"/{LINK_SERVICE}/",)
 
@@ -40,15 +43,22 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
         hub = self.hub
         record = hub.store.site(site_id)
         live = hub.sites.get(site_id)
-        info = portfolio_pb2.SiteInfo(site_id=site_id, connected=site_id in hub.connections,
-                                      feeder_ids=[f.feeder_id for f in hub.store.feeders() if site_id in f.site_ids])
+        info = portfolio_pb2.SiteInfo(
+            site_id=site_id,
+            connected=site_id in hub.connections,
+            feeder_ids=[f.feeder_id for f in hub.store.feeders() if site_id in f.site_ids],
+        )
         if record is not None:
             info.first_seen.CopyFrom(ts(record.first_seen))
             info.last_seen.CopyFrom(ts(record.last_seen))
             info.software_version, info.schedule_version_held = record.software_version, record.schedule_version_held
         issued = hub.store.schedules(site_id, limit=1)
         if issued:
-            info.schedule_version_issued, info.schedule_state, info.schedule_reason = issued[0].version, str(issued[0].state), issued[0].reason
+            info.schedule_version_issued, info.schedule_state, info.schedule_reason = (
+                issued[0].version,
+                str(issued[0].state),
+                issued[0].reason,
+            )
         if live is not None and live.latest is not None:
             info.latest.CopyFrom(live.latest)
             info.mode = live.latest.mode
@@ -64,11 +74,15 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
         return sorted({r.site_id for r in self.hub.store.sites()} | set(self.hub.connections))
 
     @mapped
-    async def ListSites(self, request: portfolio_pb2.ListSitesRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.ListSitesResponse:
+    async def ListSites(
+        self, request: portfolio_pb2.ListSitesRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.ListSitesResponse:
         return portfolio_pb2.ListSitesResponse(sites=[self._site_info(s) for s in self._known()])
 
     @mapped
-    async def GetSite(self, request: portfolio_pb2.GetSiteRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.GetSiteResponse:
+    async def GetSite(
+        self, request: portfolio_pb2.GetSiteRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.GetSiteResponse:
         site_id = _id(request.site_id, "site_id")
         if site_id not in self._known():
             raise NotFound(f"no site {site_id!r}")
@@ -84,21 +98,39 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
         return out
 
     def _flows(self) -> tuple[float, float, float, float]:
-        points = [live.latest for s, live in self.hub.sites.items() if live.latest is not None and s in self.hub.connections]
-        return (sum(p.grid_import_kw for p in points), sum(p.grid_export_kw for p in points), sum(p.pv_kw for p in points),
-                sum(p.ev_kw for p in points))
+        points = [
+            live.latest for s, live in self.hub.sites.items() if live.latest is not None and s in self.hub.connections
+        ]
+        return (
+            sum(p.grid_import_kw for p in points),
+            sum(p.grid_export_kw for p in points),
+            sum(p.pv_kw for p in points),
+            sum(p.ev_kw for p in points),
+        )
 
     @mapped
-    async def GetPortfolioState(self, request: portfolio_pb2.GetPortfolioStateRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.GetPortfolioStateResponse:
+    async def GetPortfolioState(
+        self, request: portfolio_pb2.GetPortfolioStateRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.GetPortfolioStateResponse:
         hub = self.hub
         now = hub.clock.now()
         imp, exp, pv, ev = self._flows()
-        out = portfolio_pb2.GetPortfolioStateResponse(now=ts(now), sites=len(self._known()), connected=len(hub.connections),
-                                                      import_kw=imp, export_kw=exp, pv_kw=pv, ev_kw=ev)
+        out = portfolio_pb2.GetPortfolioStateResponse(
+            now=ts(now),
+            sites=len(self._known()),
+            connected=len(hub.connections),
+            import_kw=imp,
+            export_kw=exp,
+            pv_kw=pv,
+            ev_kw=ev,
+        )
         for f in hub.store.feeders():
             live = [hub.sites[s].latest for s in f.site_ids if s in hub.sites and hub.sites[s].latest is not None]
-            state = portfolio_pb2.FeederState(feeder=pc.feeder_out(f), import_kw=sum(p.grid_import_kw - p.grid_export_kw for p in live),  # type: ignore[union-attr]
-                                              cap_kw=f.cap_at(0))
+            state = portfolio_pb2.FeederState(
+                feeder=pc.feeder_out(f),
+                import_kw=sum(p.grid_import_kw - p.grid_export_kw for p in live),  # type: ignore[union-attr]
+                cap_kw=f.cap_at(0),
+            )
             planned = [hub.planned[s] for s in f.site_ids if s in hub.planned]
             if planned and hub.planned_start is not None:
                 state.planned_import_kw.CopyFrom(pc.series(hub.planned_start, hub.settings.step_minutes, sum(planned)))
@@ -110,7 +142,9 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
         return out
 
     @mapped_stream
-    async def WatchPortfolio(self, request: portfolio_pb2.WatchPortfolioRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[portfolio_pb2.WatchPortfolioResponse]:
+    async def WatchPortfolio(
+        self, request: portfolio_pb2.WatchPortfolioRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[portfolio_pb2.WatchPortfolioResponse]:
         queue: asyncio.Queue = asyncio.Queue(maxsize=1)  # a slow watcher gets the latest state, not a backlog
         self.hub.watchers.add(queue)
         try:
@@ -118,33 +152,53 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
                 imp, exp, pv, ev = self._flows()
                 latest = self.hub.store.latest_report()
                 yield portfolio_pb2.WatchPortfolioResponse(
-                    at=ts(self.hub.clock.now()), import_kw=imp, export_kw=exp, pv_kw=pv, ev_kw=ev, latest_solve_id=latest.solve_id if latest else "",
-                    sites=[portfolio_pb2.SiteFlow(site_id=s, connected=s in self.hub.connections, latest=self.hub.sites[s].latest if s in self.hub.sites else None)
-                           for s in self._known()])
+                    at=ts(self.hub.clock.now()),
+                    import_kw=imp,
+                    export_kw=exp,
+                    pv_kw=pv,
+                    ev_kw=ev,
+                    latest_solve_id=latest.solve_id if latest else "",
+                    sites=[
+                        portfolio_pb2.SiteFlow(
+                            site_id=s,
+                            connected=s in self.hub.connections,
+                            latest=self.hub.sites[s].latest if s in self.hub.sites else None,
+                        )
+                        for s in self._known()
+                    ],
+                )
                 await queue.get()
         finally:
             self.hub.watchers.discard(queue)
 
     @mapped
-    async def SetFeeder(self, request: portfolio_pb2.SetFeederRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.SetFeederResponse:
+    async def SetFeeder(
+        self, request: portfolio_pb2.SetFeederRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.SetFeederResponse:
         feeder = pc.feeder_in(request.feeder)
         self.hub.store.put_feeder(feeder)
         self.hub.want_solve("feeder")
         return portfolio_pb2.SetFeederResponse(feeder=pc.feeder_out(feeder))
 
     @mapped
-    async def ListFeeders(self, request: portfolio_pb2.ListFeedersRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.ListFeedersResponse:
+    async def ListFeeders(
+        self, request: portfolio_pb2.ListFeedersRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.ListFeedersResponse:
         return portfolio_pb2.ListFeedersResponse(feeders=[pc.feeder_out(f) for f in self.hub.store.feeders()])
 
     @mapped
-    async def DeleteFeeder(self, request: portfolio_pb2.DeleteFeederRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.DeleteFeederResponse:
+    async def DeleteFeeder(
+        self, request: portfolio_pb2.DeleteFeederRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.DeleteFeederResponse:
         if not self.hub.store.delete_feeder(_id(request.feeder_id, "feeder_id")):
             raise NotFound(f"no feeder {request.feeder_id!r}")
         self.hub.want_solve("feeder")
         return portfolio_pb2.DeleteFeederResponse()
 
     @mapped
-    async def CreateFlexEvent(self, request: portfolio_pb2.CreateFlexEventRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.CreateFlexEventResponse:
+    async def CreateFlexEvent(
+        self, request: portfolio_pb2.CreateFlexEventRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.CreateFlexEventResponse:
         event = pc.event_in(request.event)
         if self.hub.store.event(event.event_id) is not None:
             raise InvalidInput.one("event.event_id", f"an event {event.event_id!r} exists already")
@@ -155,21 +209,31 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
         return portfolio_pb2.CreateFlexEventResponse(event=pc.event_out(event))
 
     @mapped
-    async def ListFlexEvents(self, request: portfolio_pb2.ListFlexEventsRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.ListFlexEventsResponse:
-        return portfolio_pb2.ListFlexEventsResponse(events=[pc.event_out(e) for e in self.hub.store.events(include_cancelled=request.include_cancelled)])
+    async def ListFlexEvents(
+        self, request: portfolio_pb2.ListFlexEventsRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.ListFlexEventsResponse:
+        return portfolio_pb2.ListFlexEventsResponse(
+            events=[pc.event_out(e) for e in self.hub.store.events(include_cancelled=request.include_cancelled)]
+        )
 
     @mapped
-    async def CancelFlexEvent(self, request: portfolio_pb2.CancelFlexEventRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.CancelFlexEventResponse:
+    async def CancelFlexEvent(
+        self, request: portfolio_pb2.CancelFlexEventRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.CancelFlexEventResponse:
         event = self.hub.store.cancel_event(_id(request.event_id, "event_id"))
         self.hub.want_solve("flex_event")
         return portfolio_pb2.CancelFlexEventResponse(event=pc.event_out(event))
 
     @mapped
-    async def Solve(self, request: portfolio_pb2.SolveRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.SolveResponse:
+    async def Solve(
+        self, request: portfolio_pb2.SolveRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.SolveResponse:
         return portfolio_pb2.SolveResponse(report=pc.report_out(await self.hub.solve("operator")))
 
     @mapped
-    async def SetSiteSettings(self, request: portfolio_pb2.SetSiteSettingsRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.SetSiteSettingsResponse:
+    async def SetSiteSettings(
+        self, request: portfolio_pb2.SetSiteSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.SetSiteSettingsResponse:
         site_id = _id(request.site_id, "site_id")
         if site_id not in self._known():
             raise NotFound(f"no site {site_id!r}")
@@ -177,7 +241,9 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
         return portfolio_pb2.SetSiteSettingsResponse(settings=pc.settings_out(settings))
 
     @mapped
-    async def WhoAmI(self, request: portfolio_pb2.WhoAmIRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.WhoAmIResponse:
+    async def WhoAmI(
+        self, request: portfolio_pb2.WhoAmIRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.WhoAmIResponse:
         # the AuthInterceptor refused unknown tokens already; this reads the same table
         role = role_of(self.roles, context.invocation_metadata())
         if role is None:
@@ -185,11 +251,10 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
         return portfolio_pb2.WhoAmIResponse(role=str(role))
 
     @mapped
-    async def GetSolveReport(self, request: portfolio_pb2.GetSolveReportRequest, context: grpc.aio.ServicerContext) -> portfolio_pb2.GetSolveReportResponse:
+    async def GetSolveReport(
+        self, request: portfolio_pb2.GetSolveReportRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.GetSolveReportResponse:
         record = self.hub.store.report(request.solve_id) if request.solve_id else self.hub.store.latest_report()
         if record is None:
             raise NotFound(f"no solve report {request.solve_id!r}" if request.solve_id else "no solve has run yet")
         return portfolio_pb2.GetSolveReportResponse(report=pc.report_out(SolveReport.from_json(record.payload)))
-
-
-

@@ -24,8 +24,11 @@ from sitenode.model.validation import parse
 from sitenode.runtime import ImportLimit, SiteInputs
 from sitenode.telemetry import TelemetryPoint
 
-LINK_MODE = {"PORTFOLIO": portfolio_pb2.NODE_LINK_MODE_PORTFOLIO, "LOCAL": portfolio_pb2.NODE_LINK_MODE_LOCAL,
-             "FAILSAFE": portfolio_pb2.NODE_LINK_MODE_FAILSAFE}
+LINK_MODE = {
+    "PORTFOLIO": portfolio_pb2.NODE_LINK_MODE_PORTFOLIO,
+    "LOCAL": portfolio_pb2.NODE_LINK_MODE_LOCAL,
+    "FAILSAFE": portfolio_pb2.NODE_LINK_MODE_FAILSAFE,
+}
 LINK_MODE_NAME = {v: k for k, v in LINK_MODE.items()}
 FLEX_KIND = {FlexKind.REDUCE_BY: portfolio_pb2.FLEX_KIND_REDUCE_BY, FlexKind.CAP_AT: portfolio_pb2.FLEX_KIND_CAP_AT}
 FLEX_KIND_IN = {v: k for k, v in FLEX_KIND.items()}
@@ -49,10 +52,18 @@ def _frame_of(columns: dict[str, common_pb2.TimeSeries], field: str) -> pd.DataF
 def snapshot_out(site: SiteConfig, inputs: SiteInputs, taken_at: datetime) -> common_pb2.SiteSnapshot:
     h = inputs.run.horizon
     frame = inputs.forecast
-    extra = {c: series(h.start, h.step_minutes, frame[c].to_numpy()) for c in frame.columns if c not in ("load_kw", "pv_kw")}
-    msg = common_pb2.SiteSnapshot(site_id=site.site_id, taken_at=ts(taken_at), sessions=[session_out(s) for s in inputs.sessions],
-                                  soc_kwh=inputs.soc_kwh, site_config_json=site.model_dump_json(exclude_none=True),
-                                  run_config_json=inputs.run.model_dump_json(exclude_none=True), series=extra)
+    extra = {
+        c: series(h.start, h.step_minutes, frame[c].to_numpy()) for c in frame.columns if c not in ("load_kw", "pv_kw")
+    }
+    msg = common_pb2.SiteSnapshot(
+        site_id=site.site_id,
+        taken_at=ts(taken_at),
+        sessions=[session_out(s) for s in inputs.sessions],
+        soc_kwh=inputs.soc_kwh,
+        site_config_json=site.model_dump_json(exclude_none=True),
+        run_config_json=inputs.run.model_dump_json(exclude_none=True),
+        series=extra,
+    )
     if "load_kw" in frame:
         msg.load_forecast_kw.CopyFrom(series(h.start, h.step_minutes, frame["load_kw"].to_numpy()))
     if "pv_kw" in frame:
@@ -88,22 +99,57 @@ def snapshot_in(msg: common_pb2.SiteSnapshot) -> SiteSnapshot:
 # ---- telemetry ------------------------------------------------------------------------
 def telemetry_out(p: TelemetryPoint) -> portfolio_pb2.TelemetryPoint:
     return portfolio_pb2.TelemetryPoint(
-        seq=p.seq, at=ts(p.at), grid_import_kw=p.grid_import_kw, grid_export_kw=p.grid_export_kw, load_kw=p.load_kw, pv_kw=p.pv_kw,
-        battery_charge_kw=p.battery_charge_kw, battery_discharge_kw=p.battery_discharge_kw, soc_kwh=p.soc_kwh, ev_kw=p.ev_kw,
-        flex_kw=p.flex_kw, mode=LINK_MODE.get(p.mode, portfolio_pb2.NODE_LINK_MODE_UNSPECIFIED), ev_energy_kwh=p.ev_energy_kwh)
+        seq=p.seq,
+        at=ts(p.at),
+        grid_import_kw=p.grid_import_kw,
+        grid_export_kw=p.grid_export_kw,
+        load_kw=p.load_kw,
+        pv_kw=p.pv_kw,
+        battery_charge_kw=p.battery_charge_kw,
+        battery_discharge_kw=p.battery_discharge_kw,
+        soc_kwh=p.soc_kwh,
+        ev_kw=p.ev_kw,
+        flex_kw=p.flex_kw,
+        mode=LINK_MODE.get(p.mode, portfolio_pb2.NODE_LINK_MODE_UNSPECIFIED),
+        ev_energy_kwh=p.ev_energy_kwh,
+    )
 
 
 def telemetry_in(p: portfolio_pb2.TelemetryPoint) -> TelemetryPoint:
     """A stored point back as the node recorded it (what portfolio.outcome reads)."""
-    return TelemetryPoint(from_ts(p.at), p.grid_import_kw, p.grid_export_kw, p.load_kw, p.pv_kw, p.battery_charge_kw, p.battery_discharge_kw,
-                          p.soc_kwh, p.ev_kw, p.flex_kw, LINK_MODE_NAME.get(p.mode, ""), p.seq, p.ev_energy_kwh)
+    return TelemetryPoint(
+        from_ts(p.at),
+        p.grid_import_kw,
+        p.grid_export_kw,
+        p.load_kw,
+        p.pv_kw,
+        p.battery_charge_kw,
+        p.battery_discharge_kw,
+        p.soc_kwh,
+        p.ev_kw,
+        p.flex_kw,
+        LINK_MODE_NAME.get(p.mode, ""),
+        p.seq,
+        p.ev_energy_kwh,
+    )
 
 
 def check_telemetry(p: portfolio_pb2.TelemetryPoint, index: int) -> None:
     field = f"telemetry.points[{index}]"
     if p.seq <= 0:
         raise InvalidInput.one(f"{field}.seq", f"must be > 0, got {p.seq}")
-    for name in ("grid_import_kw", "grid_export_kw", "load_kw", "pv_kw", "battery_charge_kw", "battery_discharge_kw", "soc_kwh", "ev_kw", "flex_kw", "ev_energy_kwh"):
+    for name in (
+        "grid_import_kw",
+        "grid_export_kw",
+        "load_kw",
+        "pv_kw",
+        "battery_charge_kw",
+        "battery_discharge_kw",
+        "soc_kwh",
+        "ev_kw",
+        "flex_kw",
+        "ev_energy_kwh",
+    ):
         value = getattr(p, name)
         if not math.isfinite(value) or value < 0:
             raise InvalidInput.one(f"{field}.{name}", f"must be a finite number >= 0, got {value}")
@@ -119,8 +165,17 @@ _MAX_ERROR = 1000  # a longer last_error is cut, not refused
 
 def command_out(c: Command) -> portfolio_pb2.CommandStatus:
     value = c.value_kw if c.value_kw is not None and math.isfinite(c.value_kw) else 0.0
-    return portfolio_pb2.CommandStatus(command_id=c.id, asset_id=c.asset_id, type=str(c.type), value_kw=value, due_at=ts(c.due_at),
-                                       state=str(c.state), attempts=c.attempts, last_error=c.last_error[:_MAX_ERROR], source=c.source)
+    return portfolio_pb2.CommandStatus(
+        command_id=c.id,
+        asset_id=c.asset_id,
+        type=str(c.type),
+        value_kw=value,
+        due_at=ts(c.due_at),
+        state=str(c.state),
+        attempts=c.attempts,
+        last_error=c.last_error[:_MAX_ERROR],
+        source=c.source,
+    )
 
 
 def commands_in(report: portfolio_pb2.CommandReport) -> list[portfolio_pb2.CommandStatus]:
@@ -136,9 +191,13 @@ def commands_in(report: portfolio_pb2.CommandReport) -> list[portfolio_pb2.Comma
             if len(value) > limit:
                 raise InvalidInput.one(f"{field}.{name}", f"must be at most {limit} characters, got {len(value)}")
         if c.type not in _COMMAND_TYPES:
-            raise InvalidInput.one(f"{field}.type", f"must be one of {', '.join(sorted(_COMMAND_TYPES))}, got {c.type[:40]!r}")
+            raise InvalidInput.one(
+                f"{field}.type", f"must be one of {', '.join(sorted(_COMMAND_TYPES))}, got {c.type[:40]!r}"
+            )
         if c.state not in _COMMAND_STATES:
-            raise InvalidInput.one(f"{field}.state", f"must be one of {', '.join(sorted(_COMMAND_STATES))}, got {c.state[:40]!r}")
+            raise InvalidInput.one(
+                f"{field}.state", f"must be one of {', '.join(sorted(_COMMAND_STATES))}, got {c.state[:40]!r}"
+            )
         if not math.isfinite(c.value_kw):
             raise InvalidInput.one(f"{field}.value_kw", f"must be a finite number, got {c.value_kw}")
         if not c.HasField("due_at"):
@@ -154,8 +213,14 @@ def commands_in(report: portfolio_pb2.CommandReport) -> list[portfolio_pb2.Comma
 
 
 # ---- schedules ------------------------------------------------------------------------
-def setpoint_schedule(version: str, frame: pd.DataFrame, step_minutes: int, valid_until: datetime, assignment: dict[str, str],
-                      limit: np.ndarray) -> portfolio_pb2.SetpointSchedule:
+def setpoint_schedule(
+    version: str,
+    frame: pd.DataFrame,
+    step_minutes: int,
+    valid_until: datetime,
+    assignment: dict[str, str],
+    limit: np.ndarray,
+) -> portfolio_pb2.SetpointSchedule:
     encoder = SetpointEncoder(version, frame.index[0].to_pydatetime(), step_minutes, valid_until)
     return encoder.message([str(c) for c in frame.columns], frame.to_numpy(dtype=float), assignment, limit).schedule
 
@@ -165,10 +230,15 @@ def schedule_body(columns: Sequence[str], values: np.ndarray, assignment: Mappin
     of a SetpointSchedule holding only those; `SetpointEncoder.from_body` adds what every site of
     a solve shares. The decomposition's workers call it where each site's plan is made, so the
     portfolio's event loop only joins bytes (a tenth of the cost of building the message there)."""
-    return portfolio_pb2.SetpointSchedule(schedule=common_pb2.Schedule(
-        columns=[common_pb2.ScheduleColumn(name=name, values=column)
-                 for name, column in zip(columns, np.asarray(values, dtype=float).T.tolist(), strict=True)],
-        charger_assignment=dict(assignment))).SerializeToString()
+    return portfolio_pb2.SetpointSchedule(
+        schedule=common_pb2.Schedule(
+            columns=[
+                common_pb2.ScheduleColumn(name=name, values=column)
+                for name, column in zip(columns, np.asarray(values, dtype=float).T.tolist(), strict=True)
+            ],
+            charger_assignment=dict(assignment),
+        )
+    ).SerializeToString()
 
 
 class SetpointEncoder:
@@ -181,11 +251,20 @@ class SetpointEncoder:
     def __init__(self, version: str, start: datetime, step_minutes: int, valid_until: datetime) -> None:
         begins = ts(start)
         self._template = portfolio_pb2.SetpointSchedule(
-            schedule=common_pb2.Schedule(version=version, source="portfolio", start=begins, step_minutes=step_minutes, valid_from=begins,
-                                         valid_until=ts(valid_until)),
-            import_limit_kw=common_pb2.TimeSeries(start=begins, step_minutes=step_minutes)).SerializeToString()
+            schedule=common_pb2.Schedule(
+                version=version,
+                source="portfolio",
+                start=begins,
+                step_minutes=step_minutes,
+                valid_from=begins,
+                valid_until=ts(valid_until),
+            ),
+            import_limit_kw=common_pb2.TimeSeries(start=begins, step_minutes=step_minutes),
+        ).SerializeToString()
 
-    def message(self, columns: list[str], values: np.ndarray, assignment: dict[str, str], limit: np.ndarray) -> portfolio_pb2.PortfolioMessage:
+    def message(
+        self, columns: list[str], values: np.ndarray, assignment: dict[str, str], limit: np.ndarray
+    ) -> portfolio_pb2.PortfolioMessage:
         """`values`: steps x columns, floats."""
         return self.from_body(schedule_body(columns, values, assignment), limit)[0]
 
@@ -193,8 +272,13 @@ class SetpointEncoder:
         """A site's message from its `schedule_body` and import limit, and the SetpointSchedule's bytes (for the store)."""
         # inf (no limit) travels as a large number: protobuf doubles carry inf, but JSON views of it do not
         limit = np.asarray(limit, dtype=float)
-        payload = self._template + body + portfolio_pb2.SetpointSchedule(
-            import_limit_kw=common_pb2.TimeSeries(values=np.where(np.isfinite(limit), limit, 1e9).tolist())).SerializeToString()
+        payload = (
+            self._template
+            + body
+            + portfolio_pb2.SetpointSchedule(
+                import_limit_kw=common_pb2.TimeSeries(values=np.where(np.isfinite(limit), limit, 1e9).tolist())
+            ).SerializeToString()
+        )
         out = portfolio_pb2.PortfolioMessage()
         out.schedule.MergeFromString(payload)
         return out, payload
@@ -223,7 +307,9 @@ def feeder_in(msg: portfolio_pb2.Feeder) -> Feeder:
 
 
 def feeder_out(f: Feeder) -> portfolio_pb2.Feeder:
-    out = portfolio_pb2.Feeder(feeder_id=f.feeder_id, site_ids=f.site_ids, caps_kw=f.caps_kw or [], description=f.description)
+    out = portfolio_pb2.Feeder(
+        feeder_id=f.feeder_id, site_ids=f.site_ids, caps_kw=f.caps_kw or [], description=f.description
+    )
     if f.cap_kw is not None:
         out.cap_kw = f.cap_kw
     return out
@@ -242,22 +328,54 @@ def event_in(msg: portfolio_pb2.FlexEvent) -> FlexEvent:
 
 
 def event_out(e: FlexEvent) -> portfolio_pb2.FlexEvent:
-    return portfolio_pb2.FlexEvent(event_id=e.event_id, kind=FLEX_KIND[e.kind], kw=e.kw, start=ts(e.start), end=ts(e.end),
-                                   site_ids=e.site_ids, state=str(e.state))
+    return portfolio_pb2.FlexEvent(
+        event_id=e.event_id,
+        kind=FLEX_KIND[e.kind],
+        kw=e.kw,
+        start=ts(e.start),
+        end=ts(e.end),
+        site_ids=e.site_ids,
+        state=str(e.state),
+    )
 
 
 def report_out(r: SolveReport) -> portfolio_pb2.SolveReport:
     return portfolio_pb2.SolveReport(
-        solve_id=r.solve_id, at=ts(r.at), trigger=r.trigger, status=r.status, method=r.method, objective=r.objective,
-        alone_objective=r.alone_objective, coupling_cost=r.coupling_cost, bound=r.bound, gap=r.gap, iterations=r.iterations,
-        seconds=r.seconds, relaxed=list(r.relaxed), all_hold=r.all_hold, horizon_start=ts(r.horizon_start), step_minutes=r.step_minutes,
-        steps=r.steps, peak_kw=r.peak_kw, peak_charge=r.peak_charge, solved_at=ts(r.solved_at),
-        sites=[portfolio_pb2.SiteCost(site_id=s.site_id, alone_cost=s.alone_cost, coupled_cost=s.coupled_cost) for s in r.sites],
-        feeders=[portfolio_pb2.FeederCheck(feeder_id=f.feeder_id, holds=f.holds, max_excess_kw=f.max_excess_kw, binding_steps=f.binding_steps)
-                 for f in r.feeders],
-        events=[portfolio_pb2.EventCheck(event_id=e.event_id, holds=e.holds, worst_shortfall_kw=e.worst_shortfall_kw) for e in r.events],
+        solve_id=r.solve_id,
+        at=ts(r.at),
+        trigger=r.trigger,
+        status=r.status,
+        method=r.method,
+        objective=r.objective,
+        alone_objective=r.alone_objective,
+        coupling_cost=r.coupling_cost,
+        bound=r.bound,
+        gap=r.gap,
+        iterations=r.iterations,
+        seconds=r.seconds,
+        relaxed=list(r.relaxed),
+        all_hold=r.all_hold,
+        horizon_start=ts(r.horizon_start),
+        step_minutes=r.step_minutes,
+        steps=r.steps,
+        peak_kw=r.peak_kw,
+        peak_charge=r.peak_charge,
+        solved_at=ts(r.solved_at),
+        sites=[
+            portfolio_pb2.SiteCost(site_id=s.site_id, alone_cost=s.alone_cost, coupled_cost=s.coupled_cost)
+            for s in r.sites
+        ],
+        feeders=[
+            portfolio_pb2.FeederCheck(
+                feeder_id=f.feeder_id, holds=f.holds, max_excess_kw=f.max_excess_kw, binding_steps=f.binding_steps
+            )
+            for f in r.feeders
+        ],
+        events=[
+            portfolio_pb2.EventCheck(event_id=e.event_id, holds=e.holds, worst_shortfall_kw=e.worst_shortfall_kw)
+            for e in r.events
+        ],
     )
-
 
 
 # ---- today's account of a site -----------------------------------------------------------
@@ -280,7 +398,9 @@ def settings_in(msg: portfolio_pb2.SetSiteSettingsRequest | portfolio_pb2.SiteSe
 def settings_out(s: SiteSettings) -> portfolio_pb2.SiteSettings:
     out = portfolio_pb2.SiteSettings()
     if s.weights is not None:
-        out.weights.CopyFrom(sitenode_pb2.ObjectiveWeights(cost=s.weights.cost, carbon=s.weights.carbon, peak=s.weights.peak))
+        out.weights.CopyFrom(
+            sitenode_pb2.ObjectiveWeights(cost=s.weights.cost, carbon=s.weights.carbon, peak=s.weights.peak)
+        )
     if s.priorities is not None:
         out.priorities.CopyFrom(sitenode_pb2.Priorities(**s.priorities.model_dump()))
     if s.updated_at is not None:

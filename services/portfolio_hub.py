@@ -65,7 +65,9 @@ DAY_SETTLE_SECONDS = 2.0  # a step that has ended is counted this long (wall clo
 DAY_CHECK_SECONDS = 30.0  # within a step, a site's day account is looked at again at most this often (wall clock)
 DAY_MIN_SECONDS = 5.0  # and never more often than this (wall clock): a sped-up clock ends a step every second
 PUSH_BATCH = 50  # a solve's schedules are encoded this many sites at a time, the streams sending in between
-PUSH_QUIET_SECONDS = 2.0  # a push's spell ends this long (wall clock) after its last schedule was sent, if acks are missing
+PUSH_QUIET_SECONDS = (
+    2.0  # a push's spell ends this long (wall clock) after its last schedule was sent, if acks are missing
+)
 PING_SLOTS = 10  # the heartbeat looks at a tenth of the streams every tenth of the ping interval
 PUSH_FLUSH_POLL_SECONDS = 0.05  # during a push, the gathered writes look this often (wall clock) whether it is through
 
@@ -133,7 +135,15 @@ class _Day:
 
 
 class PortfolioHub:
-    def __init__(self, settings: PortfolioSettings, store: PortfolioStore, solver: CoupledSolver, clock: Clock, *, trust_hello: bool) -> None:
+    def __init__(
+        self,
+        settings: PortfolioSettings,
+        store: PortfolioStore,
+        solver: CoupledSolver,
+        clock: Clock,
+        *,
+        trust_hello: bool,
+    ) -> None:
         self.settings, self.store, self.solver, self.clock = settings, store, solver, clock
         self.trust_hello = trust_hello
         self.connections: dict[str, Connection] = {}
@@ -196,7 +206,9 @@ class PortfolioHub:
     async def run(self, stop: asyncio.Event) -> None:
         """The hub's background work: solves, the gathered writes, heartbeats, today's accounts."""
         try:
-            await asyncio.gather(self.solve_loop(stop), self.flush_loop(stop), self.heartbeat_loop(stop), self.day_loop(stop))
+            await asyncio.gather(
+                self.solve_loop(stop), self.flush_loop(stop), self.heartbeat_loop(stop), self.day_loop(stop)
+            )
         finally:
             self.push_window.end()
 
@@ -230,14 +242,18 @@ class PortfolioHub:
                 log.warning("heartbeat %.1f s late (the event loop was held): no stream dropped for an interval", late)
                 spare_until = now + interval
             slot = (slot + 1) % PING_SLOTS
-            ping = portfolio_pb2.PortfolioMessage(ping=portfolio_pb2.Ping(nonce=next(nonce), sent_at=pc.ts(self.clock.now())))
+            ping = portfolio_pb2.PortfolioMessage(
+                ping=portfolio_pb2.Ping(nonce=next(nonce), sent_at=pc.ts(self.clock.now()))
+            )
             for conn in list(self.connections.values()):
                 if conn.slot != slot:
                     continue
                 if now - conn.last_heard > self.settings.ping_timeout_seconds and now >= spare_until:
                     log.warning("site %s silent for %.1f s: stream dropped", conn.site_id, now - conn.last_heard)
                     conn.outbox.put_nowait(_CLOSE)
-                elif (now - conn.last_heard >= interval / 2 or now - conn.last_sent >= interval / 2) and not self.push_window.coming(conn.site_id):
+                elif (
+                    now - conn.last_heard >= interval / 2 or now - conn.last_sent >= interval / 2
+                ) and not self.push_window.coming(conn.site_id):
                     conn.outbox.put_nowait(ping)
 
     async def solve_loop(self, stop: asyncio.Event) -> None:
@@ -263,17 +279,43 @@ class PortfolioHub:
         async with self._lock:
             now, began = self.clock.now(), time.perf_counter()
             solve_id = f"{now.strftime('%Y%m%dT%H%M%S')}-{next(self._ids)}"
-            snapshots = {s: live.snapshot for s, live in self.sites.items() if s in self.connections and live.snapshot is not None}
+            snapshots = {
+                s: live.snapshot
+                for s, live in self.sites.items()
+                if s in self.connections and live.snapshot is not None
+            }
             s = self.settings
             # a plan starts at the first step boundary at least `plan_lead_seconds` away: it is
             # solved, pushed and in force at every site before that step begins
-            horizon = common_horizon(snapshots, now + timedelta(seconds=s.plan_lead_seconds), s.step_minutes, s.horizon_steps)  # type: ignore[arg-type]
+            horizon = common_horizon(
+                snapshots, now + timedelta(seconds=s.plan_lead_seconds), s.step_minutes, s.horizon_steps
+            )  # type: ignore[arg-type]
             if horizon is None:
-                report = SolveReport(solve_id, now, trigger, "no_sites", "none", 0.0, 0.0, 0.0, float("nan"), float("nan"), 0, 0.0, None, s.step_minutes, 0)
+                report = SolveReport(
+                    solve_id,
+                    now,
+                    trigger,
+                    "no_sites",
+                    "none",
+                    0.0,
+                    0.0,
+                    0.0,
+                    float("nan"),
+                    float("nan"),
+                    0,
+                    0.0,
+                    None,
+                    s.step_minutes,
+                    0,
+                )
                 await self._in_store(self.store.save_report, solve_id, now, report.to_json())
                 return report
             feeders = self.store.feeders()
-            events = [e for e in self.store.events(include_cancelled=False) if e.state is FlexState.SCHEDULED and e.start < horizon.end and e.end > horizon.start]
+            events = [
+                e
+                for e in self.store.events(include_cancelled=False)
+                if e.state is FlexState.SCHEDULED and e.start < horizon.end and e.end > horizon.start
+            ]
             valid_until = min(now + timedelta(minutes=s.schedule_valid_minutes), horizon.end)
             # building and solving run off the event loop; encoding runs on it, a batch at a
             # time between the sends of the batches before (in a worker thread it would fight
@@ -287,30 +329,75 @@ class PortfolioHub:
                 if times.push_id:  # the push's spell lasts until its acks are in
                     self.push_window.sent(times.push_id, f"pf-{solve_id}", times.delivered)
             # worked out when asked for, not now: the streams are still sending this solve's schedules
-            self._planned_parts, self._planned, self.planned_start = {site_id: plan.sites[site_id] for site_id in outgoing}, None, horizon.start
+            self._planned_parts, self._planned, self.planned_start = (
+                {site_id: plan.sites[site_id] for site_id in outgoing},
+                None,
+                horizon.start,
+            )
             versions = {site_id: item.version for site_id, item in outgoing.items()}
-            log.info("solve %s: problems %.3f s (%d of %d built, the rest built at their snapshot), solver %.3f s, back on the event loop "
-                     "%.3f s later, encoding %.3f s, storing %d schedules %.3f s (encoded %d at a time, pushed once stored: the first "
-                     "%.3f s after the solver, the last stored %.3f s after); all but the solver %.3f s", solve_id, times.building, times.built,
-                     len(snapshots), seconds, times.resumed, times.encoding, len(outgoing), times.storing, PUSH_BATCH, times.first_pushed,
-                     times.last_stored, time.perf_counter() - began - seconds)
+            log.info(
+                "solve %s: problems %.3f s (%d of %d built, the rest built at their snapshot), solver %.3f s, back on the event loop "
+                "%.3f s later, encoding %.3f s, storing %d schedules %.3f s (encoded %d at a time, pushed once stored: the first "
+                "%.3f s after the solver, the last stored %.3f s after); all but the solver %.3f s",
+                solve_id,
+                times.building,
+                times.built,
+                len(snapshots),
+                seconds,
+                times.resumed,
+                times.encoding,
+                len(outgoing),
+                times.storing,
+                PUSH_BATCH,
+                times.first_pushed,
+                times.last_stored,
+                time.perf_counter() - began - seconds,
+            )
             report = SolveReport(
-                solve_id, now, trigger, plan.status, plan.method, plan.objective, plan.alone_objective, plan.coupling_cost, plan.bound,
-                plan.gap, plan.iterations, seconds, horizon.start, horizon.step_minutes, horizon.steps,
+                solve_id,
+                now,
+                trigger,
+                plan.status,
+                plan.method,
+                plan.objective,
+                plan.alone_objective,
+                plan.coupling_cost,
+                plan.bound,
+                plan.gap,
+                plan.iterations,
+                seconds,
+                horizon.start,
+                horizon.step_minutes,
+                horizon.steps,
                 sites=tuple(SiteCost(k, v.alone_cost, v.coupled_cost) for k, v in plan.sites.items()),
-                feeders=tuple(FeederResult(c.feeder_id, c.holds, c.max_excess_kw, c.binding_steps) for c in plan.feeders),
+                feeders=tuple(
+                    FeederResult(c.feeder_id, c.holds, c.max_excess_kw, c.binding_steps) for c in plan.feeders
+                ),
                 events=tuple(EventResult(c.event_id, c.holds, c.worst_shortfall_kw) for c in plan.events),
-                relaxed=plan.relaxed, all_hold=plan.all_hold, schedules=versions, peak_kw=plan.peak_kw, peak_charge=plan.peak_charge,
-                solved_at=times.solved_at)
+                relaxed=plan.relaxed,
+                all_hold=plan.all_hold,
+                schedules=versions,
+                peak_kw=plan.peak_kw,
+                peak_charge=plan.peak_charge,
+                solved_at=times.solved_at,
+            )
             # serialized in the store thread: a thousand sites' costs are milliseconds the streams need now
             await self._in_store(lambda: self.store.save_report(solve_id, now, report.to_json()))
-            log.info("solve %s (%s): %d sites, objective %.2f, coupling %.2f, all hold: %s", solve_id, trigger, len(plan.sites),
-                     plan.objective, plan.coupling_cost, plan.all_hold)
+            log.info(
+                "solve %s (%s): %d sites, objective %.2f, coupling %.2f, all hold: %s",
+                solve_id,
+                trigger,
+                len(plan.sites),
+                plan.objective,
+                plan.coupling_cost,
+                plan.all_hold,
+            )
             self.notify()
             return report
 
-    def _solve(self, snapshots: dict[str, SiteSnapshot], horizon: CommonHorizon, feeders: list, events: list, times: _PushTimes
-               ) -> tuple[PortfolioPlan, float]:
+    def _solve(
+        self, snapshots: dict[str, SiteSnapshot], horizon: CommonHorizon, feeders: list, events: list, times: _PushTimes
+    ) -> tuple[PortfolioPlan, float]:
         """Worker thread: the sites' problems (most built when their snapshots came) and the
         coupled solve; the push's spell (`PushWindow`) begins the moment the solver returns."""
         started = time.perf_counter()
@@ -328,14 +415,23 @@ class PortfolioHub:
             problems[site_id] = problem
         times.building, times.built = time.perf_counter() - started, built
         started = time.perf_counter()
-        plan = self.solver.solve(problems, feeders, events, coincident_peak_price_per_kw=self.settings.coincident_peak_price_per_kw)
+        plan = self.solver.solve(
+            problems, feeders, events, coincident_peak_price_per_kw=self.settings.coincident_peak_price_per_kw
+        )
         times.solved_at = self.clock.now()
         times.push_id = self.push_window.begin(set(plan.sites))
         times.solved = time.perf_counter()
         return plan, times.solved - started
 
-    async def _push_plan(self, plan: PortfolioPlan, horizon: CommonHorizon, version: str, valid_until: datetime, now: datetime,
-                         times: _PushTimes) -> dict[str, _Outgoing]:
+    async def _push_plan(
+        self,
+        plan: PortfolioPlan,
+        horizon: CommonHorizon,
+        version: str,
+        valid_until: datetime,
+        now: datetime,
+        times: _PushTimes,
+    ) -> dict[str, _Outgoing]:
         """Each site's schedule encoded (PUSH_BATCH sites at a time, the streams sending in
         between), stored and pushed. One store write at a time takes every schedule encoded
         since the last began (a group commit: few transactions, the first one small), and its
@@ -353,7 +449,9 @@ class PortfolioHub:
             if writing or not pending:
                 return
             batch, pending = pending, {}
-            future = loop.run_in_executor(self._store_thread, self._store_batch, batch, horizon.start, valid_until, now, times)
+            future = loop.run_in_executor(
+                self._store_thread, self._store_batch, batch, horizon.start, valid_until, now, times
+            )
             future.add_done_callback(functools.partial(written, batch))
             writing.append(future)
 
@@ -365,11 +463,13 @@ class PortfolioHub:
                 self._deliver(batch, times)
             write_pending()
 
-        encoder = pc.SetpointEncoder(version, horizon.start, horizon.step_minutes, valid_until)  # every site's plan starts there
+        encoder = pc.SetpointEncoder(
+            version, horizon.start, horizon.step_minutes, valid_until
+        )  # every site's plan starts there
         parts = list(plan.sites.items())
         for first in range(0, len(parts), PUSH_BATCH):
             began = time.perf_counter()
-            for site_id, part in parts[first:first + PUSH_BATCH]:
+            for site_id, part in parts[first : first + PUSH_BATCH]:
                 item = _encoded(part, version, encoder)
                 if item is not None:
                     outgoing[site_id] = pending[site_id] = item
@@ -382,12 +482,16 @@ class PortfolioHub:
             raise refused[0]
         return outgoing
 
-    def _store_batch(self, batch: dict[str, _Outgoing], valid_from: datetime, valid_until: datetime, now: datetime, times: _PushTimes) -> None:
+    def _store_batch(
+        self, batch: dict[str, _Outgoing], valid_from: datetime, valid_until: datetime, now: datetime, times: _PushTimes
+    ) -> None:
         """Store thread: one transaction for the batch. Stored first, sent next: a node never
         holds a schedule the store lacks, so its ack always finds it and a restart resends it;
         and the store thread writes in order, so the acks (a later flush) come after."""
         began = time.perf_counter()
-        self.store.issue_schedules([(site_id, item.version, valid_from, valid_until, item.payload) for site_id, item in batch.items()], now)
+        self.store.issue_schedules(
+            [(site_id, item.version, valid_from, valid_until, item.payload) for site_id, item in batch.items()], now
+        )
         times.storing += time.perf_counter() - began
         times.last_stored = time.perf_counter() - times.solved
 
@@ -411,7 +515,9 @@ class PortfolioHub:
         now would use (the site alone decides it unless other sites' horizons are shorter),
         so the solve finds it built. A solve over another horizon builds its own."""
         s = self.settings
-        horizon = common_horizon({site_id: snap}, now + timedelta(seconds=s.plan_lead_seconds), s.step_minutes, s.horizon_steps)
+        horizon = common_horizon(
+            {site_id: snap}, now + timedelta(seconds=s.plan_lead_seconds), s.step_minutes, s.horizon_steps
+        )
         if horizon is None:
             return
         try:
@@ -473,12 +579,24 @@ class PortfolioHub:
             if now - self._acked_at.get(site_id, -math.inf) >= every:
                 self._unacked.discard(site_id)
                 self._acked_at[site_id] = now
-                self.push(site_id, portfolio_pb2.PortfolioMessage(telemetry_ack=portfolio_pb2.TelemetryAck(up_to_seq=self.last_seq[site_id])))
+                self.push(
+                    site_id,
+                    portfolio_pb2.PortfolioMessage(
+                        telemetry_ack=portfolio_pb2.TelemetryAck(up_to_seq=self.last_seq[site_id])
+                    ),
+                )
 
-    def _write(self, telemetry: dict[str, list[portfolio_pb2.TelemetryPoint]], acks: list[tuple[str, str, bool, str, datetime]],
-               snapshots: dict[str, tuple[bytes, datetime]]) -> None:
+    def _write(
+        self,
+        telemetry: dict[str, list[portfolio_pb2.TelemetryPoint]],
+        acks: list[tuple[str, str, bool, str, datetime]],
+        snapshots: dict[str, tuple[bytes, datetime]],
+    ) -> None:
         """Store thread: one transaction (one disk sync) for the telemetry, the schedule acks and the snapshots."""
-        rows = {site_id: [(p.seq, pc.from_ts(p.at), p.SerializeToString()) for p in points] for site_id, points in telemetry.items()}
+        rows = {
+            site_id: [(p.seq, pc.from_ts(p.at), p.SerializeToString()) for p in points]
+            for site_id, points in telemetry.items()
+        }
         self.store.write_many(rows, acks, snapshots)
 
     async def _in_store(self, fn: Callable, *args: object) -> object:
@@ -488,8 +606,11 @@ class PortfolioHub:
     async def set_settings(self, site_id: str, change: SiteSettings) -> SiteSettings:
         """Merge `change` into the site's settings, keep them, and pass them to its node."""
         current = self.store.settings(site_id) or SiteSettings()
-        merged = SiteSettings(weights=change.weights or current.weights, priorities=change.priorities or current.priorities,
-                              updated_at=self.clock.now())
+        merged = SiteSettings(
+            weights=change.weights or current.weights,
+            priorities=change.priorities or current.priorities,
+            updated_at=self.clock.now(),
+        )
         await asyncio.to_thread(self.store.put_settings, site_id, merged)
         self.push(site_id, portfolio_pb2.PortfolioMessage(settings=pc.settings_out(merged)))
         # the node's next snapshot carries them, and that snapshot asks for a solve
@@ -554,7 +675,9 @@ class PortfolioHub:
         if jobs:
             await asyncio.to_thread(self._work_days, jobs, now)
 
-    def _work_days(self, jobs: list[tuple[str, _Day, datetime, SiteSnapshot, tuple[EVSession, ...]]], now: datetime) -> None:
+    def _work_days(
+        self, jobs: list[tuple[str, _Day, datetime, SiteSnapshot, tuple[EVSession, ...]]], now: datetime
+    ) -> None:
         """Worker thread: read each site's new samples, and price its day when its inputs changed.
         A push that begins meanwhile stops the work: the sites not reached are due again."""
         for k, (site_id, state, end, snap, sessions) in enumerate(jobs):
@@ -567,7 +690,15 @@ class PortfolioHub:
             except Exception as exc:  # noqa: BLE001 - one site's bad inputs leave the others' accounts
                 log.warning("today's account of %s not worked out: %s: %s", site_id, type(exc).__name__, exc)
 
-    def _work_day(self, site_id: str, state: _Day, end: datetime, snap: SiteSnapshot, sessions: tuple[EVSession, ...], now: datetime) -> None:
+    def _work_day(
+        self,
+        site_id: str,
+        state: _Day,
+        end: datetime,
+        snap: SiteSnapshot,
+        sessions: tuple[EVSession, ...],
+        now: datetime,
+    ) -> None:
         day_start = pd.Timestamp(now).tz_convert("UTC").floor("D").to_pydatetime()
         if state.day != day_start.date():  # a new day: yesterday's samples go, the seq cursor stays
             state.day, state.points, state.value, state.inputs = day_start.date(), [], None, None
@@ -650,7 +781,9 @@ class PortfolioHub:
             return False
         elif kind == "ack":
             ack = message.ack
-            if ack.version not in self.issued.get(site_id, set()) and not any(r.version == ack.version for r in self.store.schedules(site_id, 50)):
+            if ack.version not in self.issued.get(site_id, set()) and not any(
+                r.version == ack.version for r in self.store.schedules(site_id, 50)
+            ):
                 raise InvalidInput.one("ack.version", f"no schedule {ack.version!r} was issued to {site_id}")
             self.push_window.acked(site_id, ack.version)
             if not ack.accepted:
@@ -666,7 +799,12 @@ class PortfolioHub:
                 log.warning("site %s sent a command report that was ignored: %s", site_id, exc)
             else:
                 if len(message.commands.commands) > len(commands):
-                    log.warning("site %s reported %d commands: the %d due last are kept", site_id, len(message.commands.commands), len(commands))
+                    log.warning(
+                        "site %s reported %d commands: the %d due last are kept",
+                        site_id,
+                        len(message.commands.commands),
+                        len(commands),
+                    )
                 self.sites.setdefault(site_id, SiteLive()).commands = commands
         elif kind == "hello":
             raise InvalidInput.one("hello", "only the first message of a stream may be a hello")
@@ -687,7 +825,9 @@ class PortfolioHub:
         self.remember_sessions(site_id, snap.sessions, now)
         self.want_solve("snapshot")
 
-    def _checked_snapshot(self, msg: common_pb2.SiteSnapshot, site_id: str, now: datetime) -> tuple[SiteSnapshot, bytes]:
+    def _checked_snapshot(
+        self, msg: common_pb2.SiteSnapshot, site_id: str, now: datetime
+    ) -> tuple[SiteSnapshot, bytes]:
         """Worker thread: the snapshot read and checked, its problem built for the next solve, its bytes for the store."""
         snap = pc.snapshot_in(msg)
         check_snapshot(snap, site_id, self.settings.step_minutes)
@@ -721,7 +861,11 @@ def _merged_sessions(held: dict[str, EVSession], sessions: tuple[EVSession, ...]
     out = dict(held)
     for s in sessions:
         before = out.get(s.session_id)
-        out[s.session_id] = s if before is None or s.energy_kwh >= before.energy_kwh else s.model_copy(update={"energy_kwh": before.energy_kwh})
+        out[s.session_id] = (
+            s
+            if before is None or s.energy_kwh >= before.energy_kwh
+            else s.model_copy(update={"energy_kwh": before.energy_kwh})
+        )
     return out
 
 
@@ -742,7 +886,9 @@ class PortfolioLinkServicer(portfolio_pb2_grpc.PortfolioLinkServicer):
     def __init__(self, hub: PortfolioHub) -> None:
         self.hub = hub
 
-    async def Connect(self, request_iterator: AsyncIterator[portfolio_pb2.NodeMessage], context: grpc.aio.ServicerContext) -> AsyncIterator[portfolio_pb2.PortfolioMessage]:
+    async def Connect(
+        self, request_iterator: AsyncIterator[portfolio_pb2.NodeMessage], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[portfolio_pb2.PortfolioMessage]:
         hub, s = self.hub, self.hub.settings
         certified = site_id_from_auth_context(context.auth_context())
         try:
@@ -759,12 +905,20 @@ class PortfolioLinkServicer(portfolio_pb2_grpc.PortfolioLinkServicer):
             return
         hello = first.hello
         now = hub.clock.now()
-        hub.store.touch_site(site_id, software_version=hello.software_version, schedule_version=hello.schedule_version, at=now)
+        hub.store.touch_site(
+            site_id, software_version=hello.software_version, schedule_version=hello.schedule_version, at=now
+        )
         conn = hub.attach(site_id)
         log.info("site %s connected (holds %r)", site_id, hello.schedule_version)
-        yield portfolio_pb2.PortfolioMessage(welcome=portfolio_pb2.Welcome(
-            site_id=site_id, last_telemetry_seq=hub.store.last_telemetry_seq(site_id), ping_interval_ms=int(s.ping_interval_seconds * 1000),
-            ping_timeout_ms=int(s.ping_timeout_seconds * 1000), snapshot_period_seconds=s.snapshot_seconds))
+        yield portfolio_pb2.PortfolioMessage(
+            welcome=portfolio_pb2.Welcome(
+                site_id=site_id,
+                last_telemetry_seq=hub.store.last_telemetry_seq(site_id),
+                ping_interval_ms=int(s.ping_interval_seconds * 1000),
+                ping_timeout_ms=int(s.ping_timeout_seconds * 1000),
+                snapshot_period_seconds=s.snapshot_seconds,
+            )
+        )
         settings = hub.store.settings(site_id)
         if settings is not None:  # an operator's choice reaches a node that was away when it was made
             yield portfolio_pb2.PortfolioMessage(settings=pc.settings_out(settings))
@@ -799,4 +953,3 @@ class PortfolioLinkServicer(portfolio_pb2_grpc.PortfolioLinkServicer):
             log.info("site %s disconnected", site_id)
         if failure:
             await abort(context, failure[0])
-

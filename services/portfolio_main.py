@@ -28,7 +28,9 @@ class PortfolioArgs:
     insecure_loopback: bool = False
 
 
-def make_portfolio(config: PortfolioConfig, base: Path, listen: str, *, insecure_loopback: bool, clock: Clock | None = None) -> tuple[PortfolioHub, Built]:
+def make_portfolio(
+    config: PortfolioConfig, base: Path, listen: str, *, insecure_loopback: bool, clock: Clock | None = None
+) -> tuple[PortfolioHub, Built]:
     s = config.portfolio
     clock = clock or clock_for(s.clock_speed, s.clock_start, s.clock_origin_unix)
     store = PortfolioStore(base / s.store)
@@ -37,7 +39,9 @@ def make_portfolio(config: PortfolioConfig, base: Path, listen: str, *, insecure
         if feeder.feeder_id not in known:  # seeded once: operators' later changes win
             store.put_feeder(feeder)
     # the decomposition's workers encode each site's schedule as the stream sends it
-    hub = PortfolioHub(s, store, make_solver(config.solver, encode=pc.schedule_body), clock, trust_hello=insecure_loopback)
+    hub = PortfolioHub(
+        s, store, make_solver(config.solver, encode=pc.schedule_body), clock, trust_hello=insecure_loopback
+    )
     # one token table: the AuthInterceptor checks every call against it, WhoAmI reads the caller's role from it
     tokens = {value: Role(t.role) for t in s.tokens if (value := t.value())}
 
@@ -47,16 +51,24 @@ def make_portfolio(config: PortfolioConfig, base: Path, listen: str, *, insecure
         return ["gridmesh.v1.PortfolioLink", "gridmesh.v1.Portfolio"]
 
     tls = s.tls
-    options = ServerOptions(listen=listen, insecure_loopback=insecure_loopback, tls_cert=base / tls.cert if tls and not insecure_loopback else None,
-                            tls_key=base / tls.key if tls and not insecure_loopback else None,
-                            tls_client_ca=base / tls.client_ca if tls and not insecure_loopback else None,
-                            tokens=tokens, operator_methods=OPERATOR_METHODS, token_exempt=TOKEN_EXEMPT)
+    options = ServerOptions(
+        listen=listen,
+        insecure_loopback=insecure_loopback,
+        tls_cert=base / tls.cert if tls and not insecure_loopback else None,
+        tls_key=base / tls.key if tls and not insecure_loopback else None,
+        tls_client_ca=base / tls.client_ca if tls and not insecure_loopback else None,
+        tokens=tokens,
+        operator_methods=OPERATOR_METHODS,
+        token_exempt=TOKEN_EXEMPT,
+    )
     return hub, build_server(options, register)
 
 
 async def serve(args: PortfolioArgs) -> None:
     config, base = load_portfolio_config(args.config)
-    hub, built = make_portfolio(config, base, args.listen or config.portfolio.listen, insecure_loopback=args.insecure_loopback)
+    hub, built = make_portfolio(
+        config, base, args.listen or config.portfolio.listen, insecure_loopback=args.insecure_loopback
+    )
     stop_event = asyncio.Event()
     stop_on_signals(stop_event)
     await start(built)

@@ -65,7 +65,9 @@ class Built:
     metrics: Metrics
 
 
-def build_server(options: ServerOptions, register: Callable[[grpc.aio.Server], Sequence[str]], metrics: Metrics | None = None) -> Built:
+def build_server(
+    options: ServerOptions, register: Callable[[grpc.aio.Server], Sequence[str]], metrics: Metrics | None = None
+) -> Built:
     """`register` adds the servicers and returns their full service names."""
     # refuse bad options before anything is built
     if options.insecure_loopback and not is_loopback(options.listen):
@@ -73,16 +75,26 @@ def build_server(options: ServerOptions, register: Callable[[grpc.aio.Server], S
     if not options.insecure_loopback and not (options.tls_cert and options.tls_key):
         raise InvalidInput.one("listen", "give --tls-cert and --tls-key, or --insecure-loopback on a loopback address")
     metrics = metrics or Metrics()
-    interceptors = [MetricsInterceptor(metrics), AuthInterceptor(options.tokens, options.operator_methods, options.token_exempt)]
+    interceptors = [
+        MetricsInterceptor(metrics),
+        AuthInterceptor(options.tokens, options.operator_methods, options.token_exempt),
+    ]
     server = grpc.aio.server(interceptors=interceptors, options=KEEPALIVE)
     names = tuple(register(server))
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection((*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection(
+        (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
     if options.insecure_loopback:
         port = server.add_insecure_port(options.listen)
     else:
-        credentials = server_credentials(options.tls_cert, options.tls_key, options.tls_client_ca, require_client_auth=options.tls_client_ca is not None)
+        credentials = server_credentials(
+            options.tls_cert,
+            options.tls_key,
+            options.tls_client_ca,
+            require_client_auth=options.tls_client_ca is not None,
+        )
         port = server.add_secure_port(options.listen, credentials)
     return Built(server, port, health, names, metrics)
 

@@ -186,7 +186,9 @@ def _checked(forecast: pd.DataFrame, window: pd.DatetimeIndex) -> pd.DataFrame:
     frame = forecast.reindex(window)[list(COLUMNS)].astype(float)
     values = frame.to_numpy()
     if not np.isfinite(values).all():
-        raise InvalidInput.one("backtest.forecast", f"the provider left steps from {window[0].isoformat()} missing or not finite")
+        raise InvalidInput.one(
+            "backtest.forecast", f"the provider left steps from {window[0].isoformat()} missing or not finite"
+        )
     # a forecast is an estimate of a non-negative flow: a slightly negative one is noise
     return frame.clip(lower=0.0)
 
@@ -199,7 +201,9 @@ def _with_forecast(series: pd.DataFrame, window: pd.DatetimeIndex, forecast: pd.
 
 
 def _plugged_sessions(sessions: tuple[EVSession, ...], plugged: dict[str, str]) -> tuple[EVSession, ...]:
-    return tuple(s.model_copy(update={"charger_id": plugged[s.session_id]}) if s.session_id in plugged else s for s in sessions)
+    return tuple(
+        s.model_copy(update={"charger_id": plugged[s.session_id]}) if s.session_id in plugged else s for s in sessions
+    )
 
 
 def _plug_in(problem: SiteProblem, assignment: dict[str, str], lived: int, state: _State) -> None:

@@ -17,8 +17,18 @@ class DryRunDevice:
         self._file = log_path.open("a")
 
     async def execute(self, command: Command) -> None:
-        self._file.write(json.dumps({"id": command.id, "asset_id": command.asset_id, "type": str(command.type),
-                                     "value_kw": command.value_kw, "due_at": command.due_at.isoformat()}) + "\n")
+        self._file.write(
+            json.dumps(
+                {
+                    "id": command.id,
+                    "asset_id": command.asset_id,
+                    "type": str(command.type),
+                    "value_kw": command.value_kw,
+                    "due_at": command.due_at.isoformat(),
+                }
+            )
+            + "\n"
+        )
         self._file.flush()
         os.fsync(self._file.fileno())  # what reached the "device" survives a crash, like a real one
 

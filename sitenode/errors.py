@@ -49,8 +49,7 @@ class InvalidInput(GridmeshError):
     def prefixed(self, prefix: str) -> InvalidInput:
         """The same violations with their paths under `prefix` (a file or a parent)."""
         return InvalidInput(
-            FieldViolation(f"{prefix}.{v.field}" if v.field else prefix, v.description)
-            for v in self.violations
+            FieldViolation(f"{prefix}.{v.field}" if v.field else prefix, v.description) for v in self.violations
         )
 
 

@@ -74,8 +74,19 @@ class Journal:
     # -- commands (the dispatch engine's CommandStore) --------------------------------
     def save_commands(self, commands: Iterable[Command]) -> None:
         rows = [
-            (c.id, c.asset_id, str(c.type), c.value_kw, _ts(c.due_at), c.source, str(c.state), c.attempts,
-             _ts(c.next_attempt_at), c.last_error, _ts(c.expires_at))
+            (
+                c.id,
+                c.asset_id,
+                str(c.type),
+                c.value_kw,
+                _ts(c.due_at),
+                c.source,
+                str(c.state),
+                c.attempts,
+                _ts(c.next_attempt_at),
+                c.last_error,
+                _ts(c.expires_at),
+            )
             for c in commands
         ]
         if not rows:
@@ -86,7 +97,21 @@ class Journal:
     def _commands(self, where: str = "", args: tuple = ()) -> list[Command]:
         out = []
         for r in self._db.execute(f"SELECT * FROM commands {where} ORDER BY due_at, id", args):
-            out.append(Command(r[0], r[1], CommandType(r[2]), r[3], _dt(r[4]), r[5], CommandState(r[6]), r[7], _dt(r[8]), r[9], _dt(r[10])))  # type: ignore[arg-type]
+            out.append(
+                Command(
+                    r[0],
+                    r[1],
+                    CommandType(r[2]),
+                    r[3],
+                    _dt(r[4]),
+                    r[5],
+                    CommandState(r[6]),
+                    r[7],
+                    _dt(r[8]),
+                    r[9],
+                    _dt(r[10]),
+                )
+            )  # type: ignore[arg-type]
         return out
 
     def open_commands(self) -> list[Command]:
@@ -103,7 +128,9 @@ class Journal:
     def holding(self) -> dict[tuple[str, CommandType], tuple[str, datetime]]:
         """Per (asset, type), the command that completed last (what the device holds): id and due time."""
         out: dict[tuple[str, CommandType], tuple[str, datetime]] = {}
-        rows = self._db.execute("SELECT id, asset_id, type, due_at FROM commands WHERE state = 'COMPLETED' ORDER BY rowid")
+        rows = self._db.execute(
+            "SELECT id, asset_id, type, due_at FROM commands WHERE state = 'COMPLETED' ORDER BY rowid"
+        )
         for command_id, asset_id, kind, due in rows:
             out[(asset_id, CommandType(kind))] = (command_id, datetime.fromisoformat(due))
         return out
@@ -116,8 +143,22 @@ class Journal:
         not yet recent), newest first by due time, then id: what the node reports to the portfolio."""
         where, args = ("WHERE due_at <= ?", (due_by.astimezone(UTC).isoformat(),)) if due_by is not None else ("", ())
         rows = self._db.execute(f"SELECT * FROM commands {where} ORDER BY due_at DESC, id DESC LIMIT ?", (*args, limit))
-        return [Command(r[0], r[1], CommandType(r[2]), r[3], _dt(r[4]), r[5], CommandState(r[6]), r[7], _dt(r[8]), r[9], _dt(r[10]))  # type: ignore[arg-type]
-                for r in rows]
+        return [
+            Command(
+                r[0],
+                r[1],
+                CommandType(r[2]),
+                r[3],
+                _dt(r[4]),
+                r[5],
+                CommandState(r[6]),
+                r[7],
+                _dt(r[8]),
+                r[9],
+                _dt(r[10]),
+            )  # type: ignore[arg-type]
+            for r in rows
+        ]
 
     def last_setpoints(self) -> dict[tuple[str, CommandType], float]:
         """What each device was last told and accepted: a re-plan repeats none of it."""
@@ -125,7 +166,9 @@ class Journal:
         # in the order they completed, not by due time: two plans' commands for one step both
         # run when the newer plan arrives late, and the device holds the one that ran last
         # (every save replaces the row, so rowid follows the order of the last state change)
-        rows = self._db.execute("SELECT asset_id, type, value_kw FROM commands WHERE state = 'COMPLETED' AND value_kw IS NOT NULL ORDER BY rowid")
+        rows = self._db.execute(
+            "SELECT asset_id, type, value_kw FROM commands WHERE state = 'COMPLETED' AND value_kw IS NOT NULL ORDER BY rowid"
+        )
         for asset_id, kind, value in rows:
             out[(asset_id, CommandType(kind))] = value
         return out
@@ -135,14 +178,26 @@ class Journal:
         # columns and float64 values as raw bytes: a schedule is saved on every re-plan, and
         # a Parquet writer would cost more than the solve it records
         buffer = io.BytesIO()
-        np.savez(buffer, columns=np.array(frame.columns, dtype=str), values=frame.to_numpy(dtype=float),
-                 index=frame.index.as_unit("ns").asi8)
+        np.savez(
+            buffer,
+            columns=np.array(frame.columns, dtype=str),
+            values=frame.to_numpy(dtype=float),
+            index=frame.index.as_unit("ns").asi8,
+        )
         step = frame.index[1] - frame.index[0] if len(frame) > 1 else pd.Timedelta(0)
         with self._tx():
             seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM schedules").fetchone()[0]
             self._db.execute(
                 "INSERT OR REPLACE INTO schedules VALUES (?,?,?,?,?,?,?)",
-                (version, source, _ts(received_at), frame.index[0].isoformat(), (frame.index[-1] + step).isoformat(), buffer.getvalue(), seq),
+                (
+                    version,
+                    source,
+                    _ts(received_at),
+                    frame.index[0].isoformat(),
+                    (frame.index[-1] + step).isoformat(),
+                    buffer.getvalue(),
+                    seq,
+                ),
             )
 
     def current_schedule(self) -> StoredSchedule | None:
@@ -159,23 +214,34 @@ class Journal:
     def schedule_at(self, at: datetime) -> StoredSchedule | None:
         """The newest schedule whose window holds `at`: a schedule received for the next step
         leaves the step under way to the one before it."""
-        row = self._db.execute("SELECT * FROM schedules WHERE valid_from <= ? AND valid_until > ? ORDER BY seq DESC LIMIT 1",
-                               (at.isoformat(), at.isoformat())).fetchone()
+        row = self._db.execute(
+            "SELECT * FROM schedules WHERE valid_from <= ? AND valid_until > ? ORDER BY seq DESC LIMIT 1",
+            (at.isoformat(), at.isoformat()),
+        ).fetchone()
         return None if row is None else self._stored(row)
 
     def latest_version(self, source: str) -> str:
         """The newest schedule from `source` ("" when none): what a node tells the portfolio it holds."""
-        row = self._db.execute("SELECT version FROM schedules WHERE source = ? ORDER BY seq DESC LIMIT 1", (source,)).fetchone()
+        row = self._db.execute(
+            "SELECT version FROM schedules WHERE source = ? ORDER BY seq DESC LIMIT 1", (source,)
+        ).fetchone()
         return "" if row is None else str(row[0])
 
     # -- EV sessions ------------------------------------------------------------------------
     def upsert_session(self, session: EVSession) -> None:
         with self._tx():
-            self._db.execute("INSERT OR REPLACE INTO sessions VALUES (?,?,0)", (session.session_id, session.model_dump_json()))
+            self._db.execute(
+                "INSERT OR REPLACE INTO sessions VALUES (?,?,0)", (session.session_id, session.model_dump_json())
+            )
 
     def end_session(self, session_id: str) -> bool:
         with self._tx():
-            return self._db.execute("UPDATE sessions SET ended = 1 WHERE session_id = ? AND ended = 0", (session_id,)).rowcount == 1
+            return (
+                self._db.execute(
+                    "UPDATE sessions SET ended = 1 WHERE session_id = ? AND ended = 0", (session_id,)
+                ).rowcount
+                == 1
+            )
 
     def sessions(self) -> list[EVSession]:
         rows = self._db.execute("SELECT body FROM sessions WHERE ended = 0 ORDER BY session_id")
@@ -193,7 +259,9 @@ class Journal:
 
     def telemetry_after(self, seq: int, limit: int = 500) -> list[TelemetryPoint]:
         out = []
-        for number, body in self._db.execute("SELECT seq, body FROM telemetry WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)):
+        for number, body in self._db.execute(
+            "SELECT seq, body FROM telemetry WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        ):
             fields = json.loads(body)
             fields["at"] = datetime.fromisoformat(fields["at"])
             out.append(TelemetryPoint(**fields, seq=number))

@@ -79,9 +79,16 @@ def compute_metrics(problem: SiteProblem, frame: pd.DataFrame) -> CostBreakdown:
     )
 
 
-def metrics_document(optimized: CostBreakdown, baseline: CostBreakdown, currency: str, others: dict[str, CostBreakdown] | None = None) -> dict:
+def metrics_document(
+    optimized: CostBreakdown, baseline: CostBreakdown, currency: str, others: dict[str, CostBreakdown] | None = None
+) -> dict:
     """`metrics.json`: the optimum, business as usual under `baseline`, and `savings`."""
-    doc: dict = {"currency": currency, **optimized.to_json(), "baseline": baseline.to_json(), "savings": baseline.minus(optimized)}
+    doc: dict = {
+        "currency": currency,
+        **optimized.to_json(),
+        "baseline": baseline.to_json(),
+        "savings": baseline.minus(optimized),
+    }
     if others:
         doc["baselines"] = {name: m.to_json() for name, m in others.items()}
     return doc

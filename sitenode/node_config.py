@@ -148,9 +148,13 @@ class PortfolioLinkConfig(Strict):
     @model_validator(mode="after")
     def _security(self) -> PortfolioLinkConfig:
         if not self.insecure_loopback and not (self.ca and self.cert and self.key):
-            raise InvalidInput.one("portfolio.ca", "give ca, cert and key (mTLS), or insecure_loopback: true for a loopback address")
+            raise InvalidInput.one(
+                "portfolio.ca", "give ca, cert and key (mTLS), or insecure_loopback: true for a loopback address"
+            )
         if self.ping_timeout_seconds <= self.ping_interval_seconds:
-            raise InvalidInput.one("portfolio.ping_timeout_seconds", f"must exceed ping_interval_seconds ({self.ping_interval_seconds:g})")
+            raise InvalidInput.one(
+                "portfolio.ping_timeout_seconds", f"must exceed ping_interval_seconds ({self.ping_interval_seconds:g})"
+            )
         return self
 
 

@@ -147,8 +147,11 @@ class _Settings:
     objective: Objective
     priorities: Priorities
     dirty: bool = True
-    history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
-        {"load_kw": [], "pv_kw": []}, index=pd.DatetimeIndex([], tz="UTC", name="timestamp"), dtype=float))
+    history: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            {"load_kw": [], "pv_kw": []}, index=pd.DatetimeIndex([], tz="UTC", name="timestamp"), dtype=float
+        )
+    )
 
 
 class NodeRuntime:
@@ -166,7 +169,9 @@ class NodeRuntime:
         if site.battery is not None:
             self.machines[BATTERY_ID] = StateMachine(BATTERY, BATTERY_ID)
             b = site.battery
-            self.ratings[BATTERY_ID] = AssetRating(BATTERY_ID, "battery", b.max_charge_kw or b.capacity_kwh, b.max_discharge_kw or b.capacity_kwh)
+            self.ratings[BATTERY_ID] = AssetRating(
+                BATTERY_ID, "battery", b.max_charge_kw or b.capacity_kwh, b.max_discharge_kw or b.capacity_kwh
+            )
         self.engine = DispatchEngine(self.registry, self.bus, self.journal, self.ratings, self._state_of)
         self.settings = _Settings(plan.objective, plan.priorities)
         if config.node.history:
@@ -185,7 +190,9 @@ class NodeRuntime:
         self._charger_sample: dict[str, tuple[datetime, float]] = {}
         self._register: dict[str, float] = {}  # each charger's last energy register reading, kWh
         self.delivered_kwh: dict[str, float] = {}  # measured per session: plans ask only for the rest
-        self.ev_energy_kwh = float(self.journal.setting("ev_energy_kwh") or 0.0)  # every charger, cumulative, kept across restarts
+        self.ev_energy_kwh = float(
+            self.journal.setting("ev_energy_kwh") or 0.0
+        )  # every charger, cumulative, kept across restarts
         # the link: a node that has never reached the portfolio counts as down since it started
         self.link = LinkState(False, clock.now())
         self.revision = 0  # bumped on every change the portfolio should hear of
@@ -196,7 +203,9 @@ class NodeRuntime:
         self.import_limit: ImportLimit | None = None
         if stored_limit:
             raw = json.loads(stored_limit)
-            self.import_limit = ImportLimit(datetime.fromisoformat(raw["start"]), raw["step_minutes"], tuple(raw["values_kw"]))
+            self.import_limit = ImportLimit(
+                datetime.fromisoformat(raw["start"]), raw["step_minutes"], tuple(raw["values_kw"])
+            )
 
     def _changed(self) -> None:
         self.settings.dirty = True
@@ -253,12 +262,33 @@ class NodeRuntime:
         out = [AssetView("grid", "grid", "", site.grid.import_limit_kw or 0.0, site.grid.export_limit_kw or 0.0)]
         if site.battery is not None:
             r = self.ratings[BATTERY_ID]
-            setpoint = held.get((BATTERY_ID, CommandType.SET_CHARGE_RATE), 0.0) - held.get((BATTERY_ID, CommandType.SET_DISCHARGE_RATE), 0.0)
-            out.append(AssetView(BATTERY_ID, "battery", self.machines[BATTERY_ID].state, r.max_charge_kw, r.max_discharge_kw, setpoint, self.soc_kwh))
+            setpoint = held.get((BATTERY_ID, CommandType.SET_CHARGE_RATE), 0.0) - held.get(
+                (BATTERY_ID, CommandType.SET_DISCHARGE_RATE), 0.0
+            )
+            out.append(
+                AssetView(
+                    BATTERY_ID,
+                    "battery",
+                    self.machines[BATTERY_ID].state,
+                    r.max_charge_kw,
+                    r.max_discharge_kw,
+                    setpoint,
+                    self.soc_kwh,
+                )
+            )
         if site.pv is not None:
             out.append(AssetView("pv", "pv", "", 0.0, 0.0))
         for c in site.chargers:
-            out.append(AssetView(c.id, "charger", self.machines[c.id].state, c.max_kw, 0.0, held.get((c.id, CommandType.SET_CHARGE_RATE), 0.0)))
+            out.append(
+                AssetView(
+                    c.id,
+                    "charger",
+                    self.machines[c.id].state,
+                    c.max_kw,
+                    0.0,
+                    held.get((c.id, CommandType.SET_CHARGE_RATE), 0.0),
+                )
+            )
         for f in site.flexible_loads:
             out.append(AssetView(f.id, "flexible_load", "", f.max_kw, 0.0))
         return out
@@ -288,7 +318,11 @@ class NodeRuntime:
         if machine is None:
             raise NotFound(f"no asset {asset_id!r} with a state machine")
         change = machine.fire(trigger, at=self.clock.now())
-        self.bus.publish(EventType.STATE_CHANGED, StateChanged(asset_id, change.machine, trigger, change.from_state, change.to_state), self.clock.now())
+        self.bus.publish(
+            EventType.STATE_CHANGED,
+            StateChanged(asset_id, change.machine, trigger, change.from_state, change.to_state),
+            self.clock.now(),
+        )
         if change.to_state in ("FAULTED", "UNAVAILABLE") or change.from_state in ("FAULTED", "UNAVAILABLE"):
             self._changed()
         return change
@@ -301,7 +335,9 @@ class NodeRuntime:
         if not np.isfinite(value_kw) or value_kw < 0:
             raise InvalidInput.one("value_kw", f"must be a finite number >= 0, got {value_kw}")
         now = self.clock.now()
-        command = Command.new(f"manual-{now.isoformat()}", asset_id, kind, value_kw, now, expires_at=now + timedelta(seconds=ttl_seconds))
+        command = Command.new(
+            f"manual-{now.isoformat()}", asset_id, kind, value_kw, now, expires_at=now + timedelta(seconds=ttl_seconds)
+        )
         command = clamp(command, self.ratings[asset_id])
         self.engine.submit([command], now)
         return command
@@ -337,9 +373,17 @@ class NodeRuntime:
             return
         assumed = self.config.plan.walk_in
         charger = self.config.site.charger(charger_id)
-        self.upsert_session(EVSession(session_id=walk_in, arrival=at, departure=at + timedelta(hours=assumed.stay_hours),
-                                      energy_kwh=assumed.energy_kwh, max_kw=charger.max_kw if charger else 22.0,
-                                      priority=assumed.priority, charger_id=charger_id))
+        self.upsert_session(
+            EVSession(
+                session_id=walk_in,
+                arrival=at,
+                departure=at + timedelta(hours=assumed.stay_hours),
+                energy_kwh=assumed.energy_kwh,
+                max_kw=charger.max_kw if charger else 22.0,
+                priority=assumed.priority,
+                charger_id=charger_id,
+            )
+        )
 
     def charger_power(self, charger_id: str, kw: float, at: datetime) -> None:
         """A charger's measured power; what it drew since its last report counts towards
@@ -400,18 +444,31 @@ class NodeRuntime:
         index = pd.date_range(start, periods=plan_cfg.horizon_steps, freq=step, name="timestamp")
         history = self.settings.history.loc[self.settings.history.index < start]
         forecast = provider_for(plan_cfg.forecast, plan_cfg.step_minutes).forecast(history, index)
-        run = RunConfig(horizon=Horizon(start=start.to_pydatetime(), step_minutes=plan_cfg.step_minutes, steps=plan_cfg.horizon_steps),
-                        tariff=plan_cfg.tariff, objective=self.settings.objective, priorities=self.settings.priorities, solver=plan_cfg.solver)
-        sessions = [s.model_copy(update={"energy_kwh": max(0.0, s.energy_kwh - self.delivered_kwh.get(s.session_id, 0.0))})
-                    for s in self.journal.sessions()]
+        run = RunConfig(
+            horizon=Horizon(
+                start=start.to_pydatetime(), step_minutes=plan_cfg.step_minutes, steps=plan_cfg.horizon_steps
+            ),
+            tariff=plan_cfg.tariff,
+            objective=self.settings.objective,
+            priorities=self.settings.priorities,
+            solver=plan_cfg.solver,
+        )
+        sessions = [
+            s.model_copy(update={"energy_kwh": max(0.0, s.energy_kwh - self.delivered_kwh.get(s.session_id, 0.0))})
+            for s in self.journal.sessions()
+        ]
         return SiteInputs(run, forecast, sessions, self.soc_kwh)
 
     def local_problem(self, now: datetime) -> SiteProblem:
         """The site's own problem, held within the portfolio's last import limit if it gave one."""
         got = self.inputs(now)
-        problem = build_problem(self.config.site, got.run, got.forecast, got.sessions, soc_initial_kwh=got.soc_kwh, reachable_final_soc=True)
+        problem = build_problem(
+            self.config.site, got.run, got.forecast, got.sessions, soc_initial_kwh=got.soc_kwh, reachable_final_soc=True
+        )
         if self.import_limit is not None:
-            problem = dataclasses.replace(problem, import_limit_kw=np.minimum(problem.import_limit_kw, self.import_limit.over(problem.index)))
+            problem = dataclasses.replace(
+                problem, import_limit_kw=np.minimum(problem.import_limit_kw, self.import_limit.over(problem.index))
+            )
         return problem
 
     def optimize(self) -> OptimizeOutcome:
@@ -426,7 +483,11 @@ class NodeRuntime:
         created = 0
         if plan.result.status.has_solution:
             self.journal.save_schedule(version, "local", plan.schedule, now)
-            self.bus.publish(EventType.SCHEDULE_RECEIVED, ScheduleReceived(version, "local", index[0].to_pydatetime(), (index[-1] + step).to_pydatetime()), now)
+            self.bus.publish(
+                EventType.SCHEDULE_RECEIVED,
+                ScheduleReceived(version, "local", index[0].to_pydatetime(), (index[-1] + step).to_pydatetime()),
+                now,
+            )
             assets = AssetMap(BATTERY_ID if site.battery is not None else None, plan.charger_assignment)
             commands = commands_from_schedule(plan.schedule, version, assets, self.ratings, self._settled_setpoints())
             created = self.engine.submit(commands, now, replace_from=index[0].to_pydatetime())
@@ -448,7 +509,9 @@ class NodeRuntime:
         if mode is self._mode:
             return
         why = "link up" if self.link.connected else ("link down" if self.config.portfolio is not None else "local")
-        self.bus.publish(EventType.STATE_CHANGED, StateChanged("node", "mode", why, str(self._mode or ""), str(mode)), now)
+        self.bus.publish(
+            EventType.STATE_CHANGED, StateChanged("node", "mode", why, str(self._mode or ""), str(mode)), now
+        )
         log.info("mode %s -> %s (%s)", self._mode, mode, why)
         self._mode = mode
 
@@ -458,9 +521,17 @@ class NodeRuntime:
             return
         self._failsafe_since = now
         source = f"failsafe-{now.isoformat()}"
-        commands = [Command.new(source, c.id, CommandType.SET_CHARGE_RATE, min(c.max_kw, self.config.node.failsafe_charger_kw), now) for c in self.config.site.chargers]
+        commands = [
+            Command.new(
+                source, c.id, CommandType.SET_CHARGE_RATE, min(c.max_kw, self.config.node.failsafe_charger_kw), now
+            )
+            for c in self.config.site.chargers
+        ]
         if self.config.site.battery is not None:
-            commands += [Command.new(source, BATTERY_ID, kind, 0.0, now) for kind in (CommandType.SET_CHARGE_RATE, CommandType.SET_DISCHARGE_RATE)]
+            commands += [
+                Command.new(source, BATTERY_ID, kind, 0.0, now)
+                for kind in (CommandType.SET_CHARGE_RATE, CommandType.SET_DISCHARGE_RATE)
+            ]
         self.engine.submit(commands, now, replace_from=now)
 
     async def step(self) -> None:
@@ -470,9 +541,16 @@ class NodeRuntime:
         following = self.following_portfolio(now)
         if following:
             pass  # the portfolio plans; changes reach it in the next snapshot
-        elif self._was_following or self.settings.dirty or self.last_optimized_at is None or now - self.last_optimized_at >= period:
+        elif (
+            self._was_following
+            or self.settings.dirty
+            or self.last_optimized_at is None
+            or now - self.last_optimized_at >= period
+        ):
             if self._was_following:
-                log.warning("portfolio schedule no longer followed (expired or link down past grace): optimizing locally")
+                log.warning(
+                    "portfolio schedule no longer followed (expired or link down past grace): optimizing locally"
+                )
             try:
                 self.optimize()
             except Exception:  # noqa: BLE001 - a failed plan falls back to failsafe, never kills the node
@@ -504,23 +582,47 @@ class NodeRuntime:
         if self.link.connected:
             self.link = LinkState(False, now)
 
-    def apply_portfolio_schedule(self, version: str, frame: pd.DataFrame, valid_until: datetime, assignment: dict[str, str],
-                                 import_limit: ImportLimit | None) -> None:
+    def apply_portfolio_schedule(
+        self,
+        version: str,
+        frame: pd.DataFrame,
+        valid_until: datetime,
+        assignment: dict[str, str],
+        import_limit: ImportLimit | None,
+    ) -> None:
         """Check a schedule from the portfolio and put it in force; InvalidInput (nothing
         changed) when it does not fit this site."""
         now = self.clock.now()
         held = self.schedule()
         if held is not None and held.version == version and held.source == "portfolio":
             return  # a resend after reconnect: already in force
-        check_portfolio_schedule(self.config, frame, valid_until, assignment, {s.session_id for s in self.journal.sessions()}, now)
+        check_portfolio_schedule(
+            self.config, frame, valid_until, assignment, {s.session_id for s in self.journal.sessions()}, now
+        )
         if import_limit is not None:
-            self.journal.put_setting("portfolio_import_limit", json.dumps(
-                {"start": import_limit.start.isoformat(), "step_minutes": import_limit.step_minutes, "values_kw": list(import_limit.values_kw)}))
+            self.journal.put_setting(
+                "portfolio_import_limit",
+                json.dumps(
+                    {
+                        "start": import_limit.start.isoformat(),
+                        "step_minutes": import_limit.step_minutes,
+                        "values_kw": list(import_limit.values_kw),
+                    }
+                ),
+            )
             self.import_limit = import_limit
         frame = frame.loc[frame.index < pd.Timestamp(valid_until)]
         self.journal.save_schedule(version, "portfolio", frame, now)
-        step = frame.index[1] - frame.index[0] if len(frame) > 1 else pd.Timedelta(minutes=self.config.plan.step_minutes)
-        self.bus.publish(EventType.SCHEDULE_RECEIVED, ScheduleReceived(version, "portfolio", frame.index[0].to_pydatetime(), (frame.index[-1] + step).to_pydatetime()), now)
+        step = (
+            frame.index[1] - frame.index[0] if len(frame) > 1 else pd.Timedelta(minutes=self.config.plan.step_minutes)
+        )
+        self.bus.publish(
+            EventType.SCHEDULE_RECEIVED,
+            ScheduleReceived(
+                version, "portfolio", frame.index[0].to_pydatetime(), (frame.index[-1] + step).to_pydatetime()
+            ),
+            now,
+        )
         site = self.config.site
         assets = AssetMap(BATTERY_ID if site.battery is not None else None, assignment)
         commands = commands_from_schedule(frame, version, assets, self.ratings, self._settled_setpoints())
@@ -534,7 +636,9 @@ class NodeRuntime:
         # samples fall mid-period (periods aligned to the epoch, so to the steps too): never on a
         # step boundary, where setpoints are changing and a reading may still show the last step
         slot = np.floor((now.timestamp() - period / 2) / period)
-        if self._last_telemetry_at is not None and slot <= np.floor((self._last_telemetry_at.timestamp() - period / 2) / period):
+        if self._last_telemetry_at is not None and slot <= np.floor(
+            (self._last_telemetry_at.timestamp() - period / 2) / period
+        ):
             return None
         self._last_telemetry_at = now
         current = self.journal.schedule_at(now)
@@ -554,22 +658,39 @@ class NodeRuntime:
             net = grid_import - grid_export + ev - planned_ev
             grid_import, grid_export = max(net, 0.0), max(-net, 0.0)
         point = TelemetryPoint(
-            at=now, grid_import_kw=grid_import, grid_export_kw=grid_export, load_kw=row.get(LOAD, 0.0),
-            pv_kw=row.get(PV, 0.0), battery_charge_kw=row.get(CHARGE, 0.0), battery_discharge_kw=row.get(DISCHARGE, 0.0),
-            soc_kwh=self.soc_kwh if self.config.devices.battery is not None else row.get(SOC, self.soc_kwh), ev_kw=float(ev),
-            flex_kw=sum(row.get(c, 0.0) for c in flex_cols), mode=str(self.mode(now)), ev_energy_kwh=self.ev_energy_kwh)
+            at=now,
+            grid_import_kw=grid_import,
+            grid_export_kw=grid_export,
+            load_kw=row.get(LOAD, 0.0),
+            pv_kw=row.get(PV, 0.0),
+            battery_charge_kw=row.get(CHARGE, 0.0),
+            battery_discharge_kw=row.get(DISCHARGE, 0.0),
+            soc_kwh=self.soc_kwh if self.config.devices.battery is not None else row.get(SOC, self.soc_kwh),
+            ev_kw=float(ev),
+            flex_kw=sum(row.get(c, 0.0) for c in flex_cols),
+            mode=str(self.mode(now)),
+            ev_energy_kwh=self.ev_energy_kwh,
+        )
         self.journal.put_setting("ev_energy_kwh", repr(self.ev_energy_kwh))
         return self.journal.append_telemetry(point)
 
 
-def check_portfolio_schedule(config: NodeConfig, frame: pd.DataFrame, valid_until: datetime, assignment: dict[str, str],
-                             session_ids: set[str], now: datetime) -> None:
+def check_portfolio_schedule(
+    config: NodeConfig,
+    frame: pd.DataFrame,
+    valid_until: datetime,
+    assignment: dict[str, str],
+    session_ids: set[str],
+    now: datetime,
+) -> None:
     """Everything a node checks before it follows a schedule it did not make."""
     site, step = config.site, pd.Timedelta(minutes=config.plan.step_minutes)
     if len(frame) == 0:
         raise InvalidInput.one("schedule.columns", "has no steps")
     if valid_until <= now:
-        raise InvalidInput.one("schedule.valid_until", f"already passed ({valid_until.isoformat()} <= {now.isoformat()})")
+        raise InvalidInput.one(
+            "schedule.valid_until", f"already passed ({valid_until.isoformat()} <= {now.isoformat()})"
+        )
     if len(frame) > 1 and (np.diff(frame.index.to_numpy()) != step.to_timedelta64()).any():
         raise InvalidInput.one("schedule.step_minutes", f"must be the node's {config.plan.step_minutes} min")
     allowed = set(FIXED) | {flex_column(f.id) for f in site.flexible_loads} | {ev_column(s) for s in session_ids}
@@ -585,4 +706,6 @@ def check_portfolio_schedule(config: NodeConfig, frame: pd.DataFrame, valid_unti
     chargers = {c.id for c in site.chargers}
     for session_id, charger_id in assignment.items():
         if charger_id not in chargers:
-            raise InvalidInput.one(f"schedule.charger_assignment.{session_id}", f"names no charger of this site: {charger_id!r}")
+            raise InvalidInput.one(
+                f"schedule.charger_assignment.{session_id}", f"names no charger of this site: {charger_id!r}"
+            )

@@ -61,7 +61,13 @@ def new_schedule(problem: SiteProblem) -> pd.DataFrame:
 
 def balance_residual(frame: pd.DataFrame) -> np.ndarray:
     """Demand minus supply per step (kW): zero for a physically consistent schedule."""
-    demand = frame[LOAD] + frame[ev_columns(frame)].sum(axis=1) + frame[flex_columns(frame)].sum(axis=1) + frame[CHARGE] + frame[GRID_EXPORT]
+    demand = (
+        frame[LOAD]
+        + frame[ev_columns(frame)].sum(axis=1)
+        + frame[flex_columns(frame)].sum(axis=1)
+        + frame[CHARGE]
+        + frame[GRID_EXPORT]
+    )
     supply = frame[PV] - frame[CURTAIL] + frame[DISCHARGE] + frame[GRID_IMPORT]
     return (demand - supply).to_numpy()
 
@@ -153,7 +159,9 @@ def check_schedule(
     return bad
 
 
-def _check_chargers_and_circuits(problem: SiteProblem, frame: pd.DataFrame, assignment: dict[str, str], scale: float) -> list[str]:
+def _check_chargers_and_circuits(
+    problem: SiteProblem, frame: pd.DataFrame, assignment: dict[str, str], scale: float
+) -> list[str]:
     site = problem.site
     draw: dict[str, np.ndarray] = {c.id: np.zeros(problem.steps) for c in site.chargers}
     bad: list[str] = []

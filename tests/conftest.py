@@ -33,32 +33,59 @@ def run_config(steps: int, step_minutes: int = 60, start: pd.Timestamp = START, 
 
 
 def series_frame(
-    load: Sequence[float], pv: Sequence[float] | None = None, *, step_minutes: int = 60, start: pd.Timestamp = START,
+    load: Sequence[float],
+    pv: Sequence[float] | None = None,
+    *,
+    step_minutes: int = 60,
+    start: pd.Timestamp = START,
     **columns: Sequence[float],
 ) -> pd.DataFrame:
     """A raw timeseries as a bundle holds it: a `timestamp` column and one row per step."""
     steps = len(load)
-    frame = pd.DataFrame({
-        "timestamp": pd.date_range(start, periods=steps, freq=f"{step_minutes}min"),
-        "load_kw": np.asarray(load, dtype=float),
-        "pv_kw": np.zeros(steps) if pv is None else np.asarray(pv, dtype=float),
-    })
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.date_range(start, periods=steps, freq=f"{step_minutes}min"),
+            "load_kw": np.asarray(load, dtype=float),
+            "pv_kw": np.zeros(steps) if pv is None else np.asarray(pv, dtype=float),
+        }
+    )
     for name, values in columns.items():
         frame[name] = np.asarray(values, dtype=float)
     return frame
 
 
-def session(session_id: str, arrival: float, departure: float, energy_kwh: float, max_kw: float, *,
-            step_minutes: int = 60, **fields: Any) -> EVSession:
+def session(
+    session_id: str,
+    arrival: float,
+    departure: float,
+    energy_kwh: float,
+    max_kw: float,
+    *,
+    step_minutes: int = 60,
+    **fields: Any,
+) -> EVSession:
     step = pd.Timedelta(minutes=step_minutes)
-    return EVSession(session_id=session_id, arrival=START + arrival * step, departure=START + departure * step,
-                     energy_kwh=energy_kwh, max_kw=max_kw, **fields)
+    return EVSession(
+        session_id=session_id,
+        arrival=START + arrival * step,
+        departure=START + departure * step,
+        energy_kwh=energy_kwh,
+        max_kw=max_kw,
+        **fields,
+    )
 
 
 def make_problem(
-    site: Mapping[str, Any], run: Mapping[str, Any], load: Sequence[float], pv: Sequence[float] | None = None, *,
-    sessions: Sequence[Mapping[str, Any]] = (), step_minutes: int = 60, prices: Sequence[float] | None = None,
-    export_prices: Sequence[float] | None = None, **columns: Sequence[float],
+    site: Mapping[str, Any],
+    run: Mapping[str, Any],
+    load: Sequence[float],
+    pv: Sequence[float] | None = None,
+    *,
+    sessions: Sequence[Mapping[str, Any]] = (),
+    step_minutes: int = 60,
+    prices: Sequence[float] | None = None,
+    export_prices: Sequence[float] | None = None,
+    **columns: Sequence[float],
 ) -> SiteProblem:
     """One site over len(load) steps from START, through the same checks a bundle passes.
 

@@ -93,7 +93,9 @@ async def _body(request: web.Request) -> Any:
 def _signed_in(request: web.Request) -> str:
     token = _token(request)
     if not token:
-        raise web.HTTPUnauthorized(text=json.dumps({"error": "sign in with a token", "fields": {}}), content_type="application/json")
+        raise web.HTTPUnauthorized(
+            text=json.dumps({"error": "sign in with a token", "fields": {}}), content_type="application/json"
+        )
     return token
 
 
@@ -142,7 +144,9 @@ async def site(request: web.Request) -> web.Response:
 async def stream(request: web.Request) -> web.StreamResponse:
     """Server-sent events: `flows` for every WatchPortfolio message, `solve` when a new solve lands."""
     token = _signed_in(request)
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
     await response.prepare(request)
     await response.write(b"retry: 2000\n\n")
     call = request.app[CLIENT].watch(token)
@@ -153,11 +157,15 @@ async def stream(request: web.Request) -> web.StreamResponse:
             await response.write(f"event: flows\ndata: {json.dumps(data, default=_default)}\n\n".encode())
             if data["latest_solve_id"] != last_solve:
                 if last_solve is not None:
-                    await response.write(f"event: solve\ndata: {json.dumps({'solve_id': data['latest_solve_id']})}\n\n".encode())
+                    await response.write(
+                        f"event: solve\ndata: {json.dumps({'solve_id': data['latest_solve_id']})}\n\n".encode()
+                    )
                 last_solve = data["latest_solve_id"]
     except grpc.aio.AioRpcError as exc:
         with contextlib.suppress(ConnectionError):
-            await response.write(f"event: failure\ndata: {json.dumps({'error': exc.details() or exc.code().name})}\n\n".encode())
+            await response.write(
+                f"event: failure\ndata: {json.dumps({'error': exc.details() or exc.code().name})}\n\n".encode()
+            )
     except (ConnectionError, asyncio.CancelledError):
         pass  # the browser went away
     finally:
@@ -170,8 +178,14 @@ async def put_settings(request: web.Request) -> web.Response:
     token = _signed_in(request)
     sent = forms.settings_request(request.match_info["site_id"], await _body(request))
     got = await request.app[CLIENT].set_settings(token, sent)
-    return _json({"settings": {"weights": {k: getattr(got.settings.weights, k) for k in views.WEIGHT_KEYS},
-                               "priorities": {k: getattr(got.settings.priorities, k) for k in views.PRIORITY_KEYS}}})
+    return _json(
+        {
+            "settings": {
+                "weights": {k: getattr(got.settings.weights, k) for k in views.WEIGHT_KEYS},
+                "priorities": {k: getattr(got.settings.priorities, k) for k in views.PRIORITY_KEYS},
+            }
+        }
+    )
 
 
 async def put_feeder(request: web.Request) -> web.Response:
@@ -180,7 +194,9 @@ async def put_feeder(request: web.Request) -> web.Response:
     if isinstance(body, dict):
         body = {**body, "feeder_id": request.match_info["feeder_id"]}
     got = await request.app[CLIENT].set_feeder(token, forms.feeder_message(body))
-    return _json({"feeder_id": got.feeder.feeder_id, "cap_kw": got.feeder.cap_kw, "site_ids": list(got.feeder.site_ids)})
+    return _json(
+        {"feeder_id": got.feeder.feeder_id, "cap_kw": got.feeder.cap_kw, "site_ids": list(got.feeder.site_ids)}
+    )
 
 
 async def post_event(request: web.Request) -> web.Response:

@@ -31,7 +31,9 @@ class PortfolioTarget:
     def channel(self) -> grpc.aio.Channel:
         if self.ca is None:
             return grpc.aio.insecure_channel(self.address, options=KEEPALIVE)
-        return grpc.aio.secure_channel(self.address, channel_credentials(self.ca, self.cert, self.key), options=KEEPALIVE)
+        return grpc.aio.secure_channel(
+            self.address, channel_credentials(self.ca, self.cert, self.key), options=KEEPALIVE
+        )
 
 
 class PortfolioClient:
@@ -57,10 +59,15 @@ class PortfolioClient:
         return (("authorization", f"Bearer {token}"),)
 
     async def role(self, token: str) -> str:
-        return (await self.stub.WhoAmI(portfolio_pb2.WhoAmIRequest(), metadata=self._meta(token), timeout=CALL_TIMEOUT)).role
+        return (
+            await self.stub.WhoAmI(portfolio_pb2.WhoAmIRequest(), metadata=self._meta(token), timeout=CALL_TIMEOUT)
+        ).role
 
-    async def portfolio(self, token: str) -> tuple[portfolio_pb2.ListSitesResponse, portfolio_pb2.GetPortfolioStateResponse,
-                                                   portfolio_pb2.ListFlexEventsResponse]:
+    async def portfolio(
+        self, token: str
+    ) -> tuple[
+        portfolio_pb2.ListSitesResponse, portfolio_pb2.GetPortfolioStateResponse, portfolio_pb2.ListFlexEventsResponse
+    ]:
         meta = self._meta(token)
         sites, state, events = await asyncio.gather(
             self.stub.ListSites(portfolio_pb2.ListSitesRequest(), metadata=meta, timeout=CALL_TIMEOUT),
@@ -70,19 +77,29 @@ class PortfolioClient:
         return sites, state, events
 
     async def site(self, token: str, site_id: str) -> portfolio_pb2.GetSiteResponse:
-        return await self.stub.GetSite(portfolio_pb2.GetSiteRequest(site_id=site_id), metadata=self._meta(token), timeout=CALL_TIMEOUT)
+        return await self.stub.GetSite(
+            portfolio_pb2.GetSiteRequest(site_id=site_id), metadata=self._meta(token), timeout=CALL_TIMEOUT
+        )
 
-    async def set_settings(self, token: str, request: portfolio_pb2.SetSiteSettingsRequest) -> portfolio_pb2.SetSiteSettingsResponse:
+    async def set_settings(
+        self, token: str, request: portfolio_pb2.SetSiteSettingsRequest
+    ) -> portfolio_pb2.SetSiteSettingsResponse:
         return await self.stub.SetSiteSettings(request, metadata=self._meta(token), timeout=CALL_TIMEOUT)
 
     async def set_feeder(self, token: str, feeder: portfolio_pb2.Feeder) -> portfolio_pb2.SetFeederResponse:
-        return await self.stub.SetFeeder(portfolio_pb2.SetFeederRequest(feeder=feeder), metadata=self._meta(token), timeout=CALL_TIMEOUT)
+        return await self.stub.SetFeeder(
+            portfolio_pb2.SetFeederRequest(feeder=feeder), metadata=self._meta(token), timeout=CALL_TIMEOUT
+        )
 
     async def create_event(self, token: str, event: portfolio_pb2.FlexEvent) -> portfolio_pb2.CreateFlexEventResponse:
-        return await self.stub.CreateFlexEvent(portfolio_pb2.CreateFlexEventRequest(event=event), metadata=self._meta(token), timeout=CALL_TIMEOUT)
+        return await self.stub.CreateFlexEvent(
+            portfolio_pb2.CreateFlexEventRequest(event=event), metadata=self._meta(token), timeout=CALL_TIMEOUT
+        )
 
     async def cancel_event(self, token: str, event_id: str) -> portfolio_pb2.CancelFlexEventResponse:
-        return await self.stub.CancelFlexEvent(portfolio_pb2.CancelFlexEventRequest(event_id=event_id), metadata=self._meta(token), timeout=CALL_TIMEOUT)
+        return await self.stub.CancelFlexEvent(
+            portfolio_pb2.CancelFlexEventRequest(event_id=event_id), metadata=self._meta(token), timeout=CALL_TIMEOUT
+        )
 
     def watch(self, token: str) -> AsyncIterator[portfolio_pb2.WatchPortfolioResponse]:
         return self.stub.WatchPortfolio(portfolio_pb2.WatchPortfolioRequest(), metadata=self._meta(token))

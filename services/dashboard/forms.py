@@ -103,8 +103,12 @@ def feeder_message(body: Any) -> portfolio_pb2.Feeder:
         sites = []
     cap = _number(body.get("cap_kw"), "feeder.cap_kw", errors)
     _raise(errors)
-    return portfolio_pb2.Feeder(feeder_id=str(body.get("feeder_id") or ""), site_ids=sites, cap_kw=cap,
-                                description=str(body.get("description") or ""))
+    return portfolio_pb2.Feeder(
+        feeder_id=str(body.get("feeder_id") or ""),
+        site_ids=sites,
+        cap_kw=cap,
+        description=str(body.get("description") or ""),
+    )
 
 
 def event_message(body: Any) -> portfolio_pb2.FlexEvent:
@@ -122,4 +126,6 @@ def event_message(body: Any) -> portfolio_pb2.FlexEvent:
         errors.append(Violation("event.site_ids", "must be a list of site ids"))
     _raise(errors)
     assert start is not None and end is not None and kw is not None  # no errors
-    return portfolio_pb2.FlexEvent(event_id=str(body.get("event_id") or ""), kind=kind, kw=kw, start=ts(start), end=ts(end), site_ids=sites)
+    return portfolio_pb2.FlexEvent(
+        event_id=str(body.get("event_id") or ""), kind=kind, kw=kw, start=ts(start), end=ts(end), site_ids=sites
+    )

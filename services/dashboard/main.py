@@ -49,7 +49,10 @@ def target_of(args: DashboardArgs) -> PortfolioTarget:
             raise InvalidInput.one("portfolio", "plaintext (--insecure-loopback) is allowed only to a loopback address")
         return PortfolioTarget(args.portfolio)
     if args.ca is None or args.cert is None or args.key is None:
-        raise InvalidInput.one("ca", "give --ca, --cert and --key (the portfolio asks every client for a certificate), or --insecure-loopback")
+        raise InvalidInput.one(
+            "ca",
+            "give --ca, --cert and --key (the portfolio asks every client for a certificate), or --insecure-loopback",
+        )
     return PortfolioTarget(args.portfolio, args.ca, args.cert, args.key)
 
 

@@ -82,13 +82,19 @@ def charge_on_arrival(problem: SiteProblem, columns: dict[str, np.ndarray]) -> N
 def flex_when_worth_it(problem: SiteProblem, columns: dict[str, np.ndarray]) -> None:
     """Flexible loads at full power whenever their value beats the import price, else at minimum."""
     for load in problem.site.flexible_loads:
-        columns[f"flex_{load.id}_kw"] = np.where(load.value_per_kwh > problem.import_price, load.max_kw, load.min_kw).astype(float)
+        columns[f"flex_{load.id}_kw"] = np.where(
+            load.value_per_kwh > problem.import_price, load.max_kw, load.min_kw
+        ).astype(float)
 
 
 def settle_grid(problem: SiteProblem, columns: dict[str, np.ndarray]) -> None:
     """Import what the site lacks, export what it has spare up to the export limit, and
     curtail PV beyond that when it may be curtailed (otherwise the export goes over)."""
-    demand = columns[LOAD] + columns[CHARGE] + sum((columns[c] for c in columns if c.startswith("ev_")), np.zeros(problem.steps))
+    demand = (
+        columns[LOAD]
+        + columns[CHARGE]
+        + sum((columns[c] for c in columns if c.startswith("ev_")), np.zeros(problem.steps))
+    )
     demand = demand + sum((columns[c] for c in flex_columns_of(columns)), np.zeros(problem.steps))
     net = demand - columns[PV] - columns[DISCHARGE]
     columns[GRID_IMPORT] = np.clip(net, 0.0, None)

@@ -46,7 +46,12 @@ def two_pass_peak_shaving(problem: SiteProblem) -> pd.DataFrame:
     b = problem.site.battery
     if b is not None and problem.steps:
         ev = sum((columns[c] for c in columns if c.startswith("ev_")), np.zeros(problem.steps))
-        net = columns[LOAD] + ev + sum((columns[c] for c in flex_columns_of(columns)), np.zeros(problem.steps)) - columns[PV]
+        net = (
+            columns[LOAD]
+            + ev
+            + sum((columns[c] for c in flex_columns_of(columns)), np.zeros(problem.steps))
+            - columns[PV]
+        )
         lo, hi = max(0.0, float(net.max()) - (b.max_discharge_kw or np.inf)), float(max(net.max(), 0.0))
         for _ in range(40):
             mid = (lo + hi) / 2

@@ -54,7 +54,9 @@ def priority_allocation(problem: SiteProblem) -> pd.DataFrame:
         for load in p.site.flexible_loads:
             on_solar = min(load.max_kw, flex_solar)
             flex_solar -= on_solar
-            columns[flex_column(load.id)][t] = load.max_kw if load.value_per_kwh > price[t] else max(load.min_kw, on_solar)
+            columns[flex_column(load.id)][t] = (
+                load.max_kw if load.value_per_kwh > price[t] else max(load.min_kw, on_solar)
+            )
         if b is not None:
             if cheap[t]:
                 columns[CHARGE][t] = room_kw

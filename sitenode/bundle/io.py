@@ -154,4 +154,6 @@ def write_outputs(
 
 def read_dispatch(path: str | Path) -> pd.DataFrame:
     frame = pd.read_parquet(Path(path) / DISPATCH)
-    return frame.set_index(pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], utc=True), name="timestamp")).drop(columns="timestamp")
+    return frame.set_index(pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], utc=True), name="timestamp")).drop(
+        columns="timestamp"
+    )

@@ -111,7 +111,9 @@ def report_bundle(path: str | Path) -> tuple[RunOutcome, Path]:
 
     inputs = load_bundle(path)
     if not (inputs.path / DISPATCH).exists():
-        raise InvalidInput.one(DISPATCH, f"is missing in {inputs.path}: run `gridmesh optimize` or `gridmesh backtest` first")
+        raise InvalidInput.one(
+            DISPATCH, f"is missing in {inputs.path}: run `gridmesh optimize` or `gridmesh backtest` first"
+        )
     problem = inputs.problem()
     dispatch = read_dispatch(inputs.path)
     if not dispatch.index.equals(problem.index):

@@ -70,8 +70,12 @@ class BatteryMonitor:
         stale = self.last_seen is None or now - self.last_seen > self.stale_after
         if status is None and not stale:
             return  # one missed poll says nothing about the battery yet
-        trigger = battery_trigger(self.node.battery_state(), stale=stale, alarm=bool(status and status.alarms),
-                                  charge_state=status.charge_state if status else 1)
+        trigger = battery_trigger(
+            self.node.battery_state(),
+            stale=stale,
+            alarm=bool(status and status.alarms),
+            charge_state=status.charge_state if status else 1,
+        )
         # one step per poll; the next poll takes the next (e.g. enable, then charge)
         if trigger is not None:
             self.node.fire(self.asset_id, trigger)

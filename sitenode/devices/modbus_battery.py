@@ -67,8 +67,18 @@ class BatteryStatus:
 
 
 class SunSpecBattery:
-    def __init__(self, host: str, port: int, rating: AssetRating, *, base: int = 40000, device_id: int = 1,
-                 timeout_seconds: float = 1.0, revert_seconds: int = 120, ramp_kw_per_second: float | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        rating: AssetRating,
+        *,
+        base: int = 40000,
+        device_id: int = 1,
+        timeout_seconds: float = 1.0,
+        revert_seconds: int = 120,
+        ramp_kw_per_second: float | None = None,
+    ) -> None:
         self.client = AsyncModbusTcpClient(host, port=port, timeout=timeout_seconds, retries=0)
         self.rating, self.base, self.device_id, self.revert_seconds = rating, base, device_id, revert_seconds
         self.models: dict[int, int] = {}  # model id -> address of its ID register
@@ -122,8 +132,10 @@ class SunSpecBattery:
                 raise AdapterError(f"SunSpec model {needed} not found (models: {sorted(models)})")
         control = next((m for m in CONTROL_MODELS if m in models), None)
         if control is None:
-            raise AdapterError(f"SunSpec device has no storage control model: neither 124 (storage_basic) nor 704 (DERCtlAC) "
-                               f"is in its chain (models: {sorted(models)}); it cannot take charge or discharge setpoints")
+            raise AdapterError(
+                f"SunSpec device has no storage control model: neither 124 (storage_basic) nor 704 (DERCtlAC) "
+                f"is in its chain (models: {sorted(models)}); it cannot take charge or discharge setpoints"
+            )
         self.models, self.control_id, self._halves = models, control, None
         return models
 
@@ -162,7 +174,9 @@ class SunSpecBattery:
         charge_state = battery["ChaSt"]
         if self.control_id == 124:
             charge_state = (await self._points(load_model(124)))["ChaSt"]
-        return BatteryStatus(soc, wh / 1000, charge_w / 1000, discharge_w / 1000, int(charge_state or 0), int(battery.get("Evt1") or 0))
+        return BatteryStatus(
+            soc, wh / 1000, charge_w / 1000, discharge_w / 1000, int(charge_state or 0), int(battery.get("Evt1") or 0)
+        )
 
     async def execute(self, command: Command) -> float:
         """Write a SET_CHARGE_RATE or SET_DISCHARGE_RATE; return the kW the device took."""
@@ -220,10 +234,19 @@ class SunSpecBattery:
         def net_charge_kw(raw: int | str | None) -> float:  # WSet (+ injects) -> ours (+ charges)
             return -(scale(raw if isinstance(raw, int) else 0, sf) or 0.0) / 1000
 
-        held_net = net_charge_kw(control["WSet"]) if control["WSetEna"] == ENABLED and control["WSetMod"] == WATTS else 0.0
+        held_net = (
+            net_charge_kw(control["WSet"]) if control["WSetEna"] == ENABLED and control["WSetMod"] == WATTS else 0.0
+        )
         halves = self._halves
-        if halves is None or abs(halves[CommandType.SET_CHARGE_RATE] - halves[CommandType.SET_DISCHARGE_RATE] - held_net) > resolution_kw:
-            halves = {CommandType.SET_CHARGE_RATE: max(0.0, held_net), CommandType.SET_DISCHARGE_RATE: max(0.0, -held_net)}
+        if (
+            halves is None
+            or abs(halves[CommandType.SET_CHARGE_RATE] - halves[CommandType.SET_DISCHARGE_RATE] - held_net)
+            > resolution_kw
+        ):
+            halves = {
+                CommandType.SET_CHARGE_RATE: max(0.0, held_net),
+                CommandType.SET_DISCHARGE_RATE: max(0.0, -held_net),
+            }
         charging = command.type is CommandType.SET_CHARGE_RATE
         other = halves[CommandType.SET_DISCHARGE_RATE if charging else CommandType.SET_CHARGE_RATE]
         value = command.value_kw or 0.0

@@ -15,20 +15,39 @@ from ocpp.v201 import enums as e
 from sitenode.dispatch import AdapterError, Command, CommandType
 
 log = logging.getLogger(__name__)
-CHARGING_STATE_TO_STATUS = {"Charging": "Charging", "SuspendedEV": "SuspendedEV", "SuspendedEVSE": "SuspendedEVSE", "EVConnected": "Occupied"}
+CHARGING_STATE_TO_STATUS = {
+    "Charging": "Charging",
+    "SuspendedEV": "SuspendedEV",
+    "SuspendedEVSE": "SuspendedEVSE",
+    "EVConnected": "Occupied",
+}
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def profile(profile_id: int, purpose: str, watts: float, transaction_id: str | None = None, stack_level: int = 0,
-            watts_per_amp: float | None = None) -> dict[str, Any]:
+def profile(
+    profile_id: int,
+    purpose: str,
+    watts: float,
+    transaction_id: str | None = None,
+    stack_level: int = 0,
+    watts_per_amp: float | None = None,
+) -> dict[str, Any]:
     unit, limit = ("A", watts / watts_per_amp) if watts_per_amp else ("W", watts)
     body: dict[str, Any] = {
-        "id": profile_id, "stack_level": stack_level, "charging_profile_purpose": purpose, "charging_profile_kind": "Absolute",
-        "charging_schedule": [{"id": profile_id, "charging_rate_unit": unit,
-                               "charging_schedule_period": [{"start_period": 0, "limit": round(limit, 1)}]}],
+        "id": profile_id,
+        "stack_level": stack_level,
+        "charging_profile_purpose": purpose,
+        "charging_profile_kind": "Absolute",
+        "charging_schedule": [
+            {
+                "id": profile_id,
+                "charging_rate_unit": unit,
+                "charging_schedule_period": [{"start_period": 0, "limit": round(limit, 1)}],
+            }
+        ],
     }
     if transaction_id is not None:
         body["transaction_id"] = transaction_id
@@ -55,8 +74,15 @@ def energy_kwh(meter_value: list[dict]) -> float | None:
 
 
 class ChargerLink201(ChargePoint):
-    def __init__(self, charger_id: str, connection: Any, node: Any, default_limit_w: float, timeout: float,
-                 watts_per_amp: float | None = None) -> None:
+    def __init__(
+        self,
+        charger_id: str,
+        connection: Any,
+        node: Any,
+        default_limit_w: float,
+        timeout: float,
+        watts_per_amp: float | None = None,
+    ) -> None:
         super().__init__(charger_id, connection, response_timeout=timeout)
         self.node, self.default_limit_w, self.watts_per_amp = node, default_limit_w, watts_per_amp
         self.transaction_id: str | None = None
@@ -67,12 +93,21 @@ class ChargerLink201(ChargePoint):
 
     @on(e.Action.boot_notification)
     async def on_boot(self, charging_station: dict, reason: str, **_: object) -> call_result.BootNotification:
-        return call_result.BootNotification(current_time=_now(), interval=30, status=e.RegistrationStatusEnumType.accepted)
+        return call_result.BootNotification(
+            current_time=_now(), interval=30, status=e.RegistrationStatusEnumType.accepted
+        )
 
     @after(e.Action.boot_notification)
     async def after_boot(self, **_: object) -> None:
         try:
-            reply = await self.call(call.SetChargingProfile(evse_id=0, charging_profile=profile(1, "ChargingStationMaxProfile", self.default_limit_w, watts_per_amp=self.watts_per_amp)))
+            reply = await self.call(
+                call.SetChargingProfile(
+                    evse_id=0,
+                    charging_profile=profile(
+                        1, "ChargingStationMaxProfile", self.default_limit_w, watts_per_amp=self.watts_per_amp
+                    ),
+                )
+            )
         except TimeoutError:
             log.warning("charger %s never answered the default profile", self.id)
             return
@@ -84,7 +119,9 @@ class ChargerLink201(ChargePoint):
         return call_result.Heartbeat(current_time=_now())
 
     @on(e.Action.status_notification)
-    async def on_status(self, timestamp: str, connector_status: str, evse_id: int, connector_id: int, **_: object) -> call_result.StatusNotification:
+    async def on_status(
+        self, timestamp: str, connector_status: str, evse_id: int, connector_id: int, **_: object
+    ) -> call_result.StatusNotification:
         if evse_id > 0:
             self.node.charger_status(self.id, connector_status)
         return call_result.StatusNotification()
@@ -94,8 +131,16 @@ class ChargerLink201(ChargePoint):
         return call_result.Authorize(id_token_info={"status": "Accepted"})
 
     @on(e.Action.transaction_event)
-    async def on_transaction(self, event_type: str, timestamp: str, trigger_reason: str, seq_no: int, transaction_info: dict,
-                             meter_value: list | None = None, **_: object) -> call_result.TransactionEvent:
+    async def on_transaction(
+        self,
+        event_type: str,
+        timestamp: str,
+        trigger_reason: str,
+        seq_no: int,
+        transaction_info: dict,
+        meter_value: list | None = None,
+        **_: object,
+    ) -> call_result.TransactionEvent:
         tx = transaction_info.get("transaction_id")
         now = datetime.now(UTC)
         if event_type == "Started":
@@ -127,15 +172,24 @@ class ChargerLink201(ChargePoint):
     async def execute(self, command: Command) -> None:
         if command.type is CommandType.SET_CHARGE_RATE:
             purpose = "TxProfile" if self.transaction_id else "TxDefaultProfile"
-            request = call.SetChargingProfile(evse_id=1, charging_profile=profile(2, purpose, (command.value_kw or 0) * 1000, self.transaction_id, 1, self.watts_per_amp))
+            request = call.SetChargingProfile(
+                evse_id=1,
+                charging_profile=profile(
+                    2, purpose, (command.value_kw or 0) * 1000, self.transaction_id, 1, self.watts_per_amp
+                ),
+            )
         elif command.type is CommandType.START_CHARGING:
-            request = call.RequestStartTransaction(id_token={"id_token": "gridmesh", "type": "Central"}, remote_start_id=next(self._remote), evse_id=1)
+            request = call.RequestStartTransaction(
+                id_token={"id_token": "gridmesh", "type": "Central"}, remote_start_id=next(self._remote), evse_id=1
+            )
         elif command.type is CommandType.STOP_CHARGING:
             if self.transaction_id is None:
                 raise AdapterError(f"charger {self.id} has no transaction to stop")
             request = call.RequestStopTransaction(transaction_id=self.transaction_id)
         elif command.type is CommandType.CHANGE_AVAILABILITY:
-            request = call.ChangeAvailability(operational_status="Operative" if (command.value_kw or 0) > 0 else "Inoperative")
+            request = call.ChangeAvailability(
+                operational_status="Operative" if (command.value_kw or 0) > 0 else "Inoperative"
+            )
         else:
             raise AdapterError(f"a charger does not take {command.type}")
         try:
@@ -143,4 +197,6 @@ class ChargerLink201(ChargePoint):
         except TimeoutError:
             raise AdapterError(f"charger {self.id} did not answer {type(request).__name__}") from None
         if getattr(reply, "status", None) not in ("Accepted", "Scheduled"):
-            raise AdapterError(f"charger {self.id} answered {type(request).__name__} with {getattr(reply, 'status', reply)}")
+            raise AdapterError(
+                f"charger {self.id} answered {type(request).__name__} with {getattr(reply, 'status', reply)}"
+            )

@@ -43,7 +43,9 @@ SUBPROTOCOLS = ["ocpp2.0.1", "ocpp1.6"]
 
 class ChargerNode(Protocol):
     def charger_status(self, charger_id: str, ocpp_status: str) -> None: ...
-    def charger_transaction(self, charger_id: str, transaction_id: int | str | None, id_tag: str, at: datetime) -> None: ...
+    def charger_transaction(
+        self, charger_id: str, transaction_id: int | str | None, id_tag: str, at: datetime
+    ) -> None: ...
     def charger_power(self, charger_id: str, kw: float, at: datetime) -> None: ...
     def charger_energy(self, charger_id: str, kwh: float, at: datetime) -> None: ...
 
@@ -55,8 +57,15 @@ def _now() -> str:
 class ChargerLink(ChargePoint):
     """One connected charge point, seen from the central system."""
 
-    def __init__(self, charger_id: str, connection: ServerConnection, node: ChargerNode, default_limit_w: float, timeout: float,
-                 watts_per_amp: float | None = None) -> None:
+    def __init__(
+        self,
+        charger_id: str,
+        connection: ServerConnection,
+        node: ChargerNode,
+        default_limit_w: float,
+        timeout: float,
+        watts_per_amp: float | None = None,
+    ) -> None:
         super().__init__(charger_id, connection, response_timeout=timeout)
         self.node, self.default_limit_w = node, default_limit_w
         self.watts_per_amp = watts_per_amp  # set for chargers that take limits only in A
@@ -65,7 +74,9 @@ class ChargerLink(ChargePoint):
         self._tx = itertools.count(1)
 
     @on(e.Action.boot_notification)
-    async def on_boot(self, charge_point_vendor: str, charge_point_model: str, **_: object) -> call_result.BootNotification:
+    async def on_boot(
+        self, charge_point_vendor: str, charge_point_model: str, **_: object
+    ) -> call_result.BootNotification:
         return call_result.BootNotification(current_time=_now(), interval=30, status=e.RegistrationStatus.accepted)
 
     @after(e.Action.boot_notification)
@@ -74,7 +85,8 @@ class ChargerLink(ChargePoint):
 
     async def install_default_profile(self) -> bool:
         profile = dt.ChargingProfile(
-            charging_profile_id=1, stack_level=0,
+            charging_profile_id=1,
+            stack_level=0,
             charging_profile_purpose=e.ChargingProfilePurposeType.charge_point_max_profile,
             charging_profile_kind=e.ChargingProfileKindType.absolute,
             charging_schedule=self._schedule(self.default_limit_w),
@@ -96,14 +108,18 @@ class ChargerLink(ChargePoint):
             unit, limit = e.ChargingRateUnitType.amps, round(watts / self.watts_per_amp, 1)
         else:
             unit, limit = e.ChargingRateUnitType.watts, round(watts, 1)
-        return dt.ChargingSchedule(charging_rate_unit=unit, charging_schedule_period=[dt.ChargingSchedulePeriod(start_period=0, limit=limit)])
+        return dt.ChargingSchedule(
+            charging_rate_unit=unit, charging_schedule_period=[dt.ChargingSchedulePeriod(start_period=0, limit=limit)]
+        )
 
     @on(e.Action.heartbeat)
     async def on_heartbeat(self) -> call_result.Heartbeat:
         return call_result.Heartbeat(current_time=_now())
 
     @on(e.Action.status_notification)
-    async def on_status(self, connector_id: int, error_code: str, status: str, **_: object) -> call_result.StatusNotification:
+    async def on_status(
+        self, connector_id: int, error_code: str, status: str, **_: object
+    ) -> call_result.StatusNotification:
         if connector_id > 0:
             self.node.charger_status(self.id, status)
         return call_result.StatusNotification()
@@ -113,13 +129,19 @@ class ChargerLink(ChargePoint):
         return call_result.Authorize(id_tag_info=dt.IdTagInfo(status=e.AuthorizationStatus.accepted))
 
     @on(e.Action.start_transaction)
-    async def on_start(self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **_: object) -> call_result.StartTransaction:
+    async def on_start(
+        self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **_: object
+    ) -> call_result.StartTransaction:
         self.transaction_id = next(self._tx)
         self.node.charger_transaction(self.id, self.transaction_id, id_tag, datetime.now(UTC))
-        return call_result.StartTransaction(transaction_id=self.transaction_id, id_tag_info=dt.IdTagInfo(status=e.AuthorizationStatus.accepted))
+        return call_result.StartTransaction(
+            transaction_id=self.transaction_id, id_tag_info=dt.IdTagInfo(status=e.AuthorizationStatus.accepted)
+        )
 
     @on(e.Action.stop_transaction)
-    async def on_stop(self, meter_stop: int, timestamp: str, transaction_id: int, **_: object) -> call_result.StopTransaction:
+    async def on_stop(
+        self, meter_stop: int, timestamp: str, transaction_id: int, **_: object
+    ) -> call_result.StopTransaction:
         self.transaction_id = None
         self.node.charger_transaction(self.id, None, "", datetime.now(UTC))
         return call_result.StopTransaction()
@@ -142,19 +164,29 @@ class ChargerLink(ChargePoint):
         if command.type is CommandType.SET_CHARGE_RATE:
             in_tx = self.transaction_id is not None
             profile = dt.ChargingProfile(
-                charging_profile_id=2, stack_level=1,
-                charging_profile_purpose=e.ChargingProfilePurposeType.tx_profile if in_tx else e.ChargingProfilePurposeType.tx_default_profile,
-                charging_profile_kind=e.ChargingProfileKindType.absolute, transaction_id=self.transaction_id,
+                charging_profile_id=2,
+                stack_level=1,
+                charging_profile_purpose=e.ChargingProfilePurposeType.tx_profile
+                if in_tx
+                else e.ChargingProfilePurposeType.tx_default_profile,
+                charging_profile_kind=e.ChargingProfileKindType.absolute,
+                transaction_id=self.transaction_id,
                 charging_schedule=self._schedule((command.value_kw or 0) * 1000),
             )
             request = call.SetChargingProfile(connector_id=1, cs_charging_profiles=profile)
             accepted = e.ChargingProfileStatus.accepted
         elif command.type is CommandType.START_CHARGING:
-            request, accepted = call.RemoteStartTransaction(id_tag="gridmesh", connector_id=1), e.RemoteStartStopStatus.accepted
+            request, accepted = (
+                call.RemoteStartTransaction(id_tag="gridmesh", connector_id=1),
+                e.RemoteStartStopStatus.accepted,
+            )
         elif command.type is CommandType.STOP_CHARGING:
             if self.transaction_id is None:
                 raise AdapterError(f"charger {self.id} has no transaction to stop")
-            request, accepted = call.RemoteStopTransaction(transaction_id=self.transaction_id), e.RemoteStartStopStatus.accepted
+            request, accepted = (
+                call.RemoteStopTransaction(transaction_id=self.transaction_id),
+                e.RemoteStartStopStatus.accepted,
+            )
         elif command.type is CommandType.CHANGE_AVAILABILITY:
             kind = e.AvailabilityType.operative if (command.value_kw or 0) > 0 else e.AvailabilityType.inoperative
             request, accepted = call.ChangeAvailability(connector_id=0, type=kind), e.AvailabilityStatus.accepted
@@ -211,8 +243,14 @@ class CentralSystem:
             await connection.close(code=1008)
             return
         kind = ChargerLink201 if connection.subprotocol == "ocpp2.0.1" else ChargerLink
-        link = kind(charger_id, connection, self.node, self.default_limit_w.get(charger_id, 0.0), self.response_timeout,
-                    self.watts_per_amp.get(charger_id))
+        link = kind(
+            charger_id,
+            connection,
+            self.node,
+            self.default_limit_w.get(charger_id, 0.0),
+            self.response_timeout,
+            self.watts_per_amp.get(charger_id),
+        )
         self.links[charger_id] = link
         try:
             await link.start()
@@ -223,7 +261,9 @@ class CentralSystem:
 
     async def start(self, host: str, port: int, ssl: SSLContext | None = None) -> int:
         """Listen; with `ssl` the charge points connect over wss:// (security profile 2)."""
-        self.server = await serve(self._handle, host, port, subprotocols=SUBPROTOCOLS, process_request=self._check, ssl=ssl)
+        self.server = await serve(
+            self._handle, host, port, subprotocols=SUBPROTOCOLS, process_request=self._check, ssl=ssl
+        )
         return self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

@@ -18,9 +18,28 @@ from importlib import resources
 
 SUNS = (0x5375, 0x6E53)  # "SunS"
 END_ID = 0xFFFF
-UNIMPLEMENTED = {"uint16": 0xFFFF, "enum16": 0xFFFF, "bitfield16": 0xFFFF, "int16": 0x8000, "sunssf": 0x8000,
-                 "uint32": 0xFFFFFFFF, "enum32": 0xFFFFFFFF, "bitfield32": 0xFFFFFFFF, "int32": 0x80000000}
-_WIDTH = {"uint32": 2, "int32": 2, "bitfield32": 2, "acc32": 2, "enum32": 2, "float32": 2, "uint64": 4, "int64": 4, "acc64": 4}
+UNIMPLEMENTED = {
+    "uint16": 0xFFFF,
+    "enum16": 0xFFFF,
+    "bitfield16": 0xFFFF,
+    "int16": 0x8000,
+    "sunssf": 0x8000,
+    "uint32": 0xFFFFFFFF,
+    "enum32": 0xFFFFFFFF,
+    "bitfield32": 0xFFFFFFFF,
+    "int32": 0x80000000,
+}
+_WIDTH = {
+    "uint32": 2,
+    "int32": 2,
+    "bitfield32": 2,
+    "acc32": 2,
+    "enum32": 2,
+    "float32": 2,
+    "uint64": 4,
+    "int64": 4,
+    "acc64": 4,
+}
 
 
 @dataclass(frozen=True)
@@ -55,7 +74,9 @@ def _layout(group: dict, prefix: str, offset: int, points: dict[str, Point]) -> 
     for sub in group.get("groups", []):
         count = sub.get("count", 1)
         if not isinstance(count, int):
-            raise ValueError(f"group {prefix}{sub['name']}: repeat count {count!r} depends on the device; not supported")
+            raise ValueError(
+                f"group {prefix}{sub['name']}: repeat count {count!r} depends on the device; not supported"
+            )
         for i in range(count):
             name = sub["name"] if count == 1 else f"{sub['name']}[{i}]"
             offset = _layout(sub, f"{prefix}{name}.", offset, points)

@@ -12,6 +12,17 @@ from sitenode.dispatch.engine import (
 from sitenode.dispatch.planner import AssetMap, commands_from_schedule
 
 __all__ = [
-    "Adapter", "AdapterError", "AdapterRegistry", "AssetMap", "AssetRating", "Command", "CommandState", "CommandStore",
-    "CommandType", "DispatchEngine", "RetryPolicy", "clamp", "commands_from_schedule",
+    "Adapter",
+    "AdapterError",
+    "AdapterRegistry",
+    "AssetMap",
+    "AssetRating",
+    "Command",
+    "CommandState",
+    "CommandStore",
+    "CommandType",
+    "DispatchEngine",
+    "RetryPolicy",
+    "clamp",
+    "commands_from_schedule",
 ]

@@ -59,9 +59,19 @@ class Command:
     expires_at: datetime | None = None
 
     @classmethod
-    def new(cls, source: str, asset_id: str, kind: CommandType, value: float | None, due_at: datetime, expires_at: datetime | None = None) -> Command:
+    def new(
+        cls,
+        source: str,
+        asset_id: str,
+        kind: CommandType,
+        value: float | None,
+        due_at: datetime,
+        expires_at: datetime | None = None,
+    ) -> Command:
         value = None if value is None else round(float(value), 3)
-        return cls(idempotency_id(asset_id, kind, due_at, value), asset_id, kind, value, due_at, source, expires_at=expires_at)
+        return cls(
+            idempotency_id(asset_id, kind, due_at, value), asset_id, kind, value, due_at, source, expires_at=expires_at
+        )
 
     def evolve(self, **changes: object) -> Command:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

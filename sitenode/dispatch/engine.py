@@ -138,7 +138,9 @@ class DispatchEngine:
         for c in changed:
             self._track(c)
             for kind in _events_for(c):
-                self.bus.publish(kind, CommandEvent(c.id, c.asset_id, str(c.type), c.value_kw, c.attempts, c.last_error), now)
+                self.bus.publish(
+                    kind, CommandEvent(c.id, c.asset_id, str(c.type), c.value_kw, c.attempts, c.last_error), now
+                )
 
     def submit(self, commands: Iterable[Command], now: datetime, replace_from: datetime | None = None) -> int:
         """Queue new commands (a repeated id is ignored); with `replace_from`, pending
@@ -178,7 +180,11 @@ class DispatchEngine:
         while self._ready and self._ready[0][0] <= now:
             ids.add(heapq.heappop(self._ready)[1])
         # the heap may hold stale entries (a command retried or superseded since): check
-        return [c for i in ids if (c := self.open.get(i)) is not None and c.state is CommandState.PENDING and _ready_at(c) <= now]
+        return [
+            c
+            for i in ids
+            if (c := self.open.get(i)) is not None and c.state is CommandState.PENDING and _ready_at(c) <= now
+        ]
 
     async def tick(self, now: datetime) -> list[Command]:
         """Send what is due; return the commands that reached a final state in this tick."""
@@ -190,14 +196,23 @@ class DispatchEngine:
             if key in newest:
                 superseded.append(newest[key].evolve(state=CommandState.SUPERSEDED))
             newest[key] = c
-        expired = [c.evolve(state=CommandState.SUPERSEDED, last_error="expired") for c in newest.values() if c.expires_at and c.expires_at <= now]
+        expired = [
+            c.evolve(state=CommandState.SUPERSEDED, last_error="expired")
+            for c in newest.values()
+            if c.expires_at and c.expires_at <= now
+        ]
         live = [c for c in newest.values() if not (c.expires_at and c.expires_at <= now)]
         sendable = [c for c in live if self.state_of(c.asset_id) not in HOLD_STATES]
         self._held |= {c.id for c in live if self.state_of(c.asset_id) in HOLD_STATES}
-        dispatched = [clamp(c, self.ratings.get(c.asset_id)).evolve(state=CommandState.DISPATCHED, attempts=c.attempts + 1) for c in sendable]
+        dispatched = [
+            clamp(c, self.ratings.get(c.asset_id)).evolve(state=CommandState.DISPATCHED, attempts=c.attempts + 1)
+            for c in sendable
+        ]
         self._record(superseded + expired + dispatched, now)
         results = await asyncio.gather(*(self._send(c) for c in dispatched))
-        finished = [self._settle(c, error, now, achieved) for c, (error, achieved) in zip(dispatched, results, strict=True)]
+        finished = [
+            self._settle(c, error, now, achieved) for c, (error, achieved) in zip(dispatched, results, strict=True)
+        ]
         self._record(finished, now)
         return [c for c in finished + superseded + expired if c.done]
 
@@ -220,6 +235,8 @@ class DispatchEngine:
             value = command.value_kw if achieved is None or command.value_kw is None else round(achieved, 3)
             return command.evolve(state=CommandState.COMPLETED, last_error="", value_kw=value)
         if command.attempts < self.policy.max_attempts:
-            return command.evolve(state=CommandState.PENDING, next_attempt_at=now + self.policy.delay(command.attempts), last_error=error)
+            return command.evolve(
+                state=CommandState.PENDING, next_attempt_at=now + self.policy.delay(command.attempts), last_error=error
+            )
         final = CommandState.TIMED_OUT if error == "timeout" else CommandState.FAILED
         return command.evolve(state=final, last_error=error)

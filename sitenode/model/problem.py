@@ -122,7 +122,10 @@ def build_problem(
     index = pd.date_range(begin, periods=count, freq=f"{h.step_minutes}min", name="timestamp")
     missing = index.difference(series.index)
     if len(missing):
-        raise InvalidInput.one("timeseries.timestamp", f"the series lacks {len(missing)} step(s) of the horizon, first {missing[0].isoformat()}")
+        raise InvalidInput.one(
+            "timeseries.timestamp",
+            f"the series lacks {len(missing)} step(s) of the horizon, first {missing[0].isoformat()}",
+        )
     cut = series.loc[index]
     tz = site.timezone
     tariff = run.tariff

@@ -41,7 +41,9 @@ class EVSession(Strict):
         return self
 
 
-def check_sessions(site: SiteConfig, sessions: list[EVSession], prefix: str = "sessions", *, indexed: bool = True) -> None:
+def check_sessions(
+    site: SiteConfig, sessions: list[EVSession], prefix: str = "sessions", *, indexed: bool = True
+) -> None:
     """Cross-checks against the site: known chargers, unique ids. Paths are
     `sessions[i].field`, or `prefix.field` for a lone session with `indexed` false."""
     v: list[FieldViolation] = []
@@ -53,6 +55,11 @@ def check_sessions(site: SiteConfig, sessions: list[EVSession], prefix: str = "s
             v.append(FieldViolation(f"{at}.session_id", f"duplicates an earlier session, got {s.session_id!r}"))
         ids.add(s.session_id)
         if s.charger_id is not None and s.charger_id not in known:
-            v.append(FieldViolation(f"{at}.charger_id", f"must name a charger of site {site.site_id!r} ({', '.join(sorted(known)) or 'none'}), got {s.charger_id!r}"))
+            v.append(
+                FieldViolation(
+                    f"{at}.charger_id",
+                    f"must name a charger of site {site.site_id!r} ({', '.join(sorted(known)) or 'none'}), got {s.charger_id!r}",
+                )
+            )
     if v:
         raise InvalidInput(v)

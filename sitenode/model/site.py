@@ -65,7 +65,9 @@ class BatteryConfig(Strict):
             v.append(FieldViolation("soc_min_kwh", f"must be <= soc_max_kwh ({hi:g}), got {lo:g}"))
         for name, value in (("soc_initial_kwh", self.soc_initial_kwh), ("soc_final_min_kwh", self.soc_final_min)):
             if not lo <= value <= hi:
-                v.append(FieldViolation(name, f"must lie in [soc_min_kwh, soc_max_kwh] = [{lo:g}, {hi:g}], got {value:g}"))
+                v.append(
+                    FieldViolation(name, f"must lie in [soc_min_kwh, soc_max_kwh] = [{lo:g}, {hi:g}], got {value:g}")
+                )
         return v
 
 
@@ -127,7 +129,11 @@ class SiteConfig(Strict):
             v += [FieldViolation(f"battery.{x.field}", x.description) for x in self.battery.violations()]
         for i, load in enumerate(self.flexible_loads):
             if load.min_kw > load.max_kw:
-                v.append(FieldViolation(f"flexible_loads[{i}].min_kw", f"must be <= max_kw ({load.max_kw:g}), got {load.min_kw:g}"))
+                v.append(
+                    FieldViolation(
+                        f"flexible_loads[{i}].min_kw", f"must be <= max_kw ({load.max_kw:g}), got {load.min_kw:g}"
+                    )
+                )
         seen: dict[str, str] = {}
         for group in ("chargers", "flexible_loads", "circuits"):
             for i, item in enumerate(getattr(self, group)):
@@ -138,7 +144,12 @@ class SiteConfig(Strict):
         for i, circuit in enumerate(self.circuits):
             for j, member in enumerate(circuit.members):
                 if member not in seen or member == circuit.id:
-                    v.append(FieldViolation(f"circuits[{i}].members[{j}]", f"must name a charger, flexible load or other circuit, got {member!r}"))
+                    v.append(
+                        FieldViolation(
+                            f"circuits[{i}].members[{j}]",
+                            f"must name a charger, flexible load or other circuit, got {member!r}",
+                        )
+                    )
         if not v:
             v += self._cycles()
         if v:

@@ -46,7 +46,5 @@ def energy_rate_series(
     gaps = np.flatnonzero(np.isnan(price))
     if len(gaps):
         first = index[gaps[0]].tz_convert(timezone)
-        raise InvalidInput.one(
-            field, f"no window covers {len(gaps)} step(s), first at {first.isoformat()} local time"
-        )
+        raise InvalidInput.one(field, f"no window covers {len(gaps)} step(s), first at {first.isoformat()} local time")
     return price

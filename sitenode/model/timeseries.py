@@ -50,11 +50,20 @@ def check_series(raw: pd.DataFrame, horizon: Horizon, tariff: Tariff, prefix: st
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
             row = bad[0]
-            v.append(FieldViolation(f"{prefix}.{col}", f"NaN or not a number at row {row} ({index[row].isoformat()}), got {_plain(frame[col].iloc[row])!r}"))
+            v.append(
+                FieldViolation(
+                    f"{prefix}.{col}",
+                    f"NaN or not a number at row {row} ({index[row].isoformat()}), got {_plain(frame[col].iloc[row])!r}",
+                )
+            )
             continue
         if col in NON_NEGATIVE and (values < 0).any():
             row = int(np.flatnonzero(values < 0)[0])
-            v.append(FieldViolation(f"{prefix}.{col}", f"must be >= 0, got {values[row]:g} at row {row} ({index[row].isoformat()})"))
+            v.append(
+                FieldViolation(
+                    f"{prefix}.{col}", f"must be >= 0, got {values[row]:g} at row {row} ({index[row].isoformat()})"
+                )
+            )
         out[col] = values
     v += _check_steps(index, horizon, prefix)
     if v:
@@ -75,20 +84,38 @@ def _check_steps(index: pd.DatetimeIndex, horizon: Horizon, prefix: str) -> list
     step_ns = horizon.step_minutes * 60 * 10**9
     if (deltas <= 0).any():
         row = int(np.flatnonzero(deltas <= 0)[0]) + 1
-        return [FieldViolation(field, f"must increase, got {index[row].isoformat()} after {index[row - 1].isoformat()} at row {row}")]
+        return [
+            FieldViolation(
+                field, f"must increase, got {index[row].isoformat()} after {index[row - 1].isoformat()} at row {row}"
+            )
+        ]
     # a series at another regular step (2 h for a 1 h horizon) is a wrong step, not a gap
     regular_elsewhere = len(deltas) and (deltas == deltas[0]).all() and deltas[0] != step_ns
     if len(deltas) and (regular_elsewhere or (deltas.min() != step_ns and (deltas % step_ns != 0).any())):
         got = deltas.min() / 60e9
-        return [FieldViolation(field, f"step must be horizon.step_minutes ({horizon.step_minutes} min), got {got:g} min")]
+        return [
+            FieldViolation(field, f"step must be horizon.step_minutes ({horizon.step_minutes} min), got {got:g} min")
+        ]
     if (deltas != step_ns).any():
         row = int(np.flatnonzero(deltas != step_ns)[0]) + 1
         expected = index[row - 1] + horizon.step
-        return [FieldViolation(field, f"gap at row {row}: expected {expected.isoformat()}, got {index[row].isoformat()}")]
+        return [
+            FieldViolation(field, f"gap at row {row}: expected {expected.isoformat()}, got {index[row].isoformat()}")
+        ]
     first, last = index[0], index[-1] + horizon.step
     start, end = pd.Timestamp(horizon.start), pd.Timestamp(horizon.end)
     if start < first or end > last:
-        return [FieldViolation("run_config.horizon", f"{horizon.steps} steps from {start.isoformat()} need the series to cover up to {end.isoformat()}, it covers {first.isoformat()} to {last.isoformat()}")]
+        return [
+            FieldViolation(
+                "run_config.horizon",
+                f"{horizon.steps} steps from {start.isoformat()} need the series to cover up to {end.isoformat()}, it covers {first.isoformat()} to {last.isoformat()}",
+            )
+        ]
     if (start - first).value % step_ns:
-        return [FieldViolation("run_config.horizon.start", f"must fall on a step of the series ({first.isoformat()} + k × {horizon.step_minutes} min), got {start.isoformat()}")]
+        return [
+            FieldViolation(
+                "run_config.horizon.start",
+                f"must fall on a step of the series ({first.isoformat()} + k × {horizon.step_minutes} min), got {start.isoformat()}",
+            )
+        ]
     return []

@@ -157,7 +157,9 @@ class SiteColumns:
     def slacks(self) -> np.ndarray:
         """Every slack column: what the first, slack-free attempt holds at zero."""
         short = np.fromiter(self.shortfall.values(), dtype=np.int64, count=len(self.shortfall))
-        return np.concatenate([self.over, self.breach, short, *self.flex_shortfall.values(), self.soc_shortfall]).astype(np.int64)
+        return np.concatenate(
+            [self.over, self.breach, short, *self.flex_shortfall.values(), self.soc_shortfall]
+        ).astype(np.int64)
 
 
 def charger_pools(problem: SiteProblem) -> dict[str, Pool]:
@@ -198,7 +200,11 @@ def add_site(lp: LinearProgram, problem: SiteProblem, price_adjust: np.ndarray |
     lim_rows = np.flatnonzero(finite)
     if len(lim_rows):
         local = np.arange(len(lim_rows))
-        lp.add_rows(len(lim_rows), [(local, imp[lim_rows], 1.0), (local, breach[lim_rows], -1.0), (local, over_imp[lim_rows], -1.0)], upper=limit[lim_rows])
+        lp.add_rows(
+            len(lim_rows),
+            [(local, imp[lim_rows], 1.0), (local, breach[lim_rows], -1.0), (local, over_imp[lim_rows], -1.0)],
+            upper=limit[lim_rows],
+        )
     if np.isfinite(p.export_limit_kw):
         over_exp = lp.add_cols(T)
         lp.add_rows(T, [(steps, exp, 1.0), (steps, over_exp, -1.0)], upper=p.export_limit_kw)
@@ -249,7 +255,11 @@ def add_site(lp: LinearProgram, problem: SiteProblem, price_adjust: np.ndarray |
         if dw.rate_per_kw * w.cost <= 0 or not len(where):
             continue
         peak = lp.add_cols(1, lower=dw.floor_kw)
-        lp.add_rows(len(where), [(np.arange(len(where)), imp[where], 1.0), (np.arange(len(where)), np.repeat(peak, len(where)), -1.0)], upper=0.0)
+        lp.add_rows(
+            len(where),
+            [(np.arange(len(where)), imp[where], 1.0), (np.arange(len(where)), np.repeat(peak, len(where)), -1.0)],
+            upper=0.0,
+        )
         lp.add_cost(COST, peak, w.cost * dw.rate_per_kw)
     if w.peak > 0:
         peak = lp.add_cols(1)
@@ -269,7 +279,9 @@ def _add_battery(lp: LinearProgram, p: SiteProblem, cols: SiteColumns, balance: 
     if target > b.soc_min_kwh:
         # soc[T-1] + short >= target: the final SOC target, relaxable in the "shortfall" stage
         short = lp.add_cols(1, upper=target - b.soc_min_kwh)
-        lp.add_rows(1, [(np.zeros(1, dtype=np.int64), soc[-1:], 1.0), (np.zeros(1, dtype=np.int64), short, 1.0)], lower=target)
+        lp.add_rows(
+            1, [(np.zeros(1, dtype=np.int64), soc[-1:], 1.0), (np.zeros(1, dtype=np.int64), short, 1.0)], lower=target
+        )
         lp.add_cost(SHORTFALL, short, shortfall_weights(p)[2])
         cols.soc_shortfall = short
     # soc[t] - soc[t-1] - ηc·dt·ch[t] + dt/ηd·dis[t] = 0, with soc[-1] the initial SOC
@@ -277,7 +289,12 @@ def _add_battery(lp: LinearProgram, p: SiteProblem, cols: SiteColumns, balance: 
     rhs[0] = p.soc_initial_kwh
     lp.add_rows(
         T,
-        [(steps, soc, 1.0), (steps[1:], soc[:-1], -1.0), (steps, ch, -b.charge_efficiency * dt), (steps, dis, dt / b.discharge_efficiency)],
+        [
+            (steps, soc, 1.0),
+            (steps[1:], soc[:-1], -1.0),
+            (steps, ch, -b.charge_efficiency * dt),
+            (steps, dis, dt / b.discharge_efficiency),
+        ],
         lower=rhs,
         upper=rhs,
     )
@@ -310,7 +327,9 @@ def _add_sessions(lp: LinearProgram, p: SiteProblem, cols: SiteColumns) -> None:
     pools = charger_pools(p) if pooled else {}
     cols.pools = pools
     # one pool that never holds more sessions than chargers needs no binaries
-    use_binaries = len(pools) > 1 or any(max_concurrency(pooled, p.steps) > len(pool.charger_ids) for pool in pools.values())
+    use_binaries = len(pools) > 1 or any(
+        max_concurrency(pooled, p.steps) > len(pool.charger_ids) for pool in pools.values()
+    )
 
     session_weight, _, _ = shortfall_weights(p)
     for w in p.sessions:
@@ -332,13 +351,19 @@ def _add_sessions(lp: LinearProgram, p: SiteProblem, cols: SiteColumns) -> None:
                 choice[seg.pool] = y
                 local = np.arange(n)
                 lp.add_rows(n, [(local, seg.cols, 1.0), (local, np.full(n, y), -seg.upper_kw)], upper=0.0)
-            lp.add_rows(1, [(np.zeros(len(choice), dtype=np.int64), np.fromiter(choice.values(), dtype=np.int64), 1.0)], upper=1.0)
+            lp.add_rows(
+                1,
+                [(np.zeros(len(choice), dtype=np.int64), np.fromiter(choice.values(), dtype=np.int64), 1.0)],
+                upper=1.0,
+            )
             cols.choice[w.session_id] = choice
         cols.segments += segs
         # need <= Σ ev·dt + shortfall, and Σ ev·dt <= cap
         terms = [(np.zeros(len(s.cols), dtype=np.int64), s.cols, dt) for s in segs]
         if w.need_kwh >= w.cap_kwh:
-            lp.add_rows(1, [*terms, (np.zeros(1, dtype=np.int64), np.array([short]), 1.0)], lower=w.need_kwh, upper=w.need_kwh)
+            lp.add_rows(
+                1, [*terms, (np.zeros(1, dtype=np.int64), np.array([short]), 1.0)], lower=w.need_kwh, upper=w.need_kwh
+            )
         else:
             lp.add_rows(1, [*terms, (np.zeros(1, dtype=np.int64), np.array([short]), 1.0)], lower=w.need_kwh)
             if terms:
@@ -368,7 +393,9 @@ def _add_sessions(lp: LinearProgram, p: SiteProblem, cols: SiteColumns) -> None:
             cap_rows(lp, p.steps, segs, charger.max_kw)
 
 
-def cap_rows(lp: LinearProgram, T: int, segs: list[Segment], cap_kw: float, extra: list[tuple[np.ndarray, float]] = ()) -> None:
+def cap_rows(
+    lp: LinearProgram, T: int, segs: list[Segment], cap_kw: float, extra: list[tuple[np.ndarray, float]] = ()
+) -> None:
     """Σ of the segments' power (plus per-step `extra` columns) <= cap_kw, where it can bind."""
     reach = np.zeros(T)
     for seg in segs:
@@ -404,5 +431,7 @@ def _add_circuits(lp: LinearProgram, p: SiteProblem, cols: SiteColumns) -> None:
             if (s.pool is None and charger_of.get(s.session_id) in members)
             or (s.pool is not None and set(cols.pools[s.pool].charger_ids) <= members)
         ]
-        extra = [(cols.flex[m], next(f.max_kw for f in site.flexible_loads if f.id == m)) for m in members if m in cols.flex]
+        extra = [
+            (cols.flex[m], next(f.max_kw for f in site.flexible_loads if f.id == m)) for m in members if m in cols.flex
+        ]
         cap_rows(lp, p.steps, segs, circuit.max_kw, extra)

@@ -29,7 +29,6 @@ _STATUS = {
 }
 
 
-
 def _first_instance_quietly() -> highspy.Highs:
     """Make the process's first Highs with file descriptor 1 pointed at /dev/null.
 
@@ -55,7 +54,9 @@ _CAP_ROOM = 1e-7
 class HighsModel:
     """A loaded program that can be re-solved under other objectives and extra cap rows."""
 
-    def __init__(self, m: Matrix, *, time_limit_seconds: float | None = None, mip_rel_gap: float | None = None, threads: int = 1) -> None:
+    def __init__(
+        self, m: Matrix, *, time_limit_seconds: float | None = None, mip_rel_gap: float | None = None, threads: int = 1
+    ) -> None:
         self._h = highspy.Highs()
         h = self._h
         h.setOptionValue("output_flag", False)
@@ -73,10 +74,20 @@ class HighsModel:
             h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
         self.has_integers = bool(m.integrality.any())
         args = (
-            m.num_cols, m.num_rows, m.num_nonzeros, 1, 1, 0.0,
-            np.zeros(m.num_cols), np.ascontiguousarray(m.col_lower), np.ascontiguousarray(m.col_upper),
-            np.ascontiguousarray(m.row_lower), np.ascontiguousarray(m.row_upper),
-            m.starts[:-1].astype(np.int32), m.indices, m.values,
+            m.num_cols,
+            m.num_rows,
+            m.num_nonzeros,
+            1,
+            1,
+            0.0,
+            np.zeros(m.num_cols),
+            np.ascontiguousarray(m.col_lower),
+            np.ascontiguousarray(m.col_upper),
+            np.ascontiguousarray(m.row_lower),
+            np.ascontiguousarray(m.row_upper),
+            m.starts[:-1].astype(np.int32),
+            m.indices,
+            m.values,
         )
         h.passModel(*args, m.integrality.astype(np.int32))
         self._upper = np.ascontiguousarray(m.col_upper, dtype=float)
@@ -127,7 +138,9 @@ class HighsModel:
             outcome = dataclasses.replace(again, seconds=outcome.seconds + again.seconds)
         return outcome
 
-    def _solve(self, stage: str, time_limit_seconds: float | None, start: np.ndarray | None, presolve: bool) -> StageOutcome:
+    def _solve(
+        self, stage: str, time_limit_seconds: float | None, start: np.ndarray | None, presolve: bool
+    ) -> StageOutcome:
         h = self._h
         h.setOptionValue("presolve", "choose" if presolve else "off")
         if time_limit_seconds is not None:
@@ -187,7 +200,13 @@ class HighsModel:
             h.setOptionValue("simplex_strategy", 1)
             h.run()
             status = h.modelStatusToString(h.getModelStatus())
-        return SolverStatus.OPTIMAL if status == "Optimal" else SolverStatus.INFEASIBLE if "nfeasible" in status else SolverStatus.ERROR
+        return (
+            SolverStatus.OPTIMAL
+            if status == "Optimal"
+            else SolverStatus.INFEASIBLE
+            if "nfeasible" in status
+            else SolverStatus.ERROR
+        )
 
     def objective(self) -> float:
         """The objective of the last solve."""
@@ -200,25 +219,46 @@ class HighsModel:
     def add_columns(self, cost: np.ndarray, starts: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
         """Columns >= 0 (unbounded above) with CSC entries in existing rows."""
         n = len(cost)
-        self._h.addCols(n, np.ascontiguousarray(cost, dtype=float), np.zeros(n), np.full(n, np.inf), len(values),
-                        starts.astype(np.int32), indices.astype(np.int32), np.ascontiguousarray(values, dtype=float))
+        self._h.addCols(
+            n,
+            np.ascontiguousarray(cost, dtype=float),
+            np.zeros(n),
+            np.full(n, np.inf),
+            len(values),
+            starts.astype(np.int32),
+            indices.astype(np.int32),
+            np.ascontiguousarray(values, dtype=float),
+        )
         self.num_cols += n
 
     def add_rows(self, upper: np.ndarray, starts: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
         """Rows `a·x <= upper` (CSR entries over existing columns)."""
         n = len(upper)
-        self._h.addRows(n, np.full(n, -np.inf), np.ascontiguousarray(upper, dtype=float), len(values),
-                        starts.astype(np.int32), indices.astype(np.int32), np.ascontiguousarray(values, dtype=float))
+        self._h.addRows(
+            n,
+            np.full(n, -np.inf),
+            np.ascontiguousarray(upper, dtype=float),
+            len(values),
+            starts.astype(np.int32),
+            indices.astype(np.int32),
+            np.ascontiguousarray(values, dtype=float),
+        )
 
     def num_rows(self) -> int:
         return int(self._h.getNumRow())
 
     def set_col_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
         """New bounds of `cols` (unlike `fix_zero`, `release` does not undo this)."""
-        self._h.changeColsBounds(len(cols), cols.astype(np.int32), np.ascontiguousarray(lower, dtype=float),
-                                 np.ascontiguousarray(upper, dtype=float))
+        self._h.changeColsBounds(
+            len(cols),
+            cols.astype(np.int32),
+            np.ascontiguousarray(lower, dtype=float),
+            np.ascontiguousarray(upper, dtype=float),
+        )
 
     def set_row_upper(self, rows: np.ndarray, upper: np.ndarray) -> None:
         """New upper bounds of "<=" rows (their lower bound stays -inf)."""
         n = len(rows)
-        self._h.changeRowsBounds(n, rows.astype(np.int32), np.full(n, -np.inf), np.ascontiguousarray(upper, dtype=float))
+        self._h.changeRowsBounds(
+            n, rows.astype(np.int32), np.full(n, -np.inf), np.ascontiguousarray(upper, dtype=float)
+        )

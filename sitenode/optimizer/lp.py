@@ -59,7 +59,9 @@ class LinearProgram:
         self._v: list[np.ndarray] = []
         self._costs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
 
-    def add_cols(self, n: int, lower: float | np.ndarray = 0.0, upper: float | np.ndarray = INF, integer: bool = False) -> np.ndarray:
+    def add_cols(
+        self, n: int, lower: float | np.ndarray = 0.0, upper: float | np.ndarray = INF, integer: bool = False
+    ) -> np.ndarray:
         idx = np.arange(self.num_cols, self.num_cols + n)
         self._col_lower.append(np.broadcast_to(np.asarray(lower, dtype=float), (n,)))
         self._col_upper.append(np.broadcast_to(np.asarray(upper, dtype=float), (n,)))

@@ -90,7 +90,9 @@ def add_site_block(b: pyo.Block, problem: SiteProblem, price_adjust: np.ndarray 
     b.breach = pyo.Var(b.T, within=NonNeg, bounds=lambda _, t: (0, margin * limit[t] if math.isfinite(limit[t]) else 0))
     b.over_import = pyo.Var(b.T, within=NonNeg, bounds=lambda _, t: (0, None if math.isfinite(limit[t]) else 0))
     finite = [t for t in steps if math.isfinite(limit[t])]
-    b.import_limit = pyo.Constraint(finite, rule=lambda b, t: b.grid_import[t] - b.breach[t] - b.over_import[t] <= limit[t])
+    b.import_limit = pyo.Constraint(
+        finite, rule=lambda b, t: b.grid_import[t] - b.breach[t] - b.over_import[t] <= limit[t]
+    )
     over_terms = [b.over_import[t] for t in steps]
     if math.isfinite(p.export_limit_kw):
         b.over_export = pyo.Var(b.T, within=NonNeg)
@@ -103,7 +105,9 @@ def add_site_block(b: pyo.Block, problem: SiteProblem, price_adjust: np.ndarray 
     cost_terms: list = []
     adjust = np.zeros(T) if price_adjust is None else np.asarray(price_adjust, dtype=float)
     for t in steps:
-        cost_terms.append(((w.cost * p.import_price[t] + w.carbon * p.carbon_kg_per_kwh[t]) * dt + adjust[t] * dt) * b.grid_import[t])
+        cost_terms.append(
+            ((w.cost * p.import_price[t] + w.carbon * p.carbon_kg_per_kwh[t]) * dt + adjust[t] * dt) * b.grid_import[t]
+        )
         cost_terms.append(-w.cost * p.export_price[t] * dt * b.grid_export[t])
 
     bat = site.battery
@@ -118,7 +122,10 @@ def add_site_block(b: pyo.Block, problem: SiteProblem, price_adjust: np.ndarray 
 
         def soc_rule(b: pyo.Block, t: int):  # noqa: ANN202
             before = p.soc_initial_kwh if t == 0 else b.soc[t - 1]
-            return b.soc[t] == before + bat.charge_efficiency * dt * b.charge[t] - dt / bat.discharge_efficiency * b.discharge[t]
+            return (
+                b.soc[t]
+                == before + bat.charge_efficiency * dt * b.charge[t] - dt / bat.discharge_efficiency * b.discharge[t]
+            )
 
         b.soc_balance = pyo.Constraint(b.T, rule=soc_rule)
         for t in steps:
@@ -138,7 +145,9 @@ def add_site_block(b: pyo.Block, problem: SiteProblem, price_adjust: np.ndarray 
             cost_terms.append(-w.cost * f.value_per_kwh * dt * b.flex[i, t])
     floors = [i for i, f in loads.items() if f.min_kw > 0]
     b.flex_shortfall = pyo.Var(floors, b.T, within=NonNeg, bounds=lambda _, i, t: (0, loads[i].min_kw))
-    b.flex_floor = pyo.Constraint(floors, b.T, rule=lambda b, i, t: b.flex[i, t] + b.flex_shortfall[i, t] >= loads[i].min_kw)
+    b.flex_floor = pyo.Constraint(
+        floors, b.T, rule=lambda b, i, t: b.flex[i, t] + b.flex_shortfall[i, t] >= loads[i].min_kw
+    )
 
     _add_sessions(b, p, demand)
 
@@ -156,7 +165,9 @@ def add_site_block(b: pyo.Block, problem: SiteProblem, price_adjust: np.ndarray 
     _add_circuits(b, p)
 
     windows = [(i, dw) for i, dw in enumerate(p.demand_windows) if dw.rate_per_kw * w.cost > 0 and dw.mask.any()]
-    b.window_peak = pyo.Var([i for i, _ in windows], within=NonNeg, bounds=lambda _, i: (p.demand_windows[i].floor_kw, None))
+    b.window_peak = pyo.Var(
+        [i for i, _ in windows], within=NonNeg, bounds=lambda _, i: (p.demand_windows[i].floor_kw, None)
+    )
     b.window_rows = pyo.ConstraintList()
     for i, dw in windows:
         for t in np.flatnonzero(dw.mask):
@@ -183,11 +194,17 @@ def _add_sessions(b: pyo.Block, p: SiteProblem, demand: dict[int, list]) -> None
     has_chargers = bool(p.site.chargers)
     pooled = [w for w in p.sessions if w.session.charger_id is None and has_chargers]
     pools = charger_pools(p) if pooled else {}
-    binaries = len(pools) > 1 or any(max_concurrency(pooled, p.steps) > len(pool.charger_ids) for pool in pools.values())
+    binaries = len(pools) > 1 or any(
+        max_concurrency(pooled, p.steps) > len(pool.charger_ids) for pool in pools.values()
+    )
     keys: list[tuple[str, str, int]] = []  # (session, pool or "", step)
     upper: dict[tuple[str, str, int], float] = {}
     for w in p.sessions:
-        options = [("", w.max_kw)] if (w.session.charger_id is not None or not has_chargers) else [(k, min(w.max_kw, pool.max_kw)) for k, pool in pools.items()]
+        options = (
+            [("", w.max_kw)]
+            if (w.session.charger_id is not None or not has_chargers)
+            else [(k, min(w.max_kw, pool.max_kw)) for k, pool in pools.items()]
+        )
         for key, ub in options:
             for t in range(w.first, w.stop):
                 keys.append((w.session_id, key, t))
@@ -282,8 +299,12 @@ class _PyomoStages:
         # first in a process made every later direct solve fail.
         self.solver.config.threads = 1
         self.m.caps = pyo.ConstraintList()
-        self.slacks = [v for name in ("breach", "over_import", "over_export", "shortfall", "flex_shortfall", "soc_shortfall")
-                       if hasattr(self.site, name) for v in getattr(self.site, name).values()]
+        self.slacks = [
+            v
+            for name in ("breach", "over_import", "over_export", "shortfall", "flex_shortfall", "soc_shortfall")
+            if hasattr(self.site, name)
+            for v in getattr(self.site, name).values()
+        ]
         self.has_solution = False
         self._highs_total = 0.0
 
@@ -416,21 +437,39 @@ def optimize_site_pyomo(problem: SiteProblem, *, price_adjust: np.ndarray | None
         assignment, relaxation = {}, Relaxation(stages=relaxed)
     extract_s = time.perf_counter() - started
     n_int = len(b.choice)
-    return Plan(schedule, SolveResult(
-        status=final.status, objective=final.objective, bound=final.bound, gap=final.gap,
-        build_seconds=build_s, solve_seconds=solve_s, extract_seconds=extract_s, highs_seconds=sum(s.seconds for s in stages),
-        num_cols=model.nvariables(), num_rows=model.nconstraints(), num_nonzeros=0, num_integer=n_int,
-        engine="pyomo", solver_version=f"HiGHS {'.'.join(map(str, stages_model.solver.version()))}",
-        time_limit_seconds=problem.solver.time_limit_seconds if n_int else None,
-        mip_rel_gap=problem.solver.mip_rel_gap if n_int else None, stages=tuple(stages),
-    ), relaxation, assignment)
+    return Plan(
+        schedule,
+        SolveResult(
+            status=final.status,
+            objective=final.objective,
+            bound=final.bound,
+            gap=final.gap,
+            build_seconds=build_s,
+            solve_seconds=solve_s,
+            extract_seconds=extract_s,
+            highs_seconds=sum(s.seconds for s in stages),
+            num_cols=model.nvariables(),
+            num_rows=model.nconstraints(),
+            num_nonzeros=0,
+            num_integer=n_int,
+            engine="pyomo",
+            solver_version=f"HiGHS {'.'.join(map(str, stages_model.solver.version()))}",
+            time_limit_seconds=problem.solver.time_limit_seconds if n_int else None,
+            mip_rel_gap=problem.solver.mip_rel_gap if n_int else None,
+            stages=tuple(stages),
+        ),
+        relaxation,
+        assignment,
+    )
 
 
 def _values(var: pyo.Var, steps: int) -> np.ndarray:
     return np.array([var[t].value or 0.0 for t in range(steps)], dtype=float)
 
 
-def _extract(problem: SiteProblem, b: pyo.Block, relaxed: tuple[str, ...]) -> tuple[pd.DataFrame, dict[str, str], Relaxation]:
+def _extract(
+    problem: SiteProblem, b: pyo.Block, relaxed: tuple[str, ...]
+) -> tuple[pd.DataFrame, dict[str, str], Relaxation]:
     T = problem.steps
     columns = schedule_columns(problem)
     clean = lambda a: np.maximum(np.where(np.abs(a) < 1e-9, 0.0, a), 0.0)  # noqa: E731 - solver noise
@@ -460,5 +499,7 @@ def _extract(problem: SiteProblem, b: pyo.Block, relaxed: tuple[str, ...]) -> tu
             pool_of[w.session_id] = max(energy[w.session_id], key=energy[w.session_id].__getitem__)
     by_session = {s: max(b.shortfall[s].value or 0.0, 0.0) for s in b.sessions}
     frame = pd.DataFrame(columns, index=problem.index)
-    relaxation = relaxation_from(problem, columns[GRID_IMPORT], columns[GRID_EXPORT], by_session, relaxed, schedule=frame)
+    relaxation = relaxation_from(
+        problem, columns[GRID_IMPORT], columns[GRID_EXPORT], by_session, relaxed, schedule=frame
+    )
     return frame, colour_pools(problem, b.pools, pool_of), relaxation

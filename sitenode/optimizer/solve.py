@@ -79,7 +79,9 @@ class DirectStages:
     "shortfall" stage of a MIP (see `polish_shortfall`).
     """
 
-    def __init__(self, model: HighsModel, costs: dict[str, np.ndarray], slacks: np.ndarray, integers: np.ndarray | None = None) -> None:
+    def __init__(
+        self, model: HighsModel, costs: dict[str, np.ndarray], slacks: np.ndarray, integers: np.ndarray | None = None
+    ) -> None:
         self.model, self.costs, self.slacks = model, costs, slacks
         self.integers = np.empty(0, dtype=np.int64) if integers is None else np.asarray(integers, dtype=np.int64)
         self.incumbent: np.ndarray | None = None
@@ -207,7 +209,9 @@ def optimize_site(problem: SiteProblem, *, price_adjust: np.ndarray | None = Non
         schedule = schedule_frame(problem, cols, x)
         assignment = assign_chargers(problem, cols, x)
         by_session = {sid: float(max(x[c], 0.0)) for sid, c in cols.shortfall.items()}
-        relaxation = relaxation_from(problem, x[cols.grid_import], x[cols.grid_export], by_session, tuple(relaxed), schedule=schedule)
+        relaxation = relaxation_from(
+            problem, x[cols.grid_import], x[cols.grid_export], by_session, tuple(relaxed), schedule=schedule
+        )
     else:
         schedule, assignment, relaxation = schedule_frame(problem, cols, None), {}, Relaxation(stages=tuple(relaxed))
     extract_s = time.perf_counter() - started
@@ -260,7 +264,9 @@ def relaxation_from(
     over_export = np.clip(grid_export - problem.export_limit_kw, 0.0, None)
     by_load, soc_short = floor_shortfalls(problem, schedule) if schedule is not None else ({}, 0.0)
     if schedule is not None and SHORTFALL not in stages:
-        ev_short = sum(max(0.0, w.need_kwh - float(schedule[ev_column(w.session_id)].sum()) * dt) for w in problem.sessions)
+        ev_short = sum(
+            max(0.0, w.need_kwh - float(schedule[ev_column(w.session_id)].sum()) * dt) for w in problem.sessions
+        )
         if ev_short + sum(by_load.values()) + soc_short > _UNSERVED_KWH:
             stages = (*(t for t in stages if t == OVER), SHORTFALL, *(t for t in stages if t != OVER))
     return Relaxation(

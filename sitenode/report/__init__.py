@@ -1,7 +1,7 @@
 """Reports: PNG plots and one HTML page per bundle, and the savings table the CLI prints.
 
-    BUNDLE/report.html          the page; images linked relatively
-    BUNDLE/report/*.png         power_stack, soc (with a battery), prices, ev_sessions (with EVs)
+BUNDLE/report.html          the page; images linked relatively
+BUNDLE/report/*.png         power_stack, soc (with a battery), prices, ev_sessions (with EVs)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ PAGE = "report.html"
 
 _CAPTIONS = {
     plots.POWER_STACK: "Optimized schedule: supply (grid import, PV used, battery discharge) above zero, "
-                       "demand (load, EV charging, flexible loads, battery charge, export) below it.",
+    "demand (load, EV charging, flexible loads, battery charge, export) below it.",
     plots.SOC_PLOT: "Battery state of charge at the end of each step, optimized and each baseline, within its bounds.",
     plots.PRICES: "Import and export price per step, carbon intensity of imports, demand-charge windows shaded.",
     plots.EV_SESSIONS: "Charging power of each EV session in the optimized schedule.",
@@ -36,18 +36,25 @@ def _check(problem: SiteProblem, schedules: dict[str, pd.DataFrame]) -> None:
         raise InvalidInput.one("schedules", f"must include {OPTIMIZED!r}, got {sorted(schedules)}")
     for name, frame in schedules.items():
         if len(frame) != problem.steps:
-            raise InvalidInput.one(f"schedules.{name}", f"must have one row per step ({problem.steps}), got {len(frame)}")
+            raise InvalidInput.one(
+                f"schedules.{name}", f"must have one row per step ({problem.steps}), got {len(frame)}"
+            )
 
 
 def horizon_text(problem: SiteProblem) -> str:
     start = problem.start
     end = start + timedelta(minutes=problem.step_minutes * problem.steps)
-    return (f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC "
-            f"({problem.steps} steps of {problem.step_minutes} min)")
+    return f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC ({problem.steps} steps of {problem.step_minutes} min)"
 
 
-def write_report(out_dir: Path, problem: SiteProblem, schedules: dict[str, pd.DataFrame],
-                 metrics: dict[str, CostBreakdown], currency: str, title: str) -> Path:
+def write_report(
+    out_dir: Path,
+    problem: SiteProblem,
+    schedules: dict[str, pd.DataFrame],
+    metrics: dict[str, CostBreakdown],
+    currency: str,
+    title: str,
+) -> Path:
     """Plots under `out_dir/report/`, the page at `out_dir/report.html`; returns the page's path.
 
     `schedules` must hold "optimized"; the SOC plot is drawn only for a site with a
@@ -72,8 +79,14 @@ def write_report(out_dir: Path, problem: SiteProblem, schedules: dict[str, pd.Da
         else:
             # A plot left over from an earlier report of this bundle would describe another run.
             target.unlink(missing_ok=True)
-    page = ReportPage(title=title, site_id=problem.site.site_id, horizon=horizon_text(problem), currency=currency,
-                      metrics=metrics, images=drawn)
+    page = ReportPage(
+        title=title,
+        site_id=problem.site.site_id,
+        horizon=horizon_text(problem),
+        currency=currency,
+        metrics=metrics,
+        images=drawn,
+    )
     path = out_dir / PAGE
     path.write_text(render_page(page), encoding="utf-8")
     return path

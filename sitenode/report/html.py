@@ -103,16 +103,22 @@ def _table(metrics: Mapping[str, CostBreakdown], currency: str) -> str:
         cells = "".join(f"<td>{number(getattr(metrics[n], row.field))}</td>" for n in names)
         unit = escape(row.unit.format(currency=currency))
         css = " class='total'" if row.field == "total_cost" else ""
-        rows.append(f"<tr{css}><th scope='row'>{escape(row.label)} <code>{escape(row.field)}</code></th>"
-                    f"<td class='unit'>{unit}</td>{cells}</tr>")
+        rows.append(
+            f"<tr{css}><th scope='row'>{escape(row.label)} <code>{escape(row.field)}</code></th>"
+            f"<td class='unit'>{unit}</td>{cells}</tr>"
+        )
     saved = savings(metrics)
     if saved is not None:
         cells = "".join(f"<td>{number(saved[n])}</td>" for n in names)
-        rows.append(f"<tr class='savings'><th scope='row'>saving vs {escape(BAU)}</th>"
-                    f"<td class='unit'>{escape(currency)}</td>{cells}</tr>")
+        rows.append(
+            f"<tr class='savings'><th scope='row'>saving vs {escape(BAU)}</th>"
+            f"<td class='unit'>{escape(currency)}</td>{cells}</tr>"
+        )
     body = "\n".join(rows)
-    return (f"<table>\n<thead><tr><th scope='col'>metric</th><th scope='col'>unit</th>{head}</tr></thead>\n"
-            f"<tbody>\n{body}\n</tbody>\n</table>")
+    return (
+        f"<table>\n<thead><tr><th scope='col'>metric</th><th scope='col'>unit</th>{head}</tr></thead>\n"
+        f"<tbody>\n{body}\n</tbody>\n</table>"
+    )
 
 
 def render_page(report: ReportPage) -> str:
@@ -121,8 +127,10 @@ def render_page(report: ReportPage) -> str:
         table = _table(report.metrics, report.currency)
     else:
         table = "<p>No schedules were priced.</p>"
-    note = ("total cost = energy cost − export revenue + demand cost + degradation cost − flexible-load value. "
-            "EV shortfall and import-limit breach are reported beside it and never enter it.")
+    note = (
+        "total cost = energy cost − export revenue + demand cost + degradation cost − flexible-load value. "
+        "EV shortfall and import-limit breach are reported beside it and never enter it."
+    )
     if BAU in report.metrics:
         note += f" A positive saving means cheaper than {BAU}."
     figures = "\n".join(
@@ -162,15 +170,31 @@ def savings_table(metrics: Mapping[str, CostBreakdown], currency: str) -> Table:
     caption = f"saving: {BAU}'s total cost minus the schedule's" if BAU in metrics else f"no {BAU} priced"
     # No padding: the box's blank rule alone separates columns, so the longest names and
     # everyday sums still fit 80 columns, rich's width when output is piped.
-    table = Table(title=f"Cost per schedule ({currency})", caption=caption, box=box.SIMPLE_HEAD,
-                  padding=0, pad_edge=False)
-    headings = ("total\ncost", "energy\ncost", "demand\ncost", "peak\nkW", "EV\nkWh", "short-\nfall\nkWh",
-                "breach\nkWh", "saving\nvs BAU")
+    table = Table(
+        title=f"Cost per schedule ({currency})", caption=caption, box=box.SIMPLE_HEAD, padding=0, pad_edge=False
+    )
+    headings = (
+        "total\ncost",
+        "energy\ncost",
+        "demand\ncost",
+        "peak\nkW",
+        "EV\nkWh",
+        "short-\nfall\nkWh",
+        "breach\nkWh",
+        "saving\nvs BAU",
+    )
     saved = savings(metrics)
     rows = [
-        [number(m.total_cost), number(m.energy_cost), number(m.demand_cost), number(m.peak_import_kw, 1),
-         number(m.ev_energy_kwh, 1), number(m.ev_shortfall_kwh, 1), number(m.breach_kwh, 1),
-         "n/a" if saved is None else number(saved[name])]
+        [
+            number(m.total_cost),
+            number(m.energy_cost),
+            number(m.demand_cost),
+            number(m.peak_import_kw, 1),
+            number(m.ev_energy_kwh, 1),
+            number(m.ev_shortfall_kwh, 1),
+            number(m.breach_kwh, 1),
+            "n/a" if saved is None else number(saved[name]),
+        ]
         for name, m in metrics.items()
     ]
     table.add_column("schedule", justify="left", no_wrap=True)

@@ -109,17 +109,38 @@ def power_stack(problem: SiteProblem, frame: pd.DataFrame, path: Path) -> Path:
     }
     fig, ax = _new_figure(4.6)
     # Clipping at zero keeps a solver's -1e-9 from drawing a sliver on the wrong side.
-    ax.stackplot(x, *(np.clip(_held(v), 0.0, None) for v in supply.values()), labels=list(supply),
-                 colors=_SUPPLY_COLORS, step="post", alpha=0.9, linewidth=0)
-    ax.stackplot(x, *(-np.clip(_held(v), 0.0, None) for v in demand.values()), labels=list(demand),
-                 colors=_DEMAND_COLORS, step="post", alpha=0.9, linewidth=0)
+    ax.stackplot(
+        x,
+        *(np.clip(_held(v), 0.0, None) for v in supply.values()),
+        labels=list(supply),
+        colors=_SUPPLY_COLORS,
+        step="post",
+        alpha=0.9,
+        linewidth=0,
+    )
+    ax.stackplot(
+        x,
+        *(-np.clip(_held(v), 0.0, None) for v in demand.values()),
+        labels=list(demand),
+        colors=_DEMAND_COLORS,
+        step="post",
+        alpha=0.9,
+        linewidth=0,
+    )
     limit = _finite_or_nan(problem.import_limit_kw)
     if np.isfinite(limit).any():
         ax.step(x, _held(limit), where="post", color="black", linestyle="--", linewidth=1.2, label="import limit")
         margin = problem.site.grid.breach_margin
         if margin > 0:
-            ax.step(x, _held(limit * (1 + margin)), where="post", color="#b2182b", linestyle=":", linewidth=1.2,
-                    label=f"import limit + {margin:.0%} breach margin")
+            ax.step(
+                x,
+                _held(limit * (1 + margin)),
+                where="post",
+                color="#b2182b",
+                linestyle=":",
+                linewidth=1.2,
+                label=f"import limit + {margin:.0%} breach margin",
+            )
     ax.axhline(0.0, color="black", linewidth=0.7)
     ax.set_xlim(x[0], x[-1])
     ax.set_ylabel("kW  (supply +, demand −)")
@@ -153,8 +174,17 @@ def soc(problem: SiteProblem, schedules: Mapping[str, pd.DataFrame], path: Path)
     bounds = "#7a7a7a"
     ax.axhline(battery.soc_min_kwh, color=bounds, linestyle=(0, (1, 1)), linewidth=1.4, label="SOC min / max")
     ax.axhline(battery.soc_max, color=bounds, linestyle=(0, (1, 1)), linewidth=1.4)
-    ax.plot([x[-1]], [problem.soc_final_min_kwh], marker="<", color=bounds, linestyle="none", markersize=9,
-            label="final SOC min", clip_on=False, zorder=4)
+    ax.plot(
+        [x[-1]],
+        [problem.soc_final_min_kwh],
+        marker="<",
+        color=bounds,
+        linestyle="none",
+        markersize=9,
+        label="final SOC min",
+        clip_on=False,
+        zorder=4,
+    )
     pad = 0.04 * battery.capacity_kwh  # keeps a bound at 0 or at capacity off the frame
     ax.set_ylim(-pad, battery.capacity_kwh + pad)
     ax.set_xlim(x[0], x[-1])
@@ -180,16 +210,24 @@ def prices(problem: SiteProblem, path: Path, currency: str) -> Path:
     for window in problem.demand_windows:
         charged |= np.asarray(window.mask, dtype=bool)
     for i, (first, stop) in enumerate(_window_spans(charged)):
-        ax.axvspan(x[first], x[stop], color="#fde0c5", alpha=0.6, linewidth=0,
-                   label="demand-charge window" if i == 0 else None)
+        ax.axvspan(
+            x[first], x[stop], color="#fde0c5", alpha=0.6, linewidth=0, label="demand-charge window" if i == 0 else None
+        )
     ax.step(x, _held(problem.import_price), where="post", color="#4c6a92", linewidth=1.8, label="import price")
     ax.step(x, _held(problem.export_price), where="post", color="#f2b134", linewidth=1.8, label="export price")
     ax.set_ylabel(f"{currency}/kWh")
     ax.set_xlim(x[0], x[-1])
     _time_axis(ax)
     twin = ax.twinx()
-    twin.step(x, _held(problem.carbon_kg_per_kwh), where="post", color="#2f9e77", linewidth=1.2, linestyle="-.",
-              label="carbon intensity")
+    twin.step(
+        x,
+        _held(problem.carbon_kg_per_kwh),
+        where="post",
+        color="#2f9e77",
+        linewidth=1.2,
+        linestyle="-.",
+        label="carbon intensity",
+    )
     twin.set_ylabel("kg CO₂/kWh imported")
     top = float(np.nanmax(problem.carbon_kg_per_kwh, initial=0.0))
     twin.set_ylim(0.0, top * 1.1 if top > 0 else 1.0)
@@ -210,7 +248,7 @@ def ev_sessions(problem: SiteProblem, frame: pd.DataFrame, path: Path) -> Path |
     if not cols:
         return None
     x = time_edges(problem)
-    names = [c[len("ev_"):-len("_kw")] for c in cols]
+    names = [c[len("ev_") : -len("_kw")] for c in cols]
     if len(cols) < HEATMAP_FROM_SESSIONS:
         fig, ax = _new_figure(3.8)
         for col, name in zip(cols, names, strict=True):
@@ -233,12 +271,13 @@ def _ev_heatmap(problem: SiteProblem, frame: pd.DataFrame, cols: list[str], name
         w = windows.get(col)
         if w is not None:
             outside = np.ones(problem.steps, dtype=bool)
-            outside[w.first:w.stop] = False
+            outside[w.first : w.stop] = False
             data.mask[row] = outside
     fig, ax = _new_figure(min(12.0, max(3.6, 0.2 * len(cols) + 1.6)))
     lo, hi = mdates.date2num(x[0]), mdates.date2num(x[-1])
-    image = ax.imshow(data, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0.0,
-                      extent=(lo, hi, len(cols) - 0.5, -0.5))
+    image = ax.imshow(
+        data, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0.0, extent=(lo, hi, len(cols) - 0.5, -0.5)
+    )
     ax.set_facecolor("#f4f4f4")
     ax.xaxis_date()
     _time_axis(ax)

@@ -21,14 +21,35 @@ def read_planned_sessions(path: Path) -> list[PlannedSession]:
     """sessions.csv of shared/BUNDLE.md (only the columns a charge point cares about); UTC."""
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     when = lambda text: pd.to_datetime(text, utc=True).to_pydatetime()  # noqa: E731 - naive times are UTC per the contract
-    return [PlannedSession(r["session_id"], when(r["arrival"]), when(r["departure"]), float(r["max_kw"]), r.get("charger_id") or None,
-                           float(r["energy_kwh"]) if r.get("energy_kwh") else None)
-            for r in frame.to_dict("records")]
+    return [
+        PlannedSession(
+            r["session_id"],
+            when(r["arrival"]),
+            when(r["departure"]),
+            float(r["max_kw"]),
+            r.get("charger_id") or None,
+            float(r["energy_kwh"]) if r.get("energy_kwh") else None,
+        )
+        for r in frame.to_dict("records")
+    ]
 
 
-async def run_fleet(url: str, ids: list[str], password: str, *, max_kw: float, version: str, clock: Clock, stop: asyncio.Event,
-                    sessions: list[PlannedSession] | None = None, plug_in_all: bool = False, ev_kw: float = 11.0,
-                    meter_seconds: float = 10.0, tick_seconds: float = 0.2, ready: asyncio.Event | None = None) -> None:
+async def run_fleet(
+    url: str,
+    ids: list[str],
+    password: str,
+    *,
+    max_kw: float,
+    version: str,
+    clock: Clock,
+    stop: asyncio.Event,
+    sessions: list[PlannedSession] | None = None,
+    plug_in_all: bool = False,
+    ev_kw: float = 11.0,
+    meter_seconds: float = 10.0,
+    tick_seconds: float = 0.2,
+    ready: asyncio.Event | None = None,
+) -> None:
     points = {cid: await connect_charge_point(url, cid, password, max_kw, version=version) for cid in ids}
     try:
         for cp, _ in points.values():

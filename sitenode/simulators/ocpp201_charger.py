@@ -47,7 +47,9 @@ class SimulatedChargingStation(ChargePoint):
 
     @on("RequestStopTransaction")
     async def on_stop(self, transaction_id: str, **_: object) -> call_result.RequestStopTransaction:
-        return call_result.RequestStopTransaction(status="Accepted" if transaction_id == self.transaction_id else "Rejected")
+        return call_result.RequestStopTransaction(
+            status="Accepted" if transaction_id == self.transaction_id else "Rejected"
+        )
 
     @on("ChangeAvailability")
     async def on_availability(self, operational_status: str, **_: object) -> call_result.ChangeAvailability:
@@ -57,23 +59,49 @@ class SimulatedChargingStation(ChargePoint):
         if self.transaction_id is None:
             return 0.0
         tx = self.limits_w.get("TxProfile", self.limits_w.get("TxDefaultProfile", 1e12))
-        return max(0.0, min(self.max_kw * 1000, self.ev_kw * 1000, tx, self.limits_w.get("ChargingStationMaxProfile", 1e12))) / 1000
+        return (
+            max(
+                0.0,
+                min(self.max_kw * 1000, self.ev_kw * 1000, tx, self.limits_w.get("ChargingStationMaxProfile", 1e12)),
+            )
+            / 1000
+        )
 
     async def status(self, connector_status: str) -> None:
-        await self.call(call.StatusNotification(timestamp=_now(), connector_status=connector_status, evse_id=1, connector_id=1))
+        await self.call(
+            call.StatusNotification(timestamp=_now(), connector_status=connector_status, evse_id=1, connector_id=1)
+        )
 
     async def boot(self) -> None:
-        await self.call(call.BootNotification(charging_station={"model": "sim-201", "vendor_name": "gridmesh"}, reason="PowerUp"))
+        await self.call(
+            call.BootNotification(charging_station={"model": "sim-201", "vendor_name": "gridmesh"}, reason="PowerUp")
+        )
         await self.status("Available")
 
     async def _event(self, event_type: str, trigger: str, charging_state: str | None = None) -> None:
         info = {"transaction_id": self.transaction_id}
         if charging_state:
             info["charging_state"] = charging_state
-        meter = [{"timestamp": _now(), "sampled_value": [{"value": self.power_kw() * 1000, "measurand": "Power.Active.Import"},
-                                                         {"value": self.energy_wh, "measurand": "Energy.Active.Import.Register"}]}]
-        await self.call(call.TransactionEvent(event_type=event_type, timestamp=_now(), trigger_reason=trigger, seq_no=next(self._seq),
-                                              transaction_info=info, meter_value=meter, evse={"id": 1, "connector_id": 1}))
+        meter = [
+            {
+                "timestamp": _now(),
+                "sampled_value": [
+                    {"value": self.power_kw() * 1000, "measurand": "Power.Active.Import"},
+                    {"value": self.energy_wh, "measurand": "Energy.Active.Import.Register"},
+                ],
+            }
+        ]
+        await self.call(
+            call.TransactionEvent(
+                event_type=event_type,
+                timestamp=_now(),
+                trigger_reason=trigger,
+                seq_no=next(self._seq),
+                transaction_info=info,
+                meter_value=meter,
+                evse={"id": 1, "connector_id": 1},
+            )
+        )
 
     async def plug_in(self, ev_kw: float) -> str:
         self.ev_kw = ev_kw

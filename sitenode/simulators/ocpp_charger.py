@@ -56,7 +56,9 @@ class SimulatedChargePoint(ChargePoint):
     @on(e.Action.remote_stop_transaction)
     async def on_remote_stop(self, transaction_id: int) -> call_result.RemoteStopTransaction:
         ok = transaction_id == self.transaction_id
-        return call_result.RemoteStopTransaction(status=e.RemoteStartStopStatus.accepted if ok else e.RemoteStartStopStatus.rejected)
+        return call_result.RemoteStopTransaction(
+            status=e.RemoteStartStopStatus.accepted if ok else e.RemoteStartStopStatus.rejected
+        )
 
     @on(e.Action.change_availability)
     async def on_availability(self, connector_id: int, type: str) -> call_result.ChangeAvailability:  # noqa: A002 - OCPP's name
@@ -68,11 +70,20 @@ class SimulatedChargePoint(ChargePoint):
             return 0.0
         limits = [self.max_kw * 1000, self.ev_kw * 1000, *self.limits_w.values()]
         if "TxProfile" in self.limits_w:  # a transaction profile overrides the default one
-            limits = [self.max_kw * 1000, self.ev_kw * 1000, self.limits_w["TxProfile"], self.limits_w.get("ChargePointMaxProfile", 1e12)]
+            limits = [
+                self.max_kw * 1000,
+                self.ev_kw * 1000,
+                self.limits_w["TxProfile"],
+                self.limits_w.get("ChargePointMaxProfile", 1e12),
+            ]
         return max(0.0, min(limits)) / 1000
 
     async def status(self, status: e.ChargePointStatus) -> None:
-        await self.call(call.StatusNotification(connector_id=1, error_code=e.ChargePointErrorCode.no_error, status=status, timestamp=_now()))
+        await self.call(
+            call.StatusNotification(
+                connector_id=1, error_code=e.ChargePointErrorCode.no_error, status=status, timestamp=_now()
+            )
+        )
 
     async def boot(self) -> None:
         await self.call(call.BootNotification(charge_point_vendor="gridmesh", charge_point_model="sim-ac"))
@@ -97,19 +108,29 @@ class SimulatedChargePoint(ChargePoint):
     async def report_power(self) -> None:
         power = {"value": f"{self.power_kw() * 1000:.1f}", "measurand": "Power.Active.Import", "unit": "W"}
         register = {"value": f"{self.energy_wh:.1f}", "measurand": "Energy.Active.Import.Register", "unit": "Wh"}
-        await self.call(call.MeterValues(connector_id=1, transaction_id=self.transaction_id,
-                                         meter_value=[{"timestamp": _now(), "sampled_value": [power, register]}]))
+        await self.call(
+            call.MeterValues(
+                connector_id=1,
+                transaction_id=self.transaction_id,
+                meter_value=[{"timestamp": _now(), "sampled_value": [power, register]}],
+            )
+        )
 
 
-async def connect_charge_point(url: str, charger_id: str, password: str, max_kw: float,
-                               ssl: SSLContext | None = None, version: str = "1.6") -> tuple[SimulatedChargePoint, asyncio.Task]:
+async def connect_charge_point(
+    url: str, charger_id: str, password: str, max_kw: float, ssl: SSLContext | None = None, version: str = "1.6"
+) -> tuple[SimulatedChargePoint, asyncio.Task]:
     """Connect to a central system at `url` (…/ocpp, ws:// or wss://) speaking OCPP
     `version` (1.6 or 2.0.1) and start listening; boot is the caller's."""
     from sitenode.simulators.ocpp201_charger import SimulatedChargingStation
 
     token = base64.b64encode(f"{charger_id}:{password}".encode()).decode()
-    ws = await connect(f"{url.rstrip('/')}/{charger_id}", subprotocols=[f"ocpp{version}"], additional_headers={"Authorization": f"Basic {token}"},
-                       ssl=ssl)
+    ws = await connect(
+        f"{url.rstrip('/')}/{charger_id}",
+        subprotocols=[f"ocpp{version}"],
+        additional_headers={"Authorization": f"Basic {token}"},
+        ssl=ssl,
+    )
     kind = SimulatedChargingStation if version == "2.0.1" else SimulatedChargePoint
     cp = kind(charger_id, ws, max_kw)
     task = asyncio.create_task(cp.start())

@@ -34,8 +34,16 @@ class SessionPlayer:
         for cid in departures:
             self.done.add(self.plugged.pop(cid))
         arrivals = []
-        waiting = sorted((s for s in self.sessions if s.session_id not in self.done and s.session_id not in self.plugged.values()
-                          and s.arrival <= now < s.departure), key=lambda s: s.arrival)
+        waiting = sorted(
+            (
+                s
+                for s in self.sessions
+                if s.session_id not in self.done
+                and s.session_id not in self.plugged.values()
+                and s.arrival <= now < s.departure
+            ),
+            key=lambda s: s.arrival,
+        )
         for s in waiting:
             free = [c for c in self.chargers if c not in self.plugged]
             cid = s.charger_id if s.charger_id in free else (free[0] if free and s.charger_id is None else None)

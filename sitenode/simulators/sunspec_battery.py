@@ -53,8 +53,15 @@ class BatterySpec:
 
 
 class SunSpecBatterySim:
-    def __init__(self, spec: BatterySpec, host: str = "127.0.0.1", port: int = 0, step_seconds: float = 0.1, speed: float = 1.0,
-                 control: int | None = 124) -> None:
+    def __init__(
+        self,
+        spec: BatterySpec,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        step_seconds: float = 0.1,
+        speed: float = 1.0,
+        control: int | None = 124,
+    ) -> None:
         if control is not None and control not in CONTROLS:
             raise ValueError(f"control: must be one of {CONTROLS} or None, got {control}")
         self.spec, self.step_seconds, self.speed, self.control_id = spec, step_seconds, speed, control
@@ -62,25 +69,88 @@ class SunSpecBatterySim:
         self.control: ModelDef | None = load_model(control) if control is not None else None
         models: list[tuple[ModelDef, dict[str, int | str]]] = [
             (self.common, {"Mn": "gridmesh", "Md": "sim-battery", "Vr": "1.0", "SN": spec.serial, "DA": 1}),
-            (self.battery, {"AHRtg": 0, "WHRtg": int(spec.capacity_kwh * 1000 / 10), "WChaRteMax": int(spec.max_kw * 100),
-                            "WDisChaRteMax": int(spec.max_kw * 100), "SoCMax": int(spec.soc_max_pct * 10), "SoCMin": int(spec.soc_min_pct * 10),
-                            "SoC": int(spec.soc_pct * 10), "ChaSt": 1, "State": 3, "Typ": 4, "Evt1": 0, "Evt2": 0,
-                            "AHRtg_SF": 0, "WHRtg_SF": 1, "WChaDisChaMax_SF": 1, "SoC_SF": SOC_SF, "DoD_SF": 0, "SoH_SF": 0,
-                            "V_SF": 0, "CellV_SF": 0, "A_SF": 0, "AMax_SF": 0, "W_SF": 0, "DisChaRte_SF": 0}),
+            (
+                self.battery,
+                {
+                    "AHRtg": 0,
+                    "WHRtg": int(spec.capacity_kwh * 1000 / 10),
+                    "WChaRteMax": int(spec.max_kw * 100),
+                    "WDisChaRteMax": int(spec.max_kw * 100),
+                    "SoCMax": int(spec.soc_max_pct * 10),
+                    "SoCMin": int(spec.soc_min_pct * 10),
+                    "SoC": int(spec.soc_pct * 10),
+                    "ChaSt": 1,
+                    "State": 3,
+                    "Typ": 4,
+                    "Evt1": 0,
+                    "Evt2": 0,
+                    "AHRtg_SF": 0,
+                    "WHRtg_SF": 1,
+                    "WChaDisChaMax_SF": 1,
+                    "SoC_SF": SOC_SF,
+                    "DoD_SF": 0,
+                    "SoH_SF": 0,
+                    "V_SF": 0,
+                    "CellV_SF": 0,
+                    "A_SF": 0,
+                    "AMax_SF": 0,
+                    "W_SF": 0,
+                    "DisChaRte_SF": 0,
+                },
+            ),
         ]
         if control == 124:
-            models.append((self.control, {
-                "WChaMax": int(spec.max_kw * 1000 / 10), "StorCtl_Mod": 0, "InWRte": 0, "OutWRte": 0,
-                "InOutWRte_RvrtTms": 0, "ChaState": int(spec.soc_pct * 10), "ChaSt": 1,
-                "WChaMax_SF": W_SF, "WChaDisChaGra_SF": 0, "VAChaMax_SF": 0, "MinRsvPct_SF": 0, "ChaState_SF": SOC_SF,
-                "StorAval_SF": 0, "InBatV_SF": 0, "InOutWRte_SF": RTE_SF}))
+            models.append(
+                (
+                    self.control,
+                    {
+                        "WChaMax": int(spec.max_kw * 1000 / 10),
+                        "StorCtl_Mod": 0,
+                        "InWRte": 0,
+                        "OutWRte": 0,
+                        "InOutWRte_RvrtTms": 0,
+                        "ChaState": int(spec.soc_pct * 10),
+                        "ChaSt": 1,
+                        "WChaMax_SF": W_SF,
+                        "WChaDisChaGra_SF": 0,
+                        "VAChaMax_SF": 0,
+                        "MinRsvPct_SF": 0,
+                        "ChaState_SF": SOC_SF,
+                        "StorAval_SF": 0,
+                        "InBatV_SF": 0,
+                        "InOutWRte_SF": RTE_SF,
+                    },
+                )
+            )
         elif control == 704:
-            models.append((self.control, {
-                "WSetEna": 0, "WSetMod": WATTS, "WSet": 0, "WSetRvrt": 0, "WSetPct": 0, "WSetPctRvrt": 0,
-                "WSetEnaRvrt": 0, "WSetRvrtTms": 0, "WSetRvrtRem": 0,
-                "WMaxLimPctEna": 0, "WMaxLimPct": 1000, "WMaxLimPctRvrt": 1000, "WMaxLimPctEnaRvrt": 0,
-                "WMaxLimPctRvrtTms": 0, "WMaxLimPctRvrtRem": 0,
-                "PF_SF": -3, "WMaxLimPct_SF": PCT_SF, "WSet_SF": WSET_SF, "WSetPct_SF": PCT_SF, "VarSet_SF": 0, "VarSetPct_SF": PCT_SF}))
+            models.append(
+                (
+                    self.control,
+                    {
+                        "WSetEna": 0,
+                        "WSetMod": WATTS,
+                        "WSet": 0,
+                        "WSetRvrt": 0,
+                        "WSetPct": 0,
+                        "WSetPctRvrt": 0,
+                        "WSetEnaRvrt": 0,
+                        "WSetRvrtTms": 0,
+                        "WSetRvrtRem": 0,
+                        "WMaxLimPctEna": 0,
+                        "WMaxLimPct": 1000,
+                        "WMaxLimPctRvrt": 1000,
+                        "WMaxLimPctEnaRvrt": 0,
+                        "WMaxLimPctRvrtTms": 0,
+                        "WMaxLimPctRvrtRem": 0,
+                        "PF_SF": -3,
+                        "WMaxLimPct_SF": PCT_SF,
+                        "WSet_SF": WSET_SF,
+                        "WSetPct_SF": PCT_SF,
+                        "VarSet_SF": 0,
+                        "VarSetPct_SF": PCT_SF,
+                    },
+                )
+            )
         image = device_image(models)
         self.addr: dict[int, int] = {}  # model id -> address of its ID register
         at = BASE + 2
@@ -90,7 +160,9 @@ class SunSpecBatterySim:
         self.last_write = time.monotonic()
         self._reverted = False  # 704: the reversion has been applied since the last write
         self.regs = list(image)  # the device's registers from BASE: physics writes here, requests see them
-        device = SimDevice(id=1, simdata=[SimData(BASE, values=list(image), datatype=DataType.REGISTERS)], action=self._access)
+        device = SimDevice(
+            id=1, simdata=[SimData(BASE, values=list(image), datatype=DataType.REGISTERS)], action=self._access
+        )
         self.server = ModbusTcpServer(device, address=(host, port))
         self.soc_pct = spec.soc_pct
         self.power_kw = 0.0  # + charging, - discharging
@@ -98,13 +170,23 @@ class SunSpecBatterySim:
         self._serve: asyncio.Task | None = None
 
     # -- registers ------------------------------------------------------------------
-    async def _access(self, function_code: int, start_address: int, address: int, count: int,
-                      current: list[int], set_values: list[int] | list[bool] | None) -> None:
+    async def _access(
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        current: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> None:
         """Every request: a write lands in our registers, a read sees them as they are now."""
         if set_values is not None:
             for k, value in enumerate(set_values):
                 self.regs[address - BASE + k] = int(value)
-            if self.control is not None and self.addr[self.control.id] <= address < self.addr[self.control.id] + 2 + self.control.length:
+            if (
+                self.control is not None
+                and self.addr[self.control.id] <= address < self.addr[self.control.id] + 2 + self.control.length
+            ):
                 self.last_write = time.monotonic()
                 self._reverted = False
                 self._derate()

@@ -18,8 +18,12 @@ def test_benchmark_script_starts(script):
 
 def test_protocols_benchmark_runs_small(tmp_path):
     out = tmp_path / "p.json"
-    done = subprocess.run([sys.executable, str(BENCH / "protocols.py"), "--chargers", "5", "--calls", "20", "--out", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "protocols.py"), "--chargers", "5", "--calls", "20", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     import json
 
@@ -29,8 +33,23 @@ def test_protocols_benchmark_runs_small(tmp_path):
 
 def test_stream_benchmark_runs_small(tmp_path):
     out = tmp_path / "s.json"
-    done = subprocess.run([sys.executable, str(BENCH / "stream.py"), "--nodes", "5", "--seconds", "1", "--solves", "2", "--out", str(out)],
-                          capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "stream.py"),
+            "--nodes",
+            "5",
+            "--seconds",
+            "1",
+            "--solves",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr
     import json
 

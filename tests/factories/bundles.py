@@ -13,8 +13,17 @@ SITE: dict[str, Any] = {
     "site_id": "tiny-depot",
     "timezone": "Europe/London",
     "grid": {"import_limit_kw": 60, "export_limit_kw": 20, "breach_margin": 0.2, "breach_penalty_per_kwh": 10.0},
-    "battery": {"capacity_kwh": 40, "soc_initial_kwh": 20, "soc_min_kwh": 4, "soc_max_kwh": 38, "max_charge_kw": 20,
-                "max_discharge_kw": 20, "charge_efficiency": 0.95, "discharge_efficiency": 0.95, "degradation_cost_per_kwh": 0.01},
+    "battery": {
+        "capacity_kwh": 40,
+        "soc_initial_kwh": 20,
+        "soc_min_kwh": 4,
+        "soc_max_kwh": 38,
+        "max_charge_kw": 20,
+        "max_discharge_kw": 20,
+        "charge_efficiency": 0.95,
+        "discharge_efficiency": 0.95,
+        "degradation_cost_per_kwh": 0.01,
+    },
     "pv": {"curtailable": True},
     "chargers": [{"id": "cp-1", "max_kw": 22, "kind": "ac"}, {"id": "cp-2", "max_kw": 50, "kind": "dc"}],
     "flexible_loads": [{"id": "miner-1", "min_kw": 0, "max_kw": 5, "value_per_kwh": 0.12, "priority": 4}],
@@ -28,7 +37,9 @@ RUN: dict[str, Any] = {
             {"name": "day", "rate": 0.25, "schedule": {"start_time": "07:00", "end_time": "23:59"}},
         ],
         "export_rate": 0.05,
-        "demand_charges": [{"name": "evening", "rate_per_kw": 5.0, "schedule": {"start_time": "16:00", "end_time": "19:59"}}],
+        "demand_charges": [
+            {"name": "evening", "rate_per_kw": 5.0, "schedule": {"start_time": "16:00", "end_time": "19:59"}}
+        ],
     },
 }
 
@@ -36,11 +47,13 @@ RUN: dict[str, Any] = {
 def series(hours: int = 48) -> pd.DataFrame:
     index = pd.date_range("2025-01-14T00:00:00Z", periods=hours, freq="60min")
     hour = np.asarray(index.hour)
-    return pd.DataFrame({
-        "timestamp": index,
-        "load_kw": 15 + 10 * ((hour >= 8) & (hour < 18)),
-        "pv_kw": np.clip(30 * np.sin((hour - 7) / 10 * np.pi), 0, None).round(3),
-    })
+    return pd.DataFrame(
+        {
+            "timestamp": index,
+            "load_kw": 15 + 10 * ((hour >= 8) & (hour < 18)),
+            "pv_kw": np.clip(30 * np.sin((hour - 7) / 10 * np.pi), 0, None).round(3),
+        }
+    )
 
 
 SESSIONS = (
@@ -50,8 +63,15 @@ SESSIONS = (
 )
 
 
-def write_bundle(root: Path, *, site: dict | None = None, run: dict | None = None, frame: pd.DataFrame | None = None,
-                 sessions: str | None = SESSIONS, fmt: str = "parquet") -> Path:
+def write_bundle(
+    root: Path,
+    *,
+    site: dict | None = None,
+    run: dict | None = None,
+    frame: pd.DataFrame | None = None,
+    sessions: str | None = SESSIONS,
+    fmt: str = "parquet",
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "site_config.yaml").write_text(yaml.safe_dump(site if site is not None else SITE, sort_keys=False))
     (root / "run_config.yaml").write_text(yaml.safe_dump(run if run is not None else RUN, sort_keys=False))

@@ -33,8 +33,13 @@ def make_problem(
     """A problem over len(load) steps from START. Sessions give arrival/departure as step numbers."""
     steps = len(load)
     index = pd.date_range(START, periods=steps, freq=f"{step_minutes}min")
-    frame = pd.DataFrame({"timestamp": index, "load_kw": np.asarray(load, float),
-                          "pv_kw": np.zeros(steps) if pv is None else np.asarray(pv, float)})
+    frame = pd.DataFrame(
+        {
+            "timestamp": index,
+            "load_kw": np.asarray(load, float),
+            "pv_kw": np.zeros(steps) if pv is None else np.asarray(pv, float),
+        }
+    )
     frame["import_price_per_kwh"] = np.full(steps, 0.2) if prices is None else np.asarray(prices, float)
     frame["export_price_per_kwh"] = np.zeros(steps) if export_prices is None else np.asarray(export_prices, float)
     for name, values in (extra or {}).items():

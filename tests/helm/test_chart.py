@@ -97,7 +97,10 @@ def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
             specs.append((d["metadata"]["name"], d["spec"]["template"]["spec"]))
         elif d["kind"] == "RayCluster":
             specs.append((d["metadata"]["name"] + "/head", d["spec"]["headGroupSpec"]["template"]["spec"]))
-            specs += [(f"{d['metadata']['name']}/{g['groupName']}", g["template"]["spec"]) for g in d["spec"]["workerGroupSpecs"]]
+            specs += [
+                (f"{d['metadata']['name']}/{g['groupName']}", g["template"]["spec"])
+                for g in d["spec"]["workerGroupSpecs"]
+            ]
     return specs
 
 
@@ -157,18 +160,34 @@ def test_custom_resources_have_their_shape(everything):
     assert head["rayStartParams"]["dashboard-host"] == "0.0.0.0"
     ports = {p["name"]: p["containerPort"] for p in head["template"]["spec"]["containers"][0]["ports"]}
     assert ports["client"] == 10001 and ports["gcs-server"] == 6379
-    assert all(isinstance(v, str) for g in [head, *ray["spec"]["workerGroupSpecs"]] for v in g["rayStartParams"].values())
+    assert all(
+        isinstance(v, str) for g in [head, *ray["spec"]["workerGroupSpecs"]] for v in g["rayStartParams"].values()
+    )
     for group in ray["spec"]["workerGroupSpecs"]:
         assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
     monitor = one(everything, "ServiceMonitor")
-    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "scheme": "http", "interval": "15s", "scrapeTimeout": "10s"}]
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "scheme": "http", "interval": "15s", "scrapeTimeout": "10s"}
+    ]
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     service = one(everything, "Service", "-all")
-    assert {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP", "appProtocol": "http"} in service["spec"]["ports"]
+    assert {
+        "name": "metrics",
+        "port": 9090,
+        "targetPort": "metrics",
+        "protocol": "TCP",
+        "appProtocol": "http",
+    } in service["spec"]["ports"]
     # the ServiceMonitor selects the Services of the portfolio; only the main one has a metrics port
-    selected = [d for d in everything if d["kind"] == "Service"
-                and monitor["spec"]["selector"]["matchLabels"].items() <= d["metadata"]["labels"].items()]
-    assert [s["metadata"]["name"] for s in selected if any(p["name"] == "metrics" for p in s["spec"]["ports"])] == ["gridmesh-all"]
+    selected = [
+        d
+        for d in everything
+        if d["kind"] == "Service"
+        and monitor["spec"]["selector"]["matchLabels"].items() <= d["metadata"]["labels"].items()
+    ]
+    assert [s["metadata"]["name"] for s in selected if any(p["name"] == "metrics" for p in s["spec"]["ports"])] == [
+        "gridmesh-all"
+    ]
 
 
 # ---- 3. what each values file renders
@@ -180,7 +199,14 @@ def test_defaults_render_the_portfolio_only(defaults):
     assert sts["spec"]["replicas"] == 1
     assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "1Gi"
     container = sts["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"] == ["portfolio", "serve", "--config", "/etc/gridmesh/portfolio.yaml", "--listen", "0.0.0.0:50070"]
+    assert container["args"] == [
+        "portfolio",
+        "serve",
+        "--config",
+        "/etc/gridmesh/portfolio.yaml",
+        "--listen",
+        "0.0.0.0:50070",
+    ]
     assert {"name": "grpc", "containerPort": 50070, "protocol": "TCP"} in container["ports"]
     assert "RAY_ADDRESS" not in {e["name"] for e in container["env"]}
     service = one(defaults, "Service", "gridmesh")
@@ -194,41 +220,77 @@ def test_defaults_render_the_portfolio_only(defaults):
 
 
 def test_values_all_renders_every_component(everything):
-    assert kinds(everything) == {"StatefulSet", "Service", "ConfigMap", "PodDisruptionBudget", "Secret", "ServiceAccount",
-                                 "Deployment", "RayCluster", "ServiceMonitor"}
-    assert sorted(d["metadata"]["name"] for d in everything if d["kind"] == "Deployment") == ["gridmesh-all-node-office", "gridmesh-all-node-warehouse"]
+    assert kinds(everything) == {
+        "StatefulSet",
+        "Service",
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "Secret",
+        "ServiceAccount",
+        "Deployment",
+        "RayCluster",
+        "ServiceMonitor",
+    }
+    assert sorted(d["metadata"]["name"] for d in everything if d["kind"] == "Deployment") == [
+        "gridmesh-all-node-office",
+        "gridmesh-all-node-warehouse",
+    ]
     # inline PEMs become Secrets; the warehouse's existing Secret is only referenced
     assert sorted(d["metadata"]["name"] for d in everything if d["kind"] == "Secret") == [
-        "gridmesh-all-node-office-tls", "gridmesh-all-tls", "gridmesh-all-tokens"]
+        "gridmesh-all-node-office-tls",
+        "gridmesh-all-tls",
+        "gridmesh-all-tokens",
+    ]
     warehouse = one(everything, "Deployment", "-warehouse")["spec"]["template"]["spec"]
     assert next(v for v in warehouse["volumes"] if v["name"] == "tls")["secret"]["secretName"] == "warehouse-node-tls"
     env = {e["name"]: e for e in one(everything, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["env"]}
     # KubeRay names the head Service <cluster>-head-svc; Ray Client listens on 10001
-    assert env["RAY_ADDRESS"]["value"] == f"ray://{one(everything, 'RayCluster')['metadata']['name']}-head-svc.{NAMESPACE}.svc:10001"
+    assert (
+        env["RAY_ADDRESS"]["value"]
+        == f"ray://{one(everything, 'RayCluster')['metadata']['name']}-head-svc.{NAMESPACE}.svc:10001"
+    )
     assert one(everything, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 0
 
 
 def test_tokens_are_inline_or_from_an_existing_secret(chart):
-    docs = render(chart, with_values(portfolio__tokens={"existingSecret": "ops-tokens", "operator": "", "viewer": ""},
-                                     portfolio__tls={"enabled": True, "existingSecret": "portfolio-tls", "cert": "", "key": "", "clientCa": ""}))
+    docs = render(
+        chart,
+        with_values(
+            portfolio__tokens={"existingSecret": "ops-tokens", "operator": "", "viewer": ""},
+            portfolio__tls={"enabled": True, "existingSecret": "portfolio-tls", "cert": "", "key": "", "clientCa": ""},
+        ),
+    )
     secrets = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "Secret")
     assert secrets == ["gridmesh-all-node-office-tls"]
     spec = one(docs, "StatefulSet")["spec"]["template"]["spec"]
-    refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in spec["containers"][0]["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+    refs = {
+        e["valueFrom"]["secretKeyRef"]["name"]
+        for e in spec["containers"][0]["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
     assert refs == {"ops-tokens"}
     assert next(v for v in spec["volumes"] if v["name"] == "tls")["secret"]["secretName"] == "portfolio-tls"
     inline = one(render(chart, VALUES_ALL), "Secret", "-tokens")["data"]
-    assert inline == {"operator-token": "b3BlcmF0b3ItdG9rZW4tZm9yLXRlc3Rz", "viewer-token": "dmlld2VyLXRva2VuLWZvci10ZXN0cw=="}
+    assert inline == {
+        "operator-token": "b3BlcmF0b3ItdG9rZW4tZm9yLXRlc3Rz",
+        "viewer-token": "dmlld2VyLXRva2VuLWZvci10ZXN0cw==",
+    }
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"portfolio__tls__key": ""}, "portfolio.tls: give all of cert, key, clientCa inline, or none"),
-    ({"portfolio__tls__existingSecret": "x"}, "portfolio.tls: give existingSecret or the inline PEMs, not both"),
-    ({"siteNodes__sites__0__tls__ca": ""}, "siteNodes.sites[office].tls: give all of cert, key, ca inline, or none"),
-    ({"metrics__enabled": False}, "metrics.serviceMonitor.enabled needs metrics.enabled"),
-    ({"portfolio__tls__enabled": False}, "siteNodes.enabled needs portfolio.tls.enabled"),
-    ({"siteNodes__sites__1__name": "office"}, 'the name "office" is used twice'),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"portfolio__tls__key": ""}, "portfolio.tls: give all of cert, key, clientCa inline, or none"),
+        ({"portfolio__tls__existingSecret": "x"}, "portfolio.tls: give existingSecret or the inline PEMs, not both"),
+        (
+            {"siteNodes__sites__0__tls__ca": ""},
+            "siteNodes.sites[office].tls: give all of cert, key, ca inline, or none",
+        ),
+        ({"metrics__enabled": False}, "metrics.serviceMonitor.enabled needs metrics.enabled"),
+        ({"portfolio__tls__enabled": False}, "siteNodes.enabled needs portfolio.tls.enabled"),
+        ({"siteNodes__sites__1__name": "office"}, 'the name "office" is used twice'),
+    ],
+)
 def test_inconsistent_values_fail_with_a_message(chart, changes, message):
     with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
         chart.render(with_values(**changes), name=RELEASE, namespace=NAMESPACE)
@@ -248,7 +310,10 @@ def test_portfolio_yaml_parses_with_portfolio_config(which, request):
     s = config.portfolio
     assert s.store == "/var/lib/gridmesh/portfolio.db"
     assert s.tls is not None and s.tls.client_ca == "/etc/gridmesh/tls/ca.crt"
-    assert [(t.token_env, t.role) for t in s.tokens] == [("GRIDMESH_OPERATOR_TOKEN", "operator"), ("GRIDMESH_VIEWER_TOKEN", "viewer")]
+    assert [(t.token_env, t.role) for t in s.tokens] == [
+        ("GRIDMESH_OPERATOR_TOKEN", "operator"),
+        ("GRIDMESH_VIEWER_TOKEN", "viewer"),
+    ]
     sts = one(docs, "StatefulSet")["spec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in sts["containers"][0]["volumeMounts"]}
     assert mounts["store"] == str(Path(s.store).parent) and mounts["tls"] == str(Path(s.tls.cert).parent)
@@ -274,9 +339,21 @@ def test_node_yaml_parses_with_node_config(everything):
         link = config.portfolio
         assert link is not None and not link.insecure_loopback
         assert link.address == f"gridmesh-all.{NAMESPACE}.svc:50070"
-        assert (link.ca, link.cert, link.key) == ("/etc/gridmesh/tls/ca.crt", "/etc/gridmesh/tls/tls.crt", "/etc/gridmesh/tls/tls.key")
+        assert (link.ca, link.cert, link.key) == (
+            "/etc/gridmesh/tls/ca.crt",
+            "/etc/gridmesh/tls/tls.crt",
+            "/etc/gridmesh/tls/tls.key",
+        )
         container = one(everything, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
-        assert container["args"] == ["sitenode", "serve", "--config", "/etc/gridmesh/node.yaml", "--listen", "127.0.0.1:50051", "--insecure-loopback"]
+        assert container["args"] == [
+            "sitenode",
+            "serve",
+            "--config",
+            "/etc/gridmesh/node.yaml",
+            "--listen",
+            "127.0.0.1:50051",
+            "--insecure-loopback",
+        ]
     # times past 10:00 stay strings (YAML 1.1 would read an unquoted 16:00 as the number 960)
     office = parse(nc.NodeConfig, yaml.safe_load(config_text(everything, "-node-office", "node.yaml")))
     assert office.plan.tariff.energy_rates[2].schedule.start_time == "16:00"
@@ -285,18 +362,36 @@ def test_node_yaml_parses_with_node_config(everything):
 # ---- 5. values.schema.json
 
 
-@pytest.mark.parametrize(("values", "where", "what"), [
-    ({"portfolio": {"replicas": "1"}}, "/portfolio/replicas", "got string, want integer"),
-    ({"portfolio": {"replicas": 2}}, "/portfolio/replicas", "maximum"),
-    ({"portfolio": {"replica": 1}}, "/portfolio", "additional properties 'replica' not allowed"),
-    ({"portfolio": {"settings": {"listen": "0.0.0.0:1"}}}, "/portfolio/settings", "additional properties 'listen' not allowed"),
-    ({"portfolio": {"settings": {"step_minutes": 90}}}, "/portfolio/settings/step_minutes", "maximum"),
-    ({"portfolio": {"tls": {"cert": "certs/portfolio.pem"}}}, "/portfolio/tls/cert", "does not match pattern"),
-    ({"portfolio": {"feeders": [{"feeder_id": "n", "site_ids": ["a"]}]}}, "/portfolio/feeders/0", "oneOf"),
-    ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy", "value must be one of 'Always', 'IfNotPresent', 'Never'"),
-    ({"siteNodes": {"sites": [{"name": "a", "config": {"site": {"site_id": "a"}, "node": {"listen": "0.0.0.0:1"}}}]}},
-     "/siteNodes/sites/0/config/node", "additional properties 'listen' not allowed"),
-])
+@pytest.mark.parametrize(
+    ("values", "where", "what"),
+    [
+        ({"portfolio": {"replicas": "1"}}, "/portfolio/replicas", "got string, want integer"),
+        ({"portfolio": {"replicas": 2}}, "/portfolio/replicas", "maximum"),
+        ({"portfolio": {"replica": 1}}, "/portfolio", "additional properties 'replica' not allowed"),
+        (
+            {"portfolio": {"settings": {"listen": "0.0.0.0:1"}}},
+            "/portfolio/settings",
+            "additional properties 'listen' not allowed",
+        ),
+        ({"portfolio": {"settings": {"step_minutes": 90}}}, "/portfolio/settings/step_minutes", "maximum"),
+        ({"portfolio": {"tls": {"cert": "certs/portfolio.pem"}}}, "/portfolio/tls/cert", "does not match pattern"),
+        ({"portfolio": {"feeders": [{"feeder_id": "n", "site_ids": ["a"]}]}}, "/portfolio/feeders/0", "oneOf"),
+        (
+            {"image": {"pullPolicy": "Sometimes"}},
+            "/image/pullPolicy",
+            "value must be one of 'Always', 'IfNotPresent', 'Never'",
+        ),
+        (
+            {
+                "siteNodes": {
+                    "sites": [{"name": "a", "config": {"site": {"site_id": "a"}, "node": {"listen": "0.0.0.0:1"}}}]
+                }
+            },
+            "/siteNodes/sites/0/config/node",
+            "additional properties 'listen' not allowed",
+        ),
+    ],
+)
 def test_schema_rejects_bad_values(chart, values, where, what):
     with pytest.raises(helm.HelmValuesError) as exc:
         chart.render(values, name=RELEASE, namespace=NAMESPACE)

@@ -31,12 +31,24 @@ PRICES = [0.10, 0.10, 0.30, 0.30, 0.20, 0.10]
 TOL = 1e-6
 
 
-def depot(load: list[float], *, evs: tuple[tuple[int, int, float], ...] = (), battery: dict[str, Any] | None = None, steps: int = 6) -> SiteProblem:
+def depot(
+    load: list[float],
+    *,
+    evs: tuple[tuple[int, int, float], ...] = (),
+    battery: dict[str, Any] | None = None,
+    steps: int = 6,
+) -> SiteProblem:
     """Two 22 kW AC chargers (pooled: sessions name none), a fixed load, maybe a battery."""
-    site: dict[str, Any] = {"grid": {"import_limit_kw": 80}, "chargers": [{"id": f"c{i}", "max_kw": 22, "kind": "ac"} for i in (1, 2)]}
+    site: dict[str, Any] = {
+        "grid": {"import_limit_kw": 80},
+        "chargers": [{"id": f"c{i}", "max_kw": 22, "kind": "ac"} for i in (1, 2)],
+    }
     if battery:
         site["battery"] = battery
-    sessions = [{"session_id": f"e{i}", "arrival": a, "departure": d, "energy_kwh": e, "max_kw": 22} for i, (a, d, e) in enumerate(evs)]
+    sessions = [
+        {"session_id": f"e{i}", "arrival": a, "departure": d, "energy_kwh": e, "max_kw": 22}
+        for i, (a, d, e) in enumerate(evs)
+    ]
     return make_problem(site, load[:steps], prices=PRICES[:steps], sessions=sessions)
 
 
@@ -44,13 +56,19 @@ def portfolio() -> dict[str, SiteProblem]:
     # alone, every site charges in the cheap first hours: together they draw 61 and 93 kW then
     return {
         "a": depot([10] * 6, evs=((0, 6, 40), (1, 5, 20))),
-        "b": depot([15, 15, 20, 20, 15, 10], battery={"capacity_kwh": 40, "soc_initial_kwh": 20, "max_charge_kw": 20, "max_discharge_kw": 20}),
+        "b": depot(
+            [15, 15, 20, 20, 15, 10],
+            battery={"capacity_kwh": 40, "soc_initial_kwh": 20, "max_charge_kw": 20, "max_discharge_kw": 20},
+        ),
         "c": depot([8] * 6, evs=((0, 4, 30),)),
     }
 
 
 def net_import(plan: PortfolioPlan, site_ids: list[str]) -> np.ndarray:
-    return sum(plan.sites[s].plan.schedule[GRID_IMPORT].to_numpy() - plan.sites[s].plan.schedule[GRID_EXPORT].to_numpy() for s in site_ids)
+    return sum(
+        plan.sites[s].plan.schedule[GRID_IMPORT].to_numpy() - plan.sites[s].plan.schedule[GRID_EXPORT].to_numpy()
+        for s in site_ids
+    )
 
 
 def imports(plan: PortfolioPlan, site_ids: list[str]) -> np.ndarray:
@@ -61,7 +79,10 @@ def assert_schedules_valid(problems: dict[str, SiteProblem], plan: PortfolioPlan
     for sid, problem in problems.items():
         part = plan.sites[sid].plan
         limits, floors = OVER not in part.relaxation.stages, SHORTFALL not in part.relaxation.stages
-        assert check_schedule(problem, part.schedule, assignment=part.charger_assignment, limits=limits, floors=floors) == [], sid
+        assert (
+            check_schedule(problem, part.schedule, assignment=part.charger_assignment, limits=limits, floors=floors)
+            == []
+        ), sid
 
 
 def hours(n: float) -> Any:
@@ -86,7 +107,9 @@ def test_without_coupling_the_portfolio_costs_what_its_sites_cost_alone(free: Po
     for sid, problem in problems.items():
         alone = optimize_site(problem)
         part = free.sites[sid]
-        assert part.coupled_cost == pytest.approx(compute_metrics(problem, alone.schedule).total_cost, rel=1e-6, abs=1e-9)
+        assert part.coupled_cost == pytest.approx(
+            compute_metrics(problem, alone.schedule).total_cost, rel=1e-6, abs=1e-9
+        )
         assert part.alone_cost == pytest.approx(part.coupled_cost, rel=1e-6, abs=1e-9)
         assert list(part.plan.schedule.columns) == list(alone.schedule.columns)
         assert part.plan.schedule.index.equals(problem.index)
@@ -95,7 +118,9 @@ def test_without_coupling_the_portfolio_costs_what_its_sites_cost_alone(free: Po
     assert free.num_cols > 0 and free.num_rows > 0 and free.method == "monolithic"
 
 
-def test_a_binding_feeder_cap_holds_in_every_schedule_and_costs_something(solver: MonolithicSolver, free: PortfolioPlan) -> None:
+def test_a_binding_feeder_cap_holds_in_every_schedule_and_costs_something(
+    solver: MonolithicSolver, free: PortfolioPlan
+) -> None:
     problems = portfolio()
     cap = 50.0
     assert net_import(free, list(problems)).max() > cap + 1  # it binds
@@ -118,7 +143,10 @@ def test_a_binding_feeder_cap_holds_in_every_schedule_and_costs_something(solver
 
 
 def test_a_feeder_bounds_net_import_so_a_neighbours_export_makes_room(solver: MonolithicSolver) -> None:
-    problems = {**portfolio(), "sun": make_problem({"pv": {"curtailable": True}}, [2] * 6, [30] * 6, prices=PRICES, export_prices=[0.05] * 6)}
+    problems = {
+        **portfolio(),
+        "sun": make_problem({"pv": {"curtailable": True}}, [2] * 6, [30] * 6, prices=PRICES, export_prices=[0.05] * 6),
+    }
     plan = solver.solve(problems, [Feeder(feeder_id="f", site_ids=sorted(problems), cap_kw=50)], [])
     assert (net_import(plan, list(problems)) <= 50 + TOL).all() and plan.all_hold
     assert plan.sites["sun"].plan.schedule[GRID_EXPORT].min() > 27  # it exports all it can...
@@ -164,7 +192,9 @@ def test_reduce_by_keeps_the_window_below_the_baselines(solver: MonolithicSolver
     assert_schedules_valid(problems, plan)
 
 
-def test_cap_at_bounds_aggregate_import_of_every_site_in_the_window(solver: MonolithicSolver, free: PortfolioPlan) -> None:
+def test_cap_at_bounds_aggregate_import_of_every_site_in_the_window(
+    solver: MonolithicSolver, free: PortfolioPlan
+) -> None:
     problems = portfolio()
     assert imports(free, list(problems))[:2].max() > 45
     event = FlexEvent(event_id="cap", kind="CAP_AT", kw=45, start=hours(0), end=hours(2))  # no sites: all of them
@@ -186,7 +216,10 @@ def test_a_cancelled_event_changes_nothing(solver: MonolithicSolver, free: Portf
 
 def test_an_impossible_cap_is_relaxed_as_over_and_reported(solver: MonolithicSolver) -> None:
     problems = portfolio()
-    feeders = [Feeder(feeder_id="tiny", site_ids=["a", "b", "c"], cap_kw=5), Feeder(feeder_id="dark", site_ids=["zz"], cap_kw=0)]
+    feeders = [
+        Feeder(feeder_id="tiny", site_ids=["a", "b", "c"], cap_kw=5),
+        Feeder(feeder_id="dark", site_ids=["zz"], cap_kw=0),
+    ]
     plan = solver.solve(problems, feeders, [])
     assert OVER in plan.relaxed and not plan.all_hold
     tiny, dark = plan.feeders
@@ -240,24 +273,49 @@ kw = st.floats(0, 30).map(lambda x: round(x, 1))
 def small_site(draw: st.DrawFn, steps: int) -> SiteProblem:
     site: dict[str, Any] = {"grid": {}, "pv": {"curtailable": draw(st.booleans())}}
     if draw(st.booleans()):
-        site["grid"] = {"import_limit_kw": draw(st.floats(20, 80).map(round)), "breach_margin": draw(st.sampled_from([0.0, 0.2]))}
+        site["grid"] = {
+            "import_limit_kw": draw(st.floats(20, 80).map(round)),
+            "breach_margin": draw(st.sampled_from([0.0, 0.2])),
+        }
     if draw(st.booleans()):
         cap = draw(st.floats(5, 40).map(round))
-        site["battery"] = {"capacity_kwh": cap, "soc_initial_kwh": round(cap * draw(st.floats(0, 1)), 2),
-                           "max_charge_kw": draw(st.floats(2, 20)), "max_discharge_kw": draw(st.floats(2, 20))}
+        site["battery"] = {
+            "capacity_kwh": cap,
+            "soc_initial_kwh": round(cap * draw(st.floats(0, 1)), 2),
+            "max_charge_kw": draw(st.floats(2, 20)),
+            "max_discharge_kw": draw(st.floats(2, 20)),
+        }
     chargers = [{"id": f"ac{i}", "max_kw": 11, "kind": "ac"} for i in range(draw(st.integers(0, 2)))]
     site["chargers"] = chargers
     sessions = []
     for i in range(draw(st.integers(0, 3))):
         a = draw(st.integers(0, steps - 1))
-        sessions.append({"session_id": f"s{i}", "arrival": a, "departure": draw(st.integers(a + 1, steps + 1)),
-                         "energy_kwh": draw(st.floats(0, 40)), "max_kw": 11.0, "priority": draw(st.integers(1, 3))})
+        sessions.append(
+            {
+                "session_id": f"s{i}",
+                "arrival": a,
+                "departure": draw(st.integers(a + 1, steps + 1)),
+                "energy_kwh": draw(st.floats(0, 40)),
+                "max_kw": 11.0,
+                "priority": draw(st.integers(1, 3)),
+            }
+        )
     run: dict[str, Any] = {}
     if draw(st.booleans()):
-        run["tariff"] = {"demand_charges": [{"rate_per_kw": draw(st.floats(0, 5)), "schedule": {"start_time": "01:00", "end_time": "03:59"}}]}
-    problem = make_problem(site, draw(st.lists(kw, min_size=steps, max_size=steps)), draw(st.lists(kw, min_size=steps, max_size=steps)),
-                           prices=draw(st.lists(st.floats(0, 0.4), min_size=steps, max_size=steps)),
-                           export_prices=draw(st.lists(st.floats(0, 0.1), min_size=steps, max_size=steps)), sessions=sessions, run=run)
+        run["tariff"] = {
+            "demand_charges": [
+                {"rate_per_kw": draw(st.floats(0, 5)), "schedule": {"start_time": "01:00", "end_time": "03:59"}}
+            ]
+        }
+    problem = make_problem(
+        site,
+        draw(st.lists(kw, min_size=steps, max_size=steps)),
+        draw(st.lists(kw, min_size=steps, max_size=steps)),
+        prices=draw(st.lists(st.floats(0, 0.4), min_size=steps, max_size=steps)),
+        export_prices=draw(st.lists(st.floats(0, 0.1), min_size=steps, max_size=steps)),
+        sessions=sessions,
+        run=run,
+    )
     # cost alone: then the solver's objective is the metrics' total_cost, which the property compares
     return dataclasses.replace(problem, objective=Objective(cost=1.0))
 
@@ -268,7 +326,9 @@ def portfolios(draw: st.DrawFn) -> tuple[dict[str, SiteProblem], Feeder]:
     problems = {f"s{i}": draw(small_site(steps)) for i in range(draw(st.integers(2, 4)))}
     members = draw(st.lists(st.sampled_from(sorted(problems)), min_size=1, unique=True))
     peak = max(sum(problems[s].load_kw[t] for s in members) for t in range(steps))
-    return problems, Feeder(feeder_id="f", site_ids=members, cap_kw=round(draw(st.floats(0.4, 2.0)) * max(peak, 1.0), 1))
+    return problems, Feeder(
+        feeder_id="f", site_ids=members, cap_kw=round(draw(st.floats(0.4, 2.0)) * max(peak, 1.0), 1)
+    )
 
 
 def no_more_relaxed(part: Any, alone: Any) -> bool:
@@ -306,8 +366,12 @@ def test_coupling_never_pays_off_and_a_held_cap_holds(case: tuple[dict[str, Site
 def one_car() -> SiteProblem:
     """No load; one car needs 10 kWh over two hours at up to 10 kW; import 0.10 then 0.12."""
     site: dict[str, Any] = {"chargers": [{"id": "c1", "max_kw": 10, "kind": "ac"}]}
-    return make_problem(site, [0.0, 0.0], prices=[0.10, 0.12],
-                        sessions=[{"session_id": "car", "arrival": 0, "departure": 2, "energy_kwh": 10, "max_kw": 10}])
+    return make_problem(
+        site,
+        [0.0, 0.0],
+        prices=[0.10, 0.12],
+        sessions=[{"session_id": "car", "arrival": 0, "departure": 2, "energy_kwh": 10, "max_kw": 10}],
+    )
 
 
 def two_cars() -> dict[str, SiteProblem]:
@@ -345,7 +409,9 @@ def test_a_peak_charge_worth_less_than_the_price_spread_leaves_the_cars_together
 
 def test_the_peak_is_of_net_import_so_a_neighbours_export_lowers_it(solver: MonolithicSolver) -> None:
     # 4 kW of PV exported at 0.05 in both hours; the cars still need 10 kW on balance at best
-    sun = make_problem({"pv": {"curtailable": True}}, [0.0, 0.0], [4.0, 4.0], prices=[0.10, 0.12], export_prices=[0.05, 0.05])
+    sun = make_problem(
+        {"pv": {"curtailable": True}}, [0.0, 0.0], [4.0, 4.0], prices=[0.10, 0.12], export_prices=[0.05, 0.05]
+    )
     problems = {**two_cars(), "sun": sun}
     plan = solver.solve(problems, [], [], coincident_peak_price_per_kw=1.0)
     np.testing.assert_allclose(net_import(plan, list(problems)), [6.0, 6.0], atol=TOL)
@@ -353,7 +419,9 @@ def test_the_peak_is_of_net_import_so_a_neighbours_export_lowers_it(solver: Mono
     assert plan.objective == pytest.approx(2.2 - 0.4 + 6.0)  # energy, export revenue, the charge
 
 
-def test_without_a_peak_price_the_program_is_the_one_without_the_charge(solver: MonolithicSolver, free: PortfolioPlan) -> None:
+def test_without_a_peak_price_the_program_is_the_one_without_the_charge(
+    solver: MonolithicSolver, free: PortfolioPlan
+) -> None:
     problems = portfolio()
     plan = solver.solve(problems, [], [], coincident_peak_price_per_kw=0.0)
     assert (plan.num_cols, plan.num_rows) == (free.num_cols, free.num_rows)
@@ -380,7 +448,9 @@ def peak_portfolios(draw: st.DrawFn) -> tuple[dict[str, SiteProblem], float]:
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(peak_portfolios())
-def test_a_peak_charge_never_costs_more_than_planning_alone_and_never_raises_the_peak(case: tuple[dict[str, SiteProblem], float]) -> None:
+def test_a_peak_charge_never_costs_more_than_planning_alone_and_never_raises_the_peak(
+    case: tuple[dict[str, SiteProblem], float],
+) -> None:
     """The sites' plans alone are a plan of the coupled problem; each site's plan is one it could
     have chosen alone, so its own cost is no lower: whatever coupling saves comes off the peak."""
     problems, price = case

@@ -68,6 +68,8 @@ def decomposition(ray_session: None) -> Iterator[DecompositionSolver]:
     solver = DecompositionSolver(gap=GAP, time_limit_seconds=60, workers=1)
     yield solver
     solver.close()
+
+
 # a day's import price: cheap at night, dear in the evening
 TOU = np.array([0.08] * 7 + [0.18] * 9 + [0.32] * 4 + [0.18] * 4)
 
@@ -86,26 +88,54 @@ def office(rng: np.random.Generator) -> SiteProblem:
     load = np.round(rng.uniform(10, 30) * (0.5 + 0.5 * ((hour >= 8) & (hour < 18))) * rng.uniform(0.9, 1.1, STEPS), 2)
     pv = np.round(rng.uniform(0, 40) * np.clip(np.sin((hour - 6) / 12 * np.pi), 0, None), 2)
     cap = float(rng.uniform(20, 80))
-    site = {"grid": {"import_limit_kw": 150}, "pv": {"curtailable": True},
-            "battery": {"capacity_kwh": round(cap, 1), "soc_initial_kwh": round(cap * 0.2, 1), "max_charge_kw": round(cap / 2, 1),
-                        "max_discharge_kw": round(cap / 2, 1), "charge_efficiency": 0.95, "discharge_efficiency": 0.95}}
+    site = {
+        "grid": {"import_limit_kw": 150},
+        "pv": {"curtailable": True},
+        "battery": {
+            "capacity_kwh": round(cap, 1),
+            "soc_initial_kwh": round(cap * 0.2, 1),
+            "max_charge_kw": round(cap / 2, 1),
+            "max_discharge_kw": round(cap / 2, 1),
+            "charge_efficiency": 0.95,
+            "discharge_efficiency": 0.95,
+        },
+    }
     run: dict[str, Any] = {}
     if rng.random() < 0.5:
-        run["tariff"] = {"demand_charges": [{"rate_per_kw": round(float(rng.uniform(1, 8)), 2), "schedule": {"start_time": "16:00", "end_time": "19:59"}}]}
+        run["tariff"] = {
+            "demand_charges": [
+                {
+                    "rate_per_kw": round(float(rng.uniform(1, 8)), 2),
+                    "schedule": {"start_time": "16:00", "end_time": "19:59"},
+                }
+            ]
+        }
     return make_problem(site, list(load), list(pv), prices=prices(rng), export_prices=[0.04] * STEPS, run=run)
 
 
 def depot(rng: np.random.Generator) -> SiteProblem:
     """Vans over night choosing among AC and DC chargers (two pools: a charger-choice MIP)."""
-    chargers = [{"id": f"ac{i}", "max_kw": 11, "kind": "ac"} for i in range(3)] + [{"id": "dc0", "max_kw": 40, "kind": "dc"}]
+    chargers = [{"id": f"ac{i}", "max_kw": 11, "kind": "ac"} for i in range(3)] + [
+        {"id": "dc0", "max_kw": 40, "kind": "dc"}
+    ]
     sessions = []
     for i in range(int(rng.integers(3, 6))):
         arrive = int(rng.integers(0, 4)) if rng.random() < 0.5 else int(rng.integers(17, 21))
         leave = min(STEPS, arrive + int(rng.integers(4, 8)))
-        sessions.append({"session_id": f"v{i}", "arrival": arrive, "departure": leave, "energy_kwh": round(float(rng.uniform(10, 40)), 1),
-                         "max_kw": float(rng.choice([11.0, 22.0, 40.0])), "priority": int(rng.integers(1, 4))})
+        sessions.append(
+            {
+                "session_id": f"v{i}",
+                "arrival": arrive,
+                "departure": leave,
+                "energy_kwh": round(float(rng.uniform(10, 40)), 1),
+                "max_kw": float(rng.choice([11.0, 22.0, 40.0])),
+                "priority": int(rng.integers(1, 4)),
+            }
+        )
     load = np.round(rng.uniform(5, 12, STEPS), 2)
-    return make_problem({"grid": {"import_limit_kw": 120}, "chargers": chargers}, list(load), prices=prices(rng), sessions=sessions)
+    return make_problem(
+        {"grid": {"import_limit_kw": 120}, "chargers": chargers}, list(load), prices=prices(rng), sessions=sessions
+    )
 
 
 def home(rng: np.random.Generator) -> SiteProblem:
@@ -113,17 +143,35 @@ def home(rng: np.random.Generator) -> SiteProblem:
     load = np.round(rng.uniform(1, 6, STEPS), 2)
     pv = np.round(rng.uniform(0, 8) * np.clip(np.sin((np.arange(STEPS) - 6) / 12 * np.pi), 0, None), 2)
     arrive = int(rng.integers(0, 20))
-    session = {"session_id": "car", "arrival": arrive, "departure": min(STEPS, arrive + int(rng.integers(4, 10))),
-               "energy_kwh": round(float(rng.uniform(5, 25)), 1), "max_kw": 7.0, "charger_id": "wb"}
-    return make_problem({"grid": {"import_limit_kw": 30}, "pv": {"curtailable": False}, "chargers": [{"id": "wb", "max_kw": 7.0, "kind": "ac"}]},
-                        list(load), list(pv), prices=prices(rng), export_prices=[0.03] * STEPS, sessions=[session])
+    session = {
+        "session_id": "car",
+        "arrival": arrive,
+        "departure": min(STEPS, arrive + int(rng.integers(4, 10))),
+        "energy_kwh": round(float(rng.uniform(5, 25)), 1),
+        "max_kw": 7.0,
+        "charger_id": "wb",
+    }
+    return make_problem(
+        {
+            "grid": {"import_limit_kw": 30},
+            "pv": {"curtailable": False},
+            "chargers": [{"id": "wb", "max_kw": 7.0, "kind": "ac"}],
+        },
+        list(load),
+        list(pv),
+        prices=prices(rng),
+        export_prices=[0.03] * STEPS,
+        sessions=[session],
+    )
 
 
 def net(schedule: Any) -> np.ndarray:
     return schedule[GRID_IMPORT].to_numpy() - schedule[GRID_EXPORT].to_numpy()
 
 
-def random_portfolio(seed: int, sites: int, depots: int) -> tuple[dict[str, SiteProblem], list[Feeder], list[FlexEvent]]:
+def random_portfolio(
+    seed: int, sites: int, depots: int
+) -> tuple[dict[str, SiteProblem], list[Feeder], list[FlexEvent]]:
     """`sites` sites (`depots` of them depots), two or three feeders whose caps bind, maybe flex events."""
     rng = np.random.default_rng(seed)
     kinds = ["depot"] * depots + [str(k) for k in rng.choice(["office", "home"], sites - depots)]
@@ -141,8 +189,19 @@ def random_portfolio(seed: int, sites: int, depots: int) -> tuple[dict[str, Site
     if seed % 2:
         some = [str(s) for s in rng.choice(ids, max(2, sites // 3), replace=False)]
         window = sum(alone[s][GRID_IMPORT].to_numpy()[17:20] for s in some)
-        events.append(FlexEvent(event_id="cap", kind=FlexKind.CAP_AT, kw=round(0.8 * float(window.max()), 1), start=hours(17), end=hours(20), site_ids=some))
-        events.append(FlexEvent(event_id="dr", kind=FlexKind.REDUCE_BY, kw=2.0, start=hours(1), end=hours(3), site_ids=some[:2]))
+        events.append(
+            FlexEvent(
+                event_id="cap",
+                kind=FlexKind.CAP_AT,
+                kw=round(0.8 * float(window.max()), 1),
+                start=hours(17),
+                end=hours(20),
+                site_ids=some,
+            )
+        )
+        events.append(
+            FlexEvent(event_id="dr", kind=FlexKind.REDUCE_BY, kw=2.0, start=hours(1), end=hours(3), site_ids=some[:2])
+        )
     return problems, feeders, events
 
 
@@ -151,7 +210,9 @@ def cost_term(plan: PortfolioPlan) -> float:
     return next(iter(plan.sites.values())).plan.result.objective
 
 
-def assert_plan_keeps_everything(problems: dict[str, SiteProblem], feeders: list[Feeder], events: list[FlexEvent], plan: PortfolioPlan) -> None:
+def assert_plan_keeps_everything(
+    problems: dict[str, SiteProblem], feeders: list[Feeder], events: list[FlexEvent], plan: PortfolioPlan
+) -> None:
     frames = {sid: part.plan.schedule for sid, part in plan.sites.items()}
     for f in feeders:
         members = [s for s in f.site_ids if s in problems]
@@ -173,8 +234,12 @@ def assert_plan_keeps_everything(problems: dict[str, SiteProblem], feeders: list
         assert check_schedule(problem, part.schedule, assignment=part.charger_assignment, floors=floors) == [], sid
 
 
-@pytest.mark.parametrize(("seed", "sites", "depots"), [(1, 5, 1), (2, 8, 0), (3, 12, 2), (4, 16, 1), (5, 20, 2), (6, 10, 3)])
-def test_random_portfolios_reach_the_monolithic_optimum_within_the_gap(decomposition: DecompositionSolver, seed: int, sites: int, depots: int) -> None:
+@pytest.mark.parametrize(
+    ("seed", "sites", "depots"), [(1, 5, 1), (2, 8, 0), (3, 12, 2), (4, 16, 1), (5, 20, 2), (6, 10, 3)]
+)
+def test_random_portfolios_reach_the_monolithic_optimum_within_the_gap(
+    decomposition: DecompositionSolver, seed: int, sites: int, depots: int
+) -> None:
     problems, feeders, events = random_portfolio(seed, sites, depots)
     mono = MonolithicSolver(time_limit_seconds=60).solve(problems, feeders, events)
     plan = decomposition.solve(problems, feeders, events)
@@ -237,14 +302,21 @@ def test_an_impossible_cap_goes_to_the_monolithic_solve_and_is_relaxed(decomposi
 def test_a_site_alone_in_no_coupling_keeps_its_own_relaxation(decomposition: DecompositionSolver) -> None:
     problems, feeders, _ = random_portfolio(10, 6, 1)
     # a car that cannot get its energy before it leaves: EV shortfall, in a site no feeder holds
-    late = make_problem({"grid": {"import_limit_kw": 30}, "chargers": [{"id": "wb", "max_kw": 7.0, "kind": "ac"}]}, [2.0] * STEPS,
-                        sessions=[{"session_id": "late", "arrival": 10, "departure": 12, "energy_kwh": 40, "max_kw": 7.0, "charger_id": "wb"}])
+    late = make_problem(
+        {"grid": {"import_limit_kw": 30}, "chargers": [{"id": "wb", "max_kw": 7.0, "kind": "ac"}]},
+        [2.0] * STEPS,
+        sessions=[
+            {"session_id": "late", "arrival": 10, "departure": 12, "energy_kwh": 40, "max_kw": 7.0, "charger_id": "wb"}
+        ],
+    )
     problems = {**problems, "late": late}
     plan = decomposition.solve(problems, feeders, [])
     mono = MonolithicSolver(time_limit_seconds=60).solve(problems, feeders, [])
     assert plan.method == METHOD, decomposition.stats.fallback_reason
     assert plan.relaxed == mono.relaxed == ("shortfall",)
-    assert plan.sites["late"].plan.relaxation.ev_shortfall_kwh == pytest.approx(mono.sites["late"].plan.relaxation.ev_shortfall_kwh)
+    assert plan.sites["late"].plan.relaxation.ev_shortfall_kwh == pytest.approx(
+        mono.sites["late"].plan.relaxation.ev_shortfall_kwh
+    )
     assert (cost_term(plan) - cost_term(mono)) / abs(cost_term(mono)) <= GAP + mono.gap
 
 
@@ -275,7 +347,9 @@ def test_workers_keep_their_models_between_rounds() -> None:
         before = next(a for a in alone if a.site_id == sid)
         # the optimum at higher prices costs no less, and draws no more at the dear steps
         assert priced.z[list(priced.ids).index(gid)] >= before.bound - 1e-9
-        assert (priced.imports[k][:7] - priced.exports[k][:7]).sum() <= (before.grid_import[:7] - before.grid_export[:7]).sum() + 1e-6
+        assert (priced.imports[k][:7] - priced.exports[k][:7]).sum() <= (
+            before.grid_import[:7] - before.grid_export[:7]
+        ).sum() + 1e-6
 
 
 # -- choosing the solver ----------------------------------------------------------------------
@@ -283,11 +357,17 @@ def test_workers_keep_their_models_between_rounds() -> None:
 
 def test_the_config_names_the_solver() -> None:
     assert isinstance(make_solver(SolverConfig(method="monolithic")), MonolithicSolver)
-    decomposed = make_solver(SolverConfig(method="decomposition", gap=0.01, max_iterations=7, ray_address="ray://nowhere:10001"))
+    decomposed = make_solver(
+        SolverConfig(method="decomposition", gap=0.01, max_iterations=7, ray_address="ray://nowhere:10001")
+    )
     assert isinstance(decomposed, DecompositionSolver)
     assert (decomposed.gap, decomposed.max_iterations, decomposed.address) == (0.01, 7, "ray://nowhere:10001")
     auto = make_solver()
-    assert isinstance(auto, AutoSolver) and auto.max_sites == MONOLITHIC_MAX_SITES and auto.max_sites_peak == MONOLITHIC_MAX_SITES_PEAK
+    assert (
+        isinstance(auto, AutoSolver)
+        and auto.max_sites == MONOLITHIC_MAX_SITES
+        and auto.max_sites_peak == MONOLITHIC_MAX_SITES_PEAK
+    )
     with pytest.raises(ValueError):
         SolverConfig(method="admm")
     with pytest.raises(ValueError):
@@ -313,7 +393,9 @@ def test_auto_picks_the_monolithic_solve_up_to_the_threshold() -> None:
     # a coincident-peak charge couples every site: its threshold is its own
     peaked = AutoSolver(MonolithicSolver(), decomposition, max_sites=3, max_sites_peak=5)
     assert isinstance(peaked.pick(5, peak=True), MonolithicSolver) and peaked.pick(4) is peaked.decomposition
-    assert peaked.solve(dict(list(problems.items())[:5]), [], [], coincident_peak_price_per_kw=2.0).method == "monolithic"
+    assert (
+        peaked.solve(dict(list(problems.items())[:5]), [], [], coincident_peak_price_per_kw=2.0).method == "monolithic"
+    )
 
 
 # -- the coincident-peak charge ---------------------------------------------------------------
@@ -325,8 +407,17 @@ def portfolio_peak_of(plan: PortfolioPlan) -> float:
 
 @pytest.mark.parametrize(
     ("seed", "sites", "depots", "price", "with_feeders"),
-    [(33, 5, 1, 2.0, True), (14, 6, 1, 2.0, True), (2, 8, 0, 0.5, True), (25, 9, 1, 5.0, False), (6, 10, 3, 10.0, True),
-     (21, 12, 1, 5.0, True), (4, 16, 1, 0.3, True), (17, 18, 2, 5.0, True), (16, 20, 0, 3.0, False)],
+    [
+        (33, 5, 1, 2.0, True),
+        (14, 6, 1, 2.0, True),
+        (2, 8, 0, 0.5, True),
+        (25, 9, 1, 5.0, False),
+        (6, 10, 3, 10.0, True),
+        (21, 12, 1, 5.0, True),
+        (4, 16, 1, 0.3, True),
+        (17, 18, 2, 5.0, True),
+        (16, 20, 0, 3.0, False),
+    ],
 )
 def test_random_portfolios_with_a_peak_charge_reach_the_monolithic_optimum_within_the_gap(
     decomposition: DecompositionSolver, seed: int, sites: int, depots: int, price: float, with_feeders: bool
@@ -363,14 +454,21 @@ def test_a_peak_coupled_lp_site_keeps_its_own_relaxation(decomposition: Decompos
     """The peak couples every site, the late car's too; an LP site in no cap or target row keeps
     its own relaxation (as in the monolithic order) instead of sending the solve there."""
     problems, feeders, _ = random_portfolio(10, 6, 1)
-    late = make_problem({"grid": {"import_limit_kw": 30}, "chargers": [{"id": "wb", "max_kw": 7.0, "kind": "ac"}]}, [2.0] * STEPS,
-                        sessions=[{"session_id": "late", "arrival": 10, "departure": 12, "energy_kwh": 40, "max_kw": 7.0, "charger_id": "wb"}])
+    late = make_problem(
+        {"grid": {"import_limit_kw": 30}, "chargers": [{"id": "wb", "max_kw": 7.0, "kind": "ac"}]},
+        [2.0] * STEPS,
+        sessions=[
+            {"session_id": "late", "arrival": 10, "departure": 12, "energy_kwh": 40, "max_kw": 7.0, "charger_id": "wb"}
+        ],
+    )
     problems = {**problems, "late": late}
     plan = decomposition.solve(problems, feeders, [], coincident_peak_price_per_kw=2.0)
     mono = MonolithicSolver(time_limit_seconds=60).solve(problems, feeders, [], coincident_peak_price_per_kw=2.0)
     assert plan.method == METHOD, decomposition.stats.fallback_reason
     assert plan.relaxed == mono.relaxed == ("shortfall",)
-    assert plan.sites["late"].plan.relaxation.ev_shortfall_kwh == pytest.approx(mono.sites["late"].plan.relaxation.ev_shortfall_kwh, rel=1e-6)
+    assert plan.sites["late"].plan.relaxation.ev_shortfall_kwh == pytest.approx(
+        mono.sites["late"].plan.relaxation.ev_shortfall_kwh, rel=1e-6
+    )
     assert (cost_term(plan) - cost_term(mono)) / abs(cost_term(mono)) <= GAP + mono.gap
     assert plan.bound <= cost_term(mono) + 1e-6 * abs(cost_term(mono))
 
@@ -379,7 +477,15 @@ def test_smoothed_peak_prices_are_scaled_into_the_set_where_the_bound_is_valid()
     """min over P >= 0 of (p − Σ π)·P is −inf once the peak rows' prices sum past p: the block
     scales them back before pricing, and a point outside never yields a finite bound."""
     rows = np.arange(4)
-    block = _Block(np.array([0]), rows, np.array([50.0, 0.0, 0.0, 0.0]), {0: rows}, np.zeros(1), peak=np.array([1, 2, 3]), price=2.0)
+    block = _Block(
+        np.array([0]),
+        rows,
+        np.array([50.0, 0.0, 0.0, 0.0]),
+        {0: rows},
+        np.zeros(1),
+        peak=np.array([1, 2, 3]),
+        price=2.0,
+    )
     mu = np.array([0.7, 1.5, 0.5, 2.0])  # the peak rows' sum to 4: twice the price
     fixed = block.dual_feasible(mu)
     assert fixed[0] == 0.7  # a cap row's price is left alone

@@ -34,7 +34,9 @@ def layout(caps: np.ndarray) -> tuple[list[Coupling], np.ndarray, list[np.ndarra
     return couplings, rhs, site_rows, peak
 
 
-def plans(rng: np.random.Generator, rows: list[np.ndarray], per_site: int) -> tuple[list[int], list[float], list[np.ndarray]]:
+def plans(
+    rng: np.random.Generator, rows: list[np.ndarray], per_site: int
+) -> tuple[list[int], list[float], list[np.ndarray]]:
     """Random site plans: net flows per step, repeated on each of the site's row groups (a
     site's feeder row and its peak row at one step see the same net flow)."""
     gids, costs, avals = [], [], []
@@ -47,8 +49,9 @@ def plans(rng: np.random.Generator, rows: list[np.ndarray], per_site: int) -> tu
     return gids, costs, avals
 
 
-def solved(master: _Master, gids: list[int], costs: list[float], avals: list[np.ndarray],
-           rows: list[np.ndarray]) -> tuple[SolverStatus, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def solved(
+    master: _Master, gids: list[int], costs: list[float], avals: list[np.ndarray], rows: list[np.ndarray]
+) -> tuple[SolverStatus, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     master.add(gids, costs, avals, rows)
     return master.solve()
 

@@ -151,7 +151,9 @@ def test_schedules_issue_ack_and_history(tmp_path):
         assert not store.ack("s2", "p1", True, "", T0)
         history = store.schedules("s1")
         assert history == [
-            IssuedSchedule("s1", "p2", T0 + 15 * M, T0 + 75 * M, b"two", T0 + M, ScheduleState.NACKED, "stale", T0 + 3 * M),
+            IssuedSchedule(
+                "s1", "p2", T0 + 15 * M, T0 + 75 * M, b"two", T0 + M, ScheduleState.NACKED, "stale", T0 + 3 * M
+            ),
             IssuedSchedule("s1", "p1", T0, T0 + 60 * M, b"one", T0, ScheduleState.ACKED, "", T0 + 2 * M),
         ]
         assert history[0].state == "NACKED"
@@ -172,7 +174,12 @@ def test_current_schedule_picks_newest_valid_and_ignores_expired(tmp_path):
         store.ack("s1", "long", True, "", T0 + 3 * M)
         store.issue_schedule("s1", "long", T0, T0 + 240 * M, b"long2", T0 + 4 * M)
         current = store.current_schedule("s1", T0 + 10 * M)
-        assert (current.version, current.payload, current.state, current.acked_at) == ("long", b"long2", ScheduleState.ISSUED, None)
+        assert (current.version, current.payload, current.state, current.acked_at) == (
+            "long",
+            b"long2",
+            ScheduleState.ISSUED,
+            None,
+        )
         assert [s.version for s in store.schedules("s1")] == ["long", "short"]
 
 
@@ -212,9 +219,13 @@ def test_reopen_keeps_everything(tmp_path):
         assert store.last_telemetry_seq("s1") == 2
         assert not store.add_telemetry("s1", 2, T0, b"b")
         assert store.feeders() == [feeder]
-        assert [(e.event_id, e.state) for e in store.events()] == [("ev-1", FlexState.CANCELLED), ("ev-2", FlexState.SCHEDULED)]
+        assert [(e.event_id, e.state) for e in store.events()] == [
+            ("ev-1", FlexState.CANCELLED),
+            ("ev-2", FlexState.SCHEDULED),
+        ]
         assert store.current_schedule("s1", T0 + 5 * M) == IssuedSchedule(
-            "s1", "p1", T0, T0 + 60 * M, b"sched", T0, ScheduleState.ACKED, "ok", T0 + M)
+            "s1", "p1", T0, T0 + 60 * M, b"sched", T0, ScheduleState.ACKED, "ok", T0 + M
+        )
         assert store.latest_report() == ReportRecord("solve-1", T0, "{}")
 
 
@@ -247,4 +258,8 @@ def test_many_schedules_in_chunked_statements_replace_as_one_by_one_would(tmp_pa
         store.issue_schedules([*items, ("s4", "p1", T0, T0 + 60 * M, b"later")], T0 + 2 * M)  # s4 twice: the later one
         for i in range(5):
             (held,) = store.schedules(f"s{i}")
-            assert (held.payload, held.state, held.issued_at) == (b"later" if i == 4 else f"new-{i}".encode(), ScheduleState.ISSUED, T0 + 2 * M)
+            assert (held.payload, held.state, held.issued_at) == (
+                b"later" if i == 4 else f"new-{i}".encode(),
+                ScheduleState.ISSUED,
+                T0 + 2 * M,
+            )

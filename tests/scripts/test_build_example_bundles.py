@@ -15,7 +15,9 @@ EXAMPLES = ROOT / "examples" / "bundles"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("build_example_bundles", ROOT / "scripts" / "build_example_bundles.py")
+    spec = importlib.util.spec_from_file_location(
+        "build_example_bundles", ROOT / "scripts" / "build_example_bundles.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SITES = {"depot": "depot-north", "office": "office-east", "warehouse": "warehouse-west"}
 
 
-def node_config(name: str, folder: Path, address: str, edit: Callable[[dict], None] | None = None, **link: object) -> NodeConfig:
+def node_config(
+    name: str, folder: Path, address: str, edit: Callable[[dict], None] | None = None, **link: object
+) -> NodeConfig:
     """The example node `name` pointed at `address`; `edit` may change its YAML document first."""
     doc = yaml.safe_load((ROOT / "examples" / "nodes" / f"{name}.yaml").read_text())
     if edit is not None:
@@ -33,8 +35,17 @@ def node_config(name: str, folder: Path, address: str, edit: Callable[[dict], No
     doc["node"].update(journal=str(folder / f"{name}.db"), history=str(history), tick_seconds=0.05)
     doc["node"].pop("tokens", None)
     doc.pop("devices", None)
-    doc["portfolio"] = {"address": address, "insecure_loopback": True, "ping_interval_seconds": 0.2, "ping_timeout_seconds": 1.0,
-                        "grace_seconds": 60.0, "telemetry_seconds": 0.2, "backoff_initial_seconds": 0.05, "backoff_max_seconds": 0.5, **link}
+    doc["portfolio"] = {
+        "address": address,
+        "insecure_loopback": True,
+        "ping_interval_seconds": 0.2,
+        "ping_timeout_seconds": 1.0,
+        "grace_seconds": 60.0,
+        "telemetry_seconds": 0.2,
+        "backoff_initial_seconds": 0.05,
+        "backoff_max_seconds": 0.5,
+        **link,
+    }
     return parse(NodeConfig, doc)
 
 
@@ -81,21 +92,38 @@ class Portfolio:
         self.hub.store.close()
 
 
-def make_rig_portfolio(folder: Path, doc: dict | None = None, listen: str = "127.0.0.1:0", clock: Clock | None = None) -> Portfolio:
-    body = {"portfolio": {"store": str(folder / "portfolio.db"), "ping_interval_seconds": 0.2, "ping_timeout_seconds": 1.0,
-                          "solve_period_seconds": 3600, "schedule_valid_minutes": 60, "tokens": [{"token": "op", "role": "operator"},
-                                                                                               {"token": "view", "role": "viewer"}]}}
+def make_rig_portfolio(
+    folder: Path, doc: dict | None = None, listen: str = "127.0.0.1:0", clock: Clock | None = None
+) -> Portfolio:
+    body = {
+        "portfolio": {
+            "store": str(folder / "portfolio.db"),
+            "ping_interval_seconds": 0.2,
+            "ping_timeout_seconds": 1.0,
+            "solve_period_seconds": 3600,
+            "schedule_valid_minutes": 60,
+            "tokens": [{"token": "op", "role": "operator"}, {"token": "view", "role": "viewer"}],
+        }
+    }
     for key, value in (doc or {}).items():
         if isinstance(value, dict):
             body.setdefault(key, {}).update(value)
         else:
             body[key] = value
-    hub, built = make_portfolio(parse(PortfolioConfig, body), folder, listen, insecure_loopback=True, clock=clock or RealClock())
+    hub, built = make_portfolio(
+        parse(PortfolioConfig, body), folder, listen, insecure_loopback=True, clock=clock or RealClock()
+    )
     return Portfolio(hub, built)
 
 
-def make_node(name: str, folder: Path, address: str, clock: Clock | None = None, edit: Callable[[dict], None] | None = None,
-              **link: object) -> Node:
+def make_node(
+    name: str,
+    folder: Path,
+    address: str,
+    clock: Clock | None = None,
+    edit: Callable[[dict], None] | None = None,
+    **link: object,
+) -> Node:
     config = node_config(name, folder, address, edit, **link)
     runtime = NodeRuntime(config, folder, clock or RealClock())
     return Node(runtime, NodeLink(runtime, config.portfolio, folder))  # type: ignore[arg-type]

@@ -56,14 +56,18 @@ def test_init_issue_and_server_write_verifiable_certificates(tmp_path):
     assert node.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "depot-north"
     san = node.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert list(san) == [x509.UniformResourceIdentifier("spiffe://gridmesh/site/depot-north")]
-    assert list(node.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert list(node.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.CLIENT_AUTH
+    ]
     assert not node.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert node.not_valid_after_utc <= ca_cert.not_valid_after_utc
 
     srv_san = srv.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert srv_san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
     assert srv_san.get_values_for_type(x509.DNSName) == ["localhost", "portfolio.gridmesh.svc"]
-    assert list(srv.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    assert list(srv.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH
+    ]
 
 
 def test_an_existing_ca_is_kept_unless_forced(tmp_path):
@@ -110,13 +114,34 @@ def test_bad_server_hosts_name_the_field(tmp_path):
         ({"transport_security_type": [b"ssl"]}, None),
         ({"transport_security_type": [b"insecure"], "peer_uri": [b"spiffe://gridmesh/site/a"]}, None),
         ({"transport_security_type": [b"ssl"], "peer_uri": [b"spiffe://gridmesh/site/a"]}, "a"),
-        ({"transport_security_type": [b"ssl"], "peer_uri": [b"spiffe://gridmesh/site/a", b"spiffe://gridmesh/site/a"]}, "a"),
-        ({"transport_security_type": [b"ssl"], "peer_uri": [b"spiffe://gridmesh/site/a", b"spiffe://gridmesh/site/b"]}, None),
-        ({"transport_security_type": [b"ssl"], "peer_uri": [b"spiffe://gridmesh/site/a", b"https://example.org/x"]}, "a"),
+        (
+            {
+                "transport_security_type": [b"ssl"],
+                "peer_uri": [b"spiffe://gridmesh/site/a", b"spiffe://gridmesh/site/a"],
+            },
+            "a",
+        ),
+        (
+            {
+                "transport_security_type": [b"ssl"],
+                "peer_uri": [b"spiffe://gridmesh/site/a", b"spiffe://gridmesh/site/b"],
+            },
+            None,
+        ),
+        (
+            {"transport_security_type": [b"ssl"], "peer_uri": [b"spiffe://gridmesh/site/a", b"https://example.org/x"]},
+            "a",
+        ),
         ({"transport_security_type": [b"ssl"], "peer_uri": [b"spiffe://gridmesh/site/"]}, None),
         ({"transport_security_type": [b"ssl"], "peer_uri": [b"spiffe://gridmesh/site/a/b"]}, None),
         ({"transport_security_type": [b"ssl"], "peer_uri": [b"spiffe://other/site/a"]}, None),
-        ({"transport_security_type": [b"ssl"], "x509_subject_alternative_name": [b"localhost", b"spiffe://gridmesh/site/a"]}, "a"),
+        (
+            {
+                "transport_security_type": [b"ssl"],
+                "x509_subject_alternative_name": [b"localhost", b"spiffe://gridmesh/site/a"],
+            },
+            "a",
+        ),
     ],
 )
 def test_site_id_from_auth_context(context, expected):
@@ -139,7 +164,10 @@ async def whoami_server(folder, seen):
     server = grpc.aio.server()
     handler = grpc.unary_unary_rpc_method_handler(ask, request_deserializer=None, response_serializer=None)
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("gridmesh.test.Whoami", {"Ask": handler})])
-    port = server.add_secure_port("127.0.0.1:0", server_credentials(server_files.cert, server_files.key, folder / "ca.pem", require_client_auth=True))
+    port = server.add_secure_port(
+        "127.0.0.1:0",
+        server_credentials(server_files.cert, server_files.key, folder / "ca.pem", require_client_auth=True),
+    )
     await server.start()
     try:
         yield f"127.0.0.1:{port}"
@@ -178,7 +206,9 @@ async def test_clients_without_a_good_certificate_are_refused(tmp_path):
         attempts = {
             "no client certificate": channel_credentials(tmp_path / "ca.pem"),
             "another CA": channel_credentials(tmp_path / "ca.pem", stranger.cert, stranger.key),
-            "a server certificate (no clientAuth)": channel_credentials(tmp_path / "ca.pem", server_cert.with_suffix(".pem"), server_cert.with_suffix(".key")),
+            "a server certificate (no clientAuth)": channel_credentials(
+                tmp_path / "ca.pem", server_cert.with_suffix(".pem"), server_cert.with_suffix(".key")
+            ),
         }
         for what, creds in attempts.items():
             with pytest.raises(grpc.aio.AioRpcError) as exc:
@@ -228,9 +258,23 @@ def test_certs_commands_end_to_end(tmp_path, capsys):
     assert code == 0 and "depot-north.pem" in out
     assert mode(folder / "sites" / "depot-north.key") == 0o600
 
-    code, out, _ = run(capsys, "certs", "server", "--name", "portfolio", "--host", "127.0.0.1", "--host", "portfolio.gridmesh.svc", "--dir", str(folder))
+    code, out, _ = run(
+        capsys,
+        "certs",
+        "server",
+        "--name",
+        "portfolio",
+        "--host",
+        "127.0.0.1",
+        "--host",
+        "portfolio.gridmesh.svc",
+        "--dir",
+        str(folder),
+    )
     assert code == 0 and (folder / "servers" / "portfolio.pem").exists()
-    san = load(folder / "servers" / "portfolio.pem").extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    san = (
+        load(folder / "servers" / "portfolio.pem").extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    )
     assert san.get_values_for_type(x509.DNSName) == ["portfolio.gridmesh.svc"]
 
     code, out, err = run(capsys, "certs", "issue", "--site", "bad/site", "--dir", str(folder))

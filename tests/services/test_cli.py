@@ -45,11 +45,25 @@ def test_optimize_then_report_write_every_output(tmp_path):
     for name in ("dispatch.parquet", "metrics.json", "solve_stats.json", "bundle_metadata.json"):
         assert (root / name).exists(), name
     metrics = json.loads((root / "metrics.json").read_text())
-    for key in ("total_cost", "energy_cost", "export_revenue", "demand_cost", "degradation_cost", "flex_value", "carbon_kg",
-                "peak_import_kw", "ev_energy_kwh", "ev_shortfall_kwh", "breach_kwh", "breach_cost"):
+    for key in (
+        "total_cost",
+        "energy_cost",
+        "export_revenue",
+        "demand_cost",
+        "degradation_cost",
+        "flex_value",
+        "carbon_kg",
+        "peak_import_kw",
+        "ev_energy_kwh",
+        "ev_shortfall_kwh",
+        "breach_kwh",
+        "breach_cost",
+    ):
         assert key in metrics and key in metrics["baseline"] and key in metrics["savings"]
     assert metrics["total_cost"] <= metrics["baseline"]["total_cost"] + 1e-6
-    assert metrics["savings"]["total_cost"] == pytest.approx(metrics["baseline"]["total_cost"] - metrics["total_cost"], abs=1e-5)
+    assert metrics["savings"]["total_cost"] == pytest.approx(
+        metrics["baseline"]["total_cost"] - metrics["total_cost"], abs=1e-5
+    )
     assert "business_as_usual" in done.stdout
 
     done = run("report", str(root))
@@ -83,8 +97,16 @@ def _break_series_parquet(root):
     [
         ("csv", _break_series_csv, "timeseries.pv_kw"),
         ("parquet", _break_series_parquet, "timeseries.timestamp"),
-        ("parquet", lambda root: (root / "run_config.yaml").write_text("horizon: {start: 2025-01-15T00:00:00Z, steps: -1}\n"), "run_config.horizon.steps"),
-        ("parquet", lambda root: (root / "sessions.csv").write_text("session_id,arrival\nx,2025\n"), "sessions.departure"),
+        (
+            "parquet",
+            lambda root: (root / "run_config.yaml").write_text("horizon: {start: 2025-01-15T00:00:00Z, steps: -1}\n"),
+            "run_config.horizon.steps",
+        ),
+        (
+            "parquet",
+            lambda root: (root / "sessions.csv").write_text("session_id,arrival\nx,2025\n"),
+            "sessions.departure",
+        ),
         ("parquet", lambda root: (root / "timeseries.parquet").write_bytes(b"not parquet"), "timeseries.parquet"),
     ],
 )
@@ -99,8 +121,14 @@ def test_every_bad_input_gives_its_field_error_and_exit_2(tmp_path, capsys, fmt,
     assert not (root / "dispatch.parquet").exists()
 
 
-@pytest.mark.parametrize(("args", "field"), [(["demo", "--hours", "0"], "hours"), (["demo", "--hours", "6", "--speed", "0.5"], "speed"),
-                                             (["portfolio", "serve", "--config", "nowhere.yaml"], "config")])
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["demo", "--hours", "0"], "hours"),
+        (["demo", "--hours", "6", "--speed", "0.5"], "speed"),
+        (["portfolio", "serve", "--config", "nowhere.yaml"], "config"),
+    ],
+)
 def test_services_refuse_bad_arguments_naming_them(tmp_path, args, field):
     argv = [a.replace("nowhere.yaml", str(tmp_path / "nowhere.yaml")) for a in args]
     done = run(*argv, *(["--out", str(tmp_path)] if args[0] == "demo" else []))

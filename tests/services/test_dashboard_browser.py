@@ -31,8 +31,15 @@ ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-artifacts" / "dashboard"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # as the machine's notes advise: no sandbox (root), and no calls home on a closed network
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 START = datetime(2025, 6, 20, 10, 0, tzinfo=UTC)  # daytime: PV, load and batteries all move
 SPEED = 60.0  # a simulated minute per second
 T = TypeVar("T")
@@ -82,15 +89,35 @@ class Stack:
     async def _main(self) -> None:
         self.loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         clock = SimulatedClock(START, SPEED)
-        self.pf = make_rig_portfolio(self.folder, {"feeders": [{"feeder_id": "north", "site_ids": ["depot-north", "office-east"], "cap_kw": 150.0,
-                                                                  "description": "shared transformer"},
-                                                                 {"feeder_id": "west", "site_ids": ["warehouse-west"], "cap_kw": WEST_CAP_KW,
-                                                                  "description": "a weak line"}],
-                                                  "portfolio": {"ping_interval_seconds": 0.5, "ping_timeout_seconds": 15.0}}, clock=clock)
+        self.pf = make_rig_portfolio(
+            self.folder,
+            {
+                "feeders": [
+                    {
+                        "feeder_id": "north",
+                        "site_ids": ["depot-north", "office-east"],
+                        "cap_kw": 150.0,
+                        "description": "shared transformer",
+                    },
+                    {
+                        "feeder_id": "west",
+                        "site_ids": ["warehouse-west"],
+                        "cap_kw": WEST_CAP_KW,
+                        "description": "a weak line",
+                    },
+                ],
+                "portfolio": {"ping_interval_seconds": 0.5, "ping_timeout_seconds": 15.0},
+            },
+            clock=clock,
+        )
         # heartbeats get room: two cores run this, the browser and the rest of the suite
         link = {"ping_interval_seconds": 0.5, "ping_timeout_seconds": 15.0}
-        self.nodes = {name: make_node(name, self.folder, self.pf.address, clock=clock, edit=scarce if name == "warehouse" else None, **link)
-                      for name in SITES}
+        self.nodes = {
+            name: make_node(
+                name, self.folder, self.pf.address, clock=clock, edit=scarce if name == "warehouse" else None, **link
+            )
+            for name in SITES
+        }
         await self.pf.begin()
         for n in self.nodes.values():
             n.start()
@@ -247,13 +274,25 @@ async def test_a_priority_change_in_the_page_reaches_the_node_and_its_next_sched
     await page.get_by_test_id("save-settings").click()
     await expect(page.get_by_test_id("settings-ok")).to_contain_text("saved")
     wanted = Priorities(fleet=2, facility=2, battery=3, mining=1, export=5)
-    await stack.until(lambda: node.runtime.settings.priorities == wanted and node.runtime.settings.objective.peak == PEAK_WEIGHT, 20)
-    await stack.until(lambda: hub.sites["warehouse-west"].snapshot is not None and hub.sites["warehouse-west"].snapshot.run.priorities == wanted, 30)
+    await stack.until(
+        lambda: node.runtime.settings.priorities == wanted and node.runtime.settings.objective.peak == PEAK_WEIGHT, 20
+    )
+    await stack.until(
+        lambda: (
+            hub.sites["warehouse-west"].snapshot is not None
+            and hub.sites["warehouse-west"].snapshot.run.priorities == wanted
+        ),
+        30,
+    )
     # and the portfolio plans the site again from that snapshot, and the node takes the plan:
     # mining now ranks first, so the miner keeps its floor and the battery's target gives way
     received = await stack.call(lambda: stack.pf.hub.clock.now())
-    await stack.until(lambda: (lambda r: r.version != issued and r.issued_at >= received and str(r.state) == "ACKED")(
-        hub.store.schedules("warehouse-west", 1)[0]), 90)
+    await stack.until(
+        lambda: (lambda r: r.version != issued and r.issued_at >= received and str(r.state) == "ACKED")(
+            hub.store.schedules("warehouse-west", 1)[0]
+        ),
+        90,
+    )
     after = miner_kwh(await stack.call(lambda: hub.store.schedules("warehouse-west", 1)[0]))
     assert after > before * 1.15, (before, after)
     await expect(page.get_by_test_id("settings-source")).to_contain_text("set by an operator")

@@ -33,8 +33,12 @@ def free_port() -> int:
 
 def config(tmp_path: Path) -> Path:
     doc = yaml.safe_load((ROOT / "examples" / "nodes" / "depot.yaml").read_text())
-    doc["node"].update(journal=str(tmp_path / "journal.db"), history=str(ROOT / "examples" / "bundles" / "depot" / "timeseries.csv"),
-                       tokens=[{"token": "op", "role": "operator"}], tick_seconds=0.05)
+    doc["node"].update(
+        journal=str(tmp_path / "journal.db"),
+        history=str(ROOT / "examples" / "bundles" / "depot" / "timeseries.csv"),
+        tokens=[{"token": "op", "role": "operator"}],
+        tick_seconds=0.05,
+    )
     path = tmp_path / "node.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -44,8 +48,23 @@ def start(cfg: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # its log goes to a file beside the config: a pipe nobody reads fills up and stalls the node
     with (cfg.parent / "node.log").open("ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "services.cli", "sitenode", "serve", "--config", str(cfg), "--listen", f"127.0.0.1:{port}",
-                                 "--insecure-loopback"], stdout=log, stderr=subprocess.STDOUT, env=env)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "services.cli",
+                "sitenode",
+                "serve",
+                "--config",
+                str(cfg),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--insecure-loopback",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
 
 
 def wait_serving(port: int, timeout: float = 60) -> grpc.Channel:
@@ -54,7 +73,10 @@ def wait_serving(port: int, timeout: float = 60) -> grpc.Channel:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if health.Check(health_pb2.HealthCheckRequest(service="gridmesh.v1.SiteNode"), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+            if (
+                health.Check(health_pb2.HealthCheckRequest(service="gridmesh.v1.SiteNode"), timeout=1).status
+                == health_pb2.HealthCheckResponse.SERVING
+            ):
                 return channel
         except grpc.RpcError:
             time.sleep(0.1)
@@ -74,8 +96,14 @@ def test_kill_9_and_restart(tmp_path):
         stub = sitenode_pb2_grpc.SiteNodeStub(wait_serving(port))
         now = datetime.now(UTC)
         for i in range(6):
-            session = common_pb2.EVSession(session_id=f"van-{i}", arrival=ts(now - timedelta(minutes=30)), departure=ts(now + timedelta(hours=6)),
-                                           energy_kwh=30 + 5 * i, max_kw=22, priority=1 + i % 3)
+            session = common_pb2.EVSession(
+                session_id=f"van-{i}",
+                arrival=ts(now - timedelta(minutes=30)),
+                departure=ts(now + timedelta(hours=6)),
+                energy_kwh=30 + 5 * i,
+                max_kw=22,
+                priority=1 + i % 3,
+            )
             stub.UpsertSession(sitenode_pb2.UpsertSessionRequest(session=session), metadata=OPERATOR, timeout=10)
         out = stub.Optimize(sitenode_pb2.OptimizeRequest(), metadata=OPERATOR, timeout=30)
         # the loop may already have planned after the upserts: same setpoints, same command ids

@@ -25,12 +25,18 @@ async def test_plan_reaches_the_battery_and_soc_comes_back(tmp_path):
     sim = SunSpecBatterySim(BatterySpec(capacity_kwh=200, max_kw=100, soc_pct=50), step_seconds=0.05)
     port = await sim.start()
     config, base = load_node_config(ROOT / "examples" / "nodes" / "office.yaml")
-    config = config.model_copy(update={
-        "node": config.node.model_copy(update={"journal": str(tmp_path / "j.db")}),
-        "devices": config.devices.model_copy(update={"battery": SunSpecDevice(host="127.0.0.1", port=port, revert_seconds=600)}),
-    })
+    config = config.model_copy(
+        update={
+            "node": config.node.model_copy(update={"journal": str(tmp_path / "j.db")}),
+            "devices": config.devices.model_copy(
+                update={"battery": SunSpecDevice(host="127.0.0.1", port=port, revert_seconds=600)}
+            ),
+        }
+    )
     registry, battery = device_registry(config, base)
-    runtime, _ = make_node(config, base, "127.0.0.1:0", insecure_loopback=True, clock=SimulatedClock(NOW), registry=registry)
+    runtime, _ = make_node(
+        config, base, "127.0.0.1:0", insecure_loopback=True, clock=SimulatedClock(NOW), registry=registry
+    )
     try:
         monitor = BatteryMonitor(battery, runtime, runtime.clock, stale_after=timedelta(seconds=30))
         await monitor.poll()
@@ -47,8 +53,11 @@ async def test_plan_reaches_the_battery_and_soc_comes_back(tmp_path):
 
 
 def test_sim_battery_command_serves_a_scannable_device():
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "sim", "battery", "--listen", "127.0.0.1:0"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "sim", "battery", "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         port = int(line.split("127.0.0.1:")[1].split()[0])

@@ -27,19 +27,55 @@ def free_port() -> int:
 def test_simulated_chargers_drive_a_served_node(tmp_path):
     grpc_port, ocpp_port = free_port(), free_port()
     doc = yaml.safe_load((ROOT / "examples" / "nodes" / "depot.yaml").read_text())
-    doc["node"].update(journal=str(tmp_path / "j.db"), tokens=[{"token": "v", "role": "viewer"}], tick_seconds=0.1,
-                       history=str(ROOT / "examples" / "bundles" / "depot" / "timeseries.csv"))
+    doc["node"].update(
+        journal=str(tmp_path / "j.db"),
+        tokens=[{"token": "v", "role": "viewer"}],
+        tick_seconds=0.1,
+        history=str(ROOT / "examples" / "bundles" / "depot" / "timeseries.csv"),
+    )
     doc["devices"] = {"ocpp": {"listen": f"127.0.0.1:{ocpp_port}", "password_env": "CP_PASSWORD"}}
     (tmp_path / "node.yaml").write_text(yaml.safe_dump(doc))
     env = {**os.environ, "CP_PASSWORD": "s3cret"}
-    node = subprocess.Popen([sys.executable, "-m", "services.cli", "sitenode", "serve", "--config", str(tmp_path / "node.yaml"),
-                             "--listen", f"127.0.0.1:{grpc_port}", "--insecure-loopback"], env=env, stdout=subprocess.PIPE, text=True)
+    node = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "sitenode",
+            "serve",
+            "--config",
+            str(tmp_path / "node.yaml"),
+            "--listen",
+            f"127.0.0.1:{grpc_port}",
+            "--insecure-loopback",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     sims = None
     try:
         assert "OCPP central system" in node.stdout.readline()
-        sims = subprocess.Popen([sys.executable, "-m", "services.cli", "sim", "chargers", "--central-system", f"ws://127.0.0.1:{ocpp_port}/ocpp",
-                                 "--ids", "ac-01,ac-02,dc-01", "--password", "s3cret", "--plug-in", "--meter-seconds", "0.5"],
-                                stdout=subprocess.PIPE, text=True)
+        sims = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "services.cli",
+                "sim",
+                "chargers",
+                "--central-system",
+                f"ws://127.0.0.1:{ocpp_port}/ocpp",
+                "--ids",
+                "ac-01,ac-02,dc-01",
+                "--password",
+                "s3cret",
+                "--plug-in",
+                "--meter-seconds",
+                "0.5",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert "3 charge points connected" in sims.stdout.readline()
         stub = sitenode_pb2_grpc.SiteNodeStub(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
         deadline = time.monotonic() + 30

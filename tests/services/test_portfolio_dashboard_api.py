@@ -52,9 +52,7 @@ class RawNode:
         self.channel = grpc.aio.insecure_channel(self.address)
         self.call = portfolio_pb2_grpc.PortfolioLinkStub(self.channel).Connect()
         await self.call.write(
-            portfolio_pb2.NodeMessage(
-                hello=portfolio_pb2.Hello(site_id=self.site_id, software_version="test")
-            )
+            portfolio_pb2.NodeMessage(hello=portfolio_pb2.Hello(site_id=self.site_id, software_version="test"))
         )
         first = await asyncio.wait_for(self.call.read(), 5)
         assert first.WhichOneof("body") == "welcome"
@@ -66,9 +64,7 @@ class RawNode:
             while (message := await self.call.read()) is not grpc.aio.EOF:
                 kind = message.WhichOneof("body")
                 if kind == "ping":
-                    await self.call.write(
-                        portfolio_pb2.NodeMessage(pong=portfolio_pb2.Pong(nonce=message.ping.nonce))
-                    )
+                    await self.call.write(portfolio_pb2.NodeMessage(pong=portfolio_pb2.Pong(nonce=message.ping.nonce)))
                 elif kind == "telemetry_ack":
                     self.acked = max(self.acked, message.telemetry_ack.up_to_seq)
         except grpc.aio.AioRpcError as exc:
@@ -95,9 +91,7 @@ async def portfolio(tmp_path):
 
 async def call(pf, method: str, request, metadata=VIEWER):  # noqa: ANN001, ANN201
     async with grpc.aio.insecure_channel(pf.address) as channel:
-        return await getattr(portfolio_pb2_grpc.PortfolioStub(channel), method)(
-            request, metadata=metadata, timeout=5
-        )
+        return await getattr(portfolio_pb2_grpc.PortfolioStub(channel), method)(request, metadata=metadata, timeout=5)
 
 
 async def site_info(pf, site_id: str) -> portfolio_pb2.SiteInfo:  # noqa: ANN001
@@ -108,13 +102,9 @@ async def site_info(pf, site_id: str) -> portfolio_pb2.SiteInfo:  # noqa: ANN001
 # ---- WhoAmI -------------------------------------------------------------------------------
 async def test_whoami_names_the_role_of_the_callers_token(portfolio):
     assert (await call(portfolio, "WhoAmI", portfolio_pb2.WhoAmIRequest(), VIEWER)).role == "viewer"
+    assert (await call(portfolio, "WhoAmI", portfolio_pb2.WhoAmIRequest(), OPERATOR)).role == "operator"
     assert (
-        await call(portfolio, "WhoAmI", portfolio_pb2.WhoAmIRequest(), OPERATOR)
-    ).role == "operator"
-    assert (
-        await call(
-            portfolio, "WhoAmI", portfolio_pb2.WhoAmIRequest(), (("authorization", "bearer op"),)
-        )
+        await call(portfolio, "WhoAmI", portfolio_pb2.WhoAmIRequest(), (("authorization", "bearer op"),))
     ).role == "operator"
     for metadata in ((), (("authorization", "Bearer nobody"),), (("authorization", "op"),)):
         with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -139,17 +129,13 @@ def reported(commands) -> list[tuple[str, str, int]]:  # noqa: ANN001
     return [(c.command_id, c.state, c.attempts) for c in commands]
 
 
-async def test_a_nodes_dispatched_commands_appear_in_get_site_with_their_states(
-    tmp_path, portfolio
-):
+async def test_a_nodes_dispatched_commands_appear_in_get_site_with_their_states(tmp_path, portfolio):
     config = node_config("office", tmp_path, portfolio.address, ping_timeout_seconds=5.0)
     registry = AdapterRegistry()
     battery = ChargeOnlyBattery()
     registry.register(BATTERY_ID, battery)
     runtime = NodeRuntime(config, tmp_path, portfolio.hub.clock, registry)
-    runtime.engine.policy = dataclasses.replace(
-        runtime.engine.policy, backoff_seconds=0.2
-    )  # retries within the test
+    runtime.engine.policy = dataclasses.replace(runtime.engine.policy, backoff_seconds=0.2)  # retries within the test
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(runtime.run(stop)),
@@ -158,9 +144,7 @@ async def test_a_nodes_dispatched_commands_appear_in_get_site_with_their_states(
     try:
         # the charge setpoint completes; the discharge one fails after its retries
         await until(
-            lambda: (
-                battery.got and any(str(c.state) == "FAILED" for c in runtime.journal.commands())
-            ),
+            lambda: battery.got and any(str(c.state) == "FAILED" for c in runtime.journal.commands()),
             15,
         )
         journal = runtime.journal.recent_commands(50, due_by=runtime.clock.now())
@@ -168,14 +152,9 @@ async def test_a_nodes_dispatched_commands_appear_in_get_site_with_their_states(
         got: list = []
 
         async def matches() -> bool:
-            got[:] = (
-                await call(
-                    portfolio, "GetSite", portfolio_pb2.GetSiteRequest(site_id="office-east")
-                )
-            ).commands
+            got[:] = (await call(portfolio, "GetSite", portfolio_pb2.GetSiteRequest(site_id="office-east"))).commands
             return reported(got) == reported(
-                pc.command_out(c)
-                for c in runtime.journal.recent_commands(50, due_by=runtime.clock.now())
+                pc.command_out(c) for c in runtime.journal.recent_commands(50, due_by=runtime.clock.now())
             )
 
         deadline = asyncio.get_running_loop().time() + 10
@@ -194,18 +173,12 @@ async def test_a_nodes_dispatched_commands_appear_in_get_site_with_their_states(
             and completed.attempts == 1
             and not completed.last_error
         )
-        assert completed.source == next(
-            c.source for c in runtime.journal.commands() if c.id == completed.command_id
-        )
+        assert completed.source == next(c.source for c in runtime.journal.commands() if c.id == completed.command_id)
         failed = next(c for c in got if c.state == "FAILED")
         assert (
-            failed.type == "SET_DISCHARGE_RATE"
-            and failed.attempts == 3
-            and "discharge locked out" in failed.last_error
+            failed.type == "SET_DISCHARGE_RATE" and failed.attempts == 3 and "discharge locked out" in failed.last_error
         )
-        assert all(math.isfinite(c.value_kw) for c in got) and all(
-            c.HasField("due_at") for c in got
-        )
+        assert all(math.isfinite(c.value_kw) for c in got) and all(c.HasField("due_at") for c in got)
         due = [(c.due_at.ToDatetime(), c.command_id) for c in got]
         assert due == sorted(due, reverse=True) and len(got) <= 50  # newest first
     finally:
@@ -234,19 +207,14 @@ async def test_an_oversized_or_malformed_command_report_never_kills_the_stream(p
     now = portfolio.hub.clock.now()
     async with RawNode(portfolio.address, "warehouse-west") as node:
         # more than the portfolio keeps: the 50 due last stay, newest first
-        await node.send(
-            commands=portfolio_pb2.CommandReport(commands=[status(i, now) for i in range(120)])
-        )
+        await node.send(commands=portfolio_pb2.CommandReport(commands=[status(i, now) for i in range(120)]))
         await until(
             lambda: (
-                "warehouse-west" in portfolio.hub.sites
-                and len(portfolio.hub.sites["warehouse-west"].commands) == 50
+                "warehouse-west" in portfolio.hub.sites and len(portfolio.hub.sites["warehouse-west"].commands) == 50
             ),
             5,
         )
-        got = (
-            await call(portfolio, "GetSite", portfolio_pb2.GetSiteRequest(site_id="warehouse-west"))
-        ).commands
+        got = (await call(portfolio, "GetSite", portfolio_pb2.GetSiteRequest(site_id="warehouse-west"))).commands
         assert [c.command_id for c in got] == [f"c{i:04d}" for i in range(119, 69, -1)]
         # malformed reports are dropped whole: the last good one stays
         bad = [
@@ -277,9 +245,7 @@ async def test_an_oversized_or_malformed_command_report_never_kills_the_stream(p
         )
         await until(lambda: node.acked == 1, 5)
         assert node.ended is None and "warehouse-west" in portfolio.hub.connections
-        got = (
-            await call(portfolio, "GetSite", portfolio_pb2.GetSiteRequest(site_id="warehouse-west"))
-        ).commands
+        got = (await call(portfolio, "GetSite", portfolio_pb2.GetSiteRequest(site_id="warehouse-west"))).commands
         assert [(c.command_id, c.state, c.attempts) for c in got] == [("c0007", "FAILED", 3)]
         assert 0 < len(got[0].last_error) <= 1000
         # an empty report clears the list (a node with a fresh journal)
@@ -298,9 +264,7 @@ def direct(pf, site_id: str, day: portfolio_pb2.SiteDay, sessions: list[EVSessio
     index = pd.date_range(since, periods=day.steps, freq=STEP, name="timestamp")
     frame, missing = realized_frame(points, index)
     snap = pf.hub.sites[site_id].snapshot
-    return site_outcome(
-        snap.site, horizon_run(snap.run, since, day.steps), frame, missing, sessions
-    ).outcome
+    return site_outcome(snap.site, horizon_run(snap.run, since, day.steps), frame, missing, sessions).outcome
 
 
 def assert_priced_as(day: portfolio_pb2.SiteDay, outcome) -> None:  # noqa: ANN001
@@ -317,20 +281,15 @@ async def test_today_is_absent_without_telemetry_then_prices_the_whole_steps_as_
     clock = SimulatedClock(datetime(2025, 6, 11, 4, 5, tzinfo=UTC), SPEED)
     pf = make_rig_portfolio(tmp_path, PATIENT, clock=clock)
     await pf.begin()
-    node = make_node(
-        "office", tmp_path, pf.address, clock=clock, snapshot_seconds=1e6, ping_timeout_seconds=5.0
-    )
+    node = make_node("office", tmp_path, pf.address, clock=clock, snapshot_seconds=1e6, ping_timeout_seconds=5.0)
     try:
         # a snapshot but no telemetry yet: no account, while steps end
         rt = node.runtime
         async with RawNode(pf.address, "office-east") as raw:
-            await raw.send(
-                snapshot=pc.snapshot_out(rt.config.site, rt.inputs(clock.now()), clock.now())
-            )
+            await raw.send(snapshot=pc.snapshot_out(rt.config.site, rt.inputs(clock.now()), clock.now()))
             await until(
                 lambda: (
-                    pf.hub.sites.get("office-east") is not None
-                    and pf.hub.sites["office-east"].snapshot is not None
+                    pf.hub.sites.get("office-east") is not None and pf.hub.sites["office-east"].snapshot is not None
                 ),
                 10,
             )
@@ -341,10 +300,7 @@ async def test_today_is_absent_without_telemetry_then_prices_the_whole_steps_as_
         # the node runs: telemetry flows, whole steps end
         node.start()
         await until(
-            lambda: (
-                pf.hub.site_day("office-east") is not None
-                and pf.hub.site_day("office-east").steps >= 2
-            ),
+            lambda: pf.hub.site_day("office-east") is not None and pf.hub.site_day("office-east").steps >= 2,
             15,
         )
         await node.halt()
@@ -359,13 +315,8 @@ async def test_today_is_absent_without_telemetry_then_prices_the_whole_steps_as_
         day = (await site_info(pf, "office-east")).today
         first = pf.hub.store.telemetry("office-east", limit=1)[0].at
         since = day.since.ToDatetime(tzinfo=UTC)
-        assert (
-            since == pd.Timestamp(first).floor(STEP).to_pydatetime()
-            and since.date() == first.date()
-        )
-        assert (
-            day.steps >= 3 and since + day.steps * STEP <= clock.now()
-        )  # only steps that have ended
+        assert since == pd.Timestamp(first).floor(STEP).to_pydatetime() and since.date() == first.date()
+        assert day.steps >= 3 and since + day.steps * STEP <= clock.now()  # only steps that have ended
         assert day.currency == "USD" and day.cost > 0 and day.bau_cost > 0
         assert_priced_as(day, direct(pf, "office-east", day, []))
     finally:
@@ -374,9 +325,7 @@ async def test_today_is_absent_without_telemetry_then_prices_the_whole_steps_as_
         await pf.end()
 
 
-async def test_todays_business_as_usual_keeps_sessions_that_departed_with_their_whole_need(
-    tmp_path, monkeypatch
-):
+async def test_todays_business_as_usual_keeps_sessions_that_departed_with_their_whole_need(tmp_path, monkeypatch):
     # real-time speed, a minute into the third step: exactly two whole steps have ended
     start = datetime(2025, 6, 11, 4, 31, tzinfo=UTC)
     clock = SimulatedClock(start, 1.0)
@@ -436,17 +385,13 @@ async def test_todays_business_as_usual_keeps_sessions_that_departed_with_their_
             await raw.send(telemetry=portfolio_pb2.TelemetryBatch(points=points))
             await until(lambda: raw.acked == 31, 5)
             await until(
-                lambda: (
-                    (d := pf.hub.site_day("depot-north")) is not None and d.ev_delivered_kwh > 0
-                ),
+                lambda: (d := pf.hub.site_day("depot-north")) is not None and d.ev_delivered_kwh > 0,
                 10,
             )
             day = (await site_info(pf, "depot-north")).today
         assert clock.now() < t0 + 3 * STEP
         assert day.since.ToDatetime(tzinfo=UTC) == t0 and day.steps == 2
-        assert day.peak_import_kw == pytest.approx(
-            60.0
-        )  # the sample of the step under way is not counted
+        assert day.peak_import_kw == pytest.approx(60.0)  # the sample of the step under way is not counted
         assert_priced_as(day, direct(pf, "depot-north", day, [a, b]))
         # what it is not: a forgotten once departed, or held at the need it last reported
         assert day.bau_cost != pytest.approx(direct(pf, "depot-north", day, [b]).bau_cost, rel=1e-6)

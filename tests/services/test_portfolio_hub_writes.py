@@ -37,8 +37,13 @@ def make_hub(tmp_path, **settings: object) -> PortfolioHub:  # noqa: ANN001
 
 
 def telemetry(*seqs: int) -> portfolio_pb2.NodeMessage:
-    return portfolio_pb2.NodeMessage(telemetry=portfolio_pb2.TelemetryBatch(points=[
-        portfolio_pb2.TelemetryPoint(seq=s, at=pc.ts(NOW), grid_import_kw=1.0 + s, load_kw=2.0) for s in seqs]))
+    return portfolio_pb2.NodeMessage(
+        telemetry=portfolio_pb2.TelemetryBatch(
+            points=[
+                portfolio_pb2.TelemetryPoint(seq=s, at=pc.ts(NOW), grid_import_kw=1.0 + s, load_kw=2.0) for s in seqs
+            ]
+        )
+    )
 
 
 def drained(conn) -> list[portfolio_pb2.PortfolioMessage]:  # noqa: ANN001
@@ -152,12 +157,25 @@ async def test_a_crash_before_the_commit_loses_no_acked_point(tmp_path):
 
 def snapshot_msg(site_id: str) -> common_pb2.SiteSnapshot:
     start = pd.Timestamp(NOW).floor("15min").to_pydatetime()
-    site = SiteConfig.model_validate({"site_id": site_id, "grid": {"import_limit_kw": 100.0, "export_limit_kw": 50.0}, "pv": {"curtailable": True}})
-    run = RunConfig.model_validate({"horizon": {"start": start.isoformat(), "step_minutes": 15, "steps": 16},
-                                    "tariff": {"energy_rates": [{"rate": 0.2, "schedule": {"start_time": "00:00", "end_time": "23:59"}}],
-                                               "export_rate": 0.05}})
-    msg = common_pb2.SiteSnapshot(site_id=site_id, taken_at=pc.ts(NOW), soc_kwh=0.0, site_config_json=site.model_dump_json(exclude_none=True),
-                                  run_config_json=run.model_dump_json(exclude_none=True))
+    site = SiteConfig.model_validate(
+        {"site_id": site_id, "grid": {"import_limit_kw": 100.0, "export_limit_kw": 50.0}, "pv": {"curtailable": True}}
+    )
+    run = RunConfig.model_validate(
+        {
+            "horizon": {"start": start.isoformat(), "step_minutes": 15, "steps": 16},
+            "tariff": {
+                "energy_rates": [{"rate": 0.2, "schedule": {"start_time": "00:00", "end_time": "23:59"}}],
+                "export_rate": 0.05,
+            },
+        }
+    )
+    msg = common_pb2.SiteSnapshot(
+        site_id=site_id,
+        taken_at=pc.ts(NOW),
+        soc_kwh=0.0,
+        site_config_json=site.model_dump_json(exclude_none=True),
+        run_config_json=run.model_dump_json(exclude_none=True),
+    )
     msg.load_forecast_kw.CopyFrom(pc.series(start, 15, [20.0 + k % 4 for k in range(16)]))
     msg.pv_forecast_kw.CopyFrom(pc.series(start, 15, [float(k % 5) for k in range(16)]))
     return msg
@@ -173,12 +191,16 @@ async def test_schedules_are_stored_before_they_are_sent_and_problems_built_at_t
 
     built = []
     problem = SiteSnapshot.problem
-    monkeypatch.setattr(SiteSnapshot, "problem", lambda self, start, steps: built.append(self.site_id) or problem(self, start, steps))
+    monkeypatch.setattr(
+        SiteSnapshot, "problem", lambda self, start, steps: built.append(self.site_id) or problem(self, start, steps)
+    )
     issue = hub.store.issue_schedules
     sent_before_stored = []
 
     def spying(items, at):  # noqa: ANN001, ANN202
-        sent_before_stored.extend(s for s, c in conns.items() if any(m.WhichOneof("body") == "schedule" for m in list(c.outbox._queue)))  # noqa: SLF001
+        sent_before_stored.extend(
+            s for s, c in conns.items() if any(m.WhichOneof("body") == "schedule" for m in list(c.outbox._queue))
+        )  # noqa: SLF001
         issue(items, at)
 
     hub.store.issue_schedules = spying
@@ -194,7 +216,10 @@ async def test_schedules_are_stored_before_they_are_sent_and_problems_built_at_t
         assert len(sent[0].schedule.columns) > 0 and len(sent[0].import_limit_kw.values) == 8
 
     # the ack of one of them, gathered and written with the next flush
-    hub.receive(conns["north"], portfolio_pb2.NodeMessage(ack=portfolio_pb2.ScheduleAck(version=report.schedules["north"], accepted=True)))
+    hub.receive(
+        conns["north"],
+        portfolio_pb2.NodeMessage(ack=portfolio_pb2.ScheduleAck(version=report.schedules["north"], accepted=True)),
+    )
     await hub.flush()
     assert str(hub.store.schedules("north", 1)[0].state) == "ACKED"
     assert str(hub.store.schedules("south", 1)[0].state) == "ISSUED"
@@ -238,7 +263,10 @@ async def test_schedules_go_out_as_each_write_is_stored_and_a_refused_write_stay
     assert batches[0] == ["east"] and sorted(s for b in batches for s in b) == sorted(conns)
     assert delivered_meanwhile == [True] * (len(batches) - 1) and early == []
     refused = next(b for b in batches if "north" in b)
-    got = {s: [m.schedule.schedule.version for m in drained(c) if m is not _CLOSE and m.WhichOneof("body") == "schedule"] for s, c in conns.items()}
+    got = {
+        s: [m.schedule.schedule.version for m in drained(c) if m is not _CLOSE and m.WhichOneof("body") == "schedule"]
+        for s, c in conns.items()
+    }
     for site_id in conns:
         stored = hub.store.current_schedule(site_id, NOW)
         if site_id in refused:  # neither stored nor sent

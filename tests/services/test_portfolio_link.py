@@ -50,7 +50,9 @@ async def test_schedules_caps_and_flex_events_reach_every_node(tmp_path):
     # one simulated time for all, at a fixed hour: whether a 10 % cut can be delivered depends on
     # the hour (at 13:30 UTC the depot's cars needed every kW and the event was relaxed)
     clock = SimulatedClock(RIG_START, 1.0, time.time())
-    pf = make_rig_portfolio(tmp_path, {"feeders": [{"feeder_id": "north", "site_ids": list(NORTH), "cap_kw": CAP_KW}]}, clock=clock)
+    pf = make_rig_portfolio(
+        tmp_path, {"feeders": [{"feeder_id": "north", "site_ids": list(NORTH), "cap_kw": CAP_KW}]}, clock=clock
+    )
     await pf.begin()
     nodes = [make_node(name, tmp_path, pf.address, clock) for name in SITES]
     try:
@@ -68,10 +70,14 @@ async def test_schedules_caps_and_flex_events_reach_every_node(tmp_path):
         first = SolveReport.from_json(report.payload)
         assert first.all_hold and first.coupling_cost > 1e-6
         # when the solver returned: after the start by at least the solver's own time
-        assert first.solved_at is not None and first.at + timedelta(seconds=first.seconds) <= first.solved_at <= first.at + timedelta(seconds=first.seconds + 5)
+        assert first.solved_at is not None and first.at + timedelta(
+            seconds=first.seconds
+        ) <= first.solved_at <= first.at + timedelta(seconds=first.seconds + 5)
         # a plan starts on a step boundary at least the lead away: in force everywhere before its first step
         assert first.horizon_start >= first.at + timedelta(seconds=pf.hub.settings.plan_lead_seconds)
-        assert first.horizon_start.minute % 15 == 0 and first.horizon_start - first.at <= timedelta(minutes=15, seconds=60)
+        assert first.horizon_start.minute % 15 == 0 and first.horizon_start - first.at <= timedelta(
+            minutes=15, seconds=60
+        )
         assert net_import(frames, NORTH).max() <= CAP_KW + 1e-6
 
         # a flex event: the portfolio re-solves on its own and the nodes' schedules change
@@ -82,15 +88,24 @@ async def test_schedules_caps_and_flex_events_reach_every_node(tmp_path):
         baseline = net_import(frames, tuple(SITES.values())).loc[start : end - timedelta(minutes=1)]
         async with grpc.aio.insecure_channel(pf.address) as channel:
             stub = portfolio_pb2_grpc.PortfolioStub(channel)
-            event = portfolio_pb2.FlexEvent(event_id="evening", kind=portfolio_pb2.FLEX_KIND_CAP_AT, kw=0.9 * float(baseline.max()),
-                                            start=pc.ts(start), end=pc.ts(end))
+            event = portfolio_pb2.FlexEvent(
+                event_id="evening",
+                kind=portfolio_pb2.FLEX_KIND_CAP_AT,
+                kw=0.9 * float(baseline.max()),
+                start=pc.ts(start),
+                end=pc.ts(end),
+            )
             await stub.CreateFlexEvent(portfolio_pb2.CreateFlexEventRequest(event=event), metadata=OPERATOR)
             await until(lambda: acked_all(pf, before), 60)
             state = await stub.GetPortfolioState(portfolio_pb2.GetPortfolioStateRequest(), metadata=OPERATOR)
             latest = (await stub.GetSolveReport(portfolio_pb2.GetSolveReportRequest(), metadata=OPERATOR)).report
             assert latest.HasField("solved_at") and latest.solved_at.ToDatetime(UTC) >= latest.at.ToDatetime(UTC)
             office = await stub.GetSite(portfolio_pb2.GetSiteRequest(site_id="office-east"), metadata=OPERATOR)
-        assert office.site.connected and office.site.schedule_state == "ACKED" and office.schedule.version == office.site.schedule_version_issued
+        assert (
+            office.site.connected
+            and office.site.schedule_state == "ACKED"
+            and office.schedule.version == office.site.schedule_version_issued
+        )
         assert {a.asset_id for a in office.snapshot.assets} >= {"grid", "battery", "pv"}
         assert office.site.feeder_ids == ["north"] and office.site.latest.seq > 0
 
@@ -100,7 +115,9 @@ async def test_schedules_caps_and_flex_events_reach_every_node(tmp_path):
         before = {s: pf.hub.store.schedules(s, 1)[0].version for s in SITES.values()}
         async with grpc.aio.insecure_channel(pf.address) as channel:
             stub = portfolio_pb2_grpc.PortfolioStub(channel)
-            request = portfolio_pb2.SetSiteSettingsRequest(site_id="office-east", weights=sitenode_pb2.ObjectiveWeights(cost=1.0, carbon=0.2, peak=3.0))
+            request = portfolio_pb2.SetSiteSettingsRequest(
+                site_id="office-east", weights=sitenode_pb2.ObjectiveWeights(cost=1.0, carbon=0.2, peak=3.0)
+            )
             reply = await stub.SetSiteSettings(request, metadata=OPERATOR)
             assert reply.settings.weights.peak == 3.0 and not reply.settings.HasField("priorities")
             await until(lambda: office_node.runtime.settings.objective.peak == 3.0)
@@ -110,12 +127,22 @@ async def test_schedules_caps_and_flex_events_reach_every_node(tmp_path):
             assert got.site.settings.weights.carbon == pytest.approx(0.2)
             # bad values and unknown sites change nothing
             with pytest.raises(grpc.aio.AioRpcError) as bad:
-                await stub.SetSiteSettings(portfolio_pb2.SetSiteSettingsRequest(site_id="office-east", weights=sitenode_pb2.ObjectiveWeights(cost=-1)),
-                                           metadata=OPERATOR)
-            assert bad.value.code() is grpc.StatusCode.INVALID_ARGUMENT and any(f.startswith("weights") for f in bad_request_fields(bad.value))
+                await stub.SetSiteSettings(
+                    portfolio_pb2.SetSiteSettingsRequest(
+                        site_id="office-east", weights=sitenode_pb2.ObjectiveWeights(cost=-1)
+                    ),
+                    metadata=OPERATOR,
+                )
+            assert bad.value.code() is grpc.StatusCode.INVALID_ARGUMENT and any(
+                f.startswith("weights") for f in bad_request_fields(bad.value)
+            )
             with pytest.raises(grpc.aio.AioRpcError) as missing:
-                await stub.SetSiteSettings(portfolio_pb2.SetSiteSettingsRequest(site_id="nowhere", weights=sitenode_pb2.ObjectiveWeights(cost=1)),
-                                           metadata=OPERATOR)
+                await stub.SetSiteSettings(
+                    portfolio_pb2.SetSiteSettingsRequest(
+                        site_id="nowhere", weights=sitenode_pb2.ObjectiveWeights(cost=1)
+                    ),
+                    metadata=OPERATOR,
+                )
             assert missing.value.code() is grpc.StatusCode.NOT_FOUND
             with pytest.raises(grpc.aio.AioRpcError) as viewer:
                 await stub.SetSiteSettings(request, metadata=(("authorization", "Bearer view"),))
@@ -363,13 +390,19 @@ def test_a_bad_portfolio_schedule_is_refused_and_changes_nothing(tmp_path, chang
         now = clock.now()
         good = portfolio_frame(rt, now)
         link = NodeLink(rt, config.portfolio, tmp_path)  # type: ignore[arg-type]
-        ok = link._apply(pc.setpoint_schedule("pf-good", good, 15, now + timedelta(hours=1), {}, np.full(len(good), 150.0)))
+        ok = link._apply(
+            pc.setpoint_schedule("pf-good", good, 15, now + timedelta(hours=1), {}, np.full(len(good), 150.0))
+        )
         assert ok.accepted, ok.reason
         commands = len(rt.journal.commands())
-        bad = link._apply(pc.setpoint_schedule("pf-bad", change(good), step, now + timedelta(hours=1), {}, np.full(len(good), 150.0)))
+        bad = link._apply(
+            pc.setpoint_schedule("pf-bad", change(good), step, now + timedelta(hours=1), {}, np.full(len(good), 150.0))
+        )
         assert not bad.accepted and bad.reason.startswith(field)
         assert rt.schedule().version == "pf-good" and len(rt.journal.commands()) == commands
-        expired = link._apply(pc.setpoint_schedule("pf-old", good, 15, now - timedelta(minutes=1), {}, np.full(len(good), 150.0)))
+        expired = link._apply(
+            pc.setpoint_schedule("pf-old", good, 15, now - timedelta(minutes=1), {}, np.full(len(good), 150.0))
+        )
         assert not expired.accepted and expired.reason.startswith("schedule.valid_until")
     finally:
         rt.close()

@@ -27,7 +27,10 @@ def wait_serving(port: int, service: str, timeout: float = 60) -> grpc.Channel:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if health.Check(health_pb2.HealthCheckRequest(service=service), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+            if (
+                health.Check(health_pb2.HealthCheckRequest(service=service), timeout=1).status
+                == health_pb2.HealthCheckResponse.SERVING
+            ):
                 return channel
         except grpc.RpcError:
             time.sleep(0.1)
@@ -36,7 +39,9 @@ def wait_serving(port: int, service: str, timeout: float = 60) -> grpc.Channel:
 
 def test_example_portfolio_serves_a_linked_node_process(tmp_path):
     (tmp_path / "examples").mkdir()
-    shutil.copy(ROOT / "examples" / "portfolio.yaml", tmp_path / "examples" / "portfolio.yaml")  # its store lands under tmp_path/runs
+    shutil.copy(
+        ROOT / "examples" / "portfolio.yaml", tmp_path / "examples" / "portfolio.yaml"
+    )  # its store lands under tmp_path/runs
     port = free_port()
     env = {**os.environ, "GRIDMESH_OPERATOR_TOKEN": "op", "GRIDMESH_VIEWER_TOKEN": "view", "PYTHONUNBUFFERED": "1"}
 
@@ -44,18 +49,51 @@ def test_example_portfolio_serves_a_linked_node_process(tmp_path):
         # a file, not a pipe: a pipe nobody reads fills with the service's log and stalls it
         return (tmp_path / f"{name}.log").open("wb")
 
-    portfolio = subprocess.Popen([sys.executable, "-m", "services.cli", "portfolio", "serve", "--config", str(tmp_path / "examples" / "portfolio.yaml"),
-                                  "--listen", f"127.0.0.1:{port}", "--insecure-loopback"], env=env, stdout=logs("portfolio"), stderr=subprocess.STDOUT)
+    portfolio = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "portfolio",
+            "serve",
+            "--config",
+            str(tmp_path / "examples" / "portfolio.yaml"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--insecure-loopback",
+        ],
+        env=env,
+        stdout=logs("portfolio"),
+        stderr=subprocess.STDOUT,
+    )
     node = None
     try:
         channel = wait_serving(port, "gridmesh.v1.PortfolioLink")
         doc = yaml.safe_load((ROOT / "examples" / "nodes" / "office.yaml").read_text())
-        doc["node"].update(journal=str(tmp_path / "office.db"), history=str((ROOT / "examples" / "nodes" / doc["node"]["history"]).resolve()),
-                           tick_seconds=0.1)
+        doc["node"].update(
+            journal=str(tmp_path / "office.db"),
+            history=str((ROOT / "examples" / "nodes" / doc["node"]["history"]).resolve()),
+            tick_seconds=0.1,
+        )
         doc["portfolio"] = {"address": f"127.0.0.1:{port}", "insecure_loopback": True}
         (tmp_path / "office.yaml").write_text(yaml.safe_dump(doc))
-        node = subprocess.Popen([sys.executable, "-m", "services.cli", "sitenode", "serve", "--config", str(tmp_path / "office.yaml"),
-                                 "--listen", f"127.0.0.1:{free_port()}", "--insecure-loopback"], env=env, stdout=logs("node"), stderr=subprocess.STDOUT)
+        node = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "services.cli",
+                "sitenode",
+                "serve",
+                "--config",
+                str(tmp_path / "office.yaml"),
+                "--listen",
+                f"127.0.0.1:{free_port()}",
+                "--insecure-loopback",
+            ],
+            env=env,
+            stdout=logs("node"),
+            stderr=subprocess.STDOUT,
+        )
         stub = portfolio_pb2_grpc.PortfolioStub(channel)
         meta = [("authorization", "Bearer view")]
         deadline = time.monotonic() + 60

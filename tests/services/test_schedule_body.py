@@ -20,25 +20,45 @@ def test_a_body_joined_to_the_shared_part_parses_as_the_whole_message():
     values = np.array([[1.5, 0.0], [2.25, 0.5], [0.0, 3.0]])
     limit = np.array([10.0, np.inf, 4.0])
     encoder = pc.SetpointEncoder("pf-1", start, 15, until)
-    message, payload = encoder.from_body(pc.schedule_body(["grid_import_kw", "ev_van-1_kw"], values, {"van-1": "ac-01"}), limit)
+    message, payload = encoder.from_body(
+        pc.schedule_body(["grid_import_kw", "ev_van-1_kw"], values, {"van-1": "ac-01"}), limit
+    )
     begins, ends = pc.ts(start), pc.ts(until)
     expected = portfolio_pb2.SetpointSchedule(
-        schedule=common_pb2.Schedule(version="pf-1", source="portfolio", start=begins, step_minutes=15, valid_from=begins, valid_until=ends,
-                                     columns=[common_pb2.ScheduleColumn(name="grid_import_kw", values=[1.5, 2.25, 0.0]),
-                                              common_pb2.ScheduleColumn(name="ev_van-1_kw", values=[0.0, 0.5, 3.0])],
-                                     charger_assignment={"van-1": "ac-01"}),
-        import_limit_kw=common_pb2.TimeSeries(start=begins, step_minutes=15, values=[10.0, 1e9, 4.0]))
+        schedule=common_pb2.Schedule(
+            version="pf-1",
+            source="portfolio",
+            start=begins,
+            step_minutes=15,
+            valid_from=begins,
+            valid_until=ends,
+            columns=[
+                common_pb2.ScheduleColumn(name="grid_import_kw", values=[1.5, 2.25, 0.0]),
+                common_pb2.ScheduleColumn(name="ev_van-1_kw", values=[0.0, 0.5, 3.0]),
+            ],
+            charger_assignment={"van-1": "ac-01"},
+        ),
+        import_limit_kw=common_pb2.TimeSeries(start=begins, step_minutes=15, values=[10.0, 1e9, 4.0]),
+    )
     assert message.schedule == expected and portfolio_pb2.SetpointSchedule.FromString(payload) == expected
-    assert encoder.message(["grid_import_kw", "ev_van-1_kw"], values, {"van-1": "ac-01"}, limit) == portfolio_pb2.PortfolioMessage(schedule=expected)
+    assert encoder.message(
+        ["grid_import_kw", "ev_van-1_kw"], values, {"van-1": "ac-01"}, limit
+    ) == portfolio_pb2.PortfolioMessage(schedule=expected)
 
 
 def test_the_decomposition_workers_encode_each_site_with_its_plan():
     steps = 6
     chargers = [{"id": "ac-01", "max_kw": 11, "kind": "ac"}, {"id": "ac-02", "max_kw": 11, "kind": "ac"}]
     problems = {
-        "depot": make_problem({"grid": {"import_limit_kw": 60}, "chargers": chargers}, [5.0] * steps, prices=[0.3, 0.1, 0.1, 0.3, 0.3, 0.1],
-                              sessions=[{"session_id": "van-1", "arrival": 0, "departure": steps, "energy_kwh": 20.0, "max_kw": 11.0}]),
-        "office": make_problem({"grid": {"import_limit_kw": 60}}, [12.0, 14.0, 16.0, 16.0, 14.0, 12.0], prices=[0.2] * steps),
+        "depot": make_problem(
+            {"grid": {"import_limit_kw": 60}, "chargers": chargers},
+            [5.0] * steps,
+            prices=[0.3, 0.1, 0.1, 0.3, 0.3, 0.1],
+            sessions=[{"session_id": "van-1", "arrival": 0, "departure": steps, "energy_kwh": 20.0, "max_kw": 11.0}],
+        ),
+        "office": make_problem(
+            {"grid": {"import_limit_kw": 60}}, [12.0, 14.0, 16.0, 16.0, 14.0, 12.0], prices=[0.2] * steps
+        ),
     }
     feeders = [Feeder(feeder_id="f", site_ids=["depot", "office"], cap_kw=25.0)]
     solver = DecompositionSolver(use_ray=False, encode=pc.schedule_body)

@@ -29,16 +29,31 @@ async def test_ten_mixed_chargers_and_a_battery(tmp_path, monkeypatch):
     battery_sim = SunSpecBatterySim(BatterySpec(capacity_kwh=200, max_kw=100, soc_pct=60), step_seconds=0.05)
     modbus_port = await battery_sim.start()
     config, base = load_node_config(ROOT / "examples" / "nodes" / "depot.yaml")
-    site = config.site.model_copy(update={"battery": BatteryConfig(capacity_kwh=200, soc_initial_kwh=100, soc_min_kwh=10, soc_max_kwh=190,
-                                                                   max_charge_kw=100, max_discharge_kw=100, soc_final_min_kwh=10)})
-    config = config.model_copy(update={
-        "site": site,
-        "node": config.node.model_copy(update={"journal": str(tmp_path / "j.db")}),
-        "devices": config.devices.model_copy(update={
-            "battery": SunSpecDevice(host="127.0.0.1", port=modbus_port, revert_seconds=600),
-            "ocpp": OcppCentralSystem(listen="127.0.0.1:0", password_env="CP_PW"),
-        }),
-    })
+    site = config.site.model_copy(
+        update={
+            "battery": BatteryConfig(
+                capacity_kwh=200,
+                soc_initial_kwh=100,
+                soc_min_kwh=10,
+                soc_max_kwh=190,
+                max_charge_kw=100,
+                max_discharge_kw=100,
+                soc_final_min_kwh=10,
+            )
+        }
+    )
+    config = config.model_copy(
+        update={
+            "site": site,
+            "node": config.node.model_copy(update={"journal": str(tmp_path / "j.db")}),
+            "devices": config.devices.model_copy(
+                update={
+                    "battery": SunSpecDevice(host="127.0.0.1", port=modbus_port, revert_seconds=600),
+                    "ocpp": OcppCentralSystem(listen="127.0.0.1:0", password_env="CP_PW"),
+                }
+            ),
+        }
+    )
     from sitenode.dispatch import AdapterRegistry
 
     registry = AdapterRegistry()
@@ -51,7 +66,9 @@ async def test_ten_mixed_chargers_and_a_battery(tmp_path, monkeypatch):
     points = {}
     try:
         for i, cid in enumerate(CHARGERS):
-            points[cid] = await connect_charge_point(f"ws://127.0.0.1:{port}/ocpp", cid, "pw", 22.0, version="1.6" if i < 5 else "2.0.1")
+            points[cid] = await connect_charge_point(
+                f"ws://127.0.0.1:{port}/ocpp", cid, "pw", 22.0, version="1.6" if i < 5 else "2.0.1"
+            )
             await points[cid][0].boot()
             await points[cid][0].plug_in(ev_kw=11.0)
         monitor = BatteryMonitor(battery, runtime, runtime.clock, stale_after=timedelta(seconds=30))

@@ -35,11 +35,15 @@ class NoOp:
 async def node(tmp_path):
     config, base = load_node_config(ROOT / "examples" / "nodes" / "depot.yaml")
     tokens = [TokenConfig(token="op-token", role="operator"), TokenConfig(token="view-token", role="viewer")]
-    config = config.model_copy(update={"node": config.node.model_copy(update={"journal": str(tmp_path / "journal.db"), "tokens": tokens})})
+    config = config.model_copy(
+        update={"node": config.node.model_copy(update={"journal": str(tmp_path / "journal.db"), "tokens": tokens})}
+    )
     registry, device = AdapterRegistry(), NoOp()
     for c in config.site.chargers:
         registry.register(c.id, device)
-    runtime, built = make_node(config, base, "127.0.0.1:0", insecure_loopback=True, clock=SimulatedClock(NOW, 1.0), registry=registry)
+    runtime, built = make_node(
+        config, base, "127.0.0.1:0", insecure_loopback=True, clock=SimulatedClock(NOW, 1.0), registry=registry
+    )
     await start(built)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{built.port}")
     yield runtime, sitenode_pb2_grpc.SiteNodeStub(channel), channel, device, f"127.0.0.1:{built.port}"
@@ -66,7 +70,14 @@ async def test_status_assets_and_schedule(node):
 
 async def test_sessions_then_optimize_gives_a_schedule_and_commands(node):
     runtime, stub, *_ = node
-    session = common_pb2.EVSession(session_id="van-1", arrival=ts(NOW), departure=ts(NOW + timedelta(hours=8)), energy_kwh=40, max_kw=22, priority=1)
+    session = common_pb2.EVSession(
+        session_id="van-1",
+        arrival=ts(NOW),
+        departure=ts(NOW + timedelta(hours=8)),
+        energy_kwh=40,
+        max_kw=22,
+        priority=1,
+    )
     await stub.UpsertSession(sitenode_pb2.UpsertSessionRequest(session=session), metadata=OPERATOR)
     out = await stub.Optimize(sitenode_pb2.OptimizeRequest(), metadata=OPERATOR)
     assert out.status == "optimal" and out.ev_shortfall_kwh == pytest.approx(0, abs=1e-6)
@@ -94,8 +105,14 @@ async def test_sessions_then_optimize_gives_a_schedule_and_commands(node):
 async def test_bad_sessions_name_the_field_and_change_nothing(node, request_, field):
     runtime, stub, *_ = node
     a, d = request_["hours"]
-    session = common_pb2.EVSession(session_id=request_["session_id"], arrival=ts(NOW + timedelta(hours=a)), departure=ts(NOW + timedelta(hours=d)),
-                                   energy_kwh=request_["energy"], max_kw=request_["max_kw"], charger_id=request_.get("charger", ""))
+    session = common_pb2.EVSession(
+        session_id=request_["session_id"],
+        arrival=ts(NOW + timedelta(hours=a)),
+        departure=ts(NOW + timedelta(hours=d)),
+        energy_kwh=request_["energy"],
+        max_kw=request_["max_kw"],
+        charger_id=request_.get("charger", ""),
+    )
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await stub.UpsertSession(sitenode_pb2.UpsertSessionRequest(session=session), metadata=OPERATOR)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -105,22 +122,44 @@ async def test_bad_sessions_name_the_field_and_change_nothing(node, request_, fi
 
 async def test_objective_and_commands(node):
     runtime, stub, _, device, _ = node
-    out = await stub.SetObjective(sitenode_pb2.SetObjectiveRequest(weights=sitenode_pb2.ObjectiveWeights(cost=1, carbon=0.5, peak=0)), metadata=OPERATOR)
+    out = await stub.SetObjective(
+        sitenode_pb2.SetObjectiveRequest(weights=sitenode_pb2.ObjectiveWeights(cost=1, carbon=0.5, peak=0)),
+        metadata=OPERATOR,
+    )
     assert out.weights.carbon == 0.5 and out.priorities.fleet == 1
     with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await stub.SetObjective(sitenode_pb2.SetObjectiveRequest(priorities=sitenode_pb2.Priorities(fleet=0, facility=2, battery=3, mining=4, export=9)), metadata=OPERATOR)
+        await stub.SetObjective(
+            sitenode_pb2.SetObjectiveRequest(
+                priorities=sitenode_pb2.Priorities(fleet=0, facility=2, battery=3, mining=4, export=9)
+            ),
+            metadata=OPERATOR,
+        )
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert {"priorities.fleet", "priorities.export"} <= set(bad_request_fields(exc.value))
     assert runtime.settings.priorities.fleet == 1  # unchanged
 
-    sent = await stub.SendCommand(sitenode_pb2.SendCommandRequest(asset_id="dc-01", type=sitenode_pb2.COMMAND_TYPE_SET_CHARGE_RATE, value_kw=500, ttl_seconds=600), metadata=OPERATOR)
+    sent = await stub.SendCommand(
+        sitenode_pb2.SendCommandRequest(
+            asset_id="dc-01", type=sitenode_pb2.COMMAND_TYPE_SET_CHARGE_RATE, value_kw=500, ttl_seconds=600
+        ),
+        metadata=OPERATOR,
+    )
     assert sent.value_kw == 60  # clamped to the charger's rating
     await runtime.engine.tick(runtime.clock.now())
     assert [c.value_kw for c in device.sent] == [60]
     for bad, code in (
-        (dict(asset_id="nope", type=sitenode_pb2.COMMAND_TYPE_SET_CHARGE_RATE, value_kw=1, ttl_seconds=60), grpc.StatusCode.NOT_FOUND),
-        (dict(asset_id="dc-01", type=sitenode_pb2.COMMAND_TYPE_SET_CHARGE_RATE, value_kw=1, ttl_seconds=0), grpc.StatusCode.INVALID_ARGUMENT),
-        (dict(asset_id="dc-01", type=sitenode_pb2.COMMAND_TYPE_UNSPECIFIED, value_kw=1, ttl_seconds=60), grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            dict(asset_id="nope", type=sitenode_pb2.COMMAND_TYPE_SET_CHARGE_RATE, value_kw=1, ttl_seconds=60),
+            grpc.StatusCode.NOT_FOUND,
+        ),
+        (
+            dict(asset_id="dc-01", type=sitenode_pb2.COMMAND_TYPE_SET_CHARGE_RATE, value_kw=1, ttl_seconds=0),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            dict(asset_id="dc-01", type=sitenode_pb2.COMMAND_TYPE_UNSPECIFIED, value_kw=1, ttl_seconds=60),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await stub.SendCommand(sitenode_pb2.SendCommandRequest(**bad), metadata=OPERATOR)
@@ -149,10 +188,17 @@ async def test_auth_roles(node):
 
 async def test_watch_events_streams_bus_events(node):
     runtime, stub, *_ = node
-    call = stub.WatchEvents(sitenode_pb2.WatchEventsRequest(types=["COMMAND_CREATED", "STATE_CHANGED"]), metadata=VIEWER)
+    call = stub.WatchEvents(
+        sitenode_pb2.WatchEventsRequest(types=["COMMAND_CREATED", "STATE_CHANGED"]), metadata=VIEWER
+    )
     await asyncio.sleep(0.2)  # let the subscription open
     runtime.fire("ac-01", "plug_in")
-    await stub.SendCommand(sitenode_pb2.SendCommandRequest(asset_id="ac-01", type=sitenode_pb2.COMMAND_TYPE_SET_CHARGE_RATE, value_kw=7, ttl_seconds=60), metadata=OPERATOR)
+    await stub.SendCommand(
+        sitenode_pb2.SendCommandRequest(
+            asset_id="ac-01", type=sitenode_pb2.COMMAND_TYPE_SET_CHARGE_RATE, value_kw=7, ttl_seconds=60
+        ),
+        metadata=OPERATOR,
+    )
     first = await asyncio.wait_for(call.read(), 5)
     second = await asyncio.wait_for(call.read(), 5)
     assert (first.type, first.to_state) == ("STATE_CHANGED", "PREPARING")

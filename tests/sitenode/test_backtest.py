@@ -25,19 +25,40 @@ from sitenode.schedule import CHARGE, DISCHARGE, LOAD, PV, SOC, check_schedule, 
 
 HORIZON = pd.Timestamp("2025-01-15T00:00Z")
 SESSIONS = (
-    EVSession(session_id="ev-1", arrival=HORIZON + pd.Timedelta(hours=17), departure=HORIZON + pd.Timedelta(hours=23),
-              energy_kwh=40, max_kw=11, priority=1, charger_id="cp-1"),
-    EVSession(session_id="ev-2", arrival=HORIZON + pd.Timedelta(hours=18), departure=HORIZON + pd.Timedelta(hours=22),
-              energy_kwh=30, max_kw=50, priority=2),
-    EVSession(session_id="ev-3", arrival=HORIZON + pd.Timedelta(hours=9), departure=HORIZON + pd.Timedelta(hours=13),
-              energy_kwh=20, max_kw=22, priority=1),
+    EVSession(
+        session_id="ev-1",
+        arrival=HORIZON + pd.Timedelta(hours=17),
+        departure=HORIZON + pd.Timedelta(hours=23),
+        energy_kwh=40,
+        max_kw=11,
+        priority=1,
+        charger_id="cp-1",
+    ),
+    EVSession(
+        session_id="ev-2",
+        arrival=HORIZON + pd.Timedelta(hours=18),
+        departure=HORIZON + pd.Timedelta(hours=22),
+        energy_kwh=30,
+        max_kw=50,
+        priority=2,
+    ),
+    EVSession(
+        session_id="ev-3",
+        arrival=HORIZON + pd.Timedelta(hours=9),
+        departure=HORIZON + pd.Timedelta(hours=13),
+        energy_kwh=20,
+        max_kw=22,
+        priority=1,
+    ),
 )
 
 
 def actual_series(days_before: int = 1, days_after: int = 0) -> pd.DataFrame:
     """Hourly load and PV; the horizon's day differs from the day before (a busier
     afternoon, a cloudier noon), so yesterday is not a perfect forecast."""
-    index = pd.date_range(HORIZON - pd.Timedelta(days=days_before), periods=24 * (days_before + 1 + days_after), freq="1h")
+    index = pd.date_range(
+        HORIZON - pd.Timedelta(days=days_before), periods=24 * (days_before + 1 + days_after), freq="1h"
+    )
     hour = np.asarray(index.hour, dtype=float)
     today = np.asarray((index >= HORIZON) & (index < HORIZON + pd.Timedelta(days=1)))
     load = 15 + 10 * ((hour >= 8) & (hour < 18)) + 8 * today * ((hour >= 13) & (hour < 16)) + np.sin(hour)
@@ -51,8 +72,14 @@ def bundle_inputs(tmp_path, *, window_steps=12, every=3, forecast="persistence",
     run = parse(RunConfig, run_doc)
     site = parse(SiteConfig, SITE)
     frame = actual_series() if series is None else series
-    return BundleInputs(path=tmp_path, site=site, run=run, series=check_series(frame, run.horizon, run.tariff),
-                        sessions=SESSIONS, input_files=())
+    return BundleInputs(
+        path=tmp_path,
+        site=site,
+        run=run,
+        series=check_series(frame, run.horizon, run.tariff),
+        sessions=SESSIONS,
+        input_files=(),
+    )
 
 
 class Perfect:
@@ -173,8 +200,12 @@ def test_cold_start_without_history_still_runs(tmp_path):
 def test_a_solve_without_a_plan_falls_back_to_business_as_usual(tmp_path, monkeypatch):
     def failing(problem, **kwargs):
         plan = optimize_site(problem, **kwargs)
-        return dataclasses.replace(plan, schedule=plan.schedule * np.nan, charger_assignment={},
-                                   result=dataclasses.replace(plan.result, status=SolverStatus.ERROR))
+        return dataclasses.replace(
+            plan,
+            schedule=plan.schedule * np.nan,
+            charger_assignment={},
+            result=dataclasses.replace(plan.result, status=SolverStatus.ERROR),
+        )
 
     monkeypatch.setattr("sitenode.backtest.optimize_site", failing)
     assert solve_module.optimize_site is optimize_site  # only the backtest's reference is replaced
@@ -193,17 +224,42 @@ def test_a_vehicle_stays_on_the_charger_it_plugged_into(tmp_path):
     # charger gives that. y arrives at hour 3 needing 40 kWh in one hour. The second plan
     # would rather move x to the slow charger and give y the fast one (less shortfall),
     # but x is plugged in until it leaves, so y gets the slow one.
-    site = parse(SiteConfig, {"site_id": "pins", "chargers": [{"id": "ac", "max_kw": 22, "kind": "ac"},
-                                                               {"id": "dc", "max_kw": 50, "kind": "dc"}]})
-    run = parse(RunConfig, {"horizon": {"start": HORIZON.isoformat(), "step_minutes": 60, "steps": 6},
-                            "backtest": {"window_steps": 3, "reoptimize_every_steps": 2}})
-    frame = pd.DataFrame({"timestamp": pd.date_range(HORIZON, periods=6, freq="1h"), "load_kw": 5.0, "pv_kw": 0.0,
-                          "import_price_per_kwh": [0.1, 0.1, 0.3, 0.3, 0.3, 0.3], "export_price_per_kwh": 0.0})
+    site = parse(
+        SiteConfig,
+        {
+            "site_id": "pins",
+            "chargers": [{"id": "ac", "max_kw": 22, "kind": "ac"}, {"id": "dc", "max_kw": 50, "kind": "dc"}],
+        },
+    )
+    run = parse(
+        RunConfig,
+        {
+            "horizon": {"start": HORIZON.isoformat(), "step_minutes": 60, "steps": 6},
+            "backtest": {"window_steps": 3, "reoptimize_every_steps": 2},
+        },
+    )
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.date_range(HORIZON, periods=6, freq="1h"),
+            "load_kw": 5.0,
+            "pv_kw": 0.0,
+            "import_price_per_kwh": [0.1, 0.1, 0.3, 0.3, 0.3, 0.3],
+            "export_price_per_kwh": 0.0,
+        }
+    )
     hour = pd.Timedelta(hours=1)
-    sessions = (EVSession(session_id="x", arrival=HORIZON, departure=HORIZON + 4 * hour, energy_kwh=120, max_kw=50),
-                EVSession(session_id="y", arrival=HORIZON + 3 * hour, departure=HORIZON + 4 * hour, energy_kwh=40, max_kw=50))
-    inputs = BundleInputs(path=tmp_path, site=site, run=run, series=check_series(frame, run.horizon, run.tariff),
-                          sessions=sessions, input_files=())
+    sessions = (
+        EVSession(session_id="x", arrival=HORIZON, departure=HORIZON + 4 * hour, energy_kwh=120, max_kw=50),
+        EVSession(session_id="y", arrival=HORIZON + 3 * hour, departure=HORIZON + 4 * hour, energy_kwh=40, max_kw=50),
+    )
+    inputs = BundleInputs(
+        path=tmp_path,
+        site=site,
+        run=run,
+        series=check_series(frame, run.horizon, run.tariff),
+        sessions=sessions,
+        input_files=(),
+    )
     result = run_backtest(inputs, provider=Perfect(inputs.series))
     assert result.charger_assignment == {"x": "dc", "y": "ac"}
     assert result.schedule[ev_column("x")].iloc[:2].sum() > 44  # more than the slow charger could give
@@ -216,16 +272,37 @@ def test_a_demand_peak_already_set_is_free_to_reuse_later(tmp_path):
     # EV is planned (hours 2-3), importing up to 30 kW costs no more demand charge, so
     # the cheap hour 2 takes 30 kWh and the dear hour 3 only the last 10.
     site = parse(SiteConfig, {"site_id": "peaks"})
-    run = parse(RunConfig, {"horizon": {"start": HORIZON.isoformat(), "step_minutes": 60, "steps": 4},
-                            "backtest": {"window_steps": 2, "reoptimize_every_steps": 2},
-                            "tariff": {"demand_charges": [{"name": "all_day", "rate_per_kw": 10.0,
-                                                           "schedule": {"start_time": "00:00", "end_time": "23:59"}}]}})
-    frame = pd.DataFrame({"timestamp": pd.date_range(HORIZON, periods=4, freq="1h"), "load_kw": [30.0, 0, 0, 0], "pv_kw": 0.0,
-                          "import_price_per_kwh": [0.5, 0.5, 0.1, 0.9], "export_price_per_kwh": 0.0})
+    run = parse(
+        RunConfig,
+        {
+            "horizon": {"start": HORIZON.isoformat(), "step_minutes": 60, "steps": 4},
+            "backtest": {"window_steps": 2, "reoptimize_every_steps": 2},
+            "tariff": {
+                "demand_charges": [
+                    {"name": "all_day", "rate_per_kw": 10.0, "schedule": {"start_time": "00:00", "end_time": "23:59"}}
+                ]
+            },
+        },
+    )
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.date_range(HORIZON, periods=4, freq="1h"),
+            "load_kw": [30.0, 0, 0, 0],
+            "pv_kw": 0.0,
+            "import_price_per_kwh": [0.5, 0.5, 0.1, 0.9],
+            "export_price_per_kwh": 0.0,
+        }
+    )
     hour = pd.Timedelta(hours=1)
     ev = EVSession(session_id="ev", arrival=HORIZON + 2 * hour, departure=HORIZON + 4 * hour, energy_kwh=40, max_kw=40)
-    inputs = BundleInputs(path=tmp_path, site=site, run=run, series=check_series(frame, run.horizon, run.tariff),
-                          sessions=(ev,), input_files=())
+    inputs = BundleInputs(
+        path=tmp_path,
+        site=site,
+        run=run,
+        series=check_series(frame, run.horizon, run.tariff),
+        sessions=(ev,),
+        input_files=(),
+    )
     result = run_backtest(inputs, provider=Perfect(inputs.series))
     assert result.schedule[ev_column("ev")].tolist() == pytest.approx([0, 0, 30, 10], abs=1e-6)
     assert result.metrics.demand_cost == pytest.approx(300.0)
@@ -247,12 +324,30 @@ def test_pv_is_curtailed_only_where_the_actual_surplus_cannot_be_exported(tmp_pa
     # curtails 20. Hour 0 brings only 5 kW: nothing is curtailed, 5 kW imported. Hour 1
     # brings 25 kW: the 15 kW above the load must be shed.
     site = parse(SiteConfig, {"site_id": "sun", "grid": {"export_limit_kw": 0}, "pv": {"curtailable": True}})
-    run = parse(RunConfig, {"horizon": {"start": HORIZON.isoformat(), "step_minutes": 60, "steps": 2},
-                            "backtest": {"window_steps": 2, "reoptimize_every_steps": 2}})
-    frame = pd.DataFrame({"timestamp": pd.date_range(HORIZON, periods=2, freq="1h"), "load_kw": 10.0, "pv_kw": [5.0, 25.0],
-                          "import_price_per_kwh": 0.2, "export_price_per_kwh": 0.05})
-    inputs = BundleInputs(path=tmp_path, site=site, run=run, series=check_series(frame, run.horizon, run.tariff),
-                          sessions=(), input_files=())
+    run = parse(
+        RunConfig,
+        {
+            "horizon": {"start": HORIZON.isoformat(), "step_minutes": 60, "steps": 2},
+            "backtest": {"window_steps": 2, "reoptimize_every_steps": 2},
+        },
+    )
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.date_range(HORIZON, periods=2, freq="1h"),
+            "load_kw": 10.0,
+            "pv_kw": [5.0, 25.0],
+            "import_price_per_kwh": 0.2,
+            "export_price_per_kwh": 0.05,
+        }
+    )
+    inputs = BundleInputs(
+        path=tmp_path,
+        site=site,
+        run=run,
+        series=check_series(frame, run.horizon, run.tariff),
+        sessions=(),
+        input_files=(),
+    )
     result = run_backtest(inputs, provider=Sunny(inputs.series))
     s = result.schedule
     assert s["pv_curtail_kw"].tolist() == pytest.approx([0.0, 15.0])
@@ -278,14 +373,38 @@ def test_the_battery_is_trimmed_where_the_plan_would_push_the_grid_past_its_limi
     # hour 0 draws nothing and hour 1 draws 12 kW: the battery gives up 5 kW of discharge
     # and 7 kW of charge rather than export 15 or import 27. The connection's limit wins
     # over the final SOC floor, which is missed by 2 kWh.
-    site = parse(SiteConfig, {"site_id": "trim", "grid": {"import_limit_kw": 20, "export_limit_kw": 10},
-                              "battery": {"capacity_kwh": 100, "soc_initial_kwh": 50, "max_charge_kw": 50, "max_discharge_kw": 50}})
-    run = parse(RunConfig, {"horizon": {"start": HORIZON.isoformat(), "step_minutes": 60, "steps": 2},
-                            "backtest": {"window_steps": 2, "reoptimize_every_steps": 2}})
-    frame = pd.DataFrame({"timestamp": pd.date_range(HORIZON, periods=2, freq="1h"), "load_kw": [0.0, 12.0], "pv_kw": 0.0,
-                          "import_price_per_kwh": [0.3, 0.01], "export_price_per_kwh": [0.5, 0.0]})
-    inputs = BundleInputs(path=tmp_path, site=site, run=run, series=check_series(frame, run.horizon, run.tariff),
-                          sessions=(), input_files=())
+    site = parse(
+        SiteConfig,
+        {
+            "site_id": "trim",
+            "grid": {"import_limit_kw": 20, "export_limit_kw": 10},
+            "battery": {"capacity_kwh": 100, "soc_initial_kwh": 50, "max_charge_kw": 50, "max_discharge_kw": 50},
+        },
+    )
+    run = parse(
+        RunConfig,
+        {
+            "horizon": {"start": HORIZON.isoformat(), "step_minutes": 60, "steps": 2},
+            "backtest": {"window_steps": 2, "reoptimize_every_steps": 2},
+        },
+    )
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.date_range(HORIZON, periods=2, freq="1h"),
+            "load_kw": [0.0, 12.0],
+            "pv_kw": 0.0,
+            "import_price_per_kwh": [0.3, 0.01],
+            "export_price_per_kwh": [0.5, 0.0],
+        }
+    )
+    inputs = BundleInputs(
+        path=tmp_path,
+        site=site,
+        run=run,
+        series=check_series(frame, run.horizon, run.tariff),
+        sessions=(),
+        input_files=(),
+    )
     s = run_backtest(inputs, provider=Flat(inputs.series, 5.0)).schedule
     assert s[DISCHARGE].tolist() == pytest.approx([10.0, 0.0])
     assert s[CHARGE].tolist() == pytest.approx([0.0, 8.0])

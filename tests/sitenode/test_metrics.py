@@ -28,15 +28,28 @@ SITE = {
     "flexible_loads": [{"id": "m", "max_kw": 5, "value_per_kwh": 0.05}],
 }
 RUN = {
-    "tariff": {"demand_charges": [{"name": "first", "rate_per_kw": 2.0, "schedule": {"start_time": "00:00", "end_time": "00:29"}}]},
+    "tariff": {
+        "demand_charges": [
+            {"name": "first", "rate_per_kw": 2.0, "schedule": {"start_time": "00:00", "end_time": "00:29"}}
+        ]
+    },
     "objective": {"cost": 1.0, "carbon": 0.1, "peak": 0.5},
 }
 
 
 def problem() -> SiteProblem:
     sessions = [{"session_id": "ev", "arrival": 0, "departure": 2, "energy_kwh": 10, "max_kw": 11}]
-    return make_problem(SITE, RUN, load=[10, 10], pv=[0, 8], step_minutes=30, prices=[0.1, 0.3], export_prices=[0.0, 0.05],
-                        sessions=sessions, carbon_kg_per_kwh=[0.5, 0.2])
+    return make_problem(
+        SITE,
+        RUN,
+        load=[10, 10],
+        pv=[0, 8],
+        step_minutes=30,
+        prices=[0.1, 0.3],
+        export_prices=[0.0, 0.05],
+        sessions=sessions,
+        carbon_kg_per_kwh=[0.5, 0.2],
+    )
 
 
 def schedule(p: SiteProblem) -> pd.DataFrame:
@@ -86,8 +99,20 @@ def test_the_json_document_has_baseline_and_savings():
     baseline = compute_metrics(p, idle)
     doc = metrics_document(optimized, baseline, "GBP", {"greedy": baseline})
     assert doc["currency"] == "GBP"
-    for key in ("total_cost", "energy_cost", "export_revenue", "demand_cost", "degradation_cost", "flex_value", "carbon_kg",
-                "peak_import_kw", "ev_energy_kwh", "ev_shortfall_kwh", "breach_kwh", "breach_cost"):
+    for key in (
+        "total_cost",
+        "energy_cost",
+        "export_revenue",
+        "demand_cost",
+        "degradation_cost",
+        "flex_value",
+        "carbon_kg",
+        "peak_import_kw",
+        "ev_energy_kwh",
+        "ev_shortfall_kwh",
+        "breach_kwh",
+        "breach_cost",
+    ):
         assert doc[key] == pytest.approx(getattr(optimized, key), abs=1e-6)
         assert doc["savings"][key] == pytest.approx(getattr(baseline, key) - getattr(optimized, key), abs=1e-6)
     # baseline: (10 × 0.1 + 2 × 0.3) × 0.5 = 0.8 energy, 2 × 10 = 20 demand
@@ -108,9 +133,17 @@ def test_shortfall_counts_what_the_horizon_must_deliver_not_the_whole_session():
 
 
 def test_a_demand_floor_from_earlier_in_the_period_holds():
-    cfg = run_config(2, tariff={"demand_charges": [{"name": "w", "rate_per_kw": 4, "schedule": {"start_time": "00:00", "end_time": "23:59"}}],
-                                "export_rate": 0.0})
+    cfg = run_config(
+        2,
+        tariff={
+            "demand_charges": [
+                {"name": "w", "rate_per_kw": 4, "schedule": {"start_time": "00:00", "end_time": "23:59"}}
+            ],
+            "export_rate": 0.0,
+        },
+    )
     series = check_series(series_frame([10.0, 12.0], import_price_per_kwh=[0.0, 0.0]), cfg.horizon, cfg.tariff)
+
     def s(p: SiteProblem) -> pd.DataFrame:
         return new_schedule(p).assign(**{GRID_IMPORT: [10.0, 12.0]})
 
@@ -123,8 +156,12 @@ def test_a_demand_floor_from_earlier_in_the_period_holds():
 def test_breach_counts_everything_above_the_limit_margin_or_not():
     # limit 10, margin 20 %: 15 kW for one hour is 5 kWh above (2 within the margin, 3 beyond);
     # in step 1 the series lowers the limit to 3, and 5 kW is 2 kWh above it
-    p = make_problem({"grid": {"import_limit_kw": 10, "breach_margin": 0.2, "breach_penalty_per_kwh": 2}}, {}, load=[15, 5],
-                     import_limit_kw=[12, 3])
+    p = make_problem(
+        {"grid": {"import_limit_kw": 10, "breach_margin": 0.2, "breach_penalty_per_kwh": 2}},
+        {},
+        load=[15, 5],
+        import_limit_kw=[12, 3],
+    )
     s = new_schedule(p)
     s[GRID_IMPORT] = [15.0, 5.0]
     m = compute_metrics(p, s)

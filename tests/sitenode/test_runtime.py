@@ -35,10 +35,12 @@ class Recorder:
 
 def runtime(tmp_path, **plan):
     config, base = load_node_config(ROOT / "examples" / "nodes" / "depot.yaml")
-    config = config.model_copy(update={
-        "node": config.node.model_copy(update={"journal": str(tmp_path / "j.db")}),
-        "plan": config.plan.model_copy(update=plan),
-    })
+    config = config.model_copy(
+        update={
+            "node": config.node.model_copy(update={"journal": str(tmp_path / "j.db")}),
+            "plan": config.plan.model_copy(update=plan),
+        }
+    )
     registry, device = AdapterRegistry(), Recorder()
     for c in config.site.chargers:
         registry.register(c.id, device)
@@ -54,7 +56,9 @@ async def test_replans_on_period_and_on_events(tmp_path):
     clock.t += timedelta(minutes=5)
     await rt.step()
     assert rt.last_optimized_at == first  # not due yet
-    rt.upsert_session(EVSession(session_id="v", arrival=T0, departure=T0 + timedelta(hours=5), energy_kwh=20, max_kw=11))
+    rt.upsert_session(
+        EVSession(session_id="v", arrival=T0, departure=T0 + timedelta(hours=5), energy_kwh=20, max_kw=11)
+    )
     await rt.step()
     assert rt.last_optimized_at == clock.now()  # a new session re-plans at once
     clock.t += timedelta(minutes=1)
@@ -85,7 +89,9 @@ async def test_expired_schedule_falls_back_to_failsafe(tmp_path):
 
 async def test_forecasts_come_from_observed_telemetry(tmp_path):
     config, base = load_node_config(ROOT / "examples" / "nodes" / "office.yaml")
-    config = config.model_copy(update={"node": config.node.model_copy(update={"journal": str(tmp_path / "j.db"), "history": None})})
+    config = config.model_copy(
+        update={"node": config.node.model_copy(update={"journal": str(tmp_path / "j.db"), "history": None})}
+    )
     clock = ManualClock(T0)
     rt = NodeRuntime(config, base, clock)
     rt.optimize()
@@ -110,7 +116,16 @@ def test_every_example_node_config_plans(tmp_path, name):
 def test_measured_ev_energy_counts_towards_the_session_and_the_next_plan(tmp_path):
     rt, clock, _ = runtime(tmp_path)
     try:
-        rt.upsert_session(EVSession(session_id="v", arrival=T0, departure=T0 + timedelta(hours=5), energy_kwh=20, max_kw=11, charger_id="ac-01"))
+        rt.upsert_session(
+            EVSession(
+                session_id="v",
+                arrival=T0,
+                departure=T0 + timedelta(hours=5),
+                energy_kwh=20,
+                max_kw=11,
+                charger_id="ac-01",
+            )
+        )
         # a charger with an energy register: its readings count, exactly
         rt.charger_energy("ac-01", 100.0, T0)  # the first reading only sets the baseline
         clock.t += timedelta(minutes=30)
@@ -137,7 +152,16 @@ def test_transactions_are_timed_by_the_node_clock_not_the_chargers(tmp_path):
     rt, clock, _ = runtime(tmp_path)
     try:
         wall = datetime(2031, 3, 3, tzinfo=UTC)  # what a charger (or the OCPP layer's wall clock) says
-        rt.upsert_session(EVSession(session_id="van", arrival=T0, departure=T0 + timedelta(hours=5), energy_kwh=20, max_kw=11, charger_id="ac-01"))
+        rt.upsert_session(
+            EVSession(
+                session_id="van",
+                arrival=T0,
+                departure=T0 + timedelta(hours=5),
+                energy_kwh=20,
+                max_kw=11,
+                charger_id="ac-01",
+            )
+        )
         rt.charger_transaction("ac-01", 7, "tag", wall)
         assert [s.session_id for s in rt.journal.sessions()] == ["van"]  # the fleet's session: no walk-in
         rt.charger_transaction("ac-02", 8, "tag", wall)

@@ -25,8 +25,16 @@ from sitenode.schedule import (
 
 SITE = {
     "grid": {"import_limit_kw": 20, "export_limit_kw": 5, "breach_margin": 0.1},
-    "battery": {"capacity_kwh": 20, "soc_initial_kwh": 10, "soc_min_kwh": 2, "soc_max_kwh": 18, "max_charge_kw": 5,
-                "max_discharge_kw": 5, "charge_efficiency": 0.9, "discharge_efficiency": 0.8},
+    "battery": {
+        "capacity_kwh": 20,
+        "soc_initial_kwh": 10,
+        "soc_min_kwh": 2,
+        "soc_max_kwh": 18,
+        "max_charge_kw": 5,
+        "max_discharge_kw": 5,
+        "charge_efficiency": 0.9,
+        "discharge_efficiency": 0.8,
+    },
     "pv": {"curtailable": True},
     "chargers": [{"id": "cp", "max_kw": 7}],
     "flexible_loads": [{"id": "m", "min_kw": 1, "max_kw": 5}],
@@ -95,6 +103,7 @@ def test_a_negative_flow_is_caught():
         # step 1: pv 12 − curtail 2 = 10 against load 10 + flex 1 + export −1: balanced
         s.loc[s.index[1], GRID_EXPORT] = -1.0
         s.loc[s.index[1], CURTAIL] = 2.0
+
     assert broken(change) == [f"{GRID_EXPORT}: negative at {problem().index[1]}"]
 
 
@@ -107,6 +116,7 @@ def test_curtailing_more_than_the_pv_is_caught():
         s[CURTAIL] = [0.0, 13.0, 0.0]
         s[GRID_EXPORT] = [0.0, 0.0, 0.0]
         resettle(p, s)
+
     assert broken(change) == ["pv_curtail_kw exceeds pv_kw"]
 
 
@@ -122,27 +132,33 @@ def test_load_or_pv_other_than_the_problems_is_caught():
     def drop_load(p, s):
         s[LOAD] = [10.0, 10.0, 9.0]
         resettle(p, s)
+
     assert broken(drop_load) == ["load_kw differs from the problem's fixed load"]
 
     def invent_pv(p, s):
         s[PV] = [1.0, 12.0, 0.0]
         resettle(p, s)
+
     assert broken(invent_pv) == ["pv_kw differs from the problem's PV production"]
 
 
 def test_a_soc_that_does_not_follow_the_flows_is_caught():
-    assert broken(lambda p, s: s.__setitem__(SOC, [14.5, 15.0, 10.5])) == ["soc_kwh does not follow the flows (off by 0.5 kWh)"]
+    assert broken(lambda p, s: s.__setitem__(SOC, [14.5, 15.0, 10.5])) == [
+        "soc_kwh does not follow the flows (off by 0.5 kWh)"
+    ]
 
 
 def test_soc_bounds_and_the_final_floor_are_caught():
     def overfill(p, s):
         s[CHARGE] = [5.0, 5.0, 0.0]  # 14.5 + 4.5 = 19 > 18
         resettle(p, s)
+
     assert broken(overfill) == ["soc_kwh outside [soc_min_kwh, soc_max_kwh]"]
 
     def drain(p, s):
         s[DISCHARGE] = [0.0, 0.0, 5.0]  # 14.5 − 6.25 = 8.25 < 10
         resettle(p, s)
+
     assert broken(drain) == ["final soc_kwh 8.25 below soc_final_min_kwh 10"]
 
 
@@ -153,6 +169,7 @@ def test_battery_power_limits_are_caught():
         s[EV] = [5.5, 0.0, 0.0]
         s[DISCHARGE] = [0.0, 0.0, 3.96]
         resettle(p, s)
+
     assert broken(fast_charge) == ["battery_charge_kw above max_charge_kw"]
     slow = problem(battery={**SITE["battery"], "max_discharge_kw": 3})
     assert check_schedule(slow, good(slow)) == ["battery_discharge_kw above max_discharge_kw"]
@@ -169,6 +186,7 @@ def test_ev_rules_are_caught():
     def outside(p, s):
         s[EV] = [5.0, 1.0, 0.0]
         resettle(p, s)
+
     assert broken(outside) == [f"{EV}: charges outside its window"]
 
     def too_much(p, s):
@@ -177,9 +195,15 @@ def test_ev_rules_are_caught():
         s[CHARGE] = [4.5, 0.0, 0.0]
         s[DISCHARGE] = [0.0, 0.0, 3.24]
         resettle(p, s)
+
     assert broken(too_much) == [f"{EV}: delivers more than the session needs"]
 
-    p = make_problem({}, {}, load=[0, 0], sessions=[{"session_id": "ev", "arrival": 0, "departure": 2, "energy_kwh": 20, "max_kw": 7}])
+    p = make_problem(
+        {},
+        {},
+        load=[0, 0],
+        sessions=[{"session_id": "ev", "arrival": 0, "departure": 2, "energy_kwh": 20, "max_kw": 7}],
+    )
     s = new_schedule(p)
     s[EV] = [8.0, 6.0]
     s[GRID_IMPORT] = [8.0, 6.0]
@@ -190,6 +214,7 @@ def test_flexible_load_bounds_are_caught():
     def below_floor(p, s):
         s["flex_m_kw"] = [1.0, 0.5, 1.0]
         s[GRID_EXPORT] = [0.0, 1.5, 0.0]
+
     assert broken(below_floor) == ["flex_m_kw: outside [1, 5]"]
 
 
@@ -210,7 +235,10 @@ def test_relaxed_floors_pass_only_when_the_plan_relaxed_them():
     # what stays a rule: zero, max_kw and the SOC bounds
     s["flex_m_kw"] = [1.0, -0.5, 1.0]
     s[GRID_EXPORT] = [0.0, 2.5, 0.0]
-    assert check_schedule(p, s, floors=False) == ["flex_m_kw: negative at 2025-01-15 01:00:00+00:00", "flex_m_kw: outside [0, 5]"]
+    assert check_schedule(p, s, floors=False) == [
+        "flex_m_kw: negative at 2025-01-15 01:00:00+00:00",
+        "flex_m_kw: outside [0, 5]",
+    ]
     s = good(p)
     s[CHARGE] = [0.0, 0.0, 0.0]
     s[DISCHARGE] = [5.0, 0.0, 5.0]  # soc 10 − 6.25 = 3.75, then −2.5 < soc_min_kwh 2
@@ -226,8 +254,13 @@ def test_grid_limits_are_caught_only_when_asked():
     assert check_schedule(p, s) == ["grid_import_kw above import limit and margin"]
     assert check_schedule(p, s, limits=False) == []
     # 17 kW of PV in step 1: 11 used, 6 exported over the 5 kW limit
-    p_big = make_problem(SITE, {}, load=[10, 10, 10], pv=[0, 17, 0],
-                         sessions=[{"session_id": "ev", "arrival": 0, "departure": 1, "energy_kwh": 6, "max_kw": 7}])
+    p_big = make_problem(
+        SITE,
+        {},
+        load=[10, 10, 10],
+        pv=[0, 17, 0],
+        sessions=[{"session_id": "ev", "arrival": 0, "departure": 1, "energy_kwh": 6, "max_kw": 7}],
+    )
     s = good(p_big)
     s[GRID_EXPORT] = [0.0, 6.0, 0.0]
     assert check_schedule(p_big, s) == ["grid_export_kw above export limit"]
@@ -235,10 +268,14 @@ def test_grid_limits_are_caught_only_when_asked():
 
 
 def test_charger_ratings_and_circuits_with_an_assignment():
-    site = {"chargers": [{"id": "a", "max_kw": 10}, {"id": "b", "max_kw": 10}],
-            "circuits": [{"id": "panel", "max_kw": 15, "members": ["a", "b"]}]}
-    sessions = [{"session_id": "x", "arrival": 0, "departure": 1, "energy_kwh": 10, "max_kw": 20},
-                {"session_id": "y", "arrival": 0, "departure": 1, "energy_kwh": 10, "max_kw": 20}]
+    site = {
+        "chargers": [{"id": "a", "max_kw": 10}, {"id": "b", "max_kw": 10}],
+        "circuits": [{"id": "panel", "max_kw": 15, "members": ["a", "b"]}],
+    }
+    sessions = [
+        {"session_id": "x", "arrival": 0, "departure": 1, "energy_kwh": 10, "max_kw": 20},
+        {"session_id": "y", "arrival": 0, "departure": 1, "energy_kwh": 10, "max_kw": 20},
+    ]
     p = make_problem(site, {}, load=[0], sessions=sessions)
     s = new_schedule(p)
     s["ev_x_kw"], s["ev_y_kw"], s[GRID_IMPORT] = [8.0], [7.0], [15.0]

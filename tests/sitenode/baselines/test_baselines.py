@@ -53,15 +53,21 @@ def test_peak_shaving_lowers_the_peak_and_recharges_cheaply():
 def test_priority_allocation_follows_the_priorities():
     sessions = [{"session_id": "ev", "arrival": 0, "departure": 1, "energy_kwh": 10, "max_kw": 10}]
     flex = [{"id": "miner", "max_kw": 10, "value_per_kwh": 0.0}]
-    site = {"battery": {"capacity_kwh": 40, "soc_initial_kwh": 10, "max_charge_kw": 10, "max_discharge_kw": 10}, "flexible_loads": flex}
+    site = {
+        "battery": {"capacity_kwh": 40, "soc_initial_kwh": 10, "max_charge_kw": 10, "max_discharge_kw": 10},
+        "flexible_loads": flex,
+    }
     fleet_first = make_problem(site, load=[0], pv=[10], prices=[0.2], sessions=sessions)
     s = priority_allocation(fleet_first)
     assert s[CHARGE].iloc[0] == pytest.approx(0)  # the solar went to the fleet
-    battery_first = make_problem(site, load=[0], pv=[10], prices=[0.2], sessions=sessions,
-                                 run={"priorities": {"battery": 1, "fleet": 2}})
+    battery_first = make_problem(
+        site, load=[0], pv=[10], prices=[0.2], sessions=sessions, run={"priorities": {"battery": 1, "fleet": 2}}
+    )
     s = priority_allocation(battery_first)
     assert s[CHARGE].iloc[0] == pytest.approx(10)  # now the battery took it
-    mining_first = make_problem({"flexible_loads": flex}, load=[0], pv=[8], prices=[0.2], run={"priorities": {"mining": 1, "fleet": 4}})
+    mining_first = make_problem(
+        {"flexible_loads": flex}, load=[0], pv=[8], prices=[0.2], run={"priorities": {"mining": 1, "fleet": 4}}
+    )
     assert priority_allocation(mining_first)["flex_miner_kw"].iloc[0] == pytest.approx(8)
 
 
@@ -69,8 +75,13 @@ def test_priority_allocation_follows_the_priorities():
 def test_every_baseline_keeps_the_final_soc_floor_and_balance(name):
     battery = {**BATTERY, "soc_initial_kwh": 10, "soc_final_min_kwh": 30}
     sessions = [{"session_id": "a", "arrival": 0, "departure": 6, "energy_kwh": 30, "max_kw": 11}]
-    p = make_problem({"battery": battery, "pv": {"curtailable": True}, "grid": {"export_limit_kw": 5}},
-                     load=[5, 5, 5, 30, 30, 5, 5, 5], pv=[0, 20, 30, 30, 20, 0, 0, 0], prices=PRICES, sessions=sessions)
+    p = make_problem(
+        {"battery": battery, "pv": {"curtailable": True}, "grid": {"export_limit_kw": 5}},
+        load=[5, 5, 5, 30, 30, 5, 5, 5],
+        pv=[0, 20, 30, 30, 20, 0, 0, 0],
+        prices=PRICES,
+        sessions=sessions,
+    )
     s = BASELINES[name](p)
     assert check_schedule(p, s, limits=False) == []
     assert compute_metrics(p, s).ev_shortfall_kwh == pytest.approx(0)

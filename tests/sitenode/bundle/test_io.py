@@ -87,7 +87,14 @@ def test_missing_files_and_bad_yaml(tmp_path):
 def test_write_outputs_round_trips_the_schedule(tmp_path):
     inputs = load_bundle(write_bundle(tmp_path / "b"))
     plan = optimize_site(inputs.problem())
-    write_outputs(inputs, plan.schedule, {"total_cost": 1.0}, plan.result.to_json(), command="test", solver_version=plan.result.solver_version)
+    write_outputs(
+        inputs,
+        plan.schedule,
+        {"total_cost": 1.0},
+        plan.result.to_json(),
+        command="test",
+        solver_version=plan.result.solver_version,
+    )
     back = read_dispatch(inputs.path)
     pd.testing.assert_frame_equal(back, plan.schedule, check_freq=False, check_index_type=False)
     meta = json.loads((inputs.path / "bundle_metadata.json").read_text())

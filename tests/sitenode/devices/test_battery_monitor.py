@@ -96,7 +96,10 @@ async def test_monitor_follows_a_704_device_and_outlives_one_it_cannot_control(c
     from sitenode.simulators.sunspec_battery import BatterySpec, SunSpecBatterySim
 
     rating = AssetRating("battery", "battery", 50.0, 50.0)
-    sims = [SunSpecBatterySim(BatterySpec(capacity_kwh=100, max_kw=80, soc_pct=30), step_seconds=0.02, speed=600, control=c) for c in (704, None)]
+    sims = [
+        SunSpecBatterySim(BatterySpec(capacity_kwh=100, max_kw=80, soc_pct=30), step_seconds=0.02, speed=600, control=c)
+        for c in (704, None)
+    ]
     ports = [await s.start() for s in sims]
     good, bad = (SunSpecBattery("127.0.0.1", p, rating, revert_seconds=3600) for p in ports)
     try:

@@ -64,7 +64,9 @@ async def test_boot_session_schedule_profile_and_meter_values(site):
         assert [s.session_id for s in runtime.journal.sessions()] == ["ac-01-tx"]
         out = runtime.optimize()
         await runtime.engine.tick(datetime.now(UTC))
-        sent = [c for c in runtime.journal.commands() if c.asset_id == "ac-01" and c.type is CommandType.SET_CHARGE_RATE]
+        sent = [
+            c for c in runtime.journal.commands() if c.asset_id == "ac-01" and c.type is CommandType.SET_CHARGE_RATE
+        ]
         assert sent and sent[0].state == "COMPLETED"
         assert cp.limits_w["TxProfile"] == pytest.approx(sent[0].value_kw * 1000)
         assert out.plan.schedule["ev_ac-01-tx_kw"].iloc[0] == pytest.approx(sent[0].value_kw, abs=0.01)
@@ -96,7 +98,12 @@ async def test_bad_peers_are_refused_and_the_node_keeps_serving(site):
         assert exc.value.response.status_code == 409
         # a peer that sends garbage ends its own link, nobody else's
         bad = await connect(f"{url}/dc-01", subprotocols=["ocpp1.6"], additional_headers=basic("dc-01", "pw-dc-01"))
-        for frame in ("not json", "[2]", '[2,"1",[],{}]', '[2,"2","StatusNotification",{"connectorId":-1,"errorCode":"NoError","status":"Charging"}]'):
+        for frame in (
+            "not json",
+            "[2]",
+            '[2,"1",[],{}]',
+            '[2,"2","StatusNotification",{"connectorId":-1,"errorCode":"NoError","status":"Charging"}]',
+        ):
             await bad.send(frame)
         await asyncio.sleep(0.2)
         await bad.close()
@@ -137,7 +144,9 @@ async def test_an_unanswered_profile_fails_the_command(site):
         from sitenode.dispatch import AdapterError, Command
 
         with pytest.raises(AdapterError, match="did not answer"):
-            await central.adapter("ac-01").execute(Command.new("t", "ac-01", CommandType.SET_CHARGE_RATE, 5.0, datetime.now(UTC)))
+            await central.adapter("ac-01").execute(
+                Command.new("t", "ac-01", CommandType.SET_CHARGE_RATE, 5.0, datetime.now(UTC))
+            )
     finally:
         await silent.close()
 
@@ -176,7 +185,12 @@ async def test_security_profile_2_over_tls(tmp_path):
         assert node.statuses == ["Available"]
         await disconnect(cp, task)
         with pytest.raises(Exception):  # noqa: B017 - plaintext to a TLS listener fails one way or another
-            await connect(f"ws://127.0.0.1:{port}/ocpp/ac-01", subprotocols=["ocpp1.6"], additional_headers=basic("ac-01", "pw"), open_timeout=2)
+            await connect(
+                f"ws://127.0.0.1:{port}/ocpp/ac-01",
+                subprotocols=["ocpp1.6"],
+                additional_headers=basic("ac-01", "pw"),
+                open_timeout=2,
+            )
     finally:
         await central.stop()
 
@@ -222,7 +236,9 @@ async def test_chargers_that_take_only_amps_get_amps(site, version):
         assert cp.limits_w[max_profile] == pytest.approx(7000, abs=35)  # 10.1 A x 690 W/A
         from sitenode.dispatch import Command
 
-        await central.adapter("ac-01").execute(Command.new("t", "ac-01", CommandType.SET_CHARGE_RATE, 6.9, datetime.now(UTC)))
+        await central.adapter("ac-01").execute(
+            Command.new("t", "ac-01", CommandType.SET_CHARGE_RATE, 6.9, datetime.now(UTC))
+        )
         assert cp.units["TxDefaultProfile"] == "A" and cp.limits_w["TxDefaultProfile"] == pytest.approx(6900)
     finally:
         await disconnect(cp, task)
@@ -249,10 +265,16 @@ async def test_callerror_replies_and_bad_timestamps(site):
     task.cancel()
     listener = asyncio.create_task(grumpy.start())
     try:
-        await grumpy.call(call16.StatusNotification(connector_id=1, error_code="NoError", status="Preparing", timestamp="yesterday-ish"))
+        await grumpy.call(
+            call16.StatusNotification(
+                connector_id=1, error_code="NoError", status="Preparing", timestamp="yesterday-ish"
+            )
+        )
         assert runtime.machines["ac-01"].state == "PREPARING"
         with pytest.raises(AdapterError):
-            await central.adapter("ac-01").execute(Command.new("t", "ac-01", CommandType.SET_CHARGE_RATE, 5.0, datetime.now(UTC)))
+            await central.adapter("ac-01").execute(
+                Command.new("t", "ac-01", CommandType.SET_CHARGE_RATE, 5.0, datetime.now(UTC))
+            )
         reply = await grumpy.call(call16.Heartbeat())
         assert reply.current_time  # the link is still up after the CALLERROR
     finally:
@@ -278,15 +300,29 @@ async def test_a_fleet_plays_sessions_onto_the_node(site, tmp_path):
 
     runtime, central, url = site
     csv = tmp_path / "sessions.csv"
-    csv.write_text("session_id,arrival,departure,energy_kwh,max_kw,priority,charger_id\n"
-                   "v1,2025-01-15T18:00:00Z,2025-01-15T19:00:00Z,10,11,1,ac-02\n"
-                   "v2,2025-01-15T18:30:00,2025-01-15T23:00:00,10,11,1,\n")  # naive times are UTC
+    csv.write_text(
+        "session_id,arrival,departure,energy_kwh,max_kw,priority,charger_id\n"
+        "v1,2025-01-15T18:00:00Z,2025-01-15T19:00:00Z,10,11,1,ac-02\n"
+        "v2,2025-01-15T18:30:00,2025-01-15T23:00:00,10,11,1,\n"
+    )  # naive times are UTC
     sessions = read_planned_sessions(csv)
     clock = HandClock(datetime(2025, 1, 15, 17, 59, tzinfo=UTC))
     central.passwords["ac-02"] = "pw-ac-01"  # the fleet uses one password
     stop, ready = asyncio.Event(), asyncio.Event()
-    fleet = asyncio.create_task(run_fleet(url, ["ac-01", "ac-02"], "pw-ac-01", max_kw=22, version="1.6", clock=clock, stop=stop,
-                                          sessions=sessions, tick_seconds=0.02, ready=ready))
+    fleet = asyncio.create_task(
+        run_fleet(
+            url,
+            ["ac-01", "ac-02"],
+            "pw-ac-01",
+            max_kw=22,
+            version="1.6",
+            clock=clock,
+            stop=stop,
+            sessions=sessions,
+            tick_seconds=0.02,
+            ready=ready,
+        )
+    )
     try:
         await asyncio.wait_for(ready.wait(), 5)
         assert runtime.machines["ac-02"].state == "AVAILABLE"

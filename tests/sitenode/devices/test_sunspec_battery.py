@@ -49,7 +49,11 @@ async def test_scan_status_and_setpoints(sim):
     try:
         assert set(adapter.models) == {1, 802, 124}
         status = await adapter.status()
-        assert status.soc_pct == pytest.approx(50) and status.capacity_kwh == pytest.approx(100) and status.max_charge_kw == pytest.approx(80)
+        assert (
+            status.soc_pct == pytest.approx(50)
+            and status.capacity_kwh == pytest.approx(100)
+            and status.max_charge_kw == pytest.approx(80)
+        )
         # 200 kW asked, 50 kW rated: the clamp holds whatever the caller sent
         await adapter.execute(Command.new("t", "battery", CommandType.SET_CHARGE_RATE, 200.0, NOW))
         assert simulator.commanded_kw() == pytest.approx(50)
@@ -131,10 +135,15 @@ async def test_reconnects_back_off_and_recover():
 
 # -- model 704 (DERCtlAC), the achieved value, and devices we cannot control --------------
 
+
 @contextlib.asynccontextmanager
 async def running(control=124, **spec):
-    simulator = SunSpecBatterySim(BatterySpec(**{"capacity_kwh": 100, "max_kw": 80, "soc_pct": 50, **spec}),
-                                  step_seconds=0.02, speed=600, control=control)
+    simulator = SunSpecBatterySim(
+        BatterySpec(**{"capacity_kwh": 100, "max_kw": 80, "soc_pct": 50, **spec}),
+        step_seconds=0.02,
+        speed=600,
+        control=control,
+    )
     port = await simulator.start()
     try:
         yield simulator, port
@@ -179,7 +188,9 @@ async def test_an_independent_sunspec_client_reads_the_704_device_as_we_do():
             await adapter.close()
     assert ids == [1, 704, 802] and took == 20.0
     assert wh == pytest.approx(ours.capacity_kwh * 1000) and wcha == pytest.approx(ours.max_charge_kw * 1000)
-    assert ours.soc_pct < 61 and after.soc_pct - 1e-9 <= soc <= ours.soc_pct + 1e-9  # discharging while the client read it
+    assert (
+        ours.soc_pct < 61 and after.soc_pct - 1e-9 <= soc <= ours.soc_pct + 1e-9
+    )  # discharging while the client read it
     assert wset == pytest.approx(20_000)  # SunSpec: + injects, i.e. our discharge
     assert (ena, mod, rvrt_tms, ena_rvrt, rvrt_w) == (1, 1, 900, 1, 0)  # enabled, watts; idle when silent
     assert pf is None  # group points laid out, left unimplemented
@@ -204,8 +215,19 @@ def read_device(port, control_name):
 def scan(port):
     """That client's view of a 704 device."""
     ids, battery, control = read_device(port, "DERCtlAC")
-    return (ids, battery.WHRtg.cvalue, battery.SoC.cvalue, battery.WChaRteMax.cvalue, control.WSet.cvalue, control.WSetEna.value,
-            control.WSetMod.value, control.WSetRvrtTms.value, control.WSetEnaRvrt.value, control.WSetRvrt.cvalue, control.PFWInj.PF.value)
+    return (
+        ids,
+        battery.WHRtg.cvalue,
+        battery.SoC.cvalue,
+        battery.WChaRteMax.cvalue,
+        control.WSet.cvalue,
+        control.WSetEna.value,
+        control.WSetMod.value,
+        control.WSetRvrtTms.value,
+        control.WSetEnaRvrt.value,
+        control.WSetRvrt.cvalue,
+        control.PFWInj.PF.value,
+    )
 
 
 async def test_the_adapter_drives_a_704_device_both_ways():
@@ -220,14 +242,17 @@ async def test_the_adapter_drives_a_704_device_both_ways():
             # the planner's two changes of one step, sent together: either order ends at -20 kW
             both = await asyncio.gather(
                 adapter.execute(Command.new("t", "battery", CommandType.SET_DISCHARGE_RATE, 20.0, NOW)),
-                adapter.execute(Command.new("t", "battery", CommandType.SET_CHARGE_RATE, 0.0, NOW)))
+                adapter.execute(Command.new("t", "battery", CommandType.SET_CHARGE_RATE, 0.0, NOW)),
+            )
             assert both == [20.0, 0.0] and wset_w(simulator) == 20_000
             before = (await adapter.status()).soc_pct
             await asyncio.sleep(0.3)
             status = await adapter.status()
             assert status.soc_pct < before and status.charge_state == 3
             # 200 kW asked, 50 kW rated: the clamp holds whatever the caller sent
-            assert await adapter.execute(Command.new("t", "battery", CommandType.SET_DISCHARGE_RATE, 200.0, NOW)) == 50.0
+            assert (
+                await adapter.execute(Command.new("t", "battery", CommandType.SET_DISCHARGE_RATE, 200.0, NOW)) == 50.0
+            )
             assert simulator.commanded_kw() == pytest.approx(-50)
         finally:
             await adapter.close()
@@ -280,7 +305,9 @@ async def test_the_engine_completes_with_what_the_device_took_and_the_next_plan_
         try:
             # to its resolution (0.08 kW at 124) the device holds 13.33 kW: what was asked, not a change
             assert await adapter.execute(Command.new("t", "battery", CommandType.SET_CHARGE_RATE, 13.33, NOW)) == 13.33
-            plan = pd.DataFrame({CHARGE: [40.0, 40.0], DISCHARGE: [0.0, 0.0]}, index=pd.date_range(NOW, periods=2, freq="15min"))
+            plan = pd.DataFrame(
+                {CHARGE: [40.0, 40.0], DISCHARGE: [0.0, 0.0]}, index=pd.date_range(NOW, periods=2, freq="15min")
+            )
             assets = AssetMap("battery")
             engine.submit(commands_from_schedule(plan, "p1", assets, engine.ratings, journal.last_setpoints()), NOW)
             done = {c.type: c for c in await engine.tick(NOW)}
@@ -308,10 +335,17 @@ async def test_a_device_without_storage_control_is_refused_and_the_engine_keeps_
         registry.register("b2", fine)
         engine = DispatchEngine(registry, EventBus(), journal, {"battery": RATING, "b2": fine.rating}, lambda _: "IDLE")
         try:
-            with pytest.raises(AdapterError, match=r"neither 124 \(storage_basic\) nor 704 \(DERCtlAC\).*models: \[1, 802\]"):
+            with pytest.raises(
+                AdapterError, match=r"neither 124 \(storage_basic\) nor 704 \(DERCtlAC\).*models: \[1, 802\]"
+            ):
                 await bad.connect()
-            engine.submit([Command.new("t", "battery", CommandType.SET_CHARGE_RATE, 10.0, NOW),
-                           Command.new("t", "b2", CommandType.SET_CHARGE_RATE, 10.0, NOW)], NOW)
+            engine.submit(
+                [
+                    Command.new("t", "battery", CommandType.SET_CHARGE_RATE, 10.0, NOW),
+                    Command.new("t", "b2", CommandType.SET_CHARGE_RATE, 10.0, NOW),
+                ],
+                NOW,
+            )
             done = await engine.tick(NOW)
             assert [(c.asset_id, c.state) for c in done] == [("b2", CommandState.COMPLETED)]
             assert good.commanded_kw() == pytest.approx(10)

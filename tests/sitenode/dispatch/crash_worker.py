@@ -25,7 +25,10 @@ class FileDevice:
 
 
 def plan(n: int) -> list[Command]:
-    return [Command.new("v1", f"cp-{i % 5}", CommandType.SET_CHARGE_RATE, float(i), T0 + timedelta(seconds=i)) for i in range(n)]
+    return [
+        Command.new("v1", f"cp-{i % 5}", CommandType.SET_CHARGE_RATE, float(i), T0 + timedelta(seconds=i))
+        for i in range(n)
+    ]
 
 
 async def main(folder: Path, n: int, pause: float) -> None:

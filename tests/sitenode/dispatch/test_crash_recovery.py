@@ -35,7 +35,9 @@ def test_kill_9_then_resume(tmp_path):
     assert len(at_crash) == N  # the whole plan was journalled before anything was sent
     in_flight = {i for i, s in at_crash.items() if s is CommandState.DISPATCHED}
 
-    done = subprocess.run([sys.executable, str(WORKER), str(tmp_path), str(N), "0"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(WORKER), str(tmp_path), str(N), "0"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     after = received(tmp_path)
     counts = collections.Counter(after)

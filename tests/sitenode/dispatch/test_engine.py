@@ -42,7 +42,14 @@ def engine(tmp_path, adapters, states=None, policy=None):
         registry.register(asset, adapter)
     bus = EventBus()
     journal = Journal(tmp_path / "journal.db")
-    eng = DispatchEngine(registry, bus, journal, RATINGS, (states or {}).get, policy or RetryPolicy(max_attempts=3, backoff_seconds=1, timeout_seconds=0.2))
+    eng = DispatchEngine(
+        registry,
+        bus,
+        journal,
+        RATINGS,
+        (states or {}).get,
+        policy or RetryPolicy(max_attempts=3, backoff_seconds=1, timeout_seconds=0.2),
+    )
     return eng, bus, journal
 
 
@@ -81,7 +88,9 @@ async def test_retries_with_backoff_then_fails(tmp_path):
 
 
 async def test_unanswered_sends_time_out(tmp_path):
-    eng, _, journal = engine(tmp_path, {"cp-1": Recorder(hang=True)}, policy=RetryPolicy(max_attempts=1, timeout_seconds=0.05))
+    eng, _, journal = engine(
+        tmp_path, {"cp-1": Recorder(hang=True)}, policy=RetryPolicy(max_attempts=1, timeout_seconds=0.05)
+    )
     eng.submit([cmd(7)], T0)
     finished = await eng.tick(T0)
     assert [c.state for c in finished] == [CommandState.TIMED_OUT]
@@ -116,7 +125,11 @@ async def test_newest_setpoint_wins_and_new_schedules_supersede(tmp_path):
     assert [c.value_kw for c in rec.sent] == [9]
     eng.submit([cmd(3, 20, source="v2")], T0 + timedelta(minutes=10), replace_from=T0 + timedelta(minutes=20))
     states = {c.value_kw: c.state for c in journal.commands()}
-    assert states[7] is CommandState.SUPERSEDED and states[11] is CommandState.SUPERSEDED and states[3] is CommandState.PENDING
+    assert (
+        states[7] is CommandState.SUPERSEDED
+        and states[11] is CommandState.SUPERSEDED
+        and states[3] is CommandState.PENDING
+    )
 
 
 async def test_setpoints_are_clamped_before_they_leave_and_unknown_assets_fail(tmp_path):

@@ -10,8 +10,15 @@ RATINGS = {"bat": AssetRating("bat", "battery", 50, 40), "cp-1": AssetRating("cp
 
 
 def schedule() -> pd.DataFrame:
-    return pd.DataFrame({CHARGE: [10.0, 10.0, 0.0, 0.0], DISCHARGE: [0.0, 0.0, 0.0, 30.0],
-                         "ev_a_kw": [7.0, 7.0, 7.0, 0.0], "ev_b_kw": [0.0, 11.0, 11.0, 11.0]}, index=INDEX)
+    return pd.DataFrame(
+        {
+            CHARGE: [10.0, 10.0, 0.0, 0.0],
+            DISCHARGE: [0.0, 0.0, 0.0, 30.0],
+            "ev_a_kw": [7.0, 7.0, 7.0, 0.0],
+            "ev_b_kw": [0.0, 11.0, 11.0, 11.0],
+        },
+        index=INDEX,
+    )
 
 
 def test_only_changes_become_commands_and_sessions_add_up_per_charger():

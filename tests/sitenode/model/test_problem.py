@@ -16,7 +16,13 @@ from sitenode.model.sessions import EVSession, check_sessions
 from sitenode.model.timeseries import check_series
 from sitenode.model.validation import parse
 
-GOOD = {"session_id": "ev-1", "arrival": "2025-01-15T17:00:00Z", "departure": "2025-01-15T23:00:00Z", "energy_kwh": 40, "max_kw": 11}
+GOOD = {
+    "session_id": "ev-1",
+    "arrival": "2025-01-15T17:00:00Z",
+    "departure": "2025-01-15T23:00:00Z",
+    "energy_kwh": 40,
+    "max_kw": 11,
+}
 
 
 def session_violations(data: dict[str, Any]) -> dict[str, str]:
@@ -28,8 +34,11 @@ def session_violations(data: dict[str, Any]) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("patch", "field", "text"),
     [
-        ({"departure": "2025-01-15T16:00:00Z"}, "departure",
-         "must be after arrival (2025-01-15T17:00:00+00:00), got 2025-01-15T16:00:00+00:00"),
+        (
+            {"departure": "2025-01-15T16:00:00Z"},
+            "departure",
+            "must be after arrival (2025-01-15T17:00:00+00:00), got 2025-01-15T16:00:00+00:00",
+        ),
         ({"departure": "2025-01-15T17:00:00Z"}, "departure", "must be after arrival"),
         ({"arrival": "2025-01-15T17:00:00"}, "arrival", "must carry a timezone"),
         ({"energy_kwh": -1}, "energy_kwh", "must be >= 0, got -1"),
@@ -54,7 +63,11 @@ def test_session_times_are_held_in_utc():
 def test_sessions_are_checked_against_the_site():
     site = site_config(chargers=[{"id": "cp-1", "max_kw": 22}, {"id": "cp-2", "max_kw": 50}])
     ok = parse(EVSession, GOOD)
-    sessions = [ok, ok.model_copy(update={"charger_id": "cp-9"}), ok.model_copy(update={"session_id": "ev-2", "charger_id": "cp-2"})]
+    sessions = [
+        ok,
+        ok.model_copy(update={"charger_id": "cp-9"}),
+        ok.model_copy(update={"session_id": "ev-2", "charger_id": "cp-2"}),
+    ]
     with pytest.raises(InvalidInput) as exc:
         check_sessions(site, sessions)
     assert {v.field: v.description for v in exc.value.violations} == {
@@ -69,7 +82,9 @@ def test_sessions_are_checked_against_the_site():
 
 def test_build_problem_refuses_sessions_the_site_cannot_take():
     cfg = run_config(4)
-    series = check_series(series_frame([1.0] * 4, import_price_per_kwh=[0.1] * 4, export_price_per_kwh=[0.0] * 4), cfg.horizon, cfg.tariff)
+    series = check_series(
+        series_frame([1.0] * 4, import_price_per_kwh=[0.1] * 4, export_price_per_kwh=[0.0] * 4), cfg.horizon, cfg.tariff
+    )
     with pytest.raises(InvalidInput) as exc:
         build_problem(site_config(), cfg, series, [session("a", 0, 2, 5, 7, charger_id="cp-1")])
     assert exc.value.violations[0].field == "sessions[0].charger_id"
@@ -101,12 +116,20 @@ def test_a_session_leaving_after_the_horizon_needs_only_what_later_cannot_give()
     (w,) = make_problem({"chargers": [{"id": "cp", "max_kw": 7}]}, {}, load=[0, 0], sessions=named).sessions
     assert (w.need_kwh, w.cap_kwh, w.max_kw) == (21, 35, 7)
     # without a named charger the fastest charger of the site bounds what later can give
-    (w,) = make_problem({"chargers": [{"id": "a", "max_kw": 7}, {"id": "b", "max_kw": 8}]}, {}, load=[0, 0], sessions=sessions).sessions
+    (w,) = make_problem(
+        {"chargers": [{"id": "a", "max_kw": 7}, {"id": "b", "max_kw": 8}]}, {}, load=[0, 0], sessions=sessions
+    ).sessions
     assert (w.need_kwh, w.cap_kwh, w.max_kw) == (19, 35, 8)
 
 
 def test_energy_already_delivered_is_carried_over():
-    cfg = run_config(2, tariff={"energy_rates": [{"rate": 0.1, "schedule": {"start_time": "00:00", "end_time": "23:59"}}], "export_rate": 0})
+    cfg = run_config(
+        2,
+        tariff={
+            "energy_rates": [{"rate": 0.1, "schedule": {"start_time": "00:00", "end_time": "23:59"}}],
+            "export_rate": 0,
+        },
+    )
     series = check_series(series_frame([0.0] * 2), cfg.horizon, cfg.tariff)
     (w,) = build_problem(site_config(), cfg, series, [session("ev", 0, 2, 15, 10)], delivered_kwh={"ev": 6}).sessions
     assert (w.need_kwh, w.cap_kwh) == (9, 9)
@@ -115,7 +138,9 @@ def test_energy_already_delivered_is_carried_over():
 
 
 def test_limits_come_from_the_site_and_the_series_the_lower_winning():
-    p = make_problem({"grid": {"import_limit_kw": 50, "export_limit_kw": 20}}, {}, load=[1, 1, 1], import_limit_kw=[80, 30, 50])
+    p = make_problem(
+        {"grid": {"import_limit_kw": 50, "export_limit_kw": 20}}, {}, load=[1, 1, 1], import_limit_kw=[80, 30, 50]
+    )
     assert p.import_limit_kw.tolist() == [50, 30, 50] and p.export_limit_kw == 20
     bare = make_problem({}, {}, load=[1, 1])
     assert np.isinf(bare.import_limit_kw).all() and math.isinf(bare.export_limit_kw)
@@ -149,7 +174,13 @@ def test_battery_state_defaults_and_overrides():
 
 def test_an_unreachable_final_soc_is_an_input_error_unless_asked_to_lower_it():
     # from 0 kWh at 10 kW and 90 % for 4 h the battery reaches at most 36 kWh
-    battery = {"capacity_kwh": 100, "soc_initial_kwh": 0, "soc_final_min_kwh": 90, "max_charge_kw": 10, "charge_efficiency": 0.9}
+    battery = {
+        "capacity_kwh": 100,
+        "soc_initial_kwh": 0,
+        "soc_final_min_kwh": 90,
+        "max_charge_kw": 10,
+        "charge_efficiency": 0.9,
+    }
     cfg = run_config(4, tariff={"export_rate": 0})
     series = check_series(series_frame([0.0] * 4, import_price_per_kwh=[0.1] * 4), cfg.horizon, cfg.tariff)
     with pytest.raises(InvalidInput) as exc:
@@ -164,9 +195,16 @@ def test_an_unreachable_final_soc_is_an_input_error_unless_asked_to_lower_it():
 
 
 def test_demand_floors_and_run_settings_are_carried():
-    run = {"tariff": {"demand_charges": [{"name": "w", "rate_per_kw": 5, "schedule": {"start_time": "01:00", "end_time": "02:59"}},
-                                         {"rate_per_kw": 2, "schedule": {"start_time": "00:00", "end_time": "00:59"}}]},
-           "objective": {"cost": 1, "carbon": 0.5, "peak": 2}, "solver": {"mip_rel_gap": 0.01}}
+    run = {
+        "tariff": {
+            "demand_charges": [
+                {"name": "w", "rate_per_kw": 5, "schedule": {"start_time": "01:00", "end_time": "02:59"}},
+                {"rate_per_kw": 2, "schedule": {"start_time": "00:00", "end_time": "00:59"}},
+            ]
+        },
+        "objective": {"cost": 1, "carbon": 0.5, "peak": 2},
+        "solver": {"mip_rel_gap": 0.01},
+    }
     cfg = run_config(4, **{**run, "tariff": {**run["tariff"], "export_rate": 0}})
     series = check_series(series_frame([0.0] * 4, import_price_per_kwh=[0.1] * 4), cfg.horizon, cfg.tariff)
     p = build_problem(site_config(), cfg, series, demand_floor_kw={"w": 12})

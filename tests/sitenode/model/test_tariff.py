@@ -122,12 +122,18 @@ def test_steps_no_window_covers_are_an_error_naming_the_first_in_local_time():
 
 
 def test_build_problem_resolves_rates_and_demand_windows_in_the_sites_local_time():
-    run = {"tariff": {
-        "energy_rates": [{"rate": 0.3, "schedule": {"start_time": "16:00", "end_time": "19:59"}},
-                         {"rate": 0.1, "schedule": {"start_time": "00:00", "end_time": "23:59"}}],
-        "export_rate": 0.04,
-        "demand_charges": [{"name": "evening", "rate_per_kw": 5, "schedule": {"start_time": "16:00", "end_time": "19:59"}}],
-    }}
+    run = {
+        "tariff": {
+            "energy_rates": [
+                {"rate": 0.3, "schedule": {"start_time": "16:00", "end_time": "19:59"}},
+                {"rate": 0.1, "schedule": {"start_time": "00:00", "end_time": "23:59"}},
+            ],
+            "export_rate": 0.04,
+            "demand_charges": [
+                {"name": "evening", "rate_per_kw": 5, "schedule": {"start_time": "16:00", "end_time": "19:59"}}
+            ],
+        }
+    }
     start = pd.Timestamp("2025-06-01T00:00Z")
     cfg = run_config(24, 60, start=start, **run)
     raw = series_frame([1.0] * 24, start=start)
@@ -139,6 +145,11 @@ def test_build_problem_resolves_rates_and_demand_windows_in_the_sites_local_time
 
 
 def test_price_columns_win_over_the_tariff():
-    run = {"tariff": {"energy_rates": [{"rate": 0.3, "schedule": {"start_time": "00:00", "end_time": "23:59"}}], "export_rate": 0.04}}
+    run = {
+        "tariff": {
+            "energy_rates": [{"rate": 0.3, "schedule": {"start_time": "00:00", "end_time": "23:59"}}],
+            "export_rate": 0.04,
+        }
+    }
     p = make_problem({}, run, load=[1, 1], prices=[0.11, 0.12], export_prices=[0.01, 0.02])
     assert p.import_price.tolist() == [0.11, 0.12] and p.export_price.tolist() == [0.01, 0.02]

@@ -11,7 +11,9 @@ from sitenode.model.problem import SiteProblem
 from sitenode.optimizer.solve import Plan, optimize_site
 from sitenode.schedule import GRID_IMPORT, check_schedule, ev_column
 
-AC_DC = [{"id": f"ac{i}", "max_kw": 11, "kind": "ac"} for i in range(3)] + [{"id": f"dc{i}", "max_kw": 50, "kind": "dc"} for i in range(2)]
+AC_DC = [{"id": f"ac{i}", "max_kw": 11, "kind": "ac"} for i in range(3)] + [
+    {"id": f"dc{i}", "max_kw": 50, "kind": "dc"} for i in range(2)
+]
 
 
 def check_one_charger_per_stay(p: SiteProblem, plan: Plan) -> None:
@@ -42,7 +44,9 @@ def test_each_session_gets_one_charger_of_the_right_kind_for_its_whole_stay():
         {"session_id": "slow3", "arrival": 2, "departure": 8, "energy_kwh": 30, "max_kw": 11},
         {"session_id": "slow4", "arrival": 4, "departure": 8, "energy_kwh": 20, "max_kw": 22},
     ]
-    p = make_problem({"chargers": AC_DC}, {}, load=[0] * 8, prices=[0.3, 0.3, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2], sessions=sessions)
+    p = make_problem(
+        {"chargers": AC_DC}, {}, load=[0] * 8, prices=[0.3, 0.3, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2], sessions=sessions
+    )
     plan = optimize_site(p)
     assert plan.result.num_integer > 0
     assert plan.result.gap <= p.solver.mip_rel_gap
@@ -93,7 +97,9 @@ def test_more_sessions_than_chargers_leaves_the_least_urgent_unplugged():
 
 def test_one_kind_with_enough_chargers_needs_no_binaries():
     chargers = [{"id": f"ac{i}", "max_kw": 22, "kind": "ac"} for i in range(3)]
-    sessions = [{"session_id": f"s{i}", "arrival": i, "departure": i + 4, "energy_kwh": 20, "max_kw": 22} for i in range(3)]
+    sessions = [
+        {"session_id": f"s{i}", "arrival": i, "departure": i + 4, "energy_kwh": 20, "max_kw": 22} for i in range(3)
+    ]
     p = make_problem({"chargers": chargers}, {}, load=[0] * 8, sessions=sessions)
     plan = optimize_site(p)
     assert plan.result.num_integer == 0 and plan.result.mip_rel_gap is None
@@ -144,9 +150,14 @@ def test_a_relaxed_mip_is_still_cost_optimal(s0_kwh, s1_kwh, s2_kwh, peak_kw):
     # hour each (steps 0 and 2); the pooled s2 (priority 2) takes 7 kW at most in step 0.
     # Step 0 draws min(s0, 7) + min(s2, 7), step 2 min(s1, 7): the peak is the larger, and an
     # idle battery (empty at first) is best: objective 0.5 × peak.
-    site = {"battery": {"capacity_kwh": 5, "soc_initial_kwh": 0, "max_charge_kw": 1, "max_discharge_kw": 1},
-            "chargers": [{"id": "ac0", "max_kw": 11, "kind": "ac"}, {"id": "ac1", "max_kw": 11, "kind": "ac"},
-                         {"id": "dc0", "max_kw": 40, "kind": "dc"}]}
+    site = {
+        "battery": {"capacity_kwh": 5, "soc_initial_kwh": 0, "max_charge_kw": 1, "max_discharge_kw": 1},
+        "chargers": [
+            {"id": "ac0", "max_kw": 11, "kind": "ac"},
+            {"id": "ac1", "max_kw": 11, "kind": "ac"},
+            {"id": "dc0", "max_kw": 40, "kind": "dc"},
+        ],
+    }
     sessions = [
         {"session_id": "s0", "arrival": 0, "departure": 1, "energy_kwh": s0_kwh, "max_kw": 7, "charger_id": "ac0"},
         {"session_id": "s1", "arrival": 2, "departure": 3, "energy_kwh": s1_kwh, "max_kw": 7, "charger_id": "ac0"},

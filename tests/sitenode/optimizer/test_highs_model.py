@@ -21,7 +21,9 @@ BATTERY = {"capacity_kwh": 200, "soc_initial_kwh": 100, "max_charge_kw": 50, "ma
 
 def loaded(time_limit_seconds: float) -> tuple[HighsModel, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(7)
-    problem = make_problem({"battery": BATTERY}, rng.uniform(10, 40, STEPS), step_minutes=15, prices=rng.uniform(0.05, 0.3, STEPS))
+    problem = make_problem(
+        {"battery": BATTERY}, rng.uniform(10, 40, STEPS), step_minutes=15, prices=rng.uniform(0.05, 0.3, STEPS)
+    )
     lp = LinearProgram()
     cols = add_site(lp, problem)
     model = HighsModel(lp.matrix(), time_limit_seconds=time_limit_seconds)

@@ -26,7 +26,13 @@ def engine(request):
     return request.param
 
 
-BATTERY = {"capacity_kwh": 10, "soc_initial_kwh": 0, "soc_final_min_kwh": 0, "charge_efficiency": 0.9, "discharge_efficiency": 0.9}
+BATTERY = {
+    "capacity_kwh": 10,
+    "soc_initial_kwh": 0,
+    "soc_final_min_kwh": 0,
+    "charge_efficiency": 0.9,
+    "discharge_efficiency": 0.9,
+}
 
 
 def test_two_step_arbitrage(engine):
@@ -72,8 +78,12 @@ def test_a_demand_charge_that_pays_for_the_battery(engine):
     # kW more energy, against 5 per kW of demand. So shave all the battery can: 10 kW in
     # hour 0 stores 9 kWh, which gives 8.1 kW in hour 1, leaving 1.9 kW to import.
     battery = {**BATTERY, "max_charge_kw": 10, "max_discharge_kw": 10}
-    p = make_problem({"battery": battery}, {"tariff": {"demand_charges": [{**DEMAND, "rate_per_kw": 5.0}]}},
-                     load=[10, 10], prices=[0.1, 0.1])
+    p = make_problem(
+        {"battery": battery},
+        {"tariff": {"demand_charges": [{**DEMAND, "rate_per_kw": 5.0}]}},
+        load=[10, 10],
+        prices=[0.1, 0.1],
+    )
     s = engine(p).schedule
     assert s[GRID_IMPORT].tolist() == pytest.approx([20, 1.9])
     m = compute_metrics(p, s)
@@ -84,8 +94,12 @@ def test_a_demand_charge_that_pays_for_the_battery(engine):
 def test_a_demand_charge_below_the_round_trip_loss_is_not_shaved(engine):
     # 0.02 per kW saved < 0.0235 per kW of extra energy: the battery stays idle
     battery = {**BATTERY, "max_charge_kw": 10, "max_discharge_kw": 10}
-    p = make_problem({"battery": battery}, {"tariff": {"demand_charges": [{**DEMAND, "rate_per_kw": 0.02}]}},
-                     load=[10, 10], prices=[0.1, 0.1])
+    p = make_problem(
+        {"battery": battery},
+        {"tariff": {"demand_charges": [{**DEMAND, "rate_per_kw": 0.02}]}},
+        load=[10, 10],
+        prices=[0.1, 0.1],
+    )
     s = engine(p).schedule
     assert s[GRID_IMPORT].tolist() == pytest.approx([10, 10])
 
@@ -94,8 +108,13 @@ def test_a_demand_charge_below_the_round_trip_loss_is_not_shaved(engine):
 def test_curtailment_when_export_is_capped(engine, export_price, exported, curtailed):
     # PV 30, load 5, export capped at 10. Paid −0.05 the site exports nothing and curtails all
     # 25 kW it cannot use; paid 0.05 it exports the 10 it may and curtails the other 15.
-    p = make_problem({"pv": {"curtailable": True}, "grid": {"export_limit_kw": 10}}, {}, load=[5], pv=[30],
-                     export_prices=[export_price])
+    p = make_problem(
+        {"pv": {"curtailable": True}, "grid": {"export_limit_kw": 10}},
+        {},
+        load=[5],
+        pv=[30],
+        export_prices=[export_price],
+    )
     plan = engine(p)
     assert plan.schedule[GRID_EXPORT].iloc[0] == pytest.approx(exported)
     assert plan.schedule[CURTAIL].iloc[0] == pytest.approx(curtailed)
@@ -131,7 +150,9 @@ def test_ev_shortfall_goes_to_the_less_urgent_session(engine):
     plan = engine(p)
     delivered = {sid: plan.schedule[ev_column(sid)].sum() for sid in ("urgent", "later")}
     assert delivered == pytest.approx({"urgent": 15, "later": 5})
-    assert plan.relaxation.shortfall_by_session == pytest.approx({"urgent": 0, "later": 10}, abs=1e-5)  # solver-tolerance room
+    assert plan.relaxation.shortfall_by_session == pytest.approx(
+        {"urgent": 0, "later": 10}, abs=1e-5
+    )  # solver-tolerance room
     assert plan.relaxation.ev_shortfall_kwh == pytest.approx(10)
     assert plan.relaxation.stages == ("shortfall",)
     assert check_schedule(p, plan.schedule) == []
@@ -142,8 +163,12 @@ def test_breach_within_the_margin_delivers_ev_energy_and_is_reported(engine):
     # Limit 10 kW, margin 20 %: 12 kW at most. One hour, 12 kWh needed: the plan breaches by
     # 2 kWh rather than fall short, and says so; the penalty is reported, not in total_cost.
     sessions = [{"session_id": "ev", "arrival": 0, "departure": 1, "energy_kwh": 12, "max_kw": 50}]
-    p = make_problem({"grid": {"import_limit_kw": 10, "breach_margin": 0.2, "breach_penalty_per_kwh": 10}}, {}, load=[0],
-                     sessions=sessions)
+    p = make_problem(
+        {"grid": {"import_limit_kw": 10, "breach_margin": 0.2, "breach_penalty_per_kwh": 10}},
+        {},
+        load=[0],
+        sessions=sessions,
+    )
     plan = engine(p)
     assert plan.relaxation.ev_shortfall_kwh == pytest.approx(0, abs=1e-6)
     assert plan.relaxation.breach_kwh == pytest.approx(2)
@@ -168,7 +193,9 @@ def test_breach_is_not_traded_for_a_cheaper_hour(engine):
     # 20 kWh in 2 h on a 10 kW connection with 50 % margin. Energy costs 0.1 then 1.0, so
     # breaching in hour 0 would save 0.9 per kWh: the plan must not, 10 kW each hour.
     sessions = [{"session_id": "ev", "arrival": 0, "departure": 2, "energy_kwh": 20, "max_kw": 50}]
-    p = make_problem({"grid": {"import_limit_kw": 10, "breach_margin": 0.5}}, {}, load=[0, 0], prices=[0.1, 1.0], sessions=sessions)
+    p = make_problem(
+        {"grid": {"import_limit_kw": 10, "breach_margin": 0.5}}, {}, load=[0, 0], prices=[0.1, 1.0], sessions=sessions
+    )
     plan = engine(p)
     assert plan.schedule[GRID_IMPORT].tolist() == pytest.approx([10, 10])
     assert plan.relaxation.breach_kwh == pytest.approx(0, abs=1e-7) and not plan.relaxation.relaxed

@@ -296,10 +296,7 @@ def test_the_new_slacks_are_held_at_zero_in_the_first_attempt():
     cols = add_site(lp, p)
     assert len(cols.flex_shortfall["miner"]) == 6 and len(cols.soc_shortfall) == 1
     slacks = set(cols.slacks.tolist())
-    assert (
-        set(cols.flex_shortfall["miner"].tolist()) <= slacks
-        and set(cols.soc_shortfall.tolist()) <= slacks
-    )
+    assert set(cols.flex_shortfall["miner"].tolist()) <= slacks and set(cols.soc_shortfall.tolist()) <= slacks
     assert set(cols.shortfall.values()) <= slacks
     # the soc slack covers only the target above the reserve: 25 − 5
     assert lp.matrix().col_upper[cols.soc_shortfall[0]] == pytest.approx(20)

@@ -54,7 +54,10 @@ def sites(draw: st.DrawFn) -> SiteProblem:
     step_minutes = draw(st.sampled_from([30, 60]))
     site: dict[str, Any] = {"grid": {}, "pv": {"curtailable": draw(st.booleans())}}
     if draw(st.booleans()):
-        site["grid"] = {"import_limit_kw": draw(st.floats(10, 60).map(round)), "breach_margin": draw(st.sampled_from([0.0, 0.1, 0.3]))}
+        site["grid"] = {
+            "import_limit_kw": draw(st.floats(10, 60).map(round)),
+            "breach_margin": draw(st.sampled_from([0.0, 0.1, 0.3])),
+        }
     if draw(st.booleans()):
         site["grid"]["export_limit_kw"] = draw(st.floats(0, 20).map(round))
     if draw(st.booleans()):
@@ -62,40 +65,69 @@ def sites(draw: st.DrawFn) -> SiteProblem:
         lo, hi = round(cap * draw(st.floats(0, 0.2)), 2), round(cap * draw(st.floats(0.8, 1)), 2)
         initial = round(draw(st.floats(lo, hi)), 2)
         battery = site["battery"] = {
-            "capacity_kwh": cap, "soc_min_kwh": lo, "soc_max_kwh": hi, "soc_initial_kwh": initial,
-            "max_charge_kw": draw(st.floats(1, 30).map(round)), "max_discharge_kw": draw(st.floats(1, 30).map(round)),
-            "charge_efficiency": draw(money(0.8, 1)), "discharge_efficiency": draw(money(0.8, 1)),
+            "capacity_kwh": cap,
+            "soc_min_kwh": lo,
+            "soc_max_kwh": hi,
+            "soc_initial_kwh": initial,
+            "max_charge_kw": draw(st.floats(1, 30).map(round)),
+            "max_discharge_kw": draw(st.floats(1, 30).map(round)),
+            "charge_efficiency": draw(money(0.8, 1)),
+            "discharge_efficiency": draw(money(0.8, 1)),
             "degradation_cost_per_kwh": draw(money(0, 0.05)),
         }
         # reachable by idling, or (sometimes) only by charging, which a tight limit may not allow
-        by_charging = min(hi, initial + battery["max_charge_kw"] * battery["charge_efficiency"] * steps * step_minutes / 60)
+        by_charging = min(
+            hi, initial + battery["max_charge_kw"] * battery["charge_efficiency"] * steps * step_minutes / 60
+        )
         top = initial if draw(st.booleans()) else math.floor(by_charging * 100) / 100
         battery["soc_final_min_kwh"] = round(draw(st.floats(lo, max(lo, top))), 2) if top > lo else lo
     if draw(st.booleans()):
-        site["flexible_loads"] = [{"id": "miner", "min_kw": draw(st.sampled_from([0, 1, 2])), "max_kw": draw(st.floats(2, 20).map(round)),
-                                   "value_per_kwh": draw(money(0, 0.4)), "priority": draw(st.integers(1, 10))}]
+        site["flexible_loads"] = [
+            {
+                "id": "miner",
+                "min_kw": draw(st.sampled_from([0, 1, 2])),
+                "max_kw": draw(st.floats(2, 20).map(round)),
+                "value_per_kwh": draw(money(0, 0.4)),
+                "priority": draw(st.integers(1, 10)),
+            }
+        ]
     chargers = [{"id": f"ac{i}", "max_kw": 11, "kind": "ac"} for i in range(draw(st.integers(0, 2)))]
     chargers += [{"id": f"dc{i}", "max_kw": 40, "kind": "dc"} for i in range(draw(st.integers(0, 2)))]
     site["chargers"] = chargers
     sessions = []
     for i in range(draw(st.integers(0, 4))):
         arrival = draw(st.integers(0, steps - 1))
-        session = {"session_id": f"s{i}", "arrival": arrival, "departure": draw(st.integers(arrival + 1, steps + 2)),
-                   "energy_kwh": draw(st.floats(0, 60).map(round)), "max_kw": draw(st.sampled_from([7.0, 11.0, 22.0, 50.0])),
-                   "priority": draw(st.integers(1, 3))}
+        session = {
+            "session_id": f"s{i}",
+            "arrival": arrival,
+            "departure": draw(st.integers(arrival + 1, steps + 2)),
+            "energy_kwh": draw(st.floats(0, 60).map(round)),
+            "max_kw": draw(st.sampled_from([7.0, 11.0, 22.0, 50.0])),
+            "priority": draw(st.integers(1, 3)),
+        }
         if chargers and draw(st.booleans()):
             session["charger_id"] = draw(st.sampled_from([c["id"] for c in chargers]))
         sessions.append(session)
-    run: dict[str, Any] = {"objective": {"carbon": draw(st.sampled_from([0.0, 0.1])), "peak": draw(st.sampled_from([0.0, 0.5]))}}
+    run: dict[str, Any] = {
+        "objective": {"carbon": draw(st.sampled_from([0.0, 0.1])), "peak": draw(st.sampled_from([0.0, 0.5]))}
+    }
     if draw(st.booleans()):
         classes = ("fleet", "facility", "battery", "mining", "export")
         run["priorities"] = dict(zip(classes, draw(st.permutations(range(1, 6))), strict=True))
     if draw(st.booleans()):
         first = draw(st.integers(0, steps - 1))
-        window = {"start_time": f"{first * step_minutes // 60:02d}:{first * step_minutes % 60:02d}", "end_time": "23:59"}
+        window = {
+            "start_time": f"{first * step_minutes // 60:02d}:{first * step_minutes % 60:02d}",
+            "end_time": "23:59",
+        }
         run["tariff"] = {"demand_charges": [{"rate_per_kw": draw(money(0, 10)), "schedule": window}]}
     return make_problem(
-        site, run, load=draw(kws(steps, 30)), pv=draw(kws(steps, 30)), sessions=sessions, step_minutes=step_minutes,
+        site,
+        run,
+        load=draw(kws(steps, 30)),
+        pv=draw(kws(steps, 30)),
+        sessions=sessions,
+        step_minutes=step_minutes,
         prices=draw(st.lists(money(0, 0.4), min_size=steps, max_size=steps)),
         export_prices=draw(st.lists(money(-0.05, 0.2), min_size=steps, max_size=steps)),
         carbon_kg_per_kwh=draw(st.lists(money(0, 0.5), min_size=steps, max_size=steps)),
@@ -106,7 +138,9 @@ def unserved(p: SiteProblem, frame: pd.DataFrame) -> float:
     """Energy not served, weighted by priority: the "shortfall" term read off a schedule."""
     by_session, by_load, battery = shortfall_weights(p)
     dt = p.dt_h
-    total = sum(max(0.0, w.need_kwh - frame[ev_column(w.session_id)].sum() * dt) * by_session[w.session_id] for w in p.sessions)
+    total = sum(
+        max(0.0, w.need_kwh - frame[ev_column(w.session_id)].sum() * dt) * by_session[w.session_id] for w in p.sessions
+    )
     loads, soc_short = floor_shortfalls(p, frame)
     return total + sum(kwh * by_load[i] for i, kwh in loads.items()) + soc_short * battery
 
@@ -194,7 +228,10 @@ def test_the_optimum_keeps_every_rule_and_nothing_simple_beats_it(problem: SiteP
 
     alternative, assignment = full_power_on_arrival(problem)  # the battery idles: it may miss its final target
     assert check_schedule(problem, alternative, limits=False, assignment=assignment, floors=False) == []
-    assert not_worse(opt, lexicographic_key(problem, alternative), mip_gap(plan)), (opt, lexicographic_key(problem, alternative))
+    assert not_worse(opt, lexicographic_key(problem, alternative), mip_gap(plan)), (
+        opt,
+        lexicographic_key(problem, alternative),
+    )
 
 
 @PROPERTY
@@ -231,7 +268,9 @@ def test_the_relaxation_report_matches_the_schedule(problem: SiteProblem) -> Non
     else:
         assert plan.relaxation.soc_shortfall_kwh == 0
     # metrics' breach_kwh counts all import above the limit, within the margin or beyond it
-    export_over = float(np.clip(plan.schedule[GRID_EXPORT].to_numpy() - problem.export_limit_kw, 0, None).sum() * problem.dt_h)
+    export_over = float(
+        np.clip(plan.schedule[GRID_EXPORT].to_numpy() - problem.export_limit_kw, 0, None).sum() * problem.dt_h
+    )
     assert abs(compute_metrics(problem, plan.schedule).breach_kwh - (breach + over - export_over)) < 1e-5
     if not plan.relaxation.relaxed:
         assert plan.relaxation.ev_shortfall_kwh < 1e-6 and breach < 1e-6 and over < 1e-6

@@ -25,7 +25,9 @@ def agree(problem: SiteProblem) -> None:
     for plan in (direct, pyomo):
         within = plan.relaxation.over_limit_kwh < 1e-9
         kept = plan.relaxation.flex_shortfall_kwh + plan.relaxation.soc_shortfall_kwh == 0
-        assert check_schedule(problem, plan.schedule, limits=within, assignment=plan.charger_assignment, floors=kept) == []
+        assert (
+            check_schedule(problem, plan.schedule, limits=within, assignment=plan.charger_assignment, floors=kept) == []
+        )
     assert direct.relaxation.stages == pyomo.relaxation.stages
     # Energy not served is one weighted term (see formulation). The engines hold it, weight
     # by weight (solve.by_weight), to the caps' room (~1e-7, relative above 1, absolute below;
@@ -41,11 +43,17 @@ def agree(problem: SiteProblem) -> None:
             if s.stage == SHORTFALL:
                 room = max(room, 5e-7 * max(1.0, s.objective) + 2 * s.gap * s.objective)
     lightest = min([*by_session.values(), *by_load.values(), battery])
-    for field, weights in (("ev_shortfall_kwh", by_session), ("flex_shortfall_kwh", by_load), ("soc_shortfall_kwh", {"": battery})):
+    for field, weights in (
+        ("ev_shortfall_kwh", by_session),
+        ("flex_shortfall_kwh", by_load),
+        ("soc_shortfall_kwh", {"": battery}),
+    ):
         tol = 1e-4 + room / min(weights.values(), default=1.0)
         assert getattr(direct.relaxation, field) == pytest.approx(getattr(pyomo.relaxation, field), abs=tol), field
     for field, stage in (("over_limit_kwh", "over"), ("breach_kwh", "breach")):
-        gap = max((s.gap * s.objective for p in (direct, pyomo) for s in p.result.stages if s.stage == stage), default=0.0)
+        gap = max(
+            (s.gap * s.objective for p in (direct, pyomo) for s in p.result.stages if s.stage == stage), default=0.0
+        )
         tol = 1e-4 + room / lightest + 2 * gap
         assert getattr(direct.relaxation, field) == pytest.approx(getattr(pyomo.relaxation, field), abs=tol), field
     a = compute_metrics(problem, direct.schedule).weighted_objective(problem)
@@ -75,5 +83,7 @@ def test_a_pyomo_solve_first_in_a_process_leaves_the_direct_engine_working() -> 
     )
     tests = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent)])}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120, check=True
+    )
     assert out.stdout.split() == ["optimal", "optimal"]

@@ -37,38 +37,66 @@ def site_problem(*, battery: bool = True, sessions: bool = True) -> SiteProblem:
         "chargers": [{"id": "cp-1", "max_kw": 22, "kind": "ac"}, {"id": "cp-2", "max_kw": 50, "kind": "dc"}],
     }
     if battery:
-        doc["battery"] = {"capacity_kwh": 40, "soc_initial_kwh": 20, "soc_min_kwh": 4, "soc_max_kwh": 38,
-                          "max_charge_kw": 20, "max_discharge_kw": 20, "charge_efficiency": 0.95,
-                          "discharge_efficiency": 0.95, "degradation_cost_per_kwh": 0.01}
+        doc["battery"] = {
+            "capacity_kwh": 40,
+            "soc_initial_kwh": 20,
+            "soc_min_kwh": 4,
+            "soc_max_kwh": 38,
+            "max_charge_kw": 20,
+            "max_discharge_kw": 20,
+            "charge_efficiency": 0.95,
+            "discharge_efficiency": 0.95,
+            "degradation_cost_per_kwh": 0.01,
+        }
     site = parse(SiteConfig, doc)
-    run = parse(RunConfig, {
-        "horizon": {"start": START.isoformat(), "step_minutes": 60, "steps": STEPS},
-        "tariff": {
-            "currency": "GBP",
-            "energy_rates": [
-                {"name": "night", "rate": 0.08, "schedule": {"start_time": "00:00", "end_time": "06:59"}},
-                {"name": "day", "rate": 0.25, "schedule": {"start_time": "07:00", "end_time": "23:59"}},
-            ],
-            "export_rate": 0.05,
-            "demand_charges": [{"name": "evening", "rate_per_kw": 5.0,
-                                "schedule": {"start_time": "16:00", "end_time": "19:59"}}],
+    run = parse(
+        RunConfig,
+        {
+            "horizon": {"start": START.isoformat(), "step_minutes": 60, "steps": STEPS},
+            "tariff": {
+                "currency": "GBP",
+                "energy_rates": [
+                    {"name": "night", "rate": 0.08, "schedule": {"start_time": "00:00", "end_time": "06:59"}},
+                    {"name": "day", "rate": 0.25, "schedule": {"start_time": "07:00", "end_time": "23:59"}},
+                ],
+                "export_rate": 0.05,
+                "demand_charges": [
+                    {"name": "evening", "rate_per_kw": 5.0, "schedule": {"start_time": "16:00", "end_time": "19:59"}}
+                ],
+            },
         },
-    })
+    )
     index = pd.date_range(START, periods=STEPS, freq="60min")
     hour = np.asarray(index.hour)
-    raw = pd.DataFrame({
-        "timestamp": index,
-        "load_kw": 15.0 + 10.0 * ((hour >= 8) & (hour < 18)),
-        "pv_kw": np.clip(30 * np.sin((hour - 7) / 10 * np.pi), 0, None),
-        "carbon_kg_per_kwh": 0.2 + 0.1 * np.cos(hour / 24 * 2 * np.pi),
-    })
+    raw = pd.DataFrame(
+        {
+            "timestamp": index,
+            "load_kw": 15.0 + 10.0 * ((hour >= 8) & (hour < 18)),
+            "pv_kw": np.clip(30 * np.sin((hour - 7) / 10 * np.pi), 0, None),
+            "carbon_kg_per_kwh": 0.2 + 0.1 * np.cos(hour / 24 * 2 * np.pi),
+        }
+    )
     evs = []
     if sessions:
         evs = [
-            EVSession(session_id="ev-1", arrival=START + pd.Timedelta(hours=17), departure=START + pd.Timedelta(hours=23),
-                      energy_kwh=40, max_kw=11, priority=1, charger_id="cp-1"),
-            EVSession(session_id="ev-2", arrival=START + pd.Timedelta(hours=6), departure=START + pd.Timedelta(hours=12),
-                      energy_kwh=30, max_kw=50, priority=2, charger_id="cp-2"),
+            EVSession(
+                session_id="ev-1",
+                arrival=START + pd.Timedelta(hours=17),
+                departure=START + pd.Timedelta(hours=23),
+                energy_kwh=40,
+                max_kw=11,
+                priority=1,
+                charger_id="cp-1",
+            ),
+            EVSession(
+                session_id="ev-2",
+                arrival=START + pd.Timedelta(hours=6),
+                departure=START + pd.Timedelta(hours=12),
+                energy_kwh=30,
+                max_kw=50,
+                priority=2,
+                charger_id="cp-2",
+            ),
         ]
     return build_problem(site, run, check_series(raw, run.horizon, run.tariff), evs)
 
@@ -141,8 +169,20 @@ def test_page_has_site_costs_and_savings_against_business_as_usual(full_report):
     for name, m in metrics.items():
         assert f"<th scope='col'>{name}</th>" in html
         assert f"{m.total_cost:,.2f}" in html
-    for field in ("total_cost", "energy_cost", "export_revenue", "demand_cost", "degradation_cost", "flex_value",
-                  "carbon_kg", "peak_import_kw", "ev_energy_kwh", "ev_shortfall_kwh", "breach_kwh", "breach_cost"):
+    for field in (
+        "total_cost",
+        "energy_cost",
+        "export_revenue",
+        "demand_cost",
+        "degradation_cost",
+        "flex_value",
+        "carbon_kg",
+        "peak_import_kw",
+        "ev_energy_kwh",
+        "ev_shortfall_kwh",
+        "breach_kwh",
+        "breach_cost",
+    ):
         assert f"<code>{field}</code>" in html
     savings_row = re.search(r"<tr class='savings'>(.*?)</tr>", html).group(1)
     cells = re.findall(r"<td>([^<]*)</td>", savings_row)
@@ -178,10 +218,13 @@ def test_site_without_battery_or_sessions_leaves_those_plots_out(tmp_path):
 
 
 def test_many_sessions_are_drawn_as_one_readable_image(tmp_path):
-    sessions = [{"session_id": f"ev{i}", "arrival": i % 6, "departure": 8 + i % 8, "energy_kwh": 15, "max_kw": 11}
-                for i in range(14)]
-    problem = make_problem({"grid": {"import_limit_kw": 400}}, load=[5] * 16, pv=[0] * 4 + [10] * 8 + [0] * 4,
-                           sessions=sessions)
+    sessions = [
+        {"session_id": f"ev{i}", "arrival": i % 6, "departure": 8 + i % 8, "energy_kwh": 15, "max_kw": 11}
+        for i in range(14)
+    ]
+    problem = make_problem(
+        {"grid": {"import_limit_kw": 400}}, load=[5] * 16, pv=[0] * 4 + [10] * 8 + [0] * 4, sessions=sessions
+    )
     schedules = {"optimized": optimize_site(problem).schedule}
     metrics = {"optimized": compute_metrics(problem, schedules["optimized"])}
     page = write_report(tmp_path, problem, schedules, metrics, "GBP", title="fleet")
@@ -193,7 +236,9 @@ def test_report_needs_the_optimized_schedule(tmp_path):
     problem = site_problem()
     frame = grid_only(problem)
     with pytest.raises(InvalidInput, match="optimized"):
-        write_report(tmp_path, problem, {"grid_only": frame}, {"grid_only": compute_metrics(problem, frame)}, "GBP", "x")
+        write_report(
+            tmp_path, problem, {"grid_only": frame}, {"grid_only": compute_metrics(problem, frame)}, "GBP", "x"
+        )
 
 
 def table_rows(text: str) -> dict[str, list[str]]:

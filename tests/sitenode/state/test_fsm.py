@@ -49,12 +49,21 @@ def test_charger_table(state, trigger):
 
 
 BATTERY_EXPECTED = {
-    ("IDLE", "charge"): "CHARGING", ("DISCHARGING", "charge"): "CHARGING",
-    ("IDLE", "discharge"): "DISCHARGING", ("CHARGING", "discharge"): "DISCHARGING",
-    ("CHARGING", "stop"): "IDLE", ("DISCHARGING", "stop"): "IDLE",
-    ("IDLE", "fault"): "FAULTED", ("CHARGING", "fault"): "FAULTED", ("DISCHARGING", "fault"): "FAULTED", ("UNAVAILABLE", "fault"): "FAULTED",
+    ("IDLE", "charge"): "CHARGING",
+    ("DISCHARGING", "charge"): "CHARGING",
+    ("IDLE", "discharge"): "DISCHARGING",
+    ("CHARGING", "discharge"): "DISCHARGING",
+    ("CHARGING", "stop"): "IDLE",
+    ("DISCHARGING", "stop"): "IDLE",
+    ("IDLE", "fault"): "FAULTED",
+    ("CHARGING", "fault"): "FAULTED",
+    ("DISCHARGING", "fault"): "FAULTED",
+    ("UNAVAILABLE", "fault"): "FAULTED",
     ("FAULTED", "reset"): "IDLE",
-    ("IDLE", "disable"): "UNAVAILABLE", ("CHARGING", "disable"): "UNAVAILABLE", ("DISCHARGING", "disable"): "UNAVAILABLE", ("FAULTED", "disable"): "UNAVAILABLE",
+    ("IDLE", "disable"): "UNAVAILABLE",
+    ("CHARGING", "disable"): "UNAVAILABLE",
+    ("DISCHARGING", "disable"): "UNAVAILABLE",
+    ("FAULTED", "disable"): "UNAVAILABLE",
     ("UNAVAILABLE", "enable"): "IDLE",
 }
 
@@ -73,10 +82,17 @@ def test_battery_table(state, trigger):
 
 
 def test_guards_refuse_with_their_reason():
-    spec = MachineSpec("door", ("shut", "open"), "shut", (
-        Transition("open", "shut", "open", guard=lambda ctx: ctx.get("authorized", False), guard_says="not authorized"),
-        Transition("close", "open", "shut"),
-    ))
+    spec = MachineSpec(
+        "door",
+        ("shut", "open"),
+        "shut",
+        (
+            Transition(
+                "open", "shut", "open", guard=lambda ctx: ctx.get("authorized", False), guard_says="not authorized"
+            ),
+            Transition("close", "open", "shut"),
+        ),
+    )
     fsm = StateMachine(spec, "d1")
     with pytest.raises(TransitionRefused, match="not authorized"):
         fsm.fire("open", {"authorized": False})
