@@ -7,23 +7,23 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# ---- build: the gridmesh wheel, then a venv with it and its dependencies (all binary wheels)
+# ---- build: a venv with the locked dependencies (requirements/image.txt: the versions the tests
+# ran, with hashes; all binary wheels), then the gridmesh wheel built and installed without deps.
+# ray[default] (the dashboard agent) is in the lock, so the same image runs a KubeRay head or
+# worker: KubeRay's probes and the chart's call the agent's /api/healthz.
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
+COPY requirements/image.txt ./requirements/image.txt
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --require-hashes --no-deps --only-binary :all: -r requirements/image.txt
 COPY pyproject.toml README.md ./
 COPY sitenode ./sitenode
 COPY portfolio ./portfolio
 COPY services ./services
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
- && python -m venv /opt/venv \
- && /opt/venv/bin/pip install /wheels/gridmesh-*.whl
-# ray[default] (the dashboard agent) lets the same image run a KubeRay head or worker: KubeRay's
-# probes and the chart's call the agent's /api/healthz. Same Ray version as resolved above.
-ARG RAY_EXTRAS=default
-RUN if [ -n "$RAY_EXTRAS" ]; then \
-      /opt/venv/bin/pip install "ray[${RAY_EXTRAS}]==$(/opt/venv/bin/python -c 'from importlib.metadata import version; print(version("ray"))')"; \
-    fi \
+RUN /opt/venv/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+ && /opt/venv/bin/pip install --no-deps /wheels/gridmesh-*.whl \
+ && /opt/venv/bin/pip check \
  && /opt/venv/bin/gridmesh --help > /dev/null
 
 # ---- runtime: the venv only, as a non-root user

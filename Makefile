@@ -1,4 +1,5 @@
-# Every target creates the virtualenv and installs first, so each works from a fresh clone.
+# Every target creates the virtualenv and installs first, so each works from a fresh clone; a new
+# lock recreates it (--clear), so the venv holds exactly what the lock says.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -18,7 +19,7 @@ UV_VERSION := 0.13.8
 UV := .tools/uv/bin/uv
 
 $(STAMP): pyproject.toml $(LOCK)
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
@@ -39,10 +40,18 @@ $(UV):
 	$(PYTHON) -m venv .tools/uv && .tools/uv/bin/pip install --quiet uv==$(UV_VERSION)
 
 # Re-resolve the lock from pyproject.toml's ranges (newest allowed versions), for every platform
-# and Python the project supports; commit the result once `make test` passes on it.
+# and Python the project supports, and the image's subset of it (no dev or example extras) at the
+# same versions; commit both once `make test` passes on them.
 lock: $(UV)
-	$(UV) pip compile pyproject.toml requirements/build.in --extra dev --extra examples \
+	$(UV) pip compile pyproject.toml requirements/build.in requirements/image.in --extra dev --extra examples \
 	  --universal --python-version 3.11 --generate-hashes --upgrade -o $(LOCK)
+	$(UV) pip compile pyproject.toml requirements/build.in requirements/image.in --constraint $(LOCK) \
+	  --universal --python-version 3.11 --generate-hashes -o requirements/image.txt
+	# every locked version must install from wheels wherever gateways and the image run
+	for py in 3.11 3.12 3.13; do for platform in x86_64-manylinux_2_28 aarch64-manylinux_2_28; do \
+	  $(UV) pip compile pyproject.toml requirements/build.in requirements/image.in --extra dev --extra examples \
+	    --constraint $(LOCK) --python-version $$py --python-platform $$platform --no-build -q -o /dev/null \
+	  || exit 1; done; done
 
 # The suite against the newest versions pyproject.toml allows, on purpose, in a venv of its own:
 # catches upstream changes before a `make lock` takes them in.
@@ -51,7 +60,8 @@ test-latest: $(BUF) $(CHROMIUM)
 	rm -rf $(LATEST_VENV) && $(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/pip install --quiet --upgrade pip
 	$(LATEST_VENV)/bin/pip install --quiet --upgrade -e '.[dev,examples]'
-	$(LATEST_VENV)/bin/python -m pytest -n 2 -q
+	# the one test that asks the venv to be the lock is the one this target means to break
+	$(LATEST_VENV)/bin/python -m pytest -n 2 -q --deselect tests/scripts/test_lock.py::test_this_environment_is_the_lock
 
 # The main job: a portfolio and three site nodes on loopback with mTLS, one simulated day
 # in about two minutes; exits non-zero if a cap or an EV's energy was not kept.

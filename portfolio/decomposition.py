@@ -255,7 +255,9 @@ class Part:
 
 def _flow_rows(cols: SiteColumns, links: Sequence[Link]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CSR rows of a site's coupled flows, one per link and step: import (− export on a feeder)."""
-    starts, indices, values = [], [], []
+    starts: list[int] = []
+    indices: list[int] = []
+    values: list[float] = []
     for link in links:
         for t in link.steps:
             starts.append(len(indices))
@@ -455,6 +457,7 @@ class SiteBatch:
         out = []
         for sid, site in self.sites.items():
             budget = budgets.get(sid)
+            x: np.ndarray | None
             if site.final is not None:
                 x, resolved = site.final, True
             elif budget is None or site.x is None:
@@ -1106,11 +1109,16 @@ def connect_ray(
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    quiet = {"log_to_driver": False, "ignore_reinit_error": True, "runtime_env": runtime_env}
     if address:
-        ray.init(address=address, **quiet)
+        ray.init(address=address, log_to_driver=False, ignore_reinit_error=True, runtime_env=runtime_env)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **quiet)
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            include_dashboard=False,
+            log_to_driver=False,
+            ignore_reinit_error=True,
+            runtime_env=runtime_env,
+        )
 
 
 class _Fallback(Exception):
@@ -1209,7 +1217,8 @@ class _Run:
         peak = [Coupling(PEAK, tuple(problems), np.arange(T), np.zeros(T), net=True)] if self.price > 0 and T else []
 
         # master rows and each site's links
-        rhs_parts, sizes, links = [], [], {}
+        rhs_parts, sizes = [], []
+        links: dict[str, list[Link]] = {}
         first = 0
         for c in couplings + peak:
             n = len(c.steps)
@@ -1490,7 +1499,11 @@ class _Run:
             mip_rel_gap=self.s.gap,
             stages=(StageOutcome(COST, status, upper, lower, gap, seconds),),
         )
-        frames = {sid: parts[sid].schedule for sid in problems}
+        frames: dict[str, pd.DataFrame] = {}
+        for sid in problems:
+            schedule = parts[sid].schedule
+            assert schedule is not None  # _run fell back to the monolithic solve for any site without one
+            frames[sid] = schedule
         caps = tuple(check_cap(f.feeder_id, c, frames) for f, c in zip(self.feeders, feeder_rows, strict=True))
         targets = tuple(check_target(e, c, frames) for e, c in zip(self.events, event_rows, strict=True))
         shares = import_shares(problems, feeder_rows, frames)

@@ -151,7 +151,11 @@ def _load_ca(folder: Path) -> tuple[CaFiles, x509.Certificate, ec.EllipticCurveP
         key = serialization.load_pem_private_key(files.key.read_bytes(), password=None)
     except (ValueError, TypeError) as exc:
         raise FailedPrecondition(f"cannot read the CA in {folder}: {exc}") from exc
-    if cert.public_key().public_numbers() != key.public_key().public_numbers():
+    ca_public = cert.public_key()
+    # the CA signs with ECDSA (as `certs init` makes it): any other kind of key cannot be ours
+    if not (isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(ca_public, ec.EllipticCurvePublicKey)):
+        raise FailedPrecondition(f"the CA in {folder} is not an ECDSA CA (want the P-256 key `certs init` makes)")
+    if ca_public.public_numbers() != key.public_key().public_numbers():
         raise FailedPrecondition(f"{files.key} is not the key of {files.cert}")
     if cert.not_valid_after_utc <= datetime.now(UTC):
         raise FailedPrecondition(f"the CA in {folder} expired on {cert.not_valid_after_utc.isoformat()}")

@@ -10,12 +10,16 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sitenode.errors import GridmeshError, InvalidInput
+
+if TYPE_CHECKING:  # imported lazily at run time: the CLI starts without pandas and HiGHS
+    from sitenode.bundle.runner import RunOutcome
 
 EXIT_BAD_INPUT = 2
 SERVICES = frozenset({"sitenode", "portfolio", "dashboard", "sim"})
@@ -45,7 +49,7 @@ def _validate(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
-def _print_table(outcome, out: Console) -> None:  # noqa: ANN001 - RunOutcome, imported lazily
+def _print_table(outcome: RunOutcome, out: Console) -> None:
     from sitenode.report import savings_table
 
     out.print(savings_table(outcome.metrics, outcome.currency))
@@ -55,6 +59,7 @@ def _optimize(args: argparse.Namespace, out: Console) -> int:
     from sitenode.bundle.runner import optimize_bundle
 
     outcome = optimize_bundle(args.bundle, engine=args.engine)
+    assert outcome.plan is not None  # optimize_bundle always returns the plan it solved
     r, relax = outcome.plan.result, outcome.plan.relaxation
     out.print(
         f"{r.status} in {r.total_seconds * 1000:.1f} ms (build {r.build_seconds * 1000:.1f}, "
@@ -202,7 +207,7 @@ def _sim_chargers(args: argparse.Namespace, out: Console) -> int:
     from pathlib import Path
 
     from services.server import stop_on_signals
-    from sitenode.clock import RealClock, SimulatedClock
+    from sitenode.clock import Clock, RealClock, SimulatedClock
     from sitenode.simulators.charger_fleet import read_planned_sessions, run_fleet
 
     ids = args.ids.split(",") if args.ids else [f"{args.prefix}{i + 1:02d}" for i in range(args.count)]
@@ -211,7 +216,7 @@ def _sim_chargers(args: argparse.Namespace, out: Console) -> int:
     if args.clock_start:  # a clock shared with a node and portfolio (the demo)
         from datetime import datetime
 
-        clock = SimulatedClock(datetime.fromisoformat(args.clock_start), args.speed, args.clock_origin)
+        clock: Clock = SimulatedClock(datetime.fromisoformat(args.clock_start), args.speed, args.clock_origin)
     else:
         clock = SimulatedClock(start, args.speed) if start is not None else RealClock()
 
@@ -351,8 +356,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # logs and pipes get a wide table rather than rich's 80-column default
-    wide = {} if sys.stdout.isatty() else {"width": 160}
-    out, err = Console(**wide), Console(stderr=True, **wide)
+    width = None if sys.stdout.isatty() else 160
+    out, err = Console(width=width), Console(stderr=True, width=width)
     if args.command in SERVICES:
         level = os.environ.get("GRIDMESH_LOG_LEVEL", "INFO").upper()
         if level not in logging.getLevelNamesMapping():

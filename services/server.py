@@ -89,6 +89,7 @@ def build_server(
     if options.insecure_loopback:
         port = server.add_insecure_port(options.listen)
     else:
+        assert options.tls_cert is not None and options.tls_key is not None  # refused above otherwise
         credentials = server_credentials(
             options.tls_cert,
             options.tls_key,

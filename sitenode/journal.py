@@ -103,7 +103,7 @@ class Journal:
                     r[1],
                     CommandType(r[2]),
                     r[3],
-                    _dt(r[4]),
+                    datetime.fromisoformat(r[4]),  # due_at is NOT NULL
                     r[5],
                     CommandState(r[6]),
                     r[7],
@@ -111,7 +111,7 @@ class Journal:
                     r[9],
                     _dt(r[10]),
                 )
-            )  # type: ignore[arg-type]
+            )
         return out
 
     def open_commands(self) -> list[Command]:
@@ -149,14 +149,14 @@ class Journal:
                 r[1],
                 CommandType(r[2]),
                 r[3],
-                _dt(r[4]),
+                datetime.fromisoformat(r[4]),  # due_at is NOT NULL
                 r[5],
                 CommandState(r[6]),
                 r[7],
                 _dt(r[8]),
                 r[9],
                 _dt(r[10]),
-            )  # type: ignore[arg-type]
+            )
             for r in rows
         ]
 

@@ -3,15 +3,28 @@
 Import them with `from conftest import make_problem` (tests/ is on the path). Sessions
 give `arrival`/`departure` as step numbers from START (fractions fall between steps);
 everything else is the YAML/CSV contract of shared/BUNDLE.md.
+
+Two fixtures for every test: `no_leaks` (autouse) fails a test that leaves asyncio tasks,
+threads or child processes behind, and `ray_session` is the one Ray of a test session.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import inspect
+import multiprocessing
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
+import pytest_asyncio
 
 from sitenode.model.problem import SiteProblem, build_problem
 from sitenode.model.run import RunConfig
@@ -106,3 +119,160 @@ def make_problem(
     raw = series_frame(load, pv, step_minutes=step_minutes, **columns)
     evs = [session(**{**s, "step_minutes": step_minutes}) for s in sessions]
     return build_problem(site_config(**site), cfg, check_series(raw, cfg.horizon, cfg.tariff), evs)
+
+
+# -- one Ray per test session --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray for the session (each pytest-xdist worker is a session of its own).
+
+    One CPU, so two xdist workers stay within a 2-core machine; RAY_ADDRESS, when set, joins
+    that cluster instead. The package's `connect_ray` finds it initialized and uses it, so a
+    test that solves with Ray asks for this fixture rather than starting (and leaking) its own.
+    """
+    import ray
+
+    from portfolio.decomposition import connect_ray
+
+    started_here = not ray.is_initialized()
+    connect_ray(num_cpus=1)
+    yield
+    if started_here:
+        ray.shutdown()
+
+
+# -- tests that leak fail ------------------------------------------------------------------
+#
+# As pymodbus's test/conftest.py does: record the tasks, threads and child processes that
+# exist before a test, and fail the test if new ones are still there after it (and after its
+# fixtures) ended. What is still finishing gets a grace period first.
+
+GRACE_SECONDS = 3.0  # a thread told to stop, or a child sent SIGTERM, gets this long to end
+TASK_GRACE_SECONDS = 1.0  # a cancelled task needs a few loop turns to finish
+
+# Threads that libraries start lazily on first use and keep for the life of the process: a
+# test that happens to be the first user creates them, and no API of ours can end them.
+ALLOWED_THREADS: list[tuple[re.Pattern[str], str]] = []
+
+
+def _allowed_thread(thread: threading.Thread) -> bool:
+    return any(pattern.fullmatch(thread.name) for pattern, _why in ALLOWED_THREADS)
+
+
+def _describe_thread(thread: threading.Thread) -> str:
+    target = getattr(thread, "_target", None)  # None for a Thread subclass that overrides run()
+    what = getattr(target, "__qualname__", None) or type(thread).__qualname__
+    module = getattr(target, "__module__", None) or type(thread).__module__
+    return f"{thread.name!r} ({module}.{what}, daemon={thread.daemon})"
+
+
+def _children() -> dict[int, tuple[str, str]]:
+    """This process's child processes, read from /proc: pid -> (state letter, cmdline)."""
+    me = os.getpid()
+    found: dict[int, tuple[str, str]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after its last ")"
+            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+            if int(ppid) != me:
+                continue
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ValueError):  # gone meanwhile
+            continue
+        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+        found[int(entry.name)] = (state, cmdline or f"[{comm}]")
+    return found
+
+
+def _leftover_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t not in before and t.is_alive() and not _allowed_thread(t)]
+
+
+def _leftover_children(before: set[int]) -> dict[int, tuple[str, str]]:
+    multiprocessing.active_children()  # joins multiprocessing's finished children, as its next start would
+    return {pid: what for pid, what in _children().items() if pid not in before}
+
+
+def _test_loop_scope(request: pytest.FixtureRequest) -> str | None:
+    """The scope of the loop an async test runs on (as pytest-asyncio picks it); None for a sync test."""
+    if not inspect.iscoroutinefunction(getattr(request.node, "obj", None)):
+        return None
+    marker = request.node.get_closest_marker("asyncio")
+    scope = marker and (marker.kwargs.get("loop_scope") or marker.kwargs.get("scope"))
+    return scope or request.config.getini("asyncio_default_test_loop_scope") or "function"
+
+
+def _tasks_left_fixture(loop_scope: str) -> Any:
+    """A fixture that runs on the test's loop (of `loop_scope`) and fails the test if it leaves tasks."""
+
+    @pytest_asyncio.fixture(name=f"_tasks_left_on_{loop_scope}_loop", loop_scope=loop_scope)  # type: ignore[misc]
+    async def tasks_left() -> AsyncIterator[None]:
+        before = asyncio.all_tasks()
+        yield
+        deadline = time.monotonic() + TASK_GRACE_SECONDS
+        while True:
+            left = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task() and not t.done()]
+            if not left or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        if left:
+            pytest.fail("the test left asyncio tasks pending:\n  " + "\n  ".join(repr(t) for t in left), pytrace=False)
+
+    return tasks_left
+
+
+_tasks_left_on_function_loop = _tasks_left_fixture("function")
+_tasks_left_on_class_loop = _tasks_left_fixture("class")
+_tasks_left_on_module_loop = _tasks_left_fixture("module")
+_tasks_left_on_package_loop = _tasks_left_fixture("package")
+_tasks_left_on_session_loop = _tasks_left_fixture("session")
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves tasks, threads or child processes behind once it and its fixtures ended.
+
+    Being autouse and function-scoped, this is set up before the test's own function-scoped
+    fixtures (and pytest-asyncio's function loop) and torn down after them: what they stop in
+    their teardown is not a leak. Higher-scoped fixtures were set up before, so what they hold
+    is in `before`.
+    """
+    threads_before = set(threading.enumerate())
+    children_before = set(_children())
+    ray_before = _ray_up()
+    loop_scope = _test_loop_scope(request)
+    if loop_scope is not None:
+        request.getfixturevalue(f"_tasks_left_on_{loop_scope}_loop")
+    yield
+    deadline = time.monotonic() + GRACE_SECONDS
+    while True:
+        threads = _leftover_threads(threads_before)
+        children = _leftover_children(children_before)
+        if not threads and not children:
+            return
+        if time.monotonic() > deadline:
+            break
+        for thread in threads:
+            thread.join(max(0.0, min(0.1, deadline - time.monotonic())))
+        if not threads:
+            time.sleep(0.05)
+    problems = [f"thread {_describe_thread(t)}" for t in threads]
+    problems += [
+        f"child process {pid} {'exited but never waited for' if state == 'Z' else 'still running'}: {cmdline}"
+        for pid, (state, cmdline) in sorted(children.items())
+    ]
+    if _ray_up() and not ray_before:
+        problems.append("Ray was started by the test: ask for the session's `ray_session` fixture instead")
+    pytest.fail("the test left behind:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+def _ray_up() -> bool:
+    ray = sys.modules.get("ray")  # never import Ray only to ask
+    return bool(ray is not None and ray.is_initialized())

@@ -84,6 +84,7 @@ the solver search symmetric copies.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -345,8 +346,9 @@ def _add_sessions(lp: LinearProgram, p: SiteProblem, cols: SiteColumns) -> None:
                 ub = min(w.max_kw, pool.max_kw)
                 segs.append(Segment(w.session_id, w.first, lp.add_cols(n, upper=ub), ub, key))
         if use_binaries and segs and segs[0].pool is not None:
-            choice = {}
+            choice: dict[str, int] = {}
             for seg in segs:
+                assert seg.pool is not None  # a pooled session has a segment per pool, each naming it
                 y = int(lp.add_cols(1, upper=1.0, integer=True)[0])
                 choice[seg.pool] = y
                 local = np.arange(n)
@@ -384,8 +386,9 @@ def _add_sessions(lp: LinearProgram, p: SiteProblem, cols: SiteColumns) -> None:
     by_charger: dict[str, list[Segment]] = defaultdict(list)
     charger_of = {w.session_id: w.session.charger_id for w in p.sessions}
     for seg in cols.segments:
-        if seg.pool is None and charger_of.get(seg.session_id):
-            by_charger[charger_of[seg.session_id]].append(seg)
+        named = charger_of.get(seg.session_id)
+        if seg.pool is None and named:
+            by_charger[named].append(seg)
     for charger_id, segs in by_charger.items():
         charger = p.site.charger(charger_id)
         assert charger is not None
@@ -394,7 +397,7 @@ def _add_sessions(lp: LinearProgram, p: SiteProblem, cols: SiteColumns) -> None:
 
 
 def cap_rows(
-    lp: LinearProgram, T: int, segs: list[Segment], cap_kw: float, extra: list[tuple[np.ndarray, float]] = ()
+    lp: LinearProgram, T: int, segs: list[Segment], cap_kw: float, extra: Sequence[tuple[np.ndarray, float]] = ()
 ) -> None:
     """Σ of the segments' power (plus per-step `extra` columns) <= cap_kw, where it can bind."""
     reach = np.zeros(T)

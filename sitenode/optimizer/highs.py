@@ -259,6 +259,7 @@ class HighsModel:
     def set_row_upper(self, rows: np.ndarray, upper: np.ndarray) -> None:
         """New upper bounds of "<=" rows (their lower bound stays -inf)."""
         n = len(rows)
-        self._h.changeRowsBounds(
+        # highspy's stubs omit changeRowsBounds, which its _core binds (as changeColsBounds)
+        self._h.changeRowsBounds(  # type: ignore[attr-defined]
             n, rows.astype(np.int32), np.full(n, -np.inf), np.ascontiguousarray(upper, dtype=float)
         )

@@ -7,6 +7,7 @@ Building from numpy arrays (not one Python object per term) is what keeps a year
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,7 +73,7 @@ class LinearProgram:
     def add_rows(
         self,
         n: int,
-        terms: list[tuple[np.ndarray, np.ndarray, float | np.ndarray]],
+        terms: Sequence[tuple[np.ndarray, np.ndarray, float | np.ndarray]],
         lower: float | np.ndarray = -INF,
         upper: float | np.ndarray = INF,
     ) -> np.ndarray:

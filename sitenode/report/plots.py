@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib import dates as mdates
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -79,9 +80,11 @@ def _time_axis(ax: Axes) -> None:
     ax.set_axisbelow(True)
 
 
-def _legend_outside(ax: Axes, handles: Sequence | None = None, labels: Sequence[str] | None = None) -> None:
+def _legend_outside(ax: Axes, handles: Sequence[Artist] | None = None, labels: Sequence[str] | None = None) -> None:
     if handles is None:
         handles, labels = ax.get_legend_handles_labels()
+    elif labels is None:  # what matplotlib's legend does then: each handle's own label
+        labels = [str(h.get_label()) for h in handles]
     if handles:
         ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 
@@ -265,14 +268,16 @@ def ev_sessions(problem: SiteProblem, frame: pd.DataFrame, path: Path) -> Path |
 
 def _ev_heatmap(problem: SiteProblem, frame: pd.DataFrame, cols: list[str], names: list[str], x: np.ndarray) -> Figure:
     windows = {w.column: w for w in problem.sessions}
-    data = np.ma.masked_array(frame[cols].to_numpy(dtype=float).T, mask=False)
+    values = frame[cols].to_numpy(dtype=float).T
+    mask = np.zeros(values.shape, dtype=bool)
     # Steps outside a session's window stay blank, so "present but idle" reads apart from "absent".
     for row, col in enumerate(cols):
         w = windows.get(col)
         if w is not None:
             outside = np.ones(problem.steps, dtype=bool)
             outside[w.first : w.stop] = False
-            data.mask[row] = outside
+            mask[row] = outside
+    data = np.ma.masked_array(values, mask=mask)
     fig, ax = _new_figure(min(12.0, max(3.6, 0.2 * len(cols) + 1.6)))
     lo, hi = mdates.date2num(x[0]), mdates.date2num(x[-1])
     image = ax.imshow(

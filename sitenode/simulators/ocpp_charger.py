@@ -14,6 +14,7 @@ from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16 import enums as e
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 
 def _now() -> str:
@@ -127,7 +128,7 @@ async def connect_charge_point(
     token = base64.b64encode(f"{charger_id}:{password}".encode()).decode()
     ws = await connect(
         f"{url.rstrip('/')}/{charger_id}",
-        subprotocols=[f"ocpp{version}"],
+        subprotocols=[Subprotocol(f"ocpp{version}")],
         additional_headers={"Authorization": f"Basic {token}"},
         ssl=ssl,
     )

@@ -3,10 +3,9 @@
 Every claim is read off the extracted per-site schedules (what the nodes would dispatch):
 the coupling rows, each site's own rules, and the objective against the monolithic optimum.
 
-One Ray instance per test session (each pytest-xdist worker is a session of its own), with
-one CPU, so two xdist workers stay within a 2-core machine; RAY_ADDRESS, when set, joins that
-cluster instead. The fixtures live here, not in a conftest.py: a tests/portfolio/conftest.py
-would shadow tests/conftest.py for the modules that import helpers from it by name.
+The solver runs on the session's one Ray (tests/conftest.py's `ray_session`). The fixtures
+live here, not in a conftest.py: a tests/portfolio/conftest.py would shadow tests/conftest.py
+for the modules that import helpers from it by name.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from portfolio.decomposition import (
     Link,
     SiteBatch,
     _Block,
-    connect_ray,
 )
 from portfolio.model import Feeder, FlexEvent, FlexKind
 from portfolio.solvers import (
@@ -49,17 +47,6 @@ from sitenode.schedule import GRID_EXPORT, GRID_IMPORT, check_schedule
 
 STEPS = 24
 GAP = 1e-3
-
-
-@pytest.fixture(scope="session")
-def ray_session() -> Iterator[None]:
-    import ray
-
-    started_here = not ray.is_initialized()
-    connect_ray(num_cpus=1)
-    yield
-    if started_here:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="session")

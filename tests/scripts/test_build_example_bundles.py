@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from sitenode.bundle import load_bundle
 
@@ -31,12 +32,50 @@ def rebuilt(tmp_path_factory) -> Path:
     return out
 
 
-def test_script_rebuilds_the_committed_bytes(rebuilt):
+def _same_content(built: Path, committed: Path) -> None:
+    """What a bundle means, not the bytes a library version stamps into a file (parquet's
+    footer names the pyarrow that wrote it): the same frame for tables, the same data for YAML."""
+    if built.suffix == ".parquet":
+        pd.testing.assert_frame_equal(pd.read_parquet(built), pd.read_parquet(committed), check_exact=True)
+    elif built.suffix == ".csv":
+        pd.testing.assert_frame_equal(pd.read_csv(built), pd.read_csv(committed), check_exact=True)
+    elif built.suffix in (".yaml", ".yml"):
+        assert yaml.safe_load(built.read_text()) == yaml.safe_load(committed.read_text())
+    else:
+        assert built.read_bytes() == committed.read_bytes()
+
+
+def test_script_rebuilds_the_committed_bundles(rebuilt):
     built = sorted(p.relative_to(rebuilt) for p in rebuilt.rglob("*") if p.is_file())
     committed = sorted(p.relative_to(EXAMPLES) for p in EXAMPLES.rglob("*") if p.is_file())
     assert built == committed
     for rel in built:
-        assert (rebuilt / rel).read_bytes() == (EXAMPLES / rel).read_bytes(), rel
+        try:
+            _same_content(rebuilt / rel, EXAMPLES / rel)
+        except AssertionError as exc:
+            raise AssertionError(f"{rel}: {exc}") from exc
+
+
+def test_the_content_check_catches_a_changed_value_dtype_and_column(tmp_path):
+    frame = pd.DataFrame(
+        {"timestamp": pd.date_range("2025-06-01", periods=3, freq="15min", tz="UTC"), "load_kw": [1.0, 2.0, 3.0]}
+    )
+    frame.to_parquet(tmp_path / "a.parquet")
+    changes = {
+        "value": frame.assign(load_kw=[1.0, 2.0, 3.5]),
+        "dtype": frame.assign(load_kw=frame["load_kw"].astype("float32")),
+        "column": frame.rename(columns={"load_kw": "load"}),
+    }
+    for name, changed in changes.items():
+        changed.to_parquet(tmp_path / f"{name}.parquet")
+        with pytest.raises(AssertionError):
+            _same_content(tmp_path / f"{name}.parquet", tmp_path / "a.parquet")
+    (tmp_path / "a.yaml").write_text("a: 1\nb: [2, 3]\n")
+    (tmp_path / "b.yaml").write_text("b: [2, 3]\na: 1\n")
+    _same_content(tmp_path / "b.yaml", tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("a: 1\nb: [2, 4]\n")
+    with pytest.raises(AssertionError):
+        _same_content(tmp_path / "c.yaml", tmp_path / "a.yaml")
 
 
 def test_demandlib_leaves_warning_filters_alone():
