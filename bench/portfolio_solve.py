@@ -7,13 +7,13 @@ examples/bundles, loads, PV and sessions varied per site), in feeders of about 2
 whose caps bind (a fraction of what the sites would draw together planning alone), and a
 coincident-peak charge of `--peak-price` per kW of the portfolio's peak net import over the
 horizon (default 5, in the range of the example sites' own demand charges, 6-14 per kW; 0
-gives the instance without it, as measured in portfolio/solvers.py). The problems are built once; each method then runs in its own process, so its peak memory is
-its own: the monolithic solve, and the decomposition with Ray limited to each of `--cpus`
-(the process starts its own local Ray instance; its start is timed apart). Per method the
-JSON (default bench/results/portfolio_solve.json) has `objective` (the coupled "cost" term,
-peak charge included),
-`bound`, `gap`, `seconds`, `iterations`, `peak_rss_mb` (the driver's, plus the Ray workers'
-for the decomposition) and `max_coupling_violation_kw` (read off the extracted schedules),
+gives the instance without it, as measured in portfolio/solvers.py). The problems are built
+once; each method then runs in its own process, so its peak memory is its own: the
+monolithic solve, and the decomposition with Ray limited to each of `--cpus` (the process
+starts its own local Ray instance; its start is timed apart). Per method the JSON (default
+bench/results/portfolio_solve.json) has `objective` (the coupled "cost" term, peak charge
+included), `bound`, `gap`, `seconds`, `iterations`, `peak_rss_mb` (the driver's, plus the
+Ray workers' for the decomposition) and `max_coupling_violation_kw` (read off the extracted schedules),
 and besides them `peak_price`, `peak_kw`, `alone_peak_kw` and `peak_charge`.
 Goal (issue 6): gap <= 0.1 %, and at 1,000 sites faster than monolithic on 2 cores.
 """

@@ -483,8 +483,8 @@ async def run_bare(n: int, args: argparse.Namespace, folder: Path, console: Cons
         acked, window_s, server_cpu, bench_cpu, _ = await pump_telemetry(nodes, server.pid, args)
         rate = acked / window_s / args.points
         console.print(
-            f"[{n}] bare grpc.aio link (no portfolio): {rate:,.0f} telemetry messages/s, server CPU {server_cpu:.0%} of a core, "
-            f"bench CPU {bench_cpu:.0%}"
+            f"[{n}] bare grpc.aio link (no portfolio): {rate:,.0f} telemetry messages/s, "
+            f"server CPU {server_cpu:.0%} of a core, bench CPU {bench_cpu:.0%}"
         )
         return {
             "messages_per_s": rate,
@@ -574,8 +574,9 @@ async def run_sink(n: int, args: argparse.Namespace, folder: Path, console: Cons
             "server_us_per_message": server_cpu / rate * 1e6 if rate > 0 else float("nan"),
         }
         console.print(
-            f"[{n}] grpc.aio sink (counts, sends nothing), {streams} stream{'s' if streams > 1 else ''}: {rate:,.0f} messages/s, "
-            f"server CPU {server_cpu:.0%} of a core ({out[name]['server_us_per_message']:.0f} us a message), bench CPU {bench_cpu:.0%}"
+            f"[{n}] grpc.aio sink (counts, sends nothing), {streams} stream{'s' if streams > 1 else ''}: "
+            f"{rate:,.0f} messages/s, server CPU {server_cpu:.0%} of a core "
+            f"({out[name]['server_us_per_message']:.0f} us a message), bench CPU {bench_cpu:.0%}"
         )
     return out
 
@@ -674,7 +675,8 @@ async def run_nodes(n: int, args: argparse.Namespace, folder: Path, console: Con
         rss_after = rss_kib(portfolio.pid)
         kib = (rss_after - rss_before) / n
         console.print(
-            f"[{n}] {n} streams welcomed in {connect_s:.2f} s; RSS {rss_before / 1024:.1f} -> {rss_after / 1024:.1f} MiB"
+            f"[{n}] {n} streams welcomed in {connect_s:.2f} s; "
+            f"RSS {rss_before / 1024:.1f} -> {rss_after / 1024:.1f} MiB"
         )
 
         # 2. telemetry ingestion
@@ -684,8 +686,9 @@ async def run_nodes(n: int, args: argparse.Namespace, folder: Path, console: Con
         sent, stored = sum(node.seq for node in nodes), stored_points(folder)
         points_per_s = stored_in_window / window_s
         console.print(
-            f"[{n}] telemetry: {stored_in_window:,} points stored in {window_s:.1f} s ({points_per_s:,.0f}/s), portfolio CPU "
-            f"{portfolio_cpu:.0%} of a core, bench CPU {bench_cpu:.0%}; {sent:,} sent, {stored:,} stored after a {drain_s:.1f} s drain"
+            f"[{n}] telemetry: {stored_in_window:,} points stored in {window_s:.1f} s ({points_per_s:,.0f}/s), "
+            f"portfolio CPU {portfolio_cpu:.0%} of a core, bench CPU {bench_cpu:.0%}; "
+            f"{sent:,} sent, {stored:,} stored after a {drain_s:.1f} s drain"
         )
 
         # 3. schedule push: snapshots, the snapshot-triggered solves settle, then the operator's Solve
@@ -716,7 +719,8 @@ async def run_nodes(n: int, args: argparse.Namespace, folder: Path, console: Con
         while not await all_solved():
             if time.perf_counter() - started > args.settle_timeout:
                 raise TimeoutError(
-                    f"the snapshot-triggered solves did not settle within {args.settle_timeout} s: {portfolio.log_tail()}"
+                    f"the snapshot-triggered solves did not settle within {args.settle_timeout} s: "
+                    f"{portfolio.log_tail()}"
                 )
             await asyncio.sleep(0.2)
         settle_s = time.perf_counter() - started
@@ -730,9 +734,12 @@ async def run_nodes(n: int, args: argparse.Namespace, folder: Path, console: Con
             solves.append(await operator_solve(api, nodes, portfolio))
             one = solves[-1]
             console.print(
-                f"[{n}] Solve {k + 1}/{args.solves}: {one['status']}, {one['sites']} sites, solver {one['solver_seconds']:.2f} s; "
-                f"{one['acked_nodes']} acks p50 {one['ack_p50_s']:.3f} s p99 {one['ack_p99_s']:.3f} s max {one['ack_max_s']:.3f} s; "
-                f"first received {one['first_received_after_end_s']:.3f} s; {one['before_solver_s']:.3f} s ran before the solver; until the last ack, cores "
+                f"[{n}] Solve {k + 1}/{args.solves}: {one['status']}, {one['sites']} sites, "
+                f"solver {one['solver_seconds']:.2f} s; "
+                f"{one['acked_nodes']} acks p50 {one['ack_p50_s']:.3f} s p99 {one['ack_p99_s']:.3f} s "
+                f"max {one['ack_max_s']:.3f} s; "
+                f"first received {one['first_received_after_end_s']:.3f} s; "
+                f"{one['before_solver_s']:.3f} s ran before the solver; until the last ack, cores "
                 + ", ".join(f"{k} {v:.2f}" for k, v in one["cores_until_last_ack"].items())
             )
             console.print(f"[{n}] hub: {one['hub_breakdown']}")
@@ -768,15 +775,16 @@ async def run_nodes(n: int, args: argparse.Namespace, folder: Path, console: Con
                 "drain_seconds": drain_s,
                 "portfolio_cpu_cores": portfolio_cpu,
                 "bench_cpu_cores": bench_cpu,
-                "measure": "telemetry rows the store gained during the window / window seconds; after the window every node "
-                "waits for its acks to cover all it sent (the drain)",
+                "measure": "telemetry rows the store gained during the window / window seconds; "
+                "after the window every node waits for its acks to cover all it sent (the drain)",
             },
             "schedule": {
                 "solves": solves,
                 "settle_seconds": settle_s,
                 "settled_solve": settled[-1] if settled else "",
-                "measure": "per node: wall time its ack was written - report.solved_at (the portfolio's wall clock when its solver "
-                "returned); the ack figures at the top are the median over the solves",
+                "measure": "per node: wall time its ack was written - report.solved_at "
+                "(the portfolio's wall clock when its solver returned); "
+                "the ack figures at the top are the median over the solves",
             },
             "streams_dropped": len(ended),
             "streams_dropped_first": ended[:3],
@@ -813,7 +821,8 @@ def _per_item(fn, count: int) -> float:  # noqa: ANN001
 
 
 def push_breakdown(folder: Path, sites: int = 50) -> dict[str, float]:
-    """Microseconds per site of the synchronous parts of a snapshot's receipt and of `PortfolioHub.solve` around the solver."""
+    """Microseconds per site of the synchronous parts of a snapshot's receipt and of
+    `PortfolioHub.solve` around the solver."""
     from portfolio.coupled import MonolithicSolver
     from portfolio.snapshot import check_snapshot, common_horizon
     from portfolio.store import PortfolioStore
@@ -880,7 +889,8 @@ def main() -> None:
         "--ping-timeout",
         type=float,
         default=30.0,
-        help="portfolio's ping timeout; the service's default 3 s drops streams at 1,000 nodes while snapshots and solves block its loop",
+        help="portfolio's ping timeout; the service's default 3 s drops streams at 1,000 nodes "
+        "while snapshots and solves block its loop",
     )
     parser.add_argument(
         "--solves", type=int, default=5, help="operator solves per N (the ack figures are their median)"
@@ -970,14 +980,16 @@ def main() -> None:
         )
     console.print(table)
     console.print(
-        "bare grpc.aio: the same nodes' telemetry against bench/bare_link.py, which acks every message at once and does nothing "
-        "else (server and nodes share the machine's cores; the portfolio acks a site at most every 0.5 s). sink: bench/bare_link.py "
-        "--sink, which only counts what it is sent, fed by one stream from grpc's synchronous client and by N grpc.aio streams "
-        "writing without waiting: the most a grpc.aio server takes in here."
+        "bare grpc.aio: the same nodes' telemetry against bench/bare_link.py, which acks every message "
+        "at once and does nothing else (server and nodes share the machine's cores; the portfolio acks "
+        "a site at most every 0.5 s). sink: bench/bare_link.py --sink, which only counts what it is sent, "
+        "fed by one stream from grpc's synchronous client and by N grpc.aio streams writing without "
+        "waiting: the most a grpc.aio server takes in here."
     )
     console.print(
-        "ack latency: per node, wall time its ack was written - the solve report's solved_at (when the solver returned); "
-        f"p50 and p99 are the median over {args.solves} operator solves, worst p99 the largest."
+        "ack latency: per node, wall time its ack was written - the solve report's solved_at "
+        f"(when the solver returned); p50 and p99 are the median over {args.solves} operator solves, "
+        "worst p99 the largest."
     )
     for title, values in (("snapshot receipt and solve push, per site, in-process (us)", costs),):
         parts = Table(title=title)

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS schedules (
     valid_from TEXT NOT NULL, valid_until TEXT NOT NULL, payload BLOB NOT NULL, issued_at TEXT NOT NULL,
     state TEXT NOT NULL, reason TEXT NOT NULL, acked_at TEXT, UNIQUE (site_id, version));
 CREATE INDEX IF NOT EXISTS schedules_site ON schedules(site_id, issued_at, id);
-CREATE TABLE IF NOT EXISTS reports (id INTEGER PRIMARY KEY, solve_id TEXT NOT NULL UNIQUE, at TEXT NOT NULL, payload TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS reports (
+    id INTEGER PRIMARY KEY, solve_id TEXT NOT NULL UNIQUE, at TEXT NOT NULL, payload TEXT NOT NULL);
 """
 
 
@@ -170,8 +171,9 @@ class PortfolioStore:
         """Record that a site was seen now; the first sighting is kept."""
         with self._tx() as db:
             db.execute(
-                "INSERT INTO sites VALUES (?,?,?,?,?) ON CONFLICT(site_id) DO UPDATE SET last_seen = excluded.last_seen,"
-                " software_version = excluded.software_version, schedule_version_held = excluded.schedule_version_held",
+                "INSERT INTO sites VALUES (?,?,?,?,?) ON CONFLICT(site_id) DO UPDATE SET"
+                " last_seen = excluded.last_seen, software_version = excluded.software_version,"
+                " schedule_version_held = excluded.schedule_version_held",
                 (site_id, _ts(at), _ts(at), software_version, schedule_version),
             )
 
@@ -264,7 +266,8 @@ class PortfolioStore:
         """Samples taken at or after `start` with seq > since_seq, in seq order, at most `limit`
         (a reader that keeps the last seq it read pays only for what is new)."""
         rows = self._all(
-            "SELECT site_id, seq, at, payload FROM telemetry WHERE site_id = ? AND seq > ? AND at >= ? ORDER BY seq LIMIT ?",
+            "SELECT site_id, seq, at, payload FROM telemetry"
+            " WHERE site_id = ? AND seq > ? AND at >= ? ORDER BY seq LIMIT ?",
             (site_id, since_seq, _ts(start, "start"), limit),
         )
         return [TelemetryRecord(r[0], r[1], _dt(r[2]), bytes(r[3])) for r in rows]
@@ -327,7 +330,8 @@ class PortfolioStore:
     def issue_schedule(
         self, site_id: str, version: str, valid_from: datetime, valid_until: datetime, payload: bytes, at: datetime
     ) -> None:
-        """Record a schedule sent to a site. Issuing a version again replaces it: it becomes the newest, ISSUED again."""
+        """Record a schedule sent to a site. Issuing a version again replaces it: it becomes the
+        newest, ISSUED again."""
         with self._tx() as db:
             db.execute("DELETE FROM schedules WHERE site_id = ? AND version = ?", (site_id, version))
             db.execute(
@@ -344,7 +348,8 @@ class PortfolioStore:
             )
 
     def issue_schedules(self, items: Sequence[tuple[str, str, datetime, datetime, bytes]], at: datetime) -> None:
-        """Many (site_id, version, valid_from, valid_until, payload) at once, as `issue_schedule` each, in one transaction."""
+        """Many (site_id, version, valid_from, valid_until, payload) at once, as `issue_schedule`
+        each, in one transaction."""
         latest: dict[tuple[str, str], tuple] = {}
         issued_at, state = _ts(at), str(ScheduleState.ISSUED)
         for site_id, version, valid_from, valid_until, payload in items:
@@ -381,7 +386,8 @@ class PortfolioStore:
                     insert(db, chunk)
 
     def ack_many(self, items: Sequence[tuple[str, str, bool, str, datetime]]) -> list[bool]:
-        """Many (site_id, version, ok, reason, at) answers in one transaction; per item, whether it matched an issued schedule."""
+        """Many (site_id, version, ok, reason, at) answers in one transaction; per item, whether it
+        matched an issued schedule."""
         with self._tx() as db:
             return self._ack_rows(db, items)
 
@@ -414,7 +420,8 @@ class PortfolioStore:
     def current_schedule(self, site_id: str, now: datetime) -> IssuedSchedule | None:
         """The newest issued schedule still valid after `now` (whatever its ack state): what to resend."""
         r = self._one(
-            f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE site_id = ? AND valid_until > ? ORDER BY issued_at DESC, id DESC LIMIT 1",
+            f"SELECT {_SCHEDULE_COLUMNS} FROM schedules"
+            " WHERE site_id = ? AND valid_until > ? ORDER BY issued_at DESC, id DESC LIMIT 1",
             (site_id, _ts(now, "now")),
         )
         return None if r is None else _schedule(r)

@@ -215,7 +215,8 @@ def init_ca(folder: Path, *, name: str = "gridmesh CA", days: int = 3650, force:
     existing = [p.name for p in (files.cert, files.key) if p.exists()]
     if existing and not force:
         raise FailedPrecondition(
-            f"a CA already exists in {folder} ({', '.join(existing)}); replacing it invalidates every certificate it issued: use force"
+            f"a CA already exists in {folder} ({', '.join(existing)}); "
+            "replacing it invalidates every certificate it issued: use force"
         )
     now = datetime.now(UTC)
     key = ec.generate_private_key(ec.SECP256R1())

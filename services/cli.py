@@ -26,15 +26,13 @@ SERVICES = frozenset({"sitenode", "portfolio", "dashboard", "sim"})
 OUR_LOGGERS = ("services", "sitenode", "portfolio", "gridmesh")
 
 
-def _configure_logging(level: str) -> None:
-    """A service's own log lines (solves, connections, mode changes, one per RPC) to stderr at
-    `level`; the libraries' (ocpp logs every frame at INFO, Ray and pymodbus their chatter) at
-    WARNING, so a day's log stays readable."""
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for name in OUR_LOGGERS:
-        logging.getLogger(name).setLevel(level)
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    """A service's own log lines (solves, connections, mode changes, one per RPC that changes
+    something) to stderr at `level`, as text or JSON lines (`fmt`); the libraries' (ocpp logs
+    every frame at INFO, Ray and pymodbus their chatter) at WARNING, so a day's log stays readable."""
+    from services.logging_setup import configure
+
+    configure(level, fmt, OUR_LOGGERS, sys.stderr)
 
 
 def _validate(args: argparse.Namespace, out: Console) -> int:
@@ -239,11 +237,12 @@ def _sim_chargers(args: argparse.Namespace, out: Console) -> int:
                 ready=ready,
             )
         )
-        await asyncio.wait([fleet, asyncio.create_task(ready.wait())], return_when=asyncio.FIRST_COMPLETED)
-        if fleet.done():
-            fleet.result()
-        out.print(f"{len(ids)} charge points connected to {args.central_system}: {', '.join(ids)}")
-        await fleet
+        waiting = asyncio.create_task(ready.wait())
+        await asyncio.wait([fleet, waiting], return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if ready.is_set():
+            out.print(f"{len(ids)} charge points connected to {args.central_system}: {', '.join(ids)}")
+        await fleet  # on SIGTERM/SIGINT it closes the sockets and returns: exit 0
 
     asyncio.run(run())
     return 0
@@ -354,6 +353,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from services.lifecycle import die_with_parent
+
+    die_with_parent()  # started by the demo (or any gridmesh parent): go when it goes, even on SIGKILL
     args = build_parser().parse_args(argv)
     # logs and pipes get a wide table rather than rich's 80-column default
     width = None if sys.stdout.isatty() else 160
@@ -362,11 +364,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         level = os.environ.get("GRIDMESH_LOG_LEVEL", "INFO").upper()
         if level not in logging.getLevelNamesMapping():
             err.print(
-                f"[red]error[/red] GRIDMESH_LOG_LEVEL: not a log level (DEBUG, INFO, WARNING, ERROR), got {escape(level)!r}",
+                "[red]error[/red] GRIDMESH_LOG_LEVEL: not a log level (DEBUG, INFO, WARNING, ERROR), "
+                f"got {escape(level)!r}",
                 highlight=False,
             )
             return EXIT_BAD_INPUT
-        _configure_logging(level)
+        log_format = os.environ.get("GRIDMESH_LOG_FORMAT", "text").lower() or "text"
+        if log_format not in ("text", "json"):
+            err.print(
+                f"[red]error[/red] GRIDMESH_LOG_FORMAT: not a log format (text, json), got {escape(log_format)!r}",
+                highlight=False,
+            )
+            return EXIT_BAD_INPUT
+        _configure_logging(level, log_format)
     try:
         return COMMANDS[args.command](args, out)
     except InvalidInput as exc:
@@ -380,7 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("GRIDMESH_DEBUG"):
             raise
         err.print(
-            f"[red]internal error[/red] {type(exc).__name__}: {escape(str(exc))} (GRIDMESH_DEBUG=1 shows the traceback)",
+            f"[red]internal error[/red] {type(exc).__name__}: {escape(str(exc))} "
+            "(GRIDMESH_DEBUG=1 shows the traceback)",
             highlight=False,
         )
         return 1

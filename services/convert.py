@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Protocol, overload
 
 import pandas as pd
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.stubs.gridmesh.v1 import common_pb2, sitenode_pb2
 from sitenode.dispatch import CommandType
-from sitenode.events import Event
+from sitenode.events import CommandEvent, Event, ScheduleReceived
 from sitenode.journal import StoredSchedule
 from sitenode.model.run import Objective, Priorities
 from sitenode.model.sessions import EVSession
@@ -37,6 +38,10 @@ COMMAND = {
 }
 
 
+@overload
+def ts(value: datetime) -> Timestamp: ...
+@overload
+def ts(value: None) -> None: ...
 def ts(value: datetime | None) -> Timestamp | None:
     if value is None:
         return None
@@ -128,7 +133,18 @@ def session_out(s: EVSession) -> common_pb2.EVSession:
     )
 
 
-def objective_in(request: sitenode_pb2.SetObjectiveRequest) -> tuple[Objective | None, Priorities | None]:
+class ObjectiveFields(Protocol):
+    """A message with optional `weights` and `priorities`: SetObjectiveRequest, and the
+    portfolio's SetSiteSettingsRequest and SiteSettings."""
+
+    @property
+    def weights(self) -> sitenode_pb2.ObjectiveWeights: ...
+    @property
+    def priorities(self) -> sitenode_pb2.Priorities: ...
+    def HasField(self, field_name: str) -> bool: ...
+
+
+def objective_in(request: ObjectiveFields) -> tuple[Objective | None, Priorities | None]:
     weights = (
         parse(
             Objective,
@@ -174,8 +190,8 @@ def event(e: Event) -> sitenode_pb2.WatchEventsResponse:
     ):
         if hasattr(p, name):
             setattr(out, field_name, getattr(p, name))
-    if getattr(p, "value_kw", None) is not None:
-        out.value_kw = p.value_kw  # type: ignore[union-attr]
-    if hasattr(p, "version"):
-        out.schedule_version, out.schedule_source = p.version, p.source  # type: ignore[union-attr]
+    if isinstance(p, CommandEvent) and p.value_kw is not None:
+        out.value_kw = p.value_kw
+    if isinstance(p, ScheduleReceived):
+        out.schedule_version, out.schedule_source = p.version, p.source
     return out

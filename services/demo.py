@@ -29,10 +29,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pandas as pd
@@ -57,6 +58,7 @@ from services import convert
 from services import portfolio_convert as pc
 from services.certs import channel_credentials, init_ca, issue_operator, issue_server, issue_site
 from services.demo_page import TITLE, page_data, run_totals, write_index
+from services.lifecycle import child_env
 from services.stubs.gridmesh.v1 import (
     portfolio_pb2,
     portfolio_pb2_grpc,
@@ -83,6 +85,8 @@ STARTUP_SECONDS = 20.0  # five Python processes import their libraries on two co
 EVENT_NOTICE = timedelta(minutes=60)
 CHARGERS_16 = ("ac-01", "ac-02", "ac-03")
 CHARGERS_201 = ("ac-04", "ac-05", "ac-06")
+STOP_GRACE_SECONDS = 6.0  # from a child's SIGTERM to its SIGKILL: every gridmesh service stops well within it
+TICK_REAL_SECONDS = 0.05  # a node's loop period in real time; `tick_seconds` is simulated, so it scales with speed
 
 
 def free_port() -> int:
@@ -146,24 +150,32 @@ class Processes:
     children: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
-        log = (self.logs / f"{name}.log").open("w")
-        self.children[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", *argv], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
-        )
+        """Start `gridmesh argv` as `name`; it gets SIGTERM if the demo dies, even by SIGKILL
+        (`services.lifecycle`)."""
+        with (self.logs / f"{name}.log").open("w") as log:  # the child has its own descriptor
+            self.children[name] = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", *argv],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=child_env(env),
+                cwd=ROOT,
+            )
 
     def check(self) -> None:
         for name, proc in self.children.items():
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with code {proc.returncode}: see {self.logs / (name + '.log')}")
 
-    def stop(self, names: Sequence[str] | None = None) -> None:
-        chosen = [self.children[n] for n in (names or list(self.children)) if n in self.children]
+    def stop(self, names: Sequence[str] | None = None, grace: float = STOP_GRACE_SECONDS) -> None:
+        """SIGTERM to the chosen children (all when `names` is None) at once, SIGKILL to any still
+        running `grace` seconds later; returns once every one has exited."""
+        chosen = [self.children[n] for n in (list(self.children) if names is None else names) if n in self.children]
         for proc in chosen:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)  # a no-op for one that has exited
+        deadline = time.monotonic() + grace
         for proc in chosen:
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -219,7 +231,7 @@ def write_configs(plan: DemoPlan, lay: Layout) -> dict[str, NodeConfig]:
         doc["node"].update(
             journal=str(lay.out / "nodes" / name / "journal.db"),
             history=str((EXAMPLES / doc["node"]["history"]).resolve()),
-            tick_seconds=0.05,
+            tick_seconds=round(TICK_REAL_SECONDS * plan.speed, 3),  # not 0.05 simulated s: a busy loop at 864x
             tokens=[{"token": lay.token, "role": "operator"}],
             listen=f"127.0.0.1:{lay.node_ports[name]}",
             **clock,
@@ -285,27 +297,19 @@ def write_configs(plan: DemoPlan, lay: Layout) -> dict[str, NodeConfig]:
     return configs
 
 
-def wait_serving(
-    port: int, service: str, procs: Processes, timeout: float = 60.0, credentials: grpc.ChannelCredentials | None = None
-) -> None:
+async def wait_serving(port: int, service: str, procs: Processes, timeout: float = 60.0) -> None:
+    """Until `service` on the plaintext `port` reports SERVING (on the event loop: a signal
+    meanwhile stops the demo at once)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        procs.check()
-        with contextlib.suppress(grpc.RpcError):
-            channel = (
-                grpc.secure_channel(f"127.0.0.1:{port}", credentials)
-                if credentials
-                else grpc.insecure_channel(f"127.0.0.1:{port}")
-            )
-            with channel:
-                status = (
-                    health_pb2_grpc.HealthStub(channel)
-                    .Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
-                    .status
-                )
-                if status == health_pb2.HealthCheckResponse.SERVING:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            procs.check()
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
-        time.sleep(0.2)
+            await asyncio.sleep(0.2)
     raise RuntimeError(f"{service} on port {port} did not come up")
 
 
@@ -606,7 +610,7 @@ async def run_demo(
                 env,
             )
         for name in SITES:
-            wait_serving(lay.node_ports[name], "gridmesh.v1.SiteNode", procs)
+            await wait_serving(lay.node_ports[name], "gridmesh.v1.SiteNode", procs)
         clock_args = [
             "--speed",
             f"{plan.speed}",
@@ -684,15 +688,16 @@ async def run_demo(
         )
         await wait_page(f"http://127.0.0.1:{lay.dashboard_port}/", procs)
         console.print(
-            f"dashboard: [bold]http://127.0.0.1:{lay.dashboard_port}/[/bold] (up until the demo ends) — sign in with the "
-            f"operator token [bold]{lay.token}[/bold] or the viewer token {lay.viewer_token}"
+            f"dashboard: [bold]http://127.0.0.1:{lay.dashboard_port}/[/bold] (up until the demo ends) — "
+            f"sign in with the operator token [bold]{lay.token}[/bold] or the viewer token {lay.viewer_token}"
         )
         credentials = channel_credentials(out / "certs" / "ca.pem", operator.cert, operator.key)
         async with grpc.aio.secure_channel(f"127.0.0.1:{lay.portfolio_port}", credentials) as channel:
             stub = portfolio_pb2_grpc.PortfolioStub(channel)
             feeder, event = await _first_plan_then_limits(stub, plan, meta, procs)
             console.print(
-                f"feeder [bold]{feeder.feeder_id}[/bold] capped at {feeder.cap_kw:.0f} kW over {', '.join(feeder.site_ids)}; "
+                f"feeder [bold]{feeder.feeder_id}[/bold] capped at {feeder.cap_kw:.0f} kW "
+                f"over {', '.join(feeder.site_ids)}; "
                 f"flex event caps import at {event.kw:.0f} kW from {event.start:%H:%M} to {event.end:%H:%M} UTC"
             )
             with Live(console=console, refresh_per_second=4, transient=False) as live:
@@ -705,10 +710,13 @@ async def run_demo(
                     if now >= plan.end + timedelta(minutes=20):  # the last step's telemetry has arrived
                         break
                     await asyncio.sleep(0.5)
-    finally:
-        procs.stop([n for n in procs.children if n.startswith("chargers")])
-        procs.stop([n for n in procs.children if n.startswith("node")])
+    except BaseException:  # a signal (cancelled), a child that died or a failure: every child goes at once
         procs.stop()
+        raise
+    # the day is over: chargers first (their central systems still up), then nodes, then the rest
+    procs.stop([n for n in procs.children if n.startswith("chargers")])
+    procs.stop([n for n in procs.children if n.startswith("node")])
+    procs.stop()
     feeders, events = [feeder] if feeder else [], [event] if event else []
     outcome, realized, runs = collect(out / "portfolio.db", plan, configs, feeders, events)
     pages = write_reports(out, realized, runs, {SITES["depot"]: plan.sessions})
@@ -750,8 +758,8 @@ def evening_event(plan: DemoPlan, imports: pd.Series) -> FlexEvent:
 
 
 async def _first_plan_then_limits(
-    stub: portfolio_pb2_grpc.PortfolioStub, plan: DemoPlan, meta, procs: Processes
-) -> tuple[Feeder, FlexEvent]:  # noqa: ANN001
+    stub: portfolio_pb2_grpc.PortfolioStub, plan: DemoPlan, meta: tuple[tuple[str, str], ...], procs: Processes
+) -> tuple[Feeder, FlexEvent]:
     """Wait for the first portfolio plan of all three sites; then cap the feeder below the
     depot's and office's joint planned peak, and the three sites' import in the evening
     below theirs, so both bind."""
@@ -793,5 +801,32 @@ async def _first_plan_then_limits(
     return feeder, event
 
 
+async def until_signalled(work: Coroutine[Any, Any, int], console: Console) -> int:
+    """`work`'s exit code; on SIGTERM or SIGINT it is cancelled (`run_demo` then stops every
+    child: SIGTERM, SIGKILL after a grace) and the code is 128 + the signal's number, as a shell
+    reports a job a signal ended: an interrupted demo has no outcome to report."""
+    task = asyncio.ensure_future(work)
+    got: list[int] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not got:
+            got.append(sig)
+            console.print(f"[yellow]{sig.name}[/yellow]: stopping the demo's processes")
+            task.cancel()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not got:
+            raise
+        return 128 + got[0]
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
 def main(hours: float, out: Path, console: Console, speed: float | None = None, dashboard_port: int = 0) -> int:
-    return asyncio.run(run_demo(hours, out, console, speed, dashboard_port))
+    return asyncio.run(until_signalled(run_demo(hours, out, console, speed, dashboard_port), console))

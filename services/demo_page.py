@@ -366,9 +366,9 @@ def _sites_table(page: DemoPage) -> str:
         )
     t = run_totals(outcome)
     rows.append(
-        f"<tr class='total'><th scope='row'>total</th><td>{t.cost:,.2f}</td><td>{t.bau_cost:,.2f}</td><td>{t.saved:,.2f}</td>"
-        f"<td></td><td></td><td>{t.ev_delivered_kwh:.1f}</td><td>{t.ev_required_kwh:.1f}</td>{_flag(t.ev_ok, 'yes', 'NO')}"
-        f"<td></td></tr>"
+        f"<tr class='total'><th scope='row'>total</th><td>{t.cost:,.2f}</td><td>{t.bau_cost:,.2f}</td>"
+        f"<td>{t.saved:,.2f}</td><td></td><td></td><td>{t.ev_delivered_kwh:.1f}</td><td>{t.ev_required_kwh:.1f}</td>"
+        f"{_flag(t.ev_ok, 'yes', 'NO')}<td></td></tr>"
     )
     body = "\n".join(rows)
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
@@ -442,7 +442,8 @@ def render_index(page: DemoPage, plots: Sequence[Plot] = ()) -> str:
     )
     figures = (
         "\n".join(
-            f"<figure><img src='{_href(p.src)}' alt='{escape(p.caption)}'><figcaption>{escape(p.caption)}</figcaption></figure>"
+            f"<figure><img src='{_href(p.src)}' alt='{escape(p.caption)}'>"
+            f"<figcaption>{escape(p.caption)}</figcaption></figure>"
             for p in plots
         )
         or "<p>No plots.</p>"
@@ -459,22 +460,24 @@ def render_index(page: DemoPage, plots: Sequence[Plot] = ()) -> str:
 </head>
 <body>
 <h1>{escape(page.title)}</h1>
-<p class="meta">A portfolio and {len(outcome.sites)} site nodes on one simulated clock; their telemetry, as the portfolio
-stored it, priced against business as usual. Machine-readable: <a href="{_href("outcome.json")}">outcome.json</a>.</p>
+<p class="meta">A portfolio and {len(outcome.sites)} site nodes on one simulated clock; their telemetry, as the
+portfolio stored it, priced against business as usual.
+Machine-readable: <a href="{_href("outcome.json")}">outcome.json</a>.</p>
 {verdict}
 <h2>Run</h2>
 <dl class="params">{params}</dl>
 <h2>Sites</h2>
 {_sites_table(page)}
-<p class="note">saved = business as usual less cost. EV ok: delivered at least the need less {EV_TOLERANCE:.0%}. Peaks are per site;
-the total row leaves them out (sites peak at different times).</p>
+<p class="note">saved = business as usual less cost. EV ok: delivered at least the need less {EV_TOLERANCE:.0%}.
+Peaks are per site; the total row leaves them out (sites peak at different times).</p>
 {gap_note}
 <h2>Feeders</h2>
 {feeders}
 <h2>Flex events</h2>
 {events}
-<p class="note">Worst excess: the largest amount by which the realized import of a {page.step_minutes}-minute step exceeded the limit (0 when
-it never did); a limit is kept when that stays within {TOLERANCE_KW:g} kW, what metering resolves.</p>
+<p class="note">Worst excess: the largest amount by which the realized import of a {page.step_minutes}-minute step
+exceeded the limit (0 when it never did); a limit is kept when that stays within {TOLERANCE_KW:g} kW, what metering
+resolves.</p>
 <h2>Plots</h2>
 {figures}
 </body>

@@ -34,6 +34,7 @@ from services import portfolio_convert as pc
 from services.certs import channel_credentials
 from services.server import KEEPALIVE
 from services.stubs.gridmesh.v1 import portfolio_pb2, portfolio_pb2_grpc
+from sitenode import logfields
 from sitenode.dispatch.commands import Command
 from sitenode.errors import GridmeshError, InvalidInput
 from sitenode.node_config import PortfolioLinkConfig
@@ -72,6 +73,9 @@ class NodeLink:
         self.connects = 0  # streams opened so far (tests and status)
         self.last_error = ""
 
+    def _fields(self, schedule_version: str | None = None) -> dict[str, str]:
+        return logfields.fields(site=self.runtime.config.site.site_id, schedule_version=schedule_version)
+
     async def run(self, stop: asyncio.Event) -> None:
         delay = self.cfg.backoff_initial_seconds
         while not stop.is_set():
@@ -82,9 +86,9 @@ class NodeLink:
                 self.last_error = (
                     f"{type(exc).__name__}: {exc.details() if isinstance(exc, grpc.aio.AioRpcError) else exc}"
                 )
-                log.warning("portfolio link down: %s", self.last_error)
+                log.warning("portfolio link down: %s", self.last_error, extra=self._fields())
             except Exception:  # noqa: BLE001 - the link must outlive any single failure
-                log.exception("portfolio link failed")
+                log.exception("portfolio link failed", extra=self._fields())
             finally:
                 self.runtime.link_down(self.runtime.clock.now())
             if stop.is_set():
@@ -116,7 +120,7 @@ class NodeLink:
                     raise ConnectionError("the portfolio did not welcome the node")
                 self.connects += 1
                 runtime.link_up(runtime.clock.now())
-                log.info("portfolio link up (stream %d)", self.connects)
+                log.info("portfolio link up (stream %d)", self.connects, extra=self._fields(held or None))
                 await self._converse(call, first.welcome, stop)
             finally:
                 call.cancel()
@@ -214,10 +218,15 @@ class NodeLink:
         try:
             settings = pc.settings_in(message)
         except GridmeshError as exc:
-            log.warning("site settings refused: %s", exc)
+            log.warning("site settings refused: %s", exc, extra=self._fields())
             return
         self.runtime.set_objective(settings.weights, settings.priorities)
-        log.info("site settings from the portfolio: weights %s, priorities %s", settings.weights, settings.priorities)
+        log.info(
+            "site settings from the portfolio: weights %s, priorities %s",
+            settings.weights,
+            settings.priorities,
+            extra=self._fields(),
+        )
 
     def _apply(self, message: portfolio_pb2.SetpointSchedule) -> portfolio_pb2.ScheduleAck:
         version = message.schedule.version
@@ -240,11 +249,12 @@ class NodeLink:
                 limit,
             )
         except GridmeshError as exc:
-            log.warning("schedule %s refused: %s", version, exc)
+            log.warning("schedule %s refused: %s", version, exc, extra=self._fields(version))
             return portfolio_pb2.ScheduleAck(version=version, accepted=False, reason=str(exc))
         except Exception as exc:  # noqa: BLE001 - a schedule the node cannot read is refused, not fatal
-            log.exception("schedule %s could not be read", version)
+            log.exception("schedule %s could not be read", version, extra=self._fields(version))
             return portfolio_pb2.ScheduleAck(
                 version=version, accepted=False, reason=f"unreadable: {type(exc).__name__}"
             )
+        log.info("schedule %s from the portfolio accepted", version, extra=self._fields(version))
         return portfolio_pb2.ScheduleAck(version=version, accepted=True)

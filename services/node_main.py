@@ -10,10 +10,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import grpc
+
 from services.auth import Role
+from services.metrics_node import install_node_metrics
 from services.server import Built, ServerOptions, build_server, start, stop, stop_on_signals
 from services.sitenode_service import OPERATOR_METHODS, SiteNodeServicer
 from services.stubs.gridmesh.v1 import sitenode_pb2_grpc
+from sitenode import logfields
 from sitenode.clock import Clock, clock_for
 from sitenode.devices.battery_monitor import BatteryMonitor
 from sitenode.devices.modbus_battery import SunSpecBattery
@@ -54,7 +58,7 @@ def make_node(
     clock = clock or clock_for(n.clock_speed, n.clock_start, n.clock_origin_unix)
     runtime = NodeRuntime(config, base, clock, registry)
 
-    def register(server) -> list[str]:  # noqa: ANN001
+    def register(server: grpc.aio.Server) -> list[str]:
         sitenode_pb2_grpc.add_SiteNodeServicer_to_server(SiteNodeServicer(runtime), server)
         return ["gridmesh.v1.SiteNode"]
 
@@ -134,6 +138,7 @@ async def poll_battery(monitor: BatteryMonitor, every_seconds: float, clock: Clo
 
 async def serve(args: ServeArgs) -> None:
     config, base = load_node_config(args.config)
+    logfields.set_default(site=config.site.site_id)  # every log line of this process names its site
     registry = AdapterRegistry()
     runtime, built = make_node(
         config,
@@ -161,6 +166,8 @@ async def serve(args: ServeArgs) -> None:
     stop_on_signals(stop_event)
     await start(built)
     if config.node.metrics_listen:
+        node_metrics = install_node_metrics(built.metrics, runtime)
+        node_metrics.watch_devices(central, {BATTERY_ID: battery} if battery is not None else None)
         log.info("metrics on port %d", built.metrics.serve(config.node.metrics_listen))
     log.info("site node %s serving on port %d", config.site.site_id, built.port)
     print(f"site node {config.site.site_id} serving on port {built.port}", flush=True)

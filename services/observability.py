@@ -1,16 +1,39 @@
-"""Prometheus metrics and a log line for every call: requests, latency, errors by method and code."""
+"""Prometheus metrics and a log line for every call: requests, latency, errors by method and code.
+
+A call that changes something logs at INFO; a read that succeeds (GetStatus, List..., Watch...,
+WhoAmI, health checks: what dashboards and probes poll) at DEBUG. The node's and the portfolio's
+own state is exported by collectors that read it when scraped (`services.metrics_node`,
+`services.metrics_portfolio`, on the owner's event loop through `LoopCollector`).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 log = logging.getLogger("gridmesh.rpc")
+READ_PREFIXES = ("Get", "List", "Watch")
+READ_METHODS = frozenset({"WhoAmI"})
+READ_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+COLLECT_TIMEOUT_SECONDS = 3.0  # a scrape waits this long for the event loop, then leaves the state out
+
+
+def is_read(method: str) -> bool:
+    """A read-only call (a poll): its per-call log line goes to DEBUG."""
+    if method.startswith(READ_SERVICES):
+        return True
+    name = method.rsplit("/", 1)[-1]
+    return name in READ_METHODS or name.startswith(READ_PREFIXES)
 
 
 class Metrics:
@@ -30,18 +53,104 @@ class Metrics:
     def serve(self, listen: str) -> int:
         """Expose /metrics over HTTP on HOST:PORT (port 0 picks one); returns the port."""
         host, port = listen.rsplit(":", 1)
-        self._http, _ = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
-        return self._http.server_port
+        http, thread = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+        self._http: WSGIServer | None = http
+        self._http_thread = thread
+        return http.server_port
 
     def close(self) -> None:
-        if getattr(self, "_http", None) is not None:
-            self._http.shutdown()
+        """Stop serving /metrics: the server's thread ends and its socket is closed."""
+        http = getattr(self, "_http", None)  # unset until serve()
+        if http is not None:
+            http.shutdown()
+            http.server_close()
+            self._http_thread.join(5)
             self._http = None
 
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         self.requests.labels(method, code.name).inc()
         self.latency.labels(method).observe(seconds)
-        log.info("rpc %s %s %.1f ms", method, code.name, seconds * 1000)
+        level = logging.DEBUG if code is grpc.StatusCode.OK and is_read(method) else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "rpc %s %s %.1f ms",
+                method,
+                code.name,
+                seconds * 1000,
+                extra={"rpc": method, "code": code.name, "ms": round(seconds * 1000, 3)},
+            )
+
+    def add(self, collector: Collector) -> None:
+        """Register a collector of the service's own state on this registry."""
+        self.registry.register(collector)
+
+
+class LoopCollector(Collector):
+    """Reads state that an event loop owns when Prometheus scrapes: `read` runs on that loop
+    (the scrape comes on the HTTP server's thread), so it sees a consistent state and never
+    races the loop's own changes, and nothing it exports goes stale. A loop that does not
+    answer within `timeout` leaves the state out of that scrape and counts it in
+    `gridmesh_metrics_collect_timeouts_total`; with no loop (or from the loop's own thread)
+    `read` runs in place."""
+
+    name = "state"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, timeout: float = COLLECT_TIMEOUT_SECONDS) -> None:
+        self.loop, self.timeout = loop, timeout
+        self.timeouts = 0
+
+    def read(self) -> list[Metric]:
+        raise NotImplementedError
+
+    def families(self) -> list[Metric]:
+        """Every family `read` may yield, without samples (what `describe` tells the registry)."""
+        return []
+
+    def describe(self) -> Iterable[Metric]:
+        return [*self.families(), self._timeouts_family()]
+
+    def _timeouts_family(self) -> CounterMetricFamily:
+        family = CounterMetricFamily(
+            "gridmesh_metrics_collect_timeouts",
+            "scrapes that left a service's state out: its event loop did not answer in time",
+            labels=["collector"],
+        )
+        family.add_metric([self.name], self.timeouts)
+        return family
+
+    def _on_loop(self) -> bool:
+        loop = self.loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return True
+        try:
+            return asyncio.get_running_loop() is loop  # scraped from the loop's own thread (a test)
+        except RuntimeError:
+            return False
+
+    def collect(self) -> Iterable[Metric]:
+        if self._on_loop():
+            families = self.read()
+        else:
+            assert self.loop is not None
+            done: concurrent.futures.Future[list[Metric]] = concurrent.futures.Future()
+
+            def run() -> None:
+                if done.set_running_or_notify_cancel():
+                    try:
+                        done.set_result(self.read())
+                    except BaseException as exc:  # noqa: BLE001 - handed to the scrape's thread
+                        done.set_exception(exc)
+
+            try:
+                self.loop.call_soon_threadsafe(run)
+                families = done.result(self.timeout)
+            except (concurrent.futures.TimeoutError, RuntimeError):  # RuntimeError: the loop closed meanwhile
+                done.cancel()
+                self.timeouts += 1
+                log.warning("metrics: the %s state was left out of a scrape (the event loop did not answer)", self.name)
+                families = []
+        return [*families, self._timeouts_family()]
 
 
 def _code(context: grpc.aio.ServicerContext, failed: bool) -> grpc.StatusCode:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import operator
 from collections.abc import AsyncIterator, Mapping
 
 import grpc
@@ -125,15 +127,17 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServicer):
             ev_kw=ev,
         )
         for f in hub.store.feeders():
-            live = [hub.sites[s].latest for s in f.site_ids if s in hub.sites and hub.sites[s].latest is not None]
+            linked = [hub.sites[s] for s in f.site_ids if s in hub.sites]
+            live = [site.latest for site in linked if site.latest is not None]
             state = portfolio_pb2.FeederState(
                 feeder=pc.feeder_out(f),
-                import_kw=sum(p.grid_import_kw - p.grid_export_kw for p in live),  # type: ignore[union-attr]
+                import_kw=sum(p.grid_import_kw - p.grid_export_kw for p in live),
                 cap_kw=f.cap_at(0),
             )
             planned = [hub.planned[s] for s in f.site_ids if s in hub.planned]
             if planned and hub.planned_start is not None:
-                state.planned_import_kw.CopyFrom(pc.series(hub.planned_start, hub.settings.step_minutes, sum(planned)))
+                total = functools.reduce(operator.add, planned)  # sum() would type as "array or 0"
+                state.planned_import_kw.CopyFrom(pc.series(hub.planned_start, hub.settings.step_minutes, total))
             out.feeders.append(state)
         out.active_events.extend(pc.event_out(e) for e in hub.store.events(include_cancelled=False) if e.end > now)
         latest = hub.store.latest_report()

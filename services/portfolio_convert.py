@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,8 @@ from sitenode.model.site import SiteConfig
 from sitenode.model.validation import parse
 from sitenode.runtime import ImportLimit, SiteInputs
 from sitenode.telemetry import TelemetryPoint
+
+_M = TypeVar("_M", bound=pydantic.BaseModel)
 
 LINK_MODE = {
     "PORTFOLIO": portfolio_pb2.NODE_LINK_MODE_PORTFOLIO,
@@ -71,7 +74,7 @@ def snapshot_out(site: SiteConfig, inputs: SiteInputs, taken_at: datetime) -> co
     return msg
 
 
-def _json(model: type[pydantic.BaseModel], text: str, field: str) -> pydantic.BaseModel:
+def _json(model: type[_M], text: str, field: str) -> _M:
     try:
         data = pydantic.TypeAdapter(dict).validate_json(text)
     except pydantic.ValidationError:
@@ -93,7 +96,7 @@ def snapshot_in(msg: common_pb2.SiteSnapshot) -> SiteSnapshot:
     if not math.isfinite(msg.soc_kwh) or msg.soc_kwh < 0:
         raise InvalidInput.one("snapshot.soc_kwh", f"must be a finite number >= 0, got {msg.soc_kwh}")
     taken = from_ts(msg.taken_at) if msg.HasField("taken_at") else run.horizon.start
-    return SiteSnapshot(msg.site_id or site.site_id, taken, site, run, frame, sessions, msg.soc_kwh)  # type: ignore[arg-type]
+    return SiteSnapshot(msg.site_id or site.site_id, taken, site, run, frame, sessions, msg.soc_kwh)
 
 
 # ---- telemetry ------------------------------------------------------------------------
@@ -269,7 +272,8 @@ class SetpointEncoder:
         return self.from_body(schedule_body(columns, values, assignment), limit)[0]
 
     def from_body(self, body: bytes, limit: np.ndarray) -> tuple[portfolio_pb2.PortfolioMessage, bytes]:
-        """A site's message from its `schedule_body` and import limit, and the SetpointSchedule's bytes (for the store)."""
+        """A site's message from its `schedule_body` and import limit, and the SetpointSchedule's
+        bytes (for the store)."""
         # inf (no limit) travels as a large number: protobuf doubles carry inf, but JSON views of it do not
         limit = np.asarray(limit, dtype=float)
         payload = (
@@ -391,7 +395,7 @@ def site_day_out(day: RunningDay, currency: str) -> portfolio_pb2.SiteDay:
 # ---- site settings ----------------------------------------------------------------------
 def settings_in(msg: portfolio_pb2.SetSiteSettingsRequest | portfolio_pb2.SiteSettings) -> SiteSettings:
     """Validated (fields under `weights.` and `priorities.`); unset parts stay unset."""
-    weights, priorities = objective_in(msg)  # type: ignore[arg-type] - the same two optional fields
+    weights, priorities = objective_in(msg)
     return SiteSettings(weights=weights, priorities=priorities)
 
 

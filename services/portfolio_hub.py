@@ -37,6 +37,7 @@ from datetime import UTC, date, datetime, timedelta
 import grpc
 import numpy as np
 import pandas as pd
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from portfolio.config import PortfolioSettings
 from portfolio.coupled import CoupledSolver, PortfolioPlan, SitePlan
@@ -50,6 +51,7 @@ from services.certs import site_id_from_auth_context
 from services.errors import abort
 from services.push_window import PushWindow
 from services.stubs.gridmesh.v1 import common_pb2, portfolio_pb2, portfolio_pb2_grpc
+from sitenode import logfields
 from sitenode.clock import Clock
 from sitenode.errors import GridmeshError, InvalidInput
 from sitenode.model.problem import SiteProblem
@@ -60,6 +62,7 @@ from sitenode.telemetry import TelemetryPoint
 
 log = logging.getLogger("gridmesh.portfolio")
 _CLOSE = object()  # put in an outbox: end that stream
+PLANNED = frozenset({"optimal", "time_limit"})  # solve statuses that come with a plan (SolverStatus.has_solution)
 DAY_LOOP_SECONDS = 0.5  # how often (wall clock) the hub looks for sites whose day account is due
 DAY_SETTLE_SECONDS = 2.0  # a step that has ended is counted this long (wall clock) after: its last samples are in
 DAY_CHECK_SECONDS = 30.0  # within a step, a site's day account is looked at again at most this often (wall clock)
@@ -177,6 +180,13 @@ class PortfolioHub:
         # the snapshot came or by the last solve, and taken by a solve over the same horizon
         self._problems: dict[str, tuple[SiteSnapshot, datetime, int, SiteProblem]] = {}
         self.push_window = PushWindow(PUSH_QUIET_SECONDS)
+        # for the metrics (services.metrics_portfolio): solves by status ("failed": raised), the
+        # latest report and the latest with a plan, and each site's newest stored telemetry time
+        self.solves: dict[str, int] = {}
+        self.last_report: SolveReport | None = None
+        self.last_planned: SolveReport | None = None
+        self.started_at = clock.now()
+        self.stored_at: dict[str, Timestamp] = {}
         self._restore()
 
     def _restore(self) -> None:
@@ -272,6 +282,7 @@ class PortfolioHub:
             try:
                 await self.solve(",".join(reasons))
             except Exception:  # noqa: BLE001 - a failed solve is logged; nodes keep their schedules
+                self.solves["failed"] = self.solves.get("failed", 0) + 1
                 log.exception("portfolio solve failed")
 
     # -- the solve --------------------------------------------------------------------------
@@ -289,7 +300,7 @@ class PortfolioHub:
             # solved, pushed and in force at every site before that step begins
             horizon = common_horizon(
                 snapshots, now + timedelta(seconds=s.plan_lead_seconds), s.step_minutes, s.horizon_steps
-            )  # type: ignore[arg-type]
+            )
             if horizon is None:
                 report = SolveReport(
                     solve_id,
@@ -309,7 +320,7 @@ class PortfolioHub:
                     0,
                 )
                 await self._in_store(self.store.save_report, solve_id, now, report.to_json())
-                return report
+                return self._solved(report)
             feeders = self.store.feeders()
             events = [
                 e
@@ -336,9 +347,10 @@ class PortfolioHub:
             )
             versions = {site_id: item.version for site_id, item in outgoing.items()}
             log.info(
-                "solve %s: problems %.3f s (%d of %d built, the rest built at their snapshot), solver %.3f s, back on the event loop "
-                "%.3f s later, encoding %.3f s, storing %d schedules %.3f s (encoded %d at a time, pushed once stored: the first "
-                "%.3f s after the solver, the last stored %.3f s after); all but the solver %.3f s",
+                "solve %s: problems %.3f s (%d of %d built, the rest built at their snapshot), solver %.3f s, "
+                "back on the event loop %.3f s later, encoding %.3f s, storing %d schedules %.3f s "
+                "(encoded %d at a time, pushed once stored: the first %.3f s after the solver, "
+                "the last stored %.3f s after); all but the solver %.3f s",
                 solve_id,
                 times.building,
                 times.built,
@@ -393,7 +405,14 @@ class PortfolioHub:
                 plan.all_hold,
             )
             self.notify()
-            return report
+            return self._solved(report)
+
+    def _solved(self, report: SolveReport) -> SolveReport:
+        self.solves[report.status] = self.solves.get(report.status, 0) + 1
+        self.last_report = report
+        if report.status in PLANNED:
+            self.last_planned = report
+        return report
 
     def _solve(
         self, snapshots: dict[str, SiteSnapshot], horizon: CommonHorizon, feeders: list, events: list, times: _PushTimes
@@ -563,7 +582,10 @@ class PortfolioHub:
                     self._snapshots.setdefault(site_id, snapshot)  # unless a newer one came
                 raise
         for site_id, points in telemetry.items():
-            self.last_seq[site_id] = max(self.last_seq.get(site_id, 0), max(p.seq for p in points))
+            newest = max(points, key=lambda p: p.seq)
+            if newest.seq >= self.last_seq.get(site_id, 0):
+                self.stored_at[site_id] = newest.at
+            self.last_seq[site_id] = max(self.last_seq.get(site_id, 0), newest.seq)
             self._unacked.add(site_id)
         self.ack_telemetry()
         self.notify()
@@ -601,6 +623,11 @@ class PortfolioHub:
 
     async def _in_store(self, fn: Callable, *args: object) -> object:
         return await asyncio.get_running_loop().run_in_executor(self._store_thread, functools.partial(fn, *args))
+
+    def close(self) -> None:
+        """End the store's thread (the writes queued to it finish first), then close the store."""
+        self._store_thread.shutdown(wait=True)
+        self.store.close()
 
     # -- operators' settings -----------------------------------------------------------------
     async def set_settings(self, site_id: str, change: SiteSettings) -> SiteSettings:
@@ -787,7 +814,13 @@ class PortfolioHub:
                 raise InvalidInput.one("ack.version", f"no schedule {ack.version!r} was issued to {site_id}")
             self.push_window.acked(site_id, ack.version)
             if not ack.accepted:
-                log.warning("site %s refused schedule %s: %s", site_id, ack.version, ack.reason)
+                log.warning(
+                    "site %s refused schedule %s: %s",
+                    site_id,
+                    ack.version,
+                    ack.reason,
+                    extra=logfields.fields(site=site_id, schedule_version=ack.version),
+                )
             self._acks.append((site_id, ack.version, ack.accepted, ack.reason, self.clock.now()))
             self._flush_wanted.set()
         elif kind == "commands":
@@ -828,7 +861,8 @@ class PortfolioHub:
     def _checked_snapshot(
         self, msg: common_pb2.SiteSnapshot, site_id: str, now: datetime
     ) -> tuple[SiteSnapshot, bytes]:
-        """Worker thread: the snapshot read and checked, its problem built for the next solve, its bytes for the store."""
+        """Worker thread: the snapshot read and checked, its problem built for the next solve, its
+        bytes for the store."""
         snap = pc.snapshot_in(msg)
         check_snapshot(snap, site_id, self.settings.step_minutes)
         self._prebuild(site_id, snap, now)
@@ -909,7 +943,12 @@ class PortfolioLinkServicer(portfolio_pb2_grpc.PortfolioLinkServicer):
             site_id, software_version=hello.software_version, schedule_version=hello.schedule_version, at=now
         )
         conn = hub.attach(site_id)
-        log.info("site %s connected (holds %r)", site_id, hello.schedule_version)
+        log.info(
+            "site %s connected (holds %r)",
+            site_id,
+            hello.schedule_version,
+            extra=logfields.fields(site=site_id, schedule_version=hello.schedule_version),
+        )
         yield portfolio_pb2.PortfolioMessage(
             welcome=portfolio_pb2.Welcome(
                 site_id=site_id,
@@ -950,6 +989,6 @@ class PortfolioLinkServicer(portfolio_pb2_grpc.PortfolioLinkServicer):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
             hub.detach(conn)
-            log.info("site %s disconnected", site_id)
+            log.info("site %s disconnected", site_id, extra=logfields.fields(site=site_id))
         if failure:
             await abort(context, failure[0])

@@ -7,11 +7,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
+
 from portfolio.config import PortfolioConfig, load_portfolio_config
 from portfolio.solvers import make_solver
 from portfolio.store import PortfolioStore
 from services import portfolio_convert as pc
 from services.auth import Role
+from services.metrics_portfolio import install_portfolio_metrics
 from services.portfolio_api import OPERATOR_METHODS, TOKEN_EXEMPT, PortfolioServicer
 from services.portfolio_hub import PortfolioHub, PortfolioLinkServicer
 from services.server import Built, ServerOptions, build_server, start, stop, stop_on_signals
@@ -45,7 +48,7 @@ def make_portfolio(
     # one token table: the AuthInterceptor checks every call against it, WhoAmI reads the caller's role from it
     tokens = {value: Role(t.role) for t in s.tokens if (value := t.value())}
 
-    def register(server) -> list[str]:  # noqa: ANN001
+    def register(server: grpc.aio.Server) -> list[str]:
         portfolio_pb2_grpc.add_PortfolioLinkServicer_to_server(PortfolioLinkServicer(hub), server)
         portfolio_pb2_grpc.add_PortfolioServicer_to_server(PortfolioServicer(hub, tokens), server)
         return ["gridmesh.v1.PortfolioLink", "gridmesh.v1.Portfolio"]
@@ -73,6 +76,7 @@ async def serve(args: PortfolioArgs) -> None:
     stop_on_signals(stop_event)
     await start(built)
     if config.portfolio.metrics_listen:
+        install_portfolio_metrics(built.metrics, hub)
         built.metrics.serve(config.portfolio.metrics_listen)
     print(f"portfolio serving on port {built.port}", flush=True)
     solver = asyncio.create_task(hub.run(stop_event))
@@ -82,4 +86,4 @@ async def serve(args: PortfolioArgs) -> None:
     close = getattr(hub.solver, "close", None)
     if close is not None:
         close()  # a Ray the portfolio started goes with it
-    hub.store.close()
+    hub.close()

@@ -4,11 +4,13 @@ TLS (or plaintext on loopback behind an explicit flag), graceful shutdown on SIG
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -56,6 +58,63 @@ def is_loopback(listen: str) -> bool:
         return False
 
 
+class StreamCloser(grpc.aio.ServerInterceptor):
+    """Ends every open response stream (WatchEvents, WatchPortfolio, the nodes' Connect, health
+    Watch) with UNAVAILABLE once `close` is called: clients see a status at once and reconnect
+    elsewhere or later, unary calls still get the shutdown's grace, and the server does not wait
+    out the grace for streams that would never end by themselves."""
+
+    DETAILS = "the server is shutting down"
+
+    def __init__(self) -> None:
+        self.closing = asyncio.Event()
+
+    def close(self) -> None:
+        self.closing.set()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or not handler.response_streaming:
+            return handler
+        closing = self.closing
+        inner = handler.stream_stream if handler.request_streaming else handler.unary_stream
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            if closing.is_set():
+                await context.abort(grpc.StatusCode.UNAVAILABLE, StreamCloser.DETAILS)
+            items = aiter(inner(request, context))
+            shutdown = asyncio.ensure_future(closing.wait())
+            try:
+                while True:
+                    step = asyncio.ensure_future(anext(items))
+                    await asyncio.wait({step, shutdown}, return_when=asyncio.FIRST_COMPLETED)
+                    if not step.done():  # the handler's own cleanup (its finally) runs as it is cancelled
+                        step.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await step
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, StreamCloser.DETAILS)
+                    try:
+                        item = step.result()
+                    except StopAsyncIteration:
+                        return
+                    yield item
+            finally:
+                shutdown.cancel()
+                with contextlib.suppress(Exception):
+                    await items.aclose()
+
+        make = (
+            grpc.stream_stream_rpc_method_handler if handler.request_streaming else grpc.unary_stream_rpc_method_handler
+        )
+        return make(
+            stream, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
+
+
 @dataclass(eq=False)
 class Built:
     server: grpc.aio.Server
@@ -63,6 +122,7 @@ class Built:
     health: HealthServicer
     services: tuple[str, ...]
     metrics: Metrics
+    streams: StreamCloser = field(default_factory=StreamCloser)
 
 
 def build_server(
@@ -75,9 +135,11 @@ def build_server(
     if not options.insecure_loopback and not (options.tls_cert and options.tls_key):
         raise InvalidInput.one("listen", "give --tls-cert and --tls-key, or --insecure-loopback on a loopback address")
     metrics = metrics or Metrics()
+    streams = StreamCloser()
     interceptors = [
         MetricsInterceptor(metrics),
         AuthInterceptor(options.tokens, options.operator_methods, options.token_exempt),
+        streams,
     ]
     server = grpc.aio.server(interceptors=interceptors, options=KEEPALIVE)
     names = tuple(register(server))
@@ -97,7 +159,7 @@ def build_server(
             require_client_auth=options.tls_client_ca is not None,
         )
         port = server.add_secure_port(options.listen, credentials)
-    return Built(server, port, health, names, metrics)
+    return Built(server, port, health, names, metrics, streams)
 
 
 async def start(built: Built) -> None:
@@ -108,7 +170,10 @@ async def start(built: Built) -> None:
 
 
 async def stop(built: Built, grace_seconds: float = 5.0) -> None:
+    """No new calls; open streams end at once with UNAVAILABLE; unary calls in flight get
+    `grace_seconds` to finish."""
     await built.health.enter_graceful_shutdown()
+    built.streams.close()
     await built.server.stop(grace_seconds)
 
 

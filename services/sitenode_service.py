@@ -49,7 +49,7 @@ class SiteNodeServicer(sitenode_pb2_grpc.SiteNodeServicer):
     async def Optimize(
         self, request: sitenode_pb2.OptimizeRequest, context: grpc.aio.ServicerContext
     ) -> sitenode_pb2.OptimizeResponse:
-        out = self.runtime.optimize()
+        out = await self.runtime.plan_now()
         stored = self.runtime.schedule()
         r, relax = out.plan.result, out.plan.relaxation
         return sitenode_pb2.OptimizeResponse(

@@ -254,6 +254,6 @@ def _live_step(actual: SiteProblem, planned: pd.Series, t: int, columns: dict[st
     columns[GRID_IMPORT][t], columns[GRID_EXPORT][t] = grid_import, grid_export
     if b is not None:
         state.soc_kwh += (charge * b.charge_efficiency - discharge / b.discharge_efficiency) * dt
-    for w in actual.demand_windows:
-        if w.mask[t]:
-            state.peak_kw[w.name] = max(state.peak_kw[w.name], grid_import)
+    for dw in actual.demand_windows:
+        if dw.mask[t]:
+            state.peak_kw[dw.name] = max(state.peak_kw[dw.name], grid_import)

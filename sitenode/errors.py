@@ -3,8 +3,12 @@
     GridmeshError                  code INTERNAL: a bug or an unexpected failure
     ├── InvalidInput               code INVALID_ARGUMENT: carries FieldViolations
     ├── NotFound                   code NOT_FOUND: an unknown site, asset or session
-    └── FailedPrecondition         code FAILED_PRECONDITION: refused in the current state
-        └── TransitionRefused      an asset state machine refused a trigger
+    ├── FailedPrecondition         code FAILED_PRECONDITION: refused in the current state
+    │   └── TransitionRefused      an asset state machine refused a trigger
+    ├── Aborted                    code ABORTED: overtaken by a newer request of the same kind
+    │   └── Superseded             (sitenode.planning) a newer plan request won
+    └── DeadlineExceeded           code DEADLINE_EXCEEDED: work given up past its deadline
+        └── PlanAbandoned          (sitenode.planning) a plan past its deadline, nothing applied
 
 Each error carries the name of its gRPC status code as a plain string, so this
 package stays free of grpc; `services` maps the name to `grpc.StatusCode` and the
@@ -59,6 +63,14 @@ class NotFound(GridmeshError):
 
 class FailedPrecondition(GridmeshError):
     code = "FAILED_PRECONDITION"
+
+
+class Aborted(GridmeshError):
+    code = "ABORTED"
+
+
+class DeadlineExceeded(GridmeshError):
+    code = "DEADLINE_EXCEEDED"
 
 
 class TransitionRefused(FailedPrecondition):

@@ -25,6 +25,7 @@ class EventType(StrEnum):
     COMMAND_TIMED_OUT = "COMMAND_TIMED_OUT"
     STATE_CHANGED = "STATE_CHANGED"
     SCHEDULE_RECEIVED = "SCHEDULE_RECEIVED"
+    PLAN_ABANDONED = "PLAN_ABANDONED"
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,21 @@ class ScheduleReceived:
     valid_until: datetime
 
 
-Payload = CommandEvent | StateChanged | ScheduleReceived
+@dataclass(frozen=True)
+class PlanAbandonedEvent:
+    """A plan given up at its deadline (nothing of it applied); `reason` says what asked for it."""
+
+    reason: str
+    seconds: float
+
+
+Payload = CommandEvent | StateChanged | ScheduleReceived | PlanAbandonedEvent
 
 _PAYLOAD_OF = {
     **{t: CommandEvent for t in EventType if t.name.startswith("COMMAND_")},
     EventType.STATE_CHANGED: StateChanged,
     EventType.SCHEDULE_RECEIVED: ScheduleReceived,
+    EventType.PLAN_ABANDONED: PlanAbandonedEvent,
 }
 
 

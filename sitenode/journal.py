@@ -167,7 +167,8 @@ class Journal:
         # run when the newer plan arrives late, and the device holds the one that ran last
         # (every save replaces the row, so rowid follows the order of the last state change)
         rows = self._db.execute(
-            "SELECT asset_id, type, value_kw FROM commands WHERE state = 'COMPLETED' AND value_kw IS NOT NULL ORDER BY rowid"
+            "SELECT asset_id, type, value_kw FROM commands"
+            " WHERE state = 'COMPLETED' AND value_kw IS NOT NULL ORDER BY rowid"
         )
         for asset_id, kind, value in rows:
             out[(asset_id, CommandType(kind))] = value
@@ -266,6 +267,14 @@ class Journal:
             fields["at"] = datetime.fromisoformat(fields["at"])
             out.append(TelemetryPoint(**fields, seq=number))
         return out
+
+    def telemetry_backlog(self) -> tuple[int, datetime | None]:
+        """How many points wait for the portfolio's ack (acked ones are pruned), and when the oldest was taken."""
+        count, first = self._db.execute("SELECT COUNT(*), MIN(seq) FROM telemetry").fetchone()
+        if not count:
+            return 0, None
+        row = self._db.execute("SELECT body FROM telemetry WHERE seq = ?", (first,)).fetchone()
+        return int(count), datetime.fromisoformat(json.loads(row[0])["at"]) if row else None
 
     def prune_telemetry(self, up_to_seq: int) -> int:
         with self._tx():

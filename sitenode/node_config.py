@@ -51,6 +51,9 @@ class PlanConfig(Strict):
     solver: SolverConfig = SolverConfig()
     forecast: Literal["persistence", "seasonal_naive"] = "seasonal_naive"
     walk_in: WalkInSession = WalkInSession()
+    # a plan (real seconds, whatever the clock's speed) still running past this is abandoned and
+    # reported; the schedule in force stays. The MIP's own time limit is held within it.
+    deadline_seconds: Annotated[float, Field(gt=0, le=3600)] = 120.0
 
 
 class TokenConfig(Strict):

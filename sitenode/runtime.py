@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sitenode import logfields
 from sitenode.baselines import business_as_usual
 from sitenode.bundle.io import read_series
 from sitenode.clock import Clock
@@ -38,15 +41,17 @@ from sitenode.dispatch import (
     commands_from_schedule,
 )
 from sitenode.errors import InvalidInput, NotFound
-from sitenode.events import EventBus, EventType, ScheduleReceived, StateChanged
+from sitenode.events import EventBus, EventType, PlanAbandonedEvent, ScheduleReceived, StateChanged
 from sitenode.forecast import provider_for
 from sitenode.journal import Journal, StoredSchedule
 from sitenode.metrics import compute_metrics
 from sitenode.model.problem import SiteProblem, build_problem
 from sitenode.model.run import Horizon, Objective, Priorities, RunConfig
 from sitenode.model.sessions import EVSession, check_sessions
+from sitenode.model.site import SiteConfig
 from sitenode.node_config import NodeConfig
 from sitenode.optimizer.solve import Plan, optimize_site
+from sitenode.planning import PlanAbandoned, PlanWorker, Superseded
 from sitenode.schedule import (
     CHARGE,
     DISCHARGE,
@@ -180,10 +185,15 @@ class NodeRuntime:
             self.settings.history = frame[["load_kw", "pv_kw"]].astype(float)
         self.last_plan: Plan | None = None
         self.last_optimized_at: datetime | None = None
+        self.planner = PlanWorker(config.plan.deadline_seconds)
+        self._plan_task: asyncio.Task[OptimizeOutcome] | None = None
+        self._plan_asked_at: datetime | None = None
+        self._fallback: asyncio.Task[OptimizeOutcome] | None = None  # a plan replacing the portfolio's
         # after a restart the journalled schedule stays in force until the next planned re-plan
         current = self.journal.current_schedule()
         if current is not None and current.valid_until > clock.now():
             self.last_optimized_at, self.settings.dirty = current.received_at, False
+            self._plan_asked_at = current.received_at
         self.soc_kwh = site.battery.soc_initial_kwh if site.battery is not None else 0.0
         self._failsafe_since: datetime | None = None
         self.charger_kw: dict[str, float] = {}
@@ -224,8 +234,10 @@ class NodeRuntime:
         if current is None or current.valid_until <= now:
             return Mode.FAILSAFE
         if current.source == "portfolio":
-            # a portfolio schedule the node may no longer follow, and no local plan instead
-            return Mode.PORTFOLIO if self.following_portfolio(now) else Mode.FAILSAFE
+            # a portfolio schedule the node may no longer follow, and no local plan instead; while
+            # the fallback plan is being made, the schedule in force stays in force
+            bridging = self._fallback is not None and not self._fallback.done()
+            return Mode.PORTFOLIO if self.following_portfolio(now) or bridging else Mode.FAILSAFE
         return Mode.LOCAL
 
     def following_portfolio(self, now: datetime) -> bool:
@@ -461,24 +473,68 @@ class NodeRuntime:
 
     def local_problem(self, now: datetime) -> SiteProblem:
         """The site's own problem, held within the portfolio's last import limit if it gave one."""
-        got = self.inputs(now)
-        problem = build_problem(
-            self.config.site, got.run, got.forecast, got.sessions, soc_initial_kwh=got.soc_kwh, reachable_final_soc=True
-        )
-        if self.import_limit is not None:
-            problem = dataclasses.replace(
-                problem, import_limit_kw=np.minimum(problem.import_limit_kw, self.import_limit.over(problem.index))
-            )
-        return problem
+        return local_problem(self.config.site, self.inputs(now), self.import_limit)
 
     def optimize(self) -> OptimizeOutcome:
+        """Plan and put the plan in force, in the caller's thread: it blocks for the whole
+        solve, so never call it on the event loop (the loop plans with `plan()`)."""
         now = self.clock.now()
+        return self._apply(solve_local(self.config.site, self._gather(now)), now, "direct")
+
+    def _gather(self, now: datetime) -> PlanInputs:
+        """What a plan needs, read on the loop (journal, history, limits), for the worker."""
+        self.settings.dirty = False
+        self._plan_asked_at = now
+        limit = self.import_limit
+        return PlanInputs(self.inputs(now), limit, self.config.plan.deadline_seconds)
+
+    def plan(self, reason: str) -> asyncio.Task[OptimizeOutcome]:
+        """Ask for a plan now, made in the worker thread and put in force on the loop; a plan
+        under way is superseded. The task raises `Superseded` or `PlanAbandoned` instead of an
+        outcome when it loses to a newer request or to its deadline (then nothing changed)."""
+        now = self.clock.now()
+        gathered = self._gather(now)
+        task = asyncio.create_task(self._plan(gathered, now, reason), name=f"plan-{reason}")
+        task.add_done_callback(_log_plan_end)
+        self._plan_task = task
+        return task
+
+    async def plan_now(self) -> OptimizeOutcome:
+        """The Optimize RPC: a plan now, waited for; if a newer request supersedes it, the
+        newer plan's outcome. Cancelling the caller does not cancel the plan."""
+        task = self.plan("operator")
+        while True:
+            try:
+                return await asyncio.shield(task)
+            except Superseded:
+                newer = self._plan_task
+                if newer is None or newer is task:
+                    raise
+                task = newer
+
+    async def plans_settled(self) -> None:
+        """Wait until no plan is under way (tests, shutdown): its outcome is applied or dropped."""
+        while self._plan_task is not None and not self._plan_task.done():
+            await asyncio.wait({self._plan_task})
+
+    async def _plan(self, gathered: PlanInputs, asked_at: datetime, reason: str) -> OptimizeOutcome:
+        try:
+            solved = await self.planner.run(functools.partial(solve_local, self.config.site, gathered), reason)
+        except PlanAbandoned as exc:
+            self.bus.publish(EventType.PLAN_ABANDONED, PlanAbandonedEvent(reason, exc.seconds), self.clock.now())
+            self.settings.dirty = True  # the next turn plans again (from fresh inputs)
+            raise
+        if reason != "operator" and self.following_portfolio(self.clock.now()):
+            # the portfolio's schedule came in while this plan ran: it stays in force
+            raise Superseded(f"plan ({reason}) superseded by the portfolio's schedule")
+        return self._apply(solved, asked_at, reason)
+
+    def _apply(self, solved: SolvedPlan, now: datetime, reason: str) -> OptimizeOutcome:
+        """Put a finished plan in force (on the loop): journal, event, commands."""
         plan_cfg, site = self.config.plan, self.config.site
         step = timedelta(minutes=plan_cfg.step_minutes)
-        problem = self.local_problem(now)
-        index = problem.index
-        plan = optimize_site(problem)
-        self.last_plan, self.last_optimized_at, self.settings.dirty = plan, now, False
+        plan, index = solved.plan, solved.problem.index
+        self.last_plan, self.last_optimized_at = plan, now
         version = f"local-{now.strftime('%Y%m%dT%H%M%S.%f')}"
         created = 0
         if plan.result.status.has_solution:
@@ -486,14 +542,16 @@ class NodeRuntime:
             self.bus.publish(
                 EventType.SCHEDULE_RECEIVED,
                 ScheduleReceived(version, "local", index[0].to_pydatetime(), (index[-1] + step).to_pydatetime()),
-                now,
+                self.clock.now(),
             )
             assets = AssetMap(BATTERY_ID if site.battery is not None else None, plan.charger_assignment)
             commands = commands_from_schedule(plan.schedule, version, assets, self.ratings, self._settled_setpoints())
-            created = self.engine.submit(commands, now, replace_from=index[0].to_pydatetime())
-        baseline = compute_metrics(problem, business_as_usual(problem)).total_cost
-        total = compute_metrics(problem, plan.schedule).total_cost if plan.result.status.has_solution else float("nan")
-        return OptimizeOutcome(version, plan, total, baseline, created)
+            # commands start from the plan's first step, or from now if the plan took that long
+            start = max(index[0].to_pydatetime(), self.clock.now())
+            created = self.engine.submit(commands, self.clock.now(), replace_from=start)
+        log.info("plan (%s) %s in %.2f s: %d commands", reason, plan.result.status, solved.seconds, created)
+        self._report_mode(self.clock.now())  # a plan that ends a failsafe or fallback says so at once
+        return OptimizeOutcome(version, plan, solved.total_cost, solved.baseline_total_cost, created)
 
     def _settled_setpoints(self) -> dict[tuple[str, CommandType], float]:
         """What each device holds, for the assets with no command under way: a new plan
@@ -512,7 +570,16 @@ class NodeRuntime:
         self.bus.publish(
             EventType.STATE_CHANGED, StateChanged("node", "mode", why, str(self._mode or ""), str(mode)), now
         )
-        log.info("mode %s -> %s (%s)", self._mode, mode, why)
+        current = self.schedule()
+        log.info(
+            "mode %s -> %s (%s)",
+            self._mode,
+            mode,
+            why,
+            extra=logfields.fields(
+                site=self.config.site.site_id, schedule_version=current.version if current else None
+            ),
+        )
         self._mode = mode
 
     def _failsafe(self, now: datetime) -> None:
@@ -534,27 +601,40 @@ class NodeRuntime:
             ]
         self.engine.submit(commands, now, replace_from=now)
 
-    async def step(self) -> None:
-        """One turn of the loop: re-plan when due or asked to, then dispatch."""
-        now = self.clock.now()
-        period = timedelta(minutes=self.config.plan.reoptimize_minutes)
-        following = self.following_portfolio(now)
+    def _plan_due(self, now: datetime, following: bool) -> str | None:
+        """Why a plan should start now, or None. Changes supersede a plan under way; the
+        period and a fallback from the portfolio wait for it."""
         if following:
-            pass  # the portfolio plans; changes reach it in the next snapshot
-        elif (
-            self._was_following
-            or self.settings.dirty
-            or self.last_optimized_at is None
-            or now - self.last_optimized_at >= period
-        ):
-            if self._was_following:
+            return None  # the portfolio plans; changes reach it in the next snapshot
+        asked = self._plan_asked_at
+        in_flight = self._plan_task is not None and not self._plan_task.done()
+        if asked is None and not in_flight:
+            return "start"
+        if self.settings.dirty:
+            return "changed"
+        if in_flight or asked is None:
+            return None
+        if self._was_following:
+            return "fallback"
+        period = timedelta(minutes=self.config.plan.reoptimize_minutes)
+        if self.last_optimized_at is None or self.last_optimized_at < asked:
+            period = min(period, RETRY_AFTER)  # the last attempt failed or was abandoned
+        return "period" if now - asked >= period else None
+
+    async def step(self) -> None:
+        """One turn of the loop: start a plan when due (it runs in the worker and is put in
+        force when done), then dispatch. Never waits for a plan."""
+        now = self.clock.now()
+        following = self.following_portfolio(now)
+        reason = self._plan_due(now, following)
+        if reason is not None:
+            if reason == "fallback":
                 log.warning(
                     "portfolio schedule no longer followed (expired or link down past grace): optimizing locally"
                 )
-            try:
-                self.optimize()
-            except Exception:  # noqa: BLE001 - a failed plan falls back to failsafe, never kills the node
-                log.exception("optimization failed")
+            task = self.plan(reason)
+            if reason == "fallback":
+                self._fallback = task
         self._was_following = following
         if self.config.portfolio is not None:
             self.record_telemetry(now)
@@ -566,12 +646,24 @@ class NodeRuntime:
         await self.engine.tick(now)
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await self.step()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.node.tick_seconds / getattr(self.clock, "speed", 1.0))
+        try:
+            while not stop.is_set():
+                await self.step()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        stop.wait(), self.config.node.tick_seconds / getattr(self.clock, "speed", 1.0)
+                    )
+        finally:
+            self._stop_planning()
+
+    def _stop_planning(self) -> None:
+        """A plan under way is dropped (nothing of it applied) and the worker thread let go."""
+        if self._plan_task is not None and not self._plan_task.done():
+            self._plan_task.cancel()
+        self.planner.close()
 
     def close(self) -> None:
+        self._stop_planning()
         self.journal.close()
 
     # -- the portfolio link (services.link_client calls these) ---------------------------
@@ -641,6 +733,13 @@ class NodeRuntime:
         ):
             return None
         self._last_telemetry_at = now
+        point = self.flows(now)
+        self.journal.put_setting("ev_energy_kwh", repr(self.ev_energy_kwh))
+        return self.journal.append_telemetry(point)
+
+    def flows(self, now: datetime) -> TelemetryPoint:
+        """The site's flows now (unnumbered): the schedule's current step, with what devices
+        measured where they report it."""
         current = self.journal.schedule_at(now)
         row: dict[str, float] = {}
         ev_cols: list[str] = []
@@ -657,7 +756,7 @@ class NodeRuntime:
             # chargers report what they draw: the grid takes the difference from the plan
             net = grid_import - grid_export + ev - planned_ev
             grid_import, grid_export = max(net, 0.0), max(-net, 0.0)
-        point = TelemetryPoint(
+        return TelemetryPoint(
             at=now,
             grid_import_kw=grid_import,
             grid_export_kw=grid_export,
@@ -671,8 +770,67 @@ class NodeRuntime:
             mode=str(self.mode(now)),
             ev_energy_kwh=self.ev_energy_kwh,
         )
-        self.journal.put_setting("ev_energy_kwh", repr(self.ev_energy_kwh))
-        return self.journal.append_telemetry(point)
+
+
+RETRY_AFTER = timedelta(minutes=1)  # after a plan failed or was abandoned, on the node's clock
+
+
+@dataclass(frozen=True, eq=False)
+class PlanInputs:
+    """A plan's inputs as the loop read them: the worker touches nothing else of the node."""
+
+    site: SiteInputs
+    import_limit: ImportLimit | None
+    deadline_seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class SolvedPlan:
+    problem: SiteProblem
+    plan: Plan
+    total_cost: float
+    baseline_total_cost: float
+    seconds: float
+
+
+def local_problem(site: SiteConfig, got: SiteInputs, import_limit: ImportLimit | None) -> SiteProblem:
+    problem = build_problem(
+        site, got.run, got.forecast, got.sessions, soc_initial_kwh=got.soc_kwh, reachable_final_soc=True
+    )
+    if import_limit is not None:
+        problem = dataclasses.replace(
+            problem, import_limit_kw=np.minimum(problem.import_limit_kw, import_limit.over(problem.index))
+        )
+    return problem
+
+
+def solve_local(site: SiteConfig, gathered: PlanInputs) -> SolvedPlan:
+    """The worker's part of a plan: pure, no journal, no loop. The MIP's time limit is held
+    within the plan's deadline, so a plan given up there does not hold the worker much longer."""
+    started = time.monotonic()
+    got = gathered.site
+    solver = got.run.solver
+    if solver.time_limit_seconds > gathered.deadline_seconds:
+        solver = solver.model_copy(update={"time_limit_seconds": gathered.deadline_seconds})
+        got = dataclasses.replace(got, run=got.run.model_copy(update={"solver": solver}))
+    problem = local_problem(site, got, gathered.import_limit)
+    plan = optimize_site(problem)
+    baseline = compute_metrics(problem, business_as_usual(problem)).total_cost
+    total = compute_metrics(problem, plan.schedule).total_cost if plan.result.status.has_solution else float("nan")
+    return SolvedPlan(problem, plan, total, baseline, time.monotonic() - started)
+
+
+def _log_plan_end(task: asyncio.Task[OptimizeOutcome]) -> None:
+    """A background plan's end: what went wrong is logged here, since nobody awaits it."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if isinstance(exc, Superseded):
+        log.debug("%s", exc)
+    elif isinstance(exc, PlanAbandoned):
+        log.warning("%s; the schedule in force stays", exc)
+    elif exc is not None:
+        log.error("plan failed; the schedule in force stays", exc_info=exc)
 
 
 def check_portfolio_schedule(

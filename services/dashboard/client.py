@@ -8,7 +8,6 @@ viewer or an operator may do, the dashboard holds no rights of its own. Its cert
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,5 +100,8 @@ class PortfolioClient:
             portfolio_pb2.CancelFlexEventRequest(event_id=event_id), metadata=self._meta(token), timeout=CALL_TIMEOUT
         )
 
-    def watch(self, token: str) -> AsyncIterator[portfolio_pb2.WatchPortfolioResponse]:
+    def watch(
+        self, token: str
+    ) -> grpc.aio.UnaryStreamCall[portfolio_pb2.WatchPortfolioRequest, portfolio_pb2.WatchPortfolioResponse]:
+        """The WatchPortfolio stream: iterate it for the updates, `cancel()` it when done."""
         return self.stub.WatchPortfolio(portfolio_pb2.WatchPortfolioRequest(), metadata=self._meta(token))

@@ -147,6 +147,14 @@ class SunSpecBattery:
         value = points.get(name)
         return int(value) if isinstance(value, int) else 0
 
+    @staticmethod
+    def _num(points: dict[str, int | str | None], name: str) -> int | None:
+        """A numeric point's raw value (None where unimplemented): only string points decode to text."""
+        value = points[name]
+        if isinstance(value, str):
+            raise AdapterError(f"SunSpec point {name} reads as text ({value!r}), not a number")
+        return value
+
     async def ensure_connected(self) -> None:
         """(Re)connect and rescan after a drop: devices restart, links flap. Failed attempts
         back off exponentially (0.5 s doubling to 30 s) instead of hammering the device."""
@@ -167,10 +175,10 @@ class SunSpecBattery:
     async def status(self) -> BatteryStatus:
         await self.ensure_connected()
         battery = await self._points(load_model(802))
-        soc = scale(battery["SoC"], self._sf(battery, "SoC_SF")) or 0.0
-        wh = scale(battery["WHRtg"], self._sf(battery, "WHRtg_SF")) or 0.0
-        charge_w = scale(battery["WChaRteMax"], self._sf(battery, "WChaDisChaMax_SF")) or 0.0
-        discharge_w = scale(battery["WDisChaRteMax"], self._sf(battery, "WChaDisChaMax_SF")) or 0.0
+        soc = scale(self._num(battery, "SoC"), self._sf(battery, "SoC_SF")) or 0.0
+        wh = scale(self._num(battery, "WHRtg"), self._sf(battery, "WHRtg_SF")) or 0.0
+        charge_w = scale(self._num(battery, "WChaRteMax"), self._sf(battery, "WChaDisChaMax_SF")) or 0.0
+        discharge_w = scale(self._num(battery, "WDisChaRteMax"), self._sf(battery, "WChaDisChaMax_SF")) or 0.0
         charge_state = battery["ChaSt"]
         if self.control_id == 124:
             charge_state = (await self._points(load_model(124)))["ChaSt"]
@@ -199,13 +207,13 @@ class SunSpecBattery:
     async def _execute_124(self, command: Command) -> float:
         model = load_model(124)
         control = await self._points(model)
-        wmax_kw = (scale(control["WChaMax"], self._sf(control, "WChaMax_SF")) or 0.0) / 1000
+        wmax_kw = (scale(self._num(control, "WChaMax"), self._sf(control, "WChaMax_SF")) or 0.0) / 1000
         if wmax_kw <= 0:
             raise AdapterError("device reports no WChaMax")
         target_kw = min(command.value_kw or 0.0, wmax_kw)
         rate_sf = self._sf(control, "InOutWRte_SF")
         name = "InWRte" if command.type is CommandType.SET_CHARGE_RATE else "OutWRte"
-        held_kw = (scale(control[name], rate_sf) or 0.0) / 100 * wmax_kw
+        held_kw = (scale(self._num(control, name), rate_sf) or 0.0) / 100 * wmax_kw
         kw = self._ramp(name, target_kw, held_kw)
         raw = unscale(kw / wmax_kw * 100.0, rate_sf)
         await self._write_point(model, "StorCtl_Mod", 3)
@@ -224,8 +232,8 @@ class SunSpecBattery:
         model = load_model(704)
         battery, control = await self._points(load_model(802)), await self._points(model)
         limit_sf = self._sf(battery, "WChaDisChaMax_SF")
-        max_charge_kw = (scale(battery["WChaRteMax"], limit_sf) or 0.0) / 1000
-        max_discharge_kw = (scale(battery["WDisChaRteMax"], limit_sf) or 0.0) / 1000
+        max_charge_kw = (scale(self._num(battery, "WChaRteMax"), limit_sf) or 0.0) / 1000
+        max_discharge_kw = (scale(self._num(battery, "WDisChaRteMax"), limit_sf) or 0.0) / 1000
         if max_charge_kw <= 0 or max_discharge_kw <= 0:
             raise AdapterError("device reports no WChaRteMax or WDisChaRteMax in model 802")
         sf = self._sf(control, "WSet_SF")

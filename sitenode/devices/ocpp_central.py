@@ -8,8 +8,9 @@ ids and wrong passwords get 401 (repeated failures are slowed down), a second
 connection under an id already connected gets 409. Boot, heartbeat, status, authorize,
 transactions and meter values flow into the node through `ChargerNode`; commands go out
 as SetChargingProfile (TxProfile inside a transaction, TxDefaultProfile otherwise, in
-W, or in A for chargers configured to take only A), RemoteStart/StopTransaction and ChangeAvailability. On every boot the node installs
-a persistent ChargePointMaxProfile at the charger's share of the site limit and checks
+W, or in A for chargers configured to take only A), RemoteStart/StopTransaction and
+ChangeAvailability. On every boot the node installs a persistent ChargePointMaxProfile at
+the charger's share of the site limit and checks
 it was accepted, so a charger that loses the node still keeps the site within its
 connection. A rejected or unanswered call fails the command (the engine retries).
 """
@@ -33,12 +34,13 @@ from ocpp.v16 import datatypes as dt
 from ocpp.v16 import enums as e
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from sitenode.devices.ocpp201 import ChargerLink201
 from sitenode.dispatch import AdapterError, Command, CommandType
 
 log = logging.getLogger(__name__)
-SUBPROTOCOLS = ["ocpp2.0.1", "ocpp1.6"]
+SUBPROTOCOLS = [Subprotocol("ocpp2.0.1"), Subprotocol("ocpp1.6")]
 
 
 class ChargerNode(Protocol):
@@ -238,7 +240,9 @@ class CentralSystem:
         return None
 
     async def _handle(self, connection: ServerConnection) -> None:
-        charger_id = self._charger_id(connection.request.path)
+        # the request is set once the opening handshake is done, before the handler runs
+        request = connection.request
+        charger_id = self._charger_id(request.path) if request is not None else None
         if charger_id is None or charger_id in self.links:
             await connection.close(code=1008)
             return
@@ -264,7 +268,7 @@ class CentralSystem:
         self.server = await serve(
             self._handle, host, port, subprotocols=SUBPROTOCOLS, process_request=self._check, ssl=ssl
         )
-        return self.server.sockets[0].getsockname()[1]
+        return next(iter(self.server.sockets)).getsockname()[1]
 
     async def stop(self) -> None:
         if self.server is not None:

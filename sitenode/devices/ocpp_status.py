@@ -30,7 +30,8 @@ def path_to(current: str, target: str, spec: MachineSpec = CHARGER) -> list[str]
     """Shortest list of triggers from `current` to `target`; [] when there; None when unreachable."""
     if current == target:
         return []
-    seen, queue = {current}, deque([(current, [])])
+    seen = {current}
+    queue: deque[tuple[str, list[str]]] = deque([(current, [])])
     while queue:
         state, triggers = queue.popleft()
         for t in spec.transitions:

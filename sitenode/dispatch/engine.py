@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from sitenode import logfields
 from sitenode.dispatch.commands import AssetRating, Command, CommandState, CommandType, clamp
 from sitenode.errors import GridmeshError, NotFound
 from sitenode.events import CommandEvent, EventBus, EventType
 from sitenode.state import HOLD_STATES
+
+log = logging.getLogger(__name__)
 
 
 class AdapterError(GridmeshError):
@@ -214,6 +218,19 @@ class DispatchEngine:
             self._settle(c, error, now, achieved) for c, (error, achieved) in zip(dispatched, results, strict=True)
         ]
         self._record(finished, now)
+        for c in finished:
+            if c.state in (CommandState.FAILED, CommandState.TIMED_OUT):
+                log.warning(
+                    "command %s to %s (%s %s kW) %s after %d attempts: %s",
+                    c.id,
+                    c.asset_id,
+                    c.type,
+                    c.value_kw,
+                    c.state,
+                    c.attempts,
+                    c.last_error,
+                    extra={**logfields.fields(command_id=c.id, schedule_version=c.source), "asset": c.asset_id},
+                )
         return [c for c in finished + superseded + expired if c.done]
 
     async def _send(self, command: Command) -> tuple[str | None, float | None]:

@@ -169,7 +169,8 @@ def build_problem(
             if not reachable_final_soc:
                 raise InvalidInput.one(
                     "site_config.battery.soc_final_min_kwh",
-                    f"cannot be reached in {count} steps from {soc0:g} kWh at {rate:g} kW (at most {reachable:g}), got {soc_final:g}",
+                    f"cannot be reached in {count} steps from {soc0:g} kWh at {rate:g} kW (at most {reachable:g}), "
+                    f"got {soc_final:g}",
                 )
             soc_final = reachable
     return SiteProblem(

@@ -15,7 +15,8 @@ class EVSession(Strict):
     """A vehicle that needs `energy_kwh` between `arrival` and `departure`.
 
     `priority` 1 is most urgent: shortfall is weighted by 1/priority (times the fleet
-    class's weight, `sitenode.optimizer.formulation`) when not all sessions can be served. Without `charger_id` the optimizer assigns a charger.
+    class's weight, `sitenode.optimizer.formulation`) when not all sessions can be served.
+    Without `charger_id` the optimizer assigns a charger.
     """
 
     session_id: Id
@@ -58,7 +59,8 @@ def check_sessions(
             v.append(
                 FieldViolation(
                     f"{at}.charger_id",
-                    f"must name a charger of site {site.site_id!r} ({', '.join(sorted(known)) or 'none'}), got {s.charger_id!r}",
+                    f"must name a charger of site {site.site_id!r} ({', '.join(sorted(known)) or 'none'}), "
+                    f"got {s.charger_id!r}",
                 )
             )
     if v:

@@ -53,7 +53,8 @@ def check_series(raw: pd.DataFrame, horizon: Horizon, tariff: Tariff, prefix: st
             v.append(
                 FieldViolation(
                     f"{prefix}.{col}",
-                    f"NaN or not a number at row {row} ({index[row].isoformat()}), got {_plain(frame[col].iloc[row])!r}",
+                    f"NaN or not a number at row {row} ({index[row].isoformat()}), "
+                    f"got {_plain(frame[col].iloc[row])!r}",
                 )
             )
             continue
@@ -108,14 +109,16 @@ def _check_steps(index: pd.DatetimeIndex, horizon: Horizon, prefix: str) -> list
         return [
             FieldViolation(
                 "run_config.horizon",
-                f"{horizon.steps} steps from {start.isoformat()} need the series to cover up to {end.isoformat()}, it covers {first.isoformat()} to {last.isoformat()}",
+                f"{horizon.steps} steps from {start.isoformat()} need the series to cover up to {end.isoformat()}, "
+                f"it covers {first.isoformat()} to {last.isoformat()}",
             )
         ]
     if (start - first).value % step_ns:
         return [
             FieldViolation(
                 "run_config.horizon.start",
-                f"must fall on a step of the series ({first.isoformat()} + k × {horizon.step_minutes} min), got {start.isoformat()}",
+                f"must fall on a step of the series ({first.isoformat()} + k × {horizon.step_minutes} min), "
+                f"got {start.isoformat()}",
             )
         ]
     return []

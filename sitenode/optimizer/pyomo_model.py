@@ -32,6 +32,8 @@ import pandas as pd
 import pyomo.environ as pyo
 from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 from pyomo.contrib.solver.solvers.highs import Highs
+from pyomo.core.expr.numvalue import NumericValue
+from pyomo.core.expr.relational_expr import RelationalExpression
 from pyomo.core.expr.visitor import identify_variables
 from pyomo.repn.standard_repn import generate_standard_repn
 
@@ -120,7 +122,7 @@ def add_site_block(b: pyo.Block, problem: SiteProblem, price_adjust: np.ndarray 
             b.soc_shortfall = pyo.Var(within=NonNeg, bounds=(0, target - bat.soc_min_kwh))
             b.soc_final = pyo.Constraint(expr=b.soc[T - 1] + b.soc_shortfall >= target)
 
-        def soc_rule(b: pyo.Block, t: int):  # noqa: ANN202
+        def soc_rule(b: pyo.Block, t: int) -> RelationalExpression:
             before = p.soc_initial_kwh if t == 0 else b.soc[t - 1]
             return (
                 b.soc[t]
@@ -151,13 +153,13 @@ def add_site_block(b: pyo.Block, problem: SiteProblem, price_adjust: np.ndarray 
 
     _add_sessions(b, p, demand)
 
-    def balance_rule(b: pyo.Block, t: int):  # noqa: ANN202
+    def balance_rule(b: pyo.Block, t: int) -> RelationalExpression:
         used_pv = p.pv_kw[t] - (curtail[t] if curtail is not None else 0)
         return p.load_kw[t] + sum(demand[t]) == used_pv + sum(supply[t])
 
     b.balance = pyo.Constraint(b.T, rule=balance_rule)
 
-    def own_rule(b: pyo.Block, t: int):  # noqa: ANN202
+    def own_rule(b: pyo.Block, t: int) -> RelationalExpression:
         used_pv = p.pv_kw[t] - (curtail[t] if curtail is not None else 0)
         return b.grid_export[t] <= used_pv + sum(own_export[t])
 
@@ -169,10 +171,10 @@ def add_site_block(b: pyo.Block, problem: SiteProblem, price_adjust: np.ndarray 
         [i for i, _ in windows], within=NonNeg, bounds=lambda _, i: (p.demand_windows[i].floor_kw, None)
     )
     b.window_rows = pyo.ConstraintList()
-    for i, dw in windows:
-        for t in np.flatnonzero(dw.mask):
-            b.window_rows.add(b.grid_import[int(t)] <= b.window_peak[i])
-        cost_terms.append(w.cost * dw.rate_per_kw * b.window_peak[i])
+    for k, dw in windows:
+        for t in np.flatnonzero(dw.mask).tolist():
+            b.window_rows.add(b.grid_import[t] <= b.window_peak[k])
+        cost_terms.append(w.cost * dw.rate_per_kw * b.window_peak[k])
     if w.peak > 0:
         b.peak = pyo.Var(within=NonNeg)
         b.peak_rows = pyo.Constraint(b.T, rule=lambda b, t: b.grid_import[t] <= b.peak)
@@ -328,7 +330,7 @@ class _PyomoStages:
                 slacks = [repn.linear_vars[i] for i in idx]
                 self._hold(term, pyo.quicksum(slacks), cap_for(sum(float(v.value or 0.0) for v in slacks)))
 
-    def _hold(self, term: str, expr: object, upper: float) -> None:
+    def _hold(self, term: str, expr: NumericValue, upper: float) -> None:
         """As `solve.DirectStages.cap`: a relaxation term whose stage needs none of its slacks
         holds them at zero (a cap row of 1e-8 leaves a class weighing 10⁻⁵ per kWh a
         thousandth of a kWh); any other cap is a row at `upper`.

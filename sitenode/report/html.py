@@ -123,10 +123,7 @@ def _table(metrics: Mapping[str, CostBreakdown], currency: str) -> str:
 
 def render_page(report: ReportPage) -> str:
     """The whole page as text: deterministic, so the same bundle renders the same bytes."""
-    if report.metrics:
-        table = _table(report.metrics, report.currency)
-    else:
-        table = "<p>No schedules were priced.</p>"
+    table = _table(report.metrics, report.currency) if report.metrics else "<p>No schedules were priced.</p>"
     note = (
         "total cost = energy cost − export revenue + demand cost + degradation cost − flexible-load value. "
         "EV shortfall and import-limit breach are reported beside it and never enter it."

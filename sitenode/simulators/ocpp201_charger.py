@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from ocpp.routing import after, on
 from ocpp.v201 import ChargePoint, call, call_result
 
+from sitenode.simulators.ocpp_charger import RESPONSE_TIMEOUT_SECONDS
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
@@ -15,7 +17,7 @@ def _now() -> str:
 
 class SimulatedChargingStation(ChargePoint):
     def __init__(self, charger_id: str, connection: object, max_kw: float) -> None:
-        super().__init__(charger_id, connection, response_timeout=10)
+        super().__init__(charger_id, connection, response_timeout=RESPONSE_TIMEOUT_SECONDS)
         self.max_kw = max_kw
         self.limits_w: dict[str, float] = {}
         self.units: dict[str, str] = {}

@@ -16,6 +16,9 @@ from ocpp.v16 import enums as e
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
+RESPONSE_TIMEOUT_SECONDS = 10.0  # how long a charge point waits for the central system's reply
+CLOSE_TIMEOUT_SECONDS = 2.0  # a closing handshake the central system leaves unanswered: the socket is dropped
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
@@ -23,7 +26,7 @@ def _now() -> str:
 
 class SimulatedChargePoint(ChargePoint):
     def __init__(self, charger_id: str, connection: ClientConnection, max_kw: float) -> None:
-        super().__init__(charger_id, connection, response_timeout=10)
+        super().__init__(charger_id, connection, response_timeout=RESPONSE_TIMEOUT_SECONDS)
         self.max_kw = max_kw
         self.limits_w: dict[str, float] = {}  # profile purpose -> limit
         self.transaction_id: int | None = None
@@ -131,6 +134,7 @@ async def connect_charge_point(
         subprotocols=[Subprotocol(f"ocpp{version}")],
         additional_headers={"Authorization": f"Basic {token}"},
         ssl=ssl,
+        close_timeout=CLOSE_TIMEOUT_SECONDS,
     )
     kind = SimulatedChargingStation if version == "2.0.1" else SimulatedChargePoint
     cp = kind(charger_id, ws, max_kw)

@@ -46,11 +46,11 @@ class SessionPlayer:
         )
         for s in waiting:
             free = [c for c in self.chargers if c not in self.plugged]
-            cid = s.charger_id if s.charger_id in free else (free[0] if free and s.charger_id is None else None)
-            if cid is None:
+            slot = s.charger_id if s.charger_id in free else (free[0] if free and s.charger_id is None else None)
+            if slot is None:
                 continue  # its charger is busy (or unknown here): it waits, as at a real depot
-            self.plugged[cid] = s.session_id
-            arrivals.append((cid, s))
+            self.plugged[slot] = s.session_id
+            arrivals.append((slot, s))
         return arrivals, departures
 
     def _by_id(self, session_id: str) -> PlannedSession:

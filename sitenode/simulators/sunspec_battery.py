@@ -99,7 +99,7 @@ class SunSpecBatterySim:
                 },
             ),
         ]
-        if control == 124:
+        if self.control is not None and self.control.id == 124:
             models.append(
                 (
                     self.control,
@@ -122,7 +122,7 @@ class SunSpecBatterySim:
                     },
                 )
             )
-        elif control == 704:
+        elif self.control is not None and self.control.id == 704:
             models.append(
                 (
                     self.control,
@@ -305,7 +305,8 @@ class SunSpecBatterySim:
                 break
             await asyncio.sleep(0.01)
         self._task = asyncio.create_task(self._physics())
-        return self.server.transport.sockets[0].getsockname()[1]
+        # pymodbus types its listener as a BaseTransport; a TCP server's is an asyncio.Server
+        return self.server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
     async def stop(self) -> None:
         for task in (self._task,):

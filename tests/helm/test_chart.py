@@ -33,7 +33,11 @@ RELEASE, NAMESPACE = "vpp", "energy"
 KUBE_VERSIONS = ("1.27.0", kubernetes_validate.latest_version())
 # Custom resources: kubernetes-validate holds the core API's schemas only, so these are
 # checked structurally below (apiVersion, kind, metadata.name, spec) and by their own tests.
-CUSTOM_RESOURCES = {("ray.io/v1", "RayCluster"), ("monitoring.coreos.com/v1", "ServiceMonitor")}
+CUSTOM_RESOURCES = {
+    ("ray.io/v1", "RayCluster"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 
 # keys of the app's configs that the chart sets itself (not in values)
 CHART_OWNED_PORTFOLIO = {"listen", "store", "tls", "tokens", "metrics_listen"}
@@ -230,6 +234,7 @@ def test_values_all_renders_every_component(everything):
         "Deployment",
         "RayCluster",
         "ServiceMonitor",
+        "PrometheusRule",
     }
     assert sorted(d["metadata"]["name"] for d in everything if d["kind"] == "Deployment") == [
         "gridmesh-all-node-office",
@@ -519,3 +524,128 @@ def test_notes_render(chart):
     assert "ray://gridmesh-all-ray-head-svc.energy.svc:10001" in notes and "gridmesh-all-node-office" in notes
     notes = chart.render(None, name=RELEASE, namespace=NAMESPACE)["gridmesh/templates/NOTES.txt"]
     assert "create secret generic vpp-gridmesh-tls" in notes and "--host vpp-gridmesh.energy.svc" in notes
+
+
+# ---- 7. alert rules (a PrometheusRule, off by default)
+
+ALERTS = {
+    "GridmeshSiteFailsafe",
+    "GridmeshSiteDisconnected",
+    "GridmeshImportOverLimit",
+    "GridmeshDeviceOffline",
+    "GridmeshSolveFailed",
+    "GridmeshSolveLate",
+}
+PROMQL_WORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right"}
+PROMQL_FUNCTIONS = {"max", "min", "sum", "avg", "count", "increase", "rate", "changes", "absent"}
+
+
+def alert_rules(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    groups = one(docs, "PrometheusRule")["spec"]["groups"]
+    return {r["alert"]: r for g in groups for r in g["rules"]}
+
+
+def test_alert_rules_are_off_by_default(chart, defaults):
+    assert "PrometheusRule" not in kinds(defaults)
+    assert "PrometheusRule" not in kinds(render(chart, with_values(alerts__enabled=False)))
+
+
+def test_alert_rules_render_when_enabled(chart, everything):
+    rule = one(everything, "PrometheusRule")
+    assert rule["metadata"]["name"] == "gridmesh-all-alerts"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    rules = alert_rules(everything)
+    assert set(rules) == ALERTS
+    # the values' thresholds reach the rules
+    assert rules["GridmeshSiteFailsafe"]["for"] == "15m" and rules["GridmeshImportOverLimit"]["for"] == "2m"
+    assert rules["GridmeshDeviceOffline"]["for"] == "20m" and rules["GridmeshSiteDisconnected"]["for"] == "5m"
+    assert "4 * gridmesh_portfolio_solve_period_seconds" in rules["GridmeshSolveLate"]["expr"]
+    assert '{status="failed"}[1h]' in rules["GridmeshSolveFailed"]["expr"]
+    # Prometheus' own templates reach Prometheus unrendered
+    assert "{{ $labels.site }}" in rules["GridmeshSiteFailsafe"]["annotations"]["summary"]
+    assert all(r["labels"]["severity"] in ("warning", "critical") for r in rules.values())
+    # the defaults with only the switch on render them too, with the default thresholds
+    defaults_on = alert_rules(render(chart, {"alerts": {"enabled": True}}))
+    assert set(defaults_on) == ALERTS and defaults_on["GridmeshSiteFailsafe"]["for"] == "10m"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> dict[str, set[str]]:
+    """Every series name the real exporters can export, with its labels: a node's and the
+    portfolio's collectors, built on a real node runtime and a real hub, each on a registry with
+    the per-RPC metrics."""
+    from portfolio.solvers import MonolithicSolver
+    from portfolio.store import PortfolioStore
+    from services.metrics_node import NodeCollector
+    from services.metrics_portfolio import PortfolioCollector
+    from services.observability import Metrics
+    from services.portfolio_hub import PortfolioHub
+    from sitenode.clock import RealClock
+    from sitenode.runtime import NodeRuntime
+
+    folder = tmp_path_factory.mktemp("exporters")
+    config, base = nc.load_node_config(ROOT / "examples" / "nodes" / "depot.yaml")
+    config = config.model_copy(update={"node": config.node.model_copy(update={"journal": str(folder / "j.db")})})
+    runtime = NodeRuntime(config, base, RealClock())
+    store = PortfolioStore(folder / "portfolio.db")
+    hub = PortfolioHub(PortfolioSettings(), store, MonolithicSolver(), RealClock(), trust_hello=True)
+    node, portfolio = Metrics(), Metrics()  # one registry per process, as they run
+    node.add(NodeCollector(runtime))
+    portfolio.add(PortfolioCollector(hub))
+    names: dict[str, set[str]] = {}
+    try:
+        for family in [*node.registry.collect(), *portfolio.registry.collect()]:
+            labels = set(getattr(family, "_labelnames", ()))  # a family's labels, even with no samples yet
+            labels |= {k for s in family.samples for k in s.labels}
+            suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(family.type, [""])
+            for name in [family.name + x for x in suffixes] + [s.name for s in family.samples]:
+                names.setdefault(name, set()).update(labels)
+    finally:
+        runtime.close()
+        store.close()
+    return names
+
+
+def selectors(expr: str) -> list[tuple[str, set[str]]]:
+    """(metric, label names it matches on) for every selector of a PromQL expression; fails on
+    an identifier that is neither a gridmesh metric nor a PromQL keyword or function."""
+    text = re.sub(r'"[^"]*"', '""', expr)  # strings out first: they may hold anything
+    text = re.sub(r"\[[^\]]*\]", "", text)  # and range durations ([30m])
+    found: list[tuple[str, set[str]]] = []
+    for match in re.finditer(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^}]*\})?", text):
+        word, matcher = match.group(1), match.group(2)
+        before = text[: match.start()].rstrip()
+        if before.endswith(("by (", "by(", "on (", "on(", "without (", ",")) and not matcher:
+            continue  # a grouping label, checked below
+        if word in PROMQL_WORDS or word in PROMQL_FUNCTIONS:
+            continue
+        assert word.startswith("gridmesh_"), f"{word!r} in {expr!r} is no gridmesh metric"
+        labels = set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)", matcher or ""))
+        found.append((word, labels))
+    return found
+
+
+def test_every_metric_the_rules_use_is_exported(everything, exported):
+    assert "gridmesh_node_mode" in exported and "gridmesh_grpc_requests_total" in exported  # the list is real
+    used: set[str] = set()
+    for name, rule in alert_rules(everything).items():
+        found = selectors(rule["expr"])
+        assert found, name
+        for metric, labels in found:
+            assert metric in exported, f"{name}: {metric} is not exported"
+            assert labels <= exported[metric], f"{name}: {metric} has no label {labels - exported[metric]}"
+            used.add(metric)
+        # every label a rule groups or matches by is one its metrics carry (job and instance: Prometheus')
+        for group in re.findall(r"(?:by|on)\s*\(([^)]*)\)", rule["expr"]):
+            for label in (g.strip() for g in group.split(",")):
+                assert label in {"job", "instance"} or all(label in exported[m] for m, _ in found), (name, label)
+    # both sides are watched: the portfolio's metrics and the nodes'
+    assert any(m.startswith("gridmesh_portfolio_") for m in used) and any(m.startswith("gridmesh_node_") for m in used)
+
+
+def test_the_selector_parser_catches_a_misspelt_metric():
+    with pytest.raises(AssertionError, match="gridmesh_node_mood"):
+        for metric, _ in selectors('gridmesh_node_mood{mode="FAILSAFE"} == 1'):
+            assert metric in {"gridmesh_node_mode"}, metric
+    with pytest.raises(AssertionError, match="no gridmesh metric"):
+        selectors("node_mode == 1")

@@ -89,7 +89,7 @@ class Portfolio:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-        self.hub.store.close()
+        self.hub.close()
 
 
 def make_rig_portfolio(

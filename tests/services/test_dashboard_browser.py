@@ -235,7 +235,8 @@ async def test_a_viewer_sees_everything_and_can_change_nothing(stack, browser):
     await expect(page.get_by_test_id("save-settings")).to_be_disabled()
     # and the server refuses a viewer's change even when the page is bypassed
     status = await page.evaluate("""async () => (await fetch('/api/sites/office-east/settings', {method: 'PUT',
-        headers: {'Content-Type': 'application/json'}, body: JSON.stringify({priorities: {fleet: 1, facility: 2, battery: 3, mining: 4, export: 5}})})).status""")
+        headers: {'Content-Type': 'application/json'},
+        body: JSON.stringify({priorities: {fleet: 1, facility: 2, battery: 3, mining: 4, export: 5}})})).status""")
     assert status == 403
     assert await stack.call(lambda: stack.pf.hub.store.settings("office-east")) is None
     await page.screenshot(path=str(SHOTS / "site-viewer.png"), full_page=True)

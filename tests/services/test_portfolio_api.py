@@ -225,4 +225,4 @@ async def test_mtls_node_speaks_only_for_its_own_site(tmp_path):
             await node.halt()
     finally:
         await stop(built, 0.1)
-        hub.store.close()
+        hub.close()

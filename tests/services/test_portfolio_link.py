@@ -226,6 +226,7 @@ class FreezingProxy:
         self.target_port = target_port
         self.frozen = asyncio.Event()
         self.server: asyncio.AbstractServer | None = None
+        self.relays: set[asyncio.Task] = set()  # one per connection: closing the server leaves them running
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -240,6 +241,9 @@ class FreezingProxy:
             await writer.drain()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        relay = asyncio.current_task()
+        assert relay is not None
+        self.relays.add(relay)
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         tasks = [asyncio.create_task(self._pipe(reader, up_writer)), asyncio.create_task(self._pipe(up_reader, writer))]
         try:
@@ -249,12 +253,18 @@ class FreezingProxy:
         finally:
             for t in tasks:
                 t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             writer.close()
             up_writer.close()
+            self.relays.discard(relay)
 
     async def close(self) -> None:
         if self.server:
             self.server.close()
+            for relay in list(self.relays):
+                relay.cancel()
+            await asyncio.gather(*self.relays, return_exceptions=True)
+            await self.server.wait_closed()
 
 
 async def test_a_silently_dead_stream_is_noticed_within_the_ping_timeout(tmp_path):
@@ -328,6 +338,11 @@ class ManualClock:
         self._now += timedelta(seconds=seconds)
 
 
+async def _turn(rt) -> None:  # noqa: ANN001
+    await rt.step()
+    await rt.plans_settled()
+
+
 def portfolio_frame(rt, now):  # noqa: ANN001, ANN201
     """A schedule as the portfolio would send it: the site's own local optimum."""
     from sitenode.optimizer.solve import optimize_site
@@ -350,13 +365,13 @@ def test_a_node_follows_the_portfolio_while_linked_or_within_grace_then_plans_al
         rt.link_up(now)
         rt.apply_portfolio_schedule("pf-1", portfolio_frame(rt, now), now + timedelta(hours=1), {}, None)
         assert rt.mode(now) is Mode.PORTFOLIO
-        asyncio.run(rt.step())
+        asyncio.run(_turn(rt))
         rt.link_down(now)
         clock._now = now + timedelta(seconds=59)
         assert rt.mode(clock.now()) is Mode.PORTFOLIO  # within the grace
         clock._now = now + timedelta(seconds=61)
         assert rt.mode(clock.now()) is Mode.FAILSAFE  # past it, until a local plan exists
-        asyncio.run(rt.step())
+        asyncio.run(_turn(rt))
         assert rt.mode(clock.now()) is Mode.LOCAL and rt.schedule().source == "local"
         seen = []
         while not modes.queue.empty():

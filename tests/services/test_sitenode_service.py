@@ -223,3 +223,33 @@ async def test_health_and_reflection(node):
     descriptor = client.get_service_descriptor("gridmesh.v1.SiteNode")
     methods = {m.name for m in descriptor.methods}
     assert {"GetStatus", "Optimize", "WatchEvents"} <= set(methods)
+
+
+async def test_status_answers_while_an_optimize_is_solving(node):
+    """The charger-choice MIP of many unassigned sessions takes seconds: the node answers
+    meanwhile (its plan runs in the worker thread, not on the event loop)."""
+    runtime, stub, *_ = node
+    for k in range(30):
+        session = common_pb2.EVSession(
+            session_id=f"van-{k}",
+            arrival=ts(NOW + timedelta(minutes=15 * (k % 8))),
+            departure=ts(NOW + timedelta(hours=9 + k % 4)),
+            energy_kwh=20 + k % 7 * 5,
+            max_kw=22,
+            priority=1 + k % 3,
+        )
+        await stub.UpsertSession(sitenode_pb2.UpsertSessionRequest(session=session), metadata=OPERATOR)
+    optimize = asyncio.ensure_future(stub.Optimize(sitenode_pb2.OptimizeRequest(), metadata=OPERATOR))
+    for _ in range(500):
+        if runtime.planner.running:
+            break
+        await asyncio.sleep(0.01)
+    assert runtime.planner.running
+    answered = 0
+    while runtime.planner.running and answered < 20:
+        status = await stub.GetStatus(sitenode_pb2.GetStatusRequest(), metadata=VIEWER)
+        assert status.site_id == "depot-north"
+        answered += 1
+    assert answered >= 3 and not optimize.done()  # answered while the plan was still solving
+    reply = await optimize
+    assert reply.status in ("optimal", "time_limit") and reply.schedule.version

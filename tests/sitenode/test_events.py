@@ -14,8 +14,11 @@ def test_payload_must_match_its_type():
         bus.publish(EventType.STATE_CHANGED, CommandEvent("c", "a", "SET_CHARGE_RATE", 5.0), NOW)
 
 
-def test_eight_event_types():
-    assert len(EventType) == 8
+def test_every_event_type_has_its_payload_and_a_wire_name():
+    from sitenode.events import _PAYLOAD_OF
+
+    assert set(_PAYLOAD_OF) == set(EventType) and len(EventType) == 9
+    assert all(str(t) == t.name for t in EventType)  # WatchEvents carries the name as is
 
 
 async def test_subscribers_get_their_types_in_order():

@@ -33,6 +33,23 @@ class Recorder:
         self.sent.append(command)
 
 
+async def turn(rt: NodeRuntime) -> None:
+    """One turn of the loop, and the plan it started (in the worker thread) put in force."""
+    await rt.step()
+    await rt.plans_settled()
+
+
+@pytest.fixture(autouse=True)
+def _close_runtimes():
+    """Every runtime a test made is closed after it (its plan worker thread with it)."""
+    yield
+    while _made:
+        _made.pop().close()
+
+
+_made: list[NodeRuntime] = []
+
+
 def runtime(tmp_path, **plan):
     config, base = load_node_config(ROOT / "examples" / "nodes" / "depot.yaml")
     config = config.model_copy(
@@ -45,45 +62,47 @@ def runtime(tmp_path, **plan):
     for c in config.site.chargers:
         registry.register(c.id, device)
     clock = ManualClock(T0)
-    return NodeRuntime(config, base, clock, registry), clock, device
+    rt = NodeRuntime(config, base, clock, registry)
+    _made.append(rt)
+    return rt, clock, device
 
 
 async def test_replans_on_period_and_on_events(tmp_path):
     rt, clock, _ = runtime(tmp_path, reoptimize_minutes=15)
-    await rt.step()
+    await turn(rt)
     first = rt.last_optimized_at
     assert rt.mode(clock.now()) is Mode.LOCAL
     clock.t += timedelta(minutes=5)
-    await rt.step()
+    await turn(rt)
     assert rt.last_optimized_at == first  # not due yet
     rt.upsert_session(
         EVSession(session_id="v", arrival=T0, departure=T0 + timedelta(hours=5), energy_kwh=20, max_kw=11)
     )
-    await rt.step()
+    await turn(rt)
     assert rt.last_optimized_at == clock.now()  # a new session re-plans at once
     clock.t += timedelta(minutes=1)
-    await rt.step()
+    await turn(rt)
     planned = rt.last_optimized_at
     rt.fire(rt.last_plan.charger_assignment["v"], "fault")
     clock.t += timedelta(seconds=10)
-    await rt.step()
+    await turn(rt)
     assert rt.last_optimized_at > planned  # a fault re-plans
     clock.t += timedelta(minutes=15)
-    await rt.step()
+    await turn(rt)
     assert rt.last_optimized_at == clock.now()  # the period re-plans
 
 
 async def test_expired_schedule_falls_back_to_failsafe(tmp_path):
     rt, clock, device = runtime(tmp_path, horizon_steps=4, reoptimize_minutes=600)
-    await rt.step()
+    await turn(rt)
     assert rt.mode(clock.now()) is Mode.LOCAL
     clock.t += timedelta(hours=2)
-    await rt.step()
+    await turn(rt)
     assert rt.status().mode is Mode.FAILSAFE
     failsafe = [c for c in device.sent if c.source.startswith("failsafe")]
     assert {c.asset_id for c in failsafe} == {c.id for c in rt.config.site.chargers}
     assert all(c.type is CommandType.SET_CHARGE_RATE and c.value_kw == 6.0 for c in failsafe)
-    await rt.step()
+    await turn(rt)
     assert len([c for c in device.sent if c.source.startswith("failsafe")]) == len(failsafe)  # once per spell
 
 
@@ -171,3 +190,48 @@ def test_transactions_are_timed_by_the_node_clock_not_the_chargers(tmp_path):
         assert [s.session_id for s in rt.journal.sessions()] == ["van"] and rt.charger_kw["ac-02"] == 0.0
     finally:
         rt.close()
+
+
+async def test_a_turn_of_the_loop_starts_a_plan_and_does_not_wait_for_it(tmp_path):
+    rt, clock, _ = runtime(tmp_path)
+    await rt.step()
+    assert rt.last_optimized_at is None and rt.mode(clock.now()) is Mode.FAILSAFE  # under way, in the worker
+    await rt.plans_settled()
+    assert rt.last_optimized_at == T0 and rt.mode(clock.now()) is Mode.LOCAL
+
+
+async def test_a_change_during_a_plan_supersedes_it_and_the_newer_plan_is_put_in_force(tmp_path):
+    from sitenode.planning import Superseded
+
+    rt, clock, _ = runtime(tmp_path)
+    await rt.step()
+    first = rt._plan_task
+    rt.upsert_session(
+        EVSession(session_id="late", arrival=T0, departure=T0 + timedelta(hours=6), energy_kwh=30, max_kw=22)
+    )
+    await rt.step()
+    assert rt._plan_task is not first
+    with pytest.raises(Superseded):
+        await first
+    await rt.plans_settled()
+    assert "ev_late_kw" in rt.schedule().frame.columns  # only the newer plan, which knows the session
+
+
+async def test_a_plan_past_its_deadline_is_abandoned_reported_and_changes_nothing(tmp_path):
+    from sitenode.events import EventType
+
+    rt, clock, device = runtime(tmp_path, deadline_seconds=0.001)
+    events = rt.bus.subscribe([EventType.PLAN_ABANDONED, EventType.SCHEDULE_RECEIVED])
+    await turn(rt)
+    assert rt.schedule() is None and rt.last_plan is None
+    seen = [events.queue.get_nowait() for _ in range(events.queue.qsize())]
+    assert [e.type for e in seen] == [EventType.PLAN_ABANDONED]
+    assert seen[0].payload.reason == "start" and rt.planner.abandoned == 1
+    assert {c.source.split("-")[0] for c in device.sent} <= {"failsafe"}  # the failsafe holds, no plan's command
+    assert rt.settings.dirty  # the next turn tries again
+
+
+async def test_the_optimize_call_waits_for_its_plan_off_the_loop(tmp_path):
+    rt, clock, _ = runtime(tmp_path)
+    out = await rt.plan_now()
+    assert out.plan.result.status == "optimal" and rt.schedule().version == out.version

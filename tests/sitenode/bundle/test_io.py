@@ -62,12 +62,18 @@ def test_bad_series_and_sessions_name_the_field(tmp_path):
     with pytest.raises(InvalidInput, match="gap at row 10") as exc:
         load_bundle(write_bundle(tmp_path / "gap", frame=gapped, fmt="csv"))
 
-    bad = "session_id,arrival,departure,energy_kwh,max_kw,priority,charger_id\nx,2025-01-15T17:00:00Z,2025-01-15T16:00:00Z,4,11,1,cp-9\n"
+    bad = (
+        "session_id,arrival,departure,energy_kwh,max_kw,priority,charger_id\n"
+        "x,2025-01-15T17:00:00Z,2025-01-15T16:00:00Z,4,11,1,cp-9\n"
+    )
     with pytest.raises(InvalidInput) as exc:
         load_bundle(write_bundle(tmp_path / "sess", sessions=bad))
     assert fields(exc) == ["sessions[0].departure"]
 
-    unknown = "session_id,arrival,departure,energy_kwh,max_kw,priority,charger_id\nx,2025-01-15T17:00:00Z,2025-01-15T19:00:00Z,4,11,1,cp-9\n"
+    unknown = (
+        "session_id,arrival,departure,energy_kwh,max_kw,priority,charger_id\n"
+        "x,2025-01-15T17:00:00Z,2025-01-15T19:00:00Z,4,11,1,cp-9\n"
+    )
     with pytest.raises(InvalidInput) as exc:
         load_bundle(write_bundle(tmp_path / "unk", sessions=unknown))
     assert fields(exc) == ["sessions[0].charger_id"]
