@@ -269,8 +269,7 @@ class JsonMutator:
         frame: Any = json.loads(json.dumps(seed))
         if kind == "wrong_type":
             for _ in range(r.randint(1, 3)):
-                path = r.choice(_paths(frame[3]) if len(frame) > 3 else [()])
-                frame[3] = _set(frame[3], path, _random_value(r)) if len(frame) > 3 else frame[3]
+                frame[-1] = _set(frame[-1], r.choice(_paths(frame[-1])), _random_value(r))
         elif kind == "drop_key":
             dicts = [p for p in _paths(frame[-1]) if isinstance(_get(frame[-1], p), dict) and _get(frame[-1], p)]
             if dicts:
@@ -294,7 +293,7 @@ class JsonMutator:
             frame = frame + [_random_value(r)] * r.randint(1, 3) if r.random() < 0.5 else frame[: r.randint(0, 3)]
         elif kind == "deep":
             depth = r.choice((100, 1000, 100_000))
-            return kind, "[2,\"d\",\"Heartbeat\"," + "[" * depth + "]" * depth + "]"
+            return kind, '[2,"d","Heartbeat",' + "[" * depth + "]" * depth + "]"
         elif kind == "huge_string":
             size = r.choice((10_000, 500_000, 2_000_000))
             if len(frame) > 3 and isinstance(frame[3], dict):

@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.stubs.gridmesh.v1 import common_pb2, sitenode_pb2
 from sitenode.dispatch import CommandType
+from sitenode.errors import InvalidInput
 from sitenode.events import CommandEvent, Event, ScheduleReceived
 from sitenode.journal import StoredSchedule
 from sitenode.model.run import Objective, Priorities
@@ -50,8 +51,12 @@ def ts(value: datetime | None) -> Timestamp | None:
     return out
 
 
-def from_ts(value: Timestamp) -> datetime:
-    return value.ToDatetime(tzinfo=UTC)
+def from_ts(value: Timestamp, field: str = "timestamp") -> datetime:
+    """InvalidInput naming `field` for a timestamp no datetime can hold (seconds past year 9999, bad nanos)."""
+    try:
+        return value.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidInput.one(field, f"must be a valid timestamp: {exc}") from None
 
 
 def schedule(stored: StoredSchedule, assignment: dict[str, str] | None = None) -> common_pb2.Schedule:
@@ -110,8 +115,8 @@ def session_in(message: common_pb2.EVSession) -> EVSession:
     """Validated with paths under `session.` (INVALID_ARGUMENT names the field)."""
     data = {
         "session_id": message.session_id,
-        "arrival": from_ts(message.arrival) if message.HasField("arrival") else None,
-        "departure": from_ts(message.departure) if message.HasField("departure") else None,
+        "arrival": from_ts(message.arrival, "session.arrival") if message.HasField("arrival") else None,
+        "departure": from_ts(message.departure, "session.departure") if message.HasField("departure") else None,
         "energy_kwh": message.energy_kwh,
         "max_kw": message.max_kw,
         "priority": message.priority or 1,

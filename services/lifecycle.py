@@ -11,14 +11,21 @@ The variable is consumed: grandchildren do not inherit it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
+import logging
 import os
 import signal
 import sys
+from collections.abc import Iterable
 
 PARENT_PID_ENV = "GRIDMESH_PARENT_PID"
 PR_SET_PDEATHSIG = 1
 EXIT_PARENT_GONE = 128 + signal.SIGTERM  # as if the parent's SIGTERM had come
+TASKS_GRACE_SECONDS = 3.0  # a service's loops, told to stop, end within this or are cancelled
+
+log = logging.getLogger("gridmesh.lifecycle")
 
 
 def child_env(env: dict[str, str]) -> dict[str, str]:
@@ -37,3 +44,21 @@ def die_with_parent() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
     if os.getppid() != int(value):  # the parent died before the request: nobody will signal us
         sys.exit(EXIT_PARENT_GONE)
+
+
+async def finish(tasks: Iterable[asyncio.Task], timeout: float = TASKS_GRACE_SECONDS) -> None:
+    """Give tasks that were told to stop `timeout` seconds to end by themselves, cancel the
+    rest and wait for all; a task's failure is logged, not raised, so the shutdown goes on
+    to close what must be closed (the journal, the store)."""
+    pending = list(tasks)
+    if not pending:
+        return
+    _, late = await asyncio.wait(pending, timeout=timeout)
+    for task in late:
+        task.cancel()
+    for task in pending:
+        with contextlib.suppress(asyncio.CancelledError):
+            try:
+                await task
+            except Exception:  # noqa: BLE001 - reported, and the shutdown continues
+                log.exception("%s failed", task.get_name())

@@ -13,6 +13,8 @@ from pathlib import Path
 import grpc
 
 from services.auth import Role
+from services.lifecycle import finish
+from services.loop_lag import LoopLag
 from services.metrics_node import install_node_metrics
 from services.server import Built, ServerOptions, build_server, start, stop, stop_on_signals
 from services.sitenode_service import OPERATOR_METHODS, SiteNodeServicer
@@ -169,6 +171,8 @@ async def serve(args: ServeArgs) -> None:
         node_metrics = install_node_metrics(built.metrics, runtime)
         node_metrics.watch_devices(central, {BATTERY_ID: battery} if battery is not None else None)
         log.info("metrics on port %d", built.metrics.serve(config.node.metrics_listen))
+    lag = LoopLag(built.metrics.registry if config.node.metrics_listen else None)
+    lag.start()
     log.info("site node %s serving on port %d", config.site.site_id, built.port)
     print(f"site node {config.site.site_id} serving on port {built.port}", flush=True)
     loop = asyncio.create_task(runtime.run(stop_event))
@@ -184,13 +188,14 @@ async def serve(args: ServeArgs) -> None:
         tasks.append(
             asyncio.create_task(poll_battery(monitor, config.devices.battery.poll_seconds, runtime.clock, stop_event))
         )
-    await stop_event.wait()
-    await stop(built)
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    if battery is not None:
-        await battery.close()
-    if central is not None:
-        await central.stop()
-    runtime.close()
+    await stop_event.wait()  # SIGTERM or SIGINT
+    try:
+        await lag.stop()
+        await stop(built)  # open streams end with UNAVAILABLE, unary calls get a grace
+        await finish(tasks)  # told to stop by stop_event; one still busy after a grace is cancelled
+        if battery is not None:
+            await battery.close()
+        if central is not None:
+            await central.stop()
+    finally:
+        runtime.close()  # the journal, however the rest went

@@ -141,6 +141,7 @@ def check_telemetry(p: portfolio_pb2.TelemetryPoint, index: int) -> None:
     field = f"telemetry.points[{index}]"
     if p.seq <= 0:
         raise InvalidInput.one(f"{field}.seq", f"must be > 0, got {p.seq}")
+    from_ts(p.at, f"{field}.at")  # stored later, off the stream: a bad one would fail every write after it
     for name in (
         "grid_import_kw",
         "grid_export_kw",

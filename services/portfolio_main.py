@@ -14,6 +14,8 @@ from portfolio.solvers import make_solver
 from portfolio.store import PortfolioStore
 from services import portfolio_convert as pc
 from services.auth import Role
+from services.lifecycle import finish
+from services.loop_lag import LoopLag
 from services.metrics_portfolio import install_portfolio_metrics
 from services.portfolio_api import OPERATOR_METHODS, TOKEN_EXEMPT, PortfolioServicer
 from services.portfolio_hub import PortfolioHub, PortfolioLinkServicer
@@ -78,12 +80,17 @@ async def serve(args: PortfolioArgs) -> None:
     if config.portfolio.metrics_listen:
         install_portfolio_metrics(built.metrics, hub)
         built.metrics.serve(config.portfolio.metrics_listen)
+    lag = LoopLag(built.metrics.registry if config.portfolio.metrics_listen else None)
+    lag.start()
     print(f"portfolio serving on port {built.port}", flush=True)
     solver = asyncio.create_task(hub.run(stop_event))
-    await stop_event.wait()
-    await stop(built)
-    solver.cancel()
-    close = getattr(hub.solver, "close", None)
-    if close is not None:
-        close()  # a Ray the portfolio started goes with it
-    hub.close()
+    await stop_event.wait()  # SIGTERM or SIGINT
+    try:
+        await lag.stop()
+        await stop(built)  # the nodes' streams and watchers end with UNAVAILABLE, unary calls get a grace
+        await finish([solver])  # told to stop by stop_event; a solve still running after a grace is cancelled
+    finally:
+        close = getattr(hub.solver, "close", None)
+        if close is not None:
+            close()  # a Ray the portfolio started goes with it
+        hub.close()

@@ -88,6 +88,7 @@ class StreamCloser(grpc.aio.ServerInterceptor):
                 await context.abort(grpc.StatusCode.UNAVAILABLE, StreamCloser.DETAILS)
             items = aiter(inner(request, context))
             shutdown = asyncio.ensure_future(closing.wait())
+            step: asyncio.Future[Any] | None = None
             try:
                 while True:
                     step = asyncio.ensure_future(anext(items))
@@ -104,6 +105,13 @@ class StreamCloser(grpc.aio.ServerInterceptor):
                     yield item
             finally:
                 shutdown.cancel()
+                # a call cancelled (by its client, or the server's stop) while waiting on the handler:
+                # its step is a task of its own, left pending for ever unless cancelled here, and the
+                # handler can't be closed while that step still runs it
+                if step is not None and not step.done():
+                    step.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await step
                 with contextlib.suppress(Exception):
                     await items.aclose()
 

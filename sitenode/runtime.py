@@ -549,7 +549,14 @@ class NodeRuntime:
             # commands start from the plan's first step, or from now if the plan took that long
             start = max(index[0].to_pydatetime(), self.clock.now())
             created = self.engine.submit(commands, self.clock.now(), replace_from=start)
-        log.info("plan (%s) %s in %.2f s: %d commands", reason, plan.result.status, solved.seconds, created)
+        log.info(
+            "plan (%s) %s in %.2f s: %d commands",
+            reason,
+            plan.result.status,
+            solved.seconds,
+            created,
+            extra=logfields.fields(site=site.site_id, schedule_version=version),
+        )
         self._report_mode(self.clock.now())  # a plan that ends a failsafe or fallback says so at once
         return OptimizeOutcome(version, plan, solved.total_cost, solved.baseline_total_cost, created)
 

@@ -92,10 +92,12 @@ class SunSpecBattery:
     async def _read(self, address: int, count: int) -> list[int]:
         try:
             reply = await self.client.read_holding_registers(address, count=count, device_id=self.device_id)
-        except ModbusException as exc:
+        except (ModbusException, ValueError) as exc:  # ValueError: an address a broken model chain points past 65535
             raise AdapterError(f"modbus read at {address}: {exc}") from None
         if reply.isError():
             raise AdapterError(f"modbus read at {address}: exception reply {reply}")
+        if len(reply.registers) != count:
+            raise AdapterError(f"modbus read at {address}: {len(reply.registers)} registers, asked for {count}")
         return list(reply.registers)
 
     async def _write(self, address: int, values: list[int]) -> None:
@@ -145,6 +147,8 @@ class SunSpecBattery:
 
     def _sf(self, points: dict, name: str) -> int:  # noqa: ANN001
         value = points.get(name)
+        if isinstance(value, int) and not -10 <= value <= 10:  # SunSpec's range; beyond it 10**sf overflows
+            raise AdapterError(f"SunSpec scale factor {name} is {value}, outside -10..10")
         return int(value) if isinstance(value, int) else 0
 
     @staticmethod

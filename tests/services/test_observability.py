@@ -37,7 +37,7 @@ from sitenode import logfields
 from sitenode.clock import SimulatedClock
 from sitenode.devices.battery_monitor import BatteryMonitor
 from sitenode.dispatch import AdapterError, AdapterRegistry, CommandType, RetryPolicy
-from sitenode.node_config import SunSpecDevice, TokenConfig, load_node_config
+from sitenode.node_config import NodeConfig, SunSpecDevice, TokenConfig, load_node_config
 from sitenode.runtime import Mode
 from sitenode.simulators.sunspec_battery import BatterySpec, SunSpecBatterySim
 
@@ -63,8 +63,14 @@ async def scrape(port: int) -> Samples:
     return await asyncio.to_thread(scrape_sync, port)
 
 
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, tuple(sorted(labels.items()))))
+def value(samples: Samples, name: str, **labels: str) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    assert key in samples, f"no series {name}{labels}"
+    return samples[key]
+
+
+def absent(samples: Samples, name: str, **labels: str) -> bool:
+    return (name, tuple(sorted(labels.items()))) not in samples
 
 
 async def eventually(port: int, check: Callable[[Samples], bool], timeout: float = 20) -> Samples:
@@ -94,7 +100,7 @@ class Hangs:
         await asyncio.sleep(3600)
 
 
-def depot(tmp_path: Path, **node: object):  # noqa: ANN201 - (NodeConfig, base)
+def depot(tmp_path: Path, **node: object) -> tuple[NodeConfig, Path]:
     config, base = load_node_config(ROOT / "examples" / "nodes" / "depot.yaml")
     tokens = [TokenConfig(token="op-token", role="operator"), TokenConfig(token="view-token", role="viewer")]
     update = {"journal": str(tmp_path / "journal.db"), "tokens": tokens, "tick_seconds": 0.05, **node}
@@ -104,7 +110,7 @@ def depot(tmp_path: Path, **node: object):  # noqa: ANN201 - (NodeConfig, base)
 # ---- the node's metrics, from a real runtime over a real HTTP endpoint
 
 
-async def test_node_metrics_follow_the_node(tmp_path):
+async def test_node_metrics_follow_the_node(tmp_path: Path) -> None:
     config, base = depot(tmp_path)
     registry = AdapterRegistry()
     for c in config.site.chargers:
@@ -127,10 +133,10 @@ async def test_node_metrics_follow_the_node(tmp_path):
         assert value(before, "gridmesh_node_mode", mode="LOCAL", **site) == 0.0
         assert value(before, "gridmesh_node_commands_failed_total", asset="ac-01", **site) == 0.0
         assert value(before, "gridmesh_node_commands_timed_out_total", asset="ac-02", **site) == 0.0
-        assert value(before, "gridmesh_node_last_solve_seconds", **site) is None
+        assert absent(before, "gridmesh_node_last_solve_seconds", **site)
         assert value(before, "gridmesh_node_import_limit_kw", **site) == 260.0
         assert value(before, "gridmesh_node_asset_state", asset="ac-03", state="AVAILABLE", **site) == 1.0
-        assert value(before, "gridmesh_node_link_connected", **site) is None  # no portfolio configured
+        assert absent(before, "gridmesh_node_link_connected", **site)  # no portfolio configured
 
         loop = asyncio.create_task(runtime.run(stop_event))
         await until(lambda: runtime.mode(runtime.clock.now()) is Mode.LOCAL, 30)
@@ -178,7 +184,7 @@ async def test_node_metrics_follow_the_node(tmp_path):
         runtime.close()
 
 
-async def test_a_plan_abandoned_on_the_bus_is_counted(tmp_path):
+async def test_a_plan_abandoned_on_the_bus_is_counted(tmp_path: Path) -> None:
     from sitenode.events import EventType, PlanAbandonedEvent
 
     config, base = depot(tmp_path)
@@ -196,7 +202,7 @@ async def test_a_plan_abandoned_on_the_bus_is_counted(tmp_path):
         runtime.close()
 
 
-async def test_modbus_battery_connected_and_gone(tmp_path):
+async def test_modbus_battery_connected_and_gone(tmp_path: Path) -> None:
     sim = SunSpecBatterySim(BatterySpec(capacity_kwh=200, max_kw=100, soc_pct=50), step_seconds=0.05)
     sim_port = await sim.start()
     config, base = load_node_config(ROOT / "examples" / "nodes" / "office.yaml")
@@ -236,7 +242,7 @@ async def test_modbus_battery_connected_and_gone(tmp_path):
         await sim.stop()
 
 
-async def test_a_scrape_while_the_loop_is_held_leaves_the_state_out(tmp_path):
+async def test_a_scrape_while_the_loop_is_held_leaves_the_state_out(tmp_path: Path) -> None:
     config, base = depot(tmp_path)
     runtime, _ = make_node(config, base, "127.0.0.1:0", insecure_loopback=True, clock=SimulatedClock(NOW))
     metrics = Metrics()
@@ -249,7 +255,7 @@ async def test_a_scrape_while_the_loop_is_held_leaves_the_state_out(tmp_path):
         scraper.start()
         scraper.join(5)  # meanwhile the event loop is held (this test holds it): the state cannot be read
         (samples,) = got
-        assert value(samples, "gridmesh_node_mode", mode="FAILSAFE", site="depot-north") is None
+        assert absent(samples, "gridmesh_node_mode", mode="FAILSAFE", site="depot-north")
         assert value(samples, "gridmesh_metrics_collect_timeouts_total", collector="node") == 1.0
         samples = await scrape(port)  # the loop is free again
         assert value(samples, "gridmesh_node_mode", mode="FAILSAFE", site="depot-north") == 1.0
@@ -261,7 +267,7 @@ async def test_a_scrape_while_the_loop_is_held_leaves_the_state_out(tmp_path):
 # ---- the link and the portfolio, in one loop on loopback
 
 
-async def test_link_down_past_grace_flips_the_mode_and_the_portfolio_sees_its_sites(tmp_path):
+async def test_link_down_past_grace_flips_the_mode_and_the_portfolio_sees_its_sites(tmp_path: Path) -> None:
     pf = make_rig_portfolio(tmp_path)
     await pf.begin()
     install_portfolio_metrics(pf.built.metrics, pf.hub)
@@ -277,7 +283,7 @@ async def test_link_down_past_grace_flips_the_mode_and_the_portfolio_sees_its_si
         samples = await scrape(pf_port)
         assert value(samples, "gridmesh_portfolio_nodes_connected") == 0.0
         assert value(samples, "gridmesh_portfolio_solve_period_seconds") == 3600.0
-        assert value(samples, "gridmesh_portfolio_last_solve_seconds") is None
+        assert absent(samples, "gridmesh_portfolio_last_solve_seconds")
         node.start()
         await until(lambda: rt.mode(rt.clock.now()) is Mode.PORTFOLIO, 60)
         await until(
@@ -338,7 +344,7 @@ async def test_link_down_past_grace_flips_the_mode_and_the_portfolio_sees_its_si
 # ---- logs
 
 
-def test_reads_are_told_from_changes():
+def test_reads_are_told_from_changes() -> None:
     for method in (
         "/gridmesh.v1.SiteNode/GetStatus",
         "/gridmesh.v1.SiteNode/ListAssets",
@@ -360,7 +366,7 @@ def test_reads_are_told_from_changes():
         assert not is_read(method), method
 
 
-def test_json_lines_carry_the_fields():
+def test_json_lines_carry_the_fields() -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
@@ -410,7 +416,9 @@ def test_json_lines_carry_the_fields():
         logfields.fields(sight="x")
 
 
-async def test_a_status_poll_logs_nothing_at_info_and_a_change_does(tmp_path, caplog):
+async def test_a_status_poll_logs_nothing_at_info_and_a_change_does(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     config, base = depot(tmp_path)
     runtime, built = make_node(config, base, "127.0.0.1:0", insecure_loopback=True, clock=SimulatedClock(NOW))
     await start(built)
@@ -449,7 +457,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_a_served_node_logs_json_and_exports_its_devices(tmp_path):
+def test_a_served_node_logs_json_and_exports_its_devices(tmp_path: Path) -> None:
     grpc_port, ocpp_port, metrics_port = free_port(), free_port(), free_port()
     doc = yaml.safe_load((ROOT / "examples" / "nodes" / "depot.yaml").read_text())
     doc["node"].update(
@@ -473,6 +481,7 @@ def test_a_served_node_logs_json_and_exports_its_devices(tmp_path):
     )
     sims = None
     site = {"site": "depot-north"}
+    assert node.stdout is not None
     try:
         assert "OCPP central system" in node.stdout.readline()
         assert "serving on port" in node.stdout.readline()
@@ -485,7 +494,7 @@ def test_a_served_node_logs_json_and_exports_its_devices(tmp_path):
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert "2 charge points connected" in sims.stdout.readline()
+        assert sims.stdout is not None and "2 charge points connected" in sims.stdout.readline()
         samples = scrape_sync(metrics_port)
         assert value(samples, "gridmesh_node_ocpp_chargers_connected", **site) == 2.0
         assert value(samples, "gridmesh_node_device_connected", asset="ac-01", protocol="ocpp", **site) == 1.0
@@ -532,3 +541,16 @@ def test_a_served_node_logs_json_and_exports_its_devices(tmp_path):
     mode = [r for r in records if r["message"].startswith("mode ") and "LOCAL" in r["message"]]
     assert mode and mode[0]["schedule_version"].startswith("local-")
     assert not [r for r in records if "GetStatus" in r["message"]]  # polls are at DEBUG
+
+
+def test_a_bad_log_format_is_refused_naming_the_variable(tmp_path: Path) -> None:
+    env = {**os.environ, "GRIDMESH_LOG_FORMAT": "yaml"}
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "portfolio", "serve", "--config", str(tmp_path / "portfolio.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 2 and "GRIDMESH_LOG_FORMAT:" in done.stderr and "yaml" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -31,9 +33,21 @@ class FixedClock:
         return NOW
 
 
-def make_hub(tmp_path, **settings: object) -> PortfolioHub:  # noqa: ANN001
-    store = PortfolioStore(tmp_path / "portfolio.db")
-    return PortfolioHub(PortfolioSettings(**settings), store, MonolithicSolver(), FixedClock(), trust_hello=True)
+@pytest.fixture
+def make_hub(tmp_path: Path) -> Iterator[Callable[..., PortfolioHub]]:
+    """Hubs on a store in tmp_path, closed (their store threads ended) when the test ends."""
+    made: list[PortfolioHub] = []
+
+    def make(**settings: object) -> PortfolioHub:
+        store = PortfolioStore(tmp_path / "portfolio.db")
+        made.append(
+            PortfolioHub(PortfolioSettings(**settings), store, MonolithicSolver(), FixedClock(), trust_hello=True)
+        )
+        return made[-1]
+
+    yield make
+    for hub in made:
+        hub.close()
 
 
 def telemetry(*seqs: int) -> portfolio_pb2.NodeMessage:
@@ -62,8 +76,8 @@ def stored_seqs(path) -> list[int]:  # noqa: ANN001
         return [r[0] for r in db.execute("SELECT seq FROM telemetry WHERE site_id = 'north' ORDER BY seq")]
 
 
-async def test_telemetry_is_acked_once_stored_one_ack_per_site_per_write(tmp_path):
-    hub = make_hub(tmp_path, telemetry_ack_seconds=0)  # every write acks (the cadence: below)
+async def test_telemetry_is_acked_once_stored_one_ack_per_site_per_write(tmp_path, make_hub):
+    hub = make_hub(telemetry_ack_seconds=0)  # every write acks (the cadence: below)
     conn = hub.attach("north")
     committed: list[int] = []
     write_many = hub.store.write_many
@@ -91,8 +105,8 @@ async def test_telemetry_is_acked_once_stored_one_ack_per_site_per_write(tmp_pat
     assert hub.sites["north"].latest.seq == 5
 
 
-async def test_a_failed_write_acks_nothing_and_loses_nothing(tmp_path):
-    hub = make_hub(tmp_path, telemetry_ack_seconds=0)
+async def test_a_failed_write_acks_nothing_and_loses_nothing(tmp_path, make_hub):
+    hub = make_hub(telemetry_ack_seconds=0)
     conn = hub.attach("north")
     hub.receive(conn, telemetry(1, 2))
     await hub.flush()
@@ -123,8 +137,8 @@ async def test_a_failed_write_acks_nothing_and_loses_nothing(tmp_path):
     assert stored_seqs(tmp_path / "portfolio.db") == [1, 2, 3, 4, 5]
 
 
-async def test_a_site_is_acked_at_most_once_a_cadence_and_what_was_held_back_is_acked_after(tmp_path):
-    hub = make_hub(tmp_path, telemetry_ack_seconds=0.3)
+async def test_a_site_is_acked_at_most_once_a_cadence_and_what_was_held_back_is_acked_after(tmp_path, make_hub):
+    hub = make_hub(telemetry_ack_seconds=0.3)
     conn = hub.attach("north")
     hub.receive(conn, telemetry(1))
     await hub.flush()
@@ -142,8 +156,8 @@ async def test_a_site_is_acked_at_most_once_a_cadence_and_what_was_held_back_is_
     assert acks_in(drained(conn)) == [3]
 
 
-async def test_a_crash_before_the_commit_loses_no_acked_point(tmp_path):
-    hub = make_hub(tmp_path)
+async def test_a_crash_before_the_commit_loses_no_acked_point(tmp_path, make_hub):
+    hub = make_hub()
     conn = hub.attach("north")
     hub.receive(conn, telemetry(1, 2, 3))
     await hub.flush()
@@ -181,8 +195,8 @@ def snapshot_msg(site_id: str) -> common_pb2.SiteSnapshot:
     return msg
 
 
-async def test_schedules_are_stored_before_they_are_sent_and_problems_built_at_the_snapshot(tmp_path, monkeypatch):
-    hub = make_hub(tmp_path, horizon_steps=8)
+async def test_schedules_are_stored_before_they_are_sent_and_problems_built_at_the_snapshot(make_hub, monkeypatch):
+    hub = make_hub(horizon_steps=8)
     conns = {s: hub.attach(s) for s in ("north", "south")}
     for site_id, conn in conns.items():
         await hub.handle_snapshot(conn, snapshot_msg(site_id))
@@ -229,9 +243,9 @@ def has_schedule(conn) -> bool:  # noqa: ANN001 - read from the store thread: a 
     return any(m is not _CLOSE and m.WhichOneof("body") == "schedule" for m in list(conn.outbox._queue))  # noqa: SLF001
 
 
-async def test_schedules_go_out_as_each_write_is_stored_and_a_refused_write_stays_back(tmp_path, monkeypatch):
+async def test_schedules_go_out_as_each_write_is_stored_and_a_refused_write_stays_back(make_hub, monkeypatch):
     monkeypatch.setattr(hub_module, "PUSH_BATCH", 1)  # encoded one site at a time
-    hub = make_hub(tmp_path, horizon_steps=8)
+    hub = make_hub(horizon_steps=8)
     conns = {s: hub.attach(s) for s in ("east", "north", "south", "west")}
     for site_id, conn in conns.items():
         await hub.handle_snapshot(conn, snapshot_msg(site_id))
@@ -279,8 +293,8 @@ def pings(conn) -> int:  # noqa: ANN001
     return sum(1 for m in drained(conn) if m is not _CLOSE and m.WhichOneof("body") == "ping")
 
 
-async def test_streams_with_traffic_both_ways_get_no_ping_silent_ones_do(tmp_path):
-    hub = make_hub(tmp_path, ping_interval_seconds=0.05, ping_timeout_seconds=5.0)
+async def test_streams_with_traffic_both_ways_get_no_ping_silent_ones_do(make_hub):
+    hub = make_hub(ping_interval_seconds=0.05, ping_timeout_seconds=5.0)
     busy, quiet = hub.attach("busy"), hub.attach("quiet")
     stop = asyncio.Event()
 
@@ -305,9 +319,9 @@ async def test_streams_with_traffic_both_ways_get_no_ping_silent_ones_do(tmp_pat
     assert pings(busy) >= 1
 
 
-async def test_heartbeat_pings_go_out_spread_over_the_interval_and_not_to_a_site_whose_schedule_is_coming(tmp_path):
+async def test_heartbeat_pings_go_out_spread_over_the_interval_and_not_to_a_site_whose_schedule_is_coming(make_hub):
     interval = 0.2
-    hub = make_hub(tmp_path, ping_interval_seconds=interval, ping_timeout_seconds=5.0)
+    hub = make_hub(ping_interval_seconds=interval, ping_timeout_seconds=5.0)
     conns = [hub.attach(f"s{i}") for i in range(40)]
     push = hub.push_window.begin({"s0"})  # s0's schedule is on its way: it stands in for a ping
     first: dict[str, float] = {}
@@ -332,8 +346,8 @@ async def test_heartbeat_pings_go_out_spread_over_the_interval_and_not_to_a_site
     assert len({round(t, 2) for t in first.values()}) >= hub_module.PING_SLOTS // 2
 
 
-async def test_a_held_event_loop_drops_no_stream_but_a_silent_one_goes(tmp_path):
-    hub = make_hub(tmp_path, ping_interval_seconds=0.05, ping_timeout_seconds=0.3)
+async def test_a_held_event_loop_drops_no_stream_but_a_silent_one_goes(make_hub):
+    hub = make_hub(ping_interval_seconds=0.05, ping_timeout_seconds=0.3)
     talking, dead = hub.attach("talking"), hub.attach("dead")
     stop = asyncio.Event()
 
@@ -352,8 +366,8 @@ async def test_a_held_event_loop_drops_no_stream_but_a_silent_one_goes(tmp_path)
     assert _CLOSE in list(dead.outbox._queue)  # noqa: SLF001
 
 
-async def test_a_node_whose_schedule_is_coming_gets_that_instead_of_a_pong(tmp_path):
-    hub = make_hub(tmp_path)
+async def test_a_node_whose_schedule_is_coming_gets_that_instead_of_a_pong(make_hub):
+    hub = make_hub()
     conn = hub.attach("north")
     ping = portfolio_pb2.NodeMessage(ping=portfolio_pb2.Ping(nonce=7))
 
