@@ -53,5 +53,10 @@ EXPOSE 50070
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as s; a = os.environ.get('GRIDMESH_HEALTH_ADDRESS', '127.0.0.1:50070'); r = s.HealthStub(grpc.insecure_channel(a)).Check(h.HealthCheckRequest(), timeout=3); sys.exit(r.status != h.HealthCheckResponse.SERVING)"]
 
+# Exec form: gridmesh is PID 1 and gets the stop signal itself (docker stop, Kubernetes); it stops
+# within 10 s (streams closed with a status, store or journal closed) and exits 0. The Helm chart
+# gives its pods terminationGracePeriodSeconds above that; with plain Docker, `docker stop -t 15`
+# leaves room for a local Ray to shut down too.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["gridmesh"]
 CMD ["--help"]

@@ -117,11 +117,20 @@ def ocpp_seeds() -> dict[str, list[list]]:
 
 
 async def ocpp_connection(
-    url: str, charger_id: str, rng: Random, mutator: JsonMutator, seeds: dict[str, list[list]], report: Report
+    central: CentralSystem,
+    url: str,
+    charger_id: str,
+    rng: Random,
+    mutator: JsonMutator,
+    seeds: dict[str, list[list]],
+    report: Report,
 ) -> None:
     version = rng.choice(("1.6", "2.0.1"))
     own = seeds[version]
     everything = own + seeds["2.0.1" if version == "1.6" else "1.6"]
+    deadline = time.monotonic() + 30
+    while charger_id in central.links and time.monotonic() < deadline:  # its last connection still winding down
+        await asyncio.sleep(0.01)
     token = base64.b64encode(f"{charger_id}:pw".encode()).decode()
     try:
         ws = await connect(
@@ -176,12 +185,12 @@ async def ocpp_target(inputs: int, seed: int) -> Report:
         keeper, keeper_task = await connect_charge_point(url, ids[0], "pw", 22.0)
         await keeper.boot()
         mutator, seeds = JsonMutator(rng), ocpp_seeds()
-        pool = ids[1:9]
+        pool = ids[1:]
         warm_at = max(400, inputs // 10)
         started = time.perf_counter()
         try:
             while report.inputs < inputs:
-                await asyncio.gather(*(ocpp_connection(url, cid, rng, mutator, seeds, report) for cid in pool))
+                await asyncio.gather(*(ocpp_connection(central, url, cid, rng, mutator, seeds, report) for cid in pool))
                 try:
                     await asyncio.wait_for(keeper.call(call.Heartbeat()), 10)
                 except Exception as exc:  # noqa: BLE001
@@ -231,6 +240,7 @@ class GarbageModbus:
         self.names = [n for n, _ in BEHAVIOURS]
         self.weights = [w for _, w in BEHAVIOURS]
         self.server: asyncio.Server | None = None
+        self.open: dict[asyncio.Task, asyncio.StreamWriter] = {}
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -239,6 +249,12 @@ class GarbageModbus:
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
+        for task, writer in list(self.open.items()):  # connections a client left open end with the server
+            writer.close()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.server is not None:
             await self.server.wait_closed()
 
     def _registers(self, address: int, count: int) -> list[int]:
@@ -247,6 +263,9 @@ class GarbageModbus:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         r = self.rng
+        me = asyncio.current_task()
+        if me is not None:
+            self.open[me] = writer
         try:
             while True:
                 header = await reader.readexactly(7)
@@ -298,6 +317,8 @@ class GarbageModbus:
         except (asyncio.IncompleteReadError, ConnectionError, struct.error, IndexError):
             pass
         finally:
+            if me is not None:
+                self.open.pop(me, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

@@ -170,18 +170,18 @@ async def fuzz_calls(
     everything = [b for *_, values in seeds for b in values]
     warm_at = max(BATCH, inputs // 10)
     done = 0
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(job: tuple[str, bool, bytes, str]) -> None:
+        async with gate:
+            await call_raw(channel, job[0], job[1], job[2], report, job[3])
+
     while done < inputs:
         jobs = []
         for _ in range(min(BATCH, inputs - done)):
             path, streaming, _, values = rng.choices(seeds, weights)[0]
             kind, payload = mutator.mutate(rng.choice(values), everything)
             jobs.append((path, streaming, payload, kind))
-        gate = asyncio.Semaphore(CONCURRENCY)
-
-        async def one(job: tuple[str, bool, bytes, str]) -> None:
-            async with gate:
-                await call_raw(channel, job[0], job[1], job[2], report, job[3])
-
         await asyncio.gather(*(one(j) for j in jobs))
         done += len(jobs)
         if not await between():
@@ -459,5 +459,5 @@ async def portfolio_target(inputs: int, seed: int) -> Report:
             hub_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await hub_task
-            hub.store.close()
+            hub.close()
     return report

@@ -192,6 +192,8 @@ class Layout:
     origin_unix: float
     viewer_token: str = ""
     dashboard_port: int = 0
+    # site name -> the port its node dials for the portfolio (a proxy's; `bench/chaos.py`), else portfolio_port
+    link_ports: dict[str, int] = field(default_factory=dict)
 
 
 def write_configs(plan: DemoPlan, lay: Layout) -> dict[str, NodeConfig]:
@@ -238,7 +240,7 @@ def write_configs(plan: DemoPlan, lay: Layout) -> dict[str, NodeConfig]:
         )
         doc["plan"]["reoptimize_minutes"] = 15
         doc["portfolio"] = {
-            "address": f"127.0.0.1:{lay.portfolio_port}",
+            "address": f"127.0.0.1:{lay.link_ports.get(name, lay.portfolio_port)}",
             "ca": str(certs / "ca.pem"),
             "cert": str(issued.cert),
             "key": str(issued.key),

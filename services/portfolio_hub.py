@@ -270,20 +270,27 @@ class PortfolioHub:
         """Solve on the period, and soon after anything asked for one (requests within
         a short spell share one solve)."""
         period = self.settings.solve_period_seconds / self.settings.clock_speed
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wanted.wait(), period)
-            if stop.is_set():
-                return
-            await asyncio.sleep(0.05)
-            reasons = sorted(set(self._reasons)) or ["period"]
-            self._reasons.clear()
-            self._wanted.clear()
-            try:
-                await self.solve(",".join(reasons))
-            except Exception:  # noqa: BLE001 - a failed solve is logged; nodes keep their schedules
-                self.solves["failed"] = self.solves.get("failed", 0) + 1
-                log.exception("portfolio solve failed")
+        stopping = asyncio.ensure_future(stop.wait())  # a stop wakes the loop, as a request does
+        try:
+            while not stop.is_set():
+                wanted = asyncio.ensure_future(self._wanted.wait())
+                try:
+                    await asyncio.wait({wanted, stopping}, timeout=period, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    wanted.cancel()
+                if stop.is_set():
+                    return
+                await asyncio.sleep(0.05)
+                reasons = sorted(set(self._reasons)) or ["period"]
+                self._reasons.clear()
+                self._wanted.clear()
+                try:
+                    await self.solve(",".join(reasons))
+                except Exception:  # noqa: BLE001 - a failed solve is logged; nodes keep their schedules
+                    self.solves["failed"] = self.solves.get("failed", 0) + 1
+                    log.exception("portfolio solve failed")
+        finally:
+            stopping.cancel()
 
     # -- the solve --------------------------------------------------------------------------
     async def solve(self, trigger: str) -> SolveReport:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import inspect
 import ipaddress
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -19,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.auth import AuthInterceptor, Role
 from services.certs import server_credentials
+from services.decoding import RequestDecoder
 from services.observability import Metrics, MetricsInterceptor
 from sitenode.errors import InvalidInput
 
@@ -87,11 +90,21 @@ class StreamCloser(grpc.aio.ServerInterceptor):
             if closing.is_set():
                 await context.abort(grpc.StatusCode.UNAVAILABLE, StreamCloser.DETAILS)
             items = aiter(inner(request, context))
+            # every step of the handler runs in one context of its own, as if in one task: what it
+            # sets in a context variable (a log field it binds) holds across its yields and resets
+            ctx = contextvars.copy_context()
+
+            async def advance() -> Any:
+                return await anext(items)
+
+            async def close_items() -> None:
+                await items.aclose()
+
             shutdown = asyncio.ensure_future(closing.wait())
             step: asyncio.Future[Any] | None = None
             try:
                 while True:
-                    step = asyncio.ensure_future(anext(items))
+                    step = asyncio.create_task(advance(), context=ctx)
                     await asyncio.wait({step, shutdown}, return_when=asyncio.FIRST_COMPLETED)
                     if not step.done():  # the handler's own cleanup (its finally) runs as it is cancelled
                         step.cancel()
@@ -108,18 +121,42 @@ class StreamCloser(grpc.aio.ServerInterceptor):
                 # a call cancelled (by its client, or the server's stop) while waiting on the handler:
                 # its step is a task of its own, left pending for ever unless cancelled here, and the
                 # handler can't be closed while that step still runs it
-                if step is not None and not step.done():
-                    step.cancel()
+                if step is not None:
+                    if not step.done():
+                        step.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await step
+                        await step  # a step that ended as the call was cancelled: its outcome is taken
                 with contextlib.suppress(Exception):
-                    await items.aclose()
+                    await asyncio.create_task(close_items(), context=ctx)
+
+        async def writer(request: Any, context: grpc.aio.ServicerContext) -> None:
+            """A handler that streams with `context.write` (grpc's health Watch) is one coroutine."""
+            if closing.is_set():
+                await context.abort(grpc.StatusCode.UNAVAILABLE, StreamCloser.DETAILS)
+            work = asyncio.ensure_future(inner(request, context))
+            shutdown = asyncio.ensure_future(closing.wait())
+            try:
+                await asyncio.wait({work, shutdown}, return_when=asyncio.FIRST_COMPLETED)
+                if not work.done():
+                    work.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await work
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, StreamCloser.DETAILS)
+                work.result()
+            finally:
+                shutdown.cancel()
+                if not work.done():
+                    work.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await work
 
         make = (
             grpc.stream_stream_rpc_method_handler if handler.request_streaming else grpc.unary_stream_rpc_method_handler
         )
         return make(
-            stream, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+            stream if inspect.isasyncgenfunction(inner) else writer,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
         )
 
 
@@ -145,6 +182,7 @@ def build_server(
     metrics = metrics or Metrics()
     streams = StreamCloser()
     interceptors = [
+        RequestDecoder(),  # first: it wraps the others' handlers, so it decodes before any of them runs
         MetricsInterceptor(metrics),
         AuthInterceptor(options.tokens, options.operator_methods, options.token_exempt),
         streams,

@@ -188,7 +188,7 @@ class NodeRuntime:
         self.planner = PlanWorker(config.plan.deadline_seconds)
         self._plan_task: asyncio.Task[OptimizeOutcome] | None = None
         self._plan_asked_at: datetime | None = None
-        self._fallback: asyncio.Task[OptimizeOutcome] | None = None  # a plan replacing the portfolio's
+        self._bridging = False  # a plan replacing the portfolio's schedule is under way
         # after a restart the journalled schedule stays in force until the next planned re-plan
         current = self.journal.current_schedule()
         if current is not None and current.valid_until > clock.now():
@@ -236,7 +236,7 @@ class NodeRuntime:
         if current.source == "portfolio":
             # a portfolio schedule the node may no longer follow, and no local plan instead; while
             # the fallback plan is being made, the schedule in force stays in force
-            bridging = self._fallback is not None and not self._fallback.done()
+            bridging = self._bridging and self._plan_task is not None and not self._plan_task.done()
             return Mode.PORTFOLIO if self.following_portfolio(now) or bridging else Mode.FAILSAFE
         return Mode.LOCAL
 
@@ -615,14 +615,14 @@ class NodeRuntime:
             return None  # the portfolio plans; changes reach it in the next snapshot
         asked = self._plan_asked_at
         in_flight = self._plan_task is not None and not self._plan_task.done()
+        if self._was_following and not in_flight:
+            return "fallback"
         if asked is None and not in_flight:
             return "start"
         if self.settings.dirty:
             return "changed"
         if in_flight or asked is None:
             return None
-        if self._was_following:
-            return "fallback"
         period = timedelta(minutes=self.config.plan.reoptimize_minutes)
         if self.last_optimized_at is None or self.last_optimized_at < asked:
             period = min(period, RETRY_AFTER)  # the last attempt failed or was abandoned
@@ -639,9 +639,12 @@ class NodeRuntime:
                 log.warning(
                     "portfolio schedule no longer followed (expired or link down past grace): optimizing locally"
                 )
-            task = self.plan(reason)
-            if reason == "fallback":
-                self._fallback = task
+            # the first plan after the portfolio's schedule stopped being followed (and any newer
+            # plan that supersedes it) keeps that schedule in force until it is in
+            self._bridging = self._bridging or (self._was_following and not following)
+            self.plan(reason)
+        if following:
+            self._bridging = False
         self._was_following = following
         if self.config.portfolio is not None:
             self.record_telemetry(now)

@@ -16,9 +16,11 @@ import multiprocessing
 import os
 import re
 import sys
+import textwrap
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -152,20 +154,40 @@ def ray_session() -> Iterator[None]:
 GRACE_SECONDS = 3.0  # a thread told to stop, or a child sent SIGTERM, gets this long to end
 TASK_GRACE_SECONDS = 1.0  # a cancelled task needs a few loop turns to finish
 
-# Threads that libraries start lazily on first use and keep for the life of the process: a
-# test that happens to be the first user creates them, and no API of ours can end them.
-ALLOWED_THREADS: list[tuple[re.Pattern[str], str]] = [
+
+def _always(thread: threading.Thread) -> bool:
+    return True
+
+
+def _executor_open(thread: threading.Thread) -> bool:
+    """A ThreadPoolExecutor worker whose executor is not shut down (its target's first argument
+    is a weak reference to the executor)."""
+    args = getattr(thread, "_args", ())
+    executor = args[0]() if args and isinstance(args[0], weakref.ref) else None
+    return executor is not None and not executor._shutdown
+
+
+# Threads a test may leave, by name and a check on the thread, each with why. Nothing else.
+ALLOWED_THREADS: list[tuple[re.Pattern[str], Callable[[threading.Thread], bool], str]] = [
     (
         re.compile(r"Thread-\d+ \(_poll_wrapper\)"),
+        _always,
         "grpc.aio's completion-queue poller: one per process, started with the first aio channel or"
         " server and ended only when the last one is freed, which a stopped server's test can't force"
         " (pytest holds the fixture values until after this check)",
+    ),
+    (
+        re.compile(r"asyncio_\d+"),
+        _executor_open,
+        "the default executor of an event loop that outlives the test (a module-scoped loop or a"
+        " fixture's loop thread): its idle workers are joined when that loop closes. A function-scoped"
+        " loop is closed before this check, so its workers are gone by then",
     ),
 ]
 
 
 def _allowed_thread(thread: threading.Thread) -> bool:
-    return any(pattern.fullmatch(thread.name) for pattern, _why in ALLOWED_THREADS)
+    return any(pattern.fullmatch(thread.name) and check(thread) for pattern, check, _why in ALLOWED_THREADS)
 
 
 def _describe_thread(thread: threading.Thread) -> str:
@@ -194,7 +216,7 @@ def _children() -> dict[int, tuple[str, str]]:
         except (OSError, ValueError):  # gone meanwhile
             continue
         comm = stat[stat.find("(") + 1 : stat.rfind(")")]
-        found[int(entry.name)] = (state, cmdline or f"[{comm}]")
+        found[int(entry.name)] = (state, textwrap.shorten(cmdline, 240, placeholder=" ...") or f"[{comm}]")
     return found
 
 
@@ -219,7 +241,7 @@ def _test_loop_scope(request: pytest.FixtureRequest) -> str | None:
 def _tasks_left_fixture(loop_scope: str) -> Any:
     """A fixture that runs on the test's loop (of `loop_scope`) and fails the test if it leaves tasks."""
 
-    @pytest_asyncio.fixture(name=f"_tasks_left_on_{loop_scope}_loop", loop_scope=loop_scope)  # type: ignore[misc]
+    @pytest_asyncio.fixture(name=f"_tasks_left_on_{loop_scope}_loop", loop_scope=loop_scope)
     async def tasks_left() -> AsyncIterator[None]:
         before = asyncio.all_tasks()
         yield

@@ -177,6 +177,8 @@ class ChargerLink201(ChargePoint):
                 charging_profile=profile(
                     2, purpose, (command.value_kw or 0) * 1000, self.transaction_id, 1, self.watts_per_amp
                 ),
+                # the command's idempotency id: a station (or a test's simulator) can tell a repeat
+                custom_data={"vendor_id": "gridmesh", "command_id": command.id},
             )
         elif command.type is CommandType.START_CHARGING:
             request = call.RequestStartTransaction(

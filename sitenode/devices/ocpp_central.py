@@ -22,6 +22,7 @@ import base64
 import contextlib
 import itertools
 import logging
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -50,6 +51,13 @@ class ChargerNode(Protocol):
     ) -> None: ...
     def charger_power(self, charger_id: str, kw: float, at: datetime) -> None: ...
     def charger_energy(self, charger_id: str, kwh: float, at: datetime) -> None: ...
+
+
+def command_profile_id(command_id: str) -> int:
+    """The charging profile id a setpoint command travels under: OCPP 1.6 has no free field, so
+    the command's id maps (CRC-32) to a positive 31-bit id, never 1 (the persistent
+    ChargePointMaxProfile's). A profile of the same purpose and stack level replaces the last."""
+    return 2 + zlib.crc32(command_id.encode()) % (2**31 - 3)
 
 
 def _now() -> str:
@@ -166,7 +174,7 @@ class ChargerLink(ChargePoint):
         if command.type is CommandType.SET_CHARGE_RATE:
             in_tx = self.transaction_id is not None
             profile = dt.ChargingProfile(
-                charging_profile_id=2,
+                charging_profile_id=command_profile_id(command.id),
                 stack_level=1,
                 charging_profile_purpose=e.ChargingProfilePurposeType.tx_profile
                 if in_tx

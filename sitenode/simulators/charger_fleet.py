@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from sitenode.clock import Clock
 from sitenode.errors import GridmeshError, InvalidInput
+from sitenode.simulators import device_log
 from sitenode.simulators.ocpp_charger import (
     RESPONSE_TIMEOUT_SECONDS,
     SimulatedChargePoint,
@@ -141,6 +142,17 @@ async def _play(
     next_meter = clock.now()
     # each plugged car's battery: what it still takes, in kWh (None: no limit)
     room: dict[str, float | None] = {}
+    # with a device log (`device_log`): a restarted fleet keeps its meter registers and what
+    # each car has taken, as chargers and cars do across a charger's reboot
+    log = device_log.shared()
+    taken: dict[str, float] = {}  # session -> kWh drawn so far
+    for line in log.read():
+        if line.get("kind") == "meter" and line.get("dev") in points:
+            points[line["dev"]][0].energy_wh = float(line.get("reg", 0.0))
+            if line.get("session"):
+                taken[line["session"]] = taken.get(line["session"], 0.0) + float(line.get("wh", 0.0)) / 1000
+    for cid in points:
+        log.write(cid, "boot", reg=points[cid][0].energy_wh)
     last = clock.now()
     while not stop.is_set():
         now = clock.now()
@@ -149,6 +161,19 @@ async def _play(
         for cid, (cp, _) in points.items():
             drawn = cp.power_kw() * hours
             cp.energy_wh += drawn * 1000  # the charger's own meter register
+            if log.enabled and cp.transaction_id is not None:
+                session_id = player.plugged.get(cid)
+                if session_id:
+                    taken[session_id] = taken.get(session_id, 0.0) + drawn
+                log.write(
+                    cid,
+                    "meter",
+                    t=now.isoformat(),
+                    kw=round(cp.power_kw(), 4),
+                    wh=round(drawn * 1000, 3),
+                    reg=round(cp.energy_wh, 3),
+                    session=session_id,
+                )
             left = room.get(cid)
             if left is not None:
                 room[cid] = left - drawn
@@ -160,7 +185,7 @@ async def _play(
             room.pop(cid, None)
             await points[cid][0].unplug()
         for cid, session in arrivals:
-            room[cid] = session.energy_kwh
+            room[cid] = None if session.energy_kwh is None else session.energy_kwh - taken.get(session.session_id, 0.0)
             await points[cid][0].plug_in(ev_kw=session.max_kw)
         if now >= next_meter:
             for cp, _ in points.values():

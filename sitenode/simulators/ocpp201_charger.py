@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from ocpp.routing import after, on
 from ocpp.v201 import ChargePoint, call, call_result
 
+from sitenode.simulators import device_log
 from sitenode.simulators.ocpp_charger import RESPONSE_TIMEOUT_SECONDS
 
 
@@ -29,7 +30,9 @@ class SimulatedChargingStation(ChargePoint):
         self._tx = itertools.count(1)
 
     @on("SetChargingProfile")
-    async def on_profile(self, evse_id: int, charging_profile: dict, **_: object) -> call_result.SetChargingProfile:
+    async def on_profile(
+        self, evse_id: int, charging_profile: dict, custom_data: dict | None = None, **_: object
+    ) -> call_result.SetChargingProfile:
         purpose = charging_profile["charging_profile_purpose"]
         if purpose == "TxProfile" and charging_profile.get("transaction_id") != self.transaction_id:
             return call_result.SetChargingProfile(status="Rejected")
@@ -37,6 +40,15 @@ class SimulatedChargingStation(ChargePoint):
         limit = float(schedule["charging_schedule_period"][0]["limit"])
         self.units[purpose] = schedule["charging_rate_unit"]
         self.limits_w[purpose] = limit * self.watts_per_amp if schedule["charging_rate_unit"] == "A" else limit
+        device_log.shared().write(
+            self.id,
+            "apply",
+            purpose=purpose,
+            kw=round(self.limits_w[purpose] / 1000, 4),
+            profile_id=charging_profile.get("id"),
+            cmd=(custom_data or {}).get("command_id"),  # the node's command id, in the request's customData
+            tx=self.transaction_id,
+        )
         return call_result.SetChargingProfile(status="Accepted")
 
     @after("SetChargingProfile")

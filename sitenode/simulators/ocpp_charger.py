@@ -16,6 +16,8 @@ from ocpp.v16 import enums as e
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
+from sitenode.simulators import device_log
+
 RESPONSE_TIMEOUT_SECONDS = 10.0  # how long a charge point waits for the central system's reply
 CLOSE_TIMEOUT_SECONDS = 2.0  # a closing handshake the central system leaves unanswered: the socket is dropped
 
@@ -45,6 +47,15 @@ class SimulatedChargePoint(ChargePoint):
         limit = float(schedule["charging_schedule_period"][0]["limit"])
         self.units[purpose] = schedule["charging_rate_unit"]
         self.limits_w[purpose] = limit * self.watts_per_amp if schedule["charging_rate_unit"] == "A" else limit
+        # the node's command travels in the profile id (OCPP 1.6 has no free field): the log keeps it
+        device_log.shared().write(
+            self.id,
+            "apply",
+            purpose=purpose,
+            kw=round(self.limits_w[purpose] / 1000, 4),
+            profile_id=cs_charging_profiles.get("charging_profile_id"),
+            tx=self.transaction_id,
+        )
         return call_result.SetChargingProfile(status=e.ChargingProfileStatus.accepted)
 
     @after(e.Action.set_charging_profile)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import signal
 import time
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from sitenode.devices.sunspec import ModelDef, decode, device_image, encode, load_model
+from sitenode.simulators import device_log
 
 BASE = 40000
 SOC_SF, W_SF, RTE_SF, WSET_SF, PCT_SF = -1, 1, -1, 1, -1  # SoC 0.1 %, watts 10 W, rates 0.1 %, WSet 10 W, pct 0.1 %
@@ -166,6 +168,12 @@ class SunSpecBatterySim:
         self.server = ModbusTcpServer(device, address=(host, port))
         self.soc_pct = spec.soc_pct
         self.power_kw = 0.0  # + charging, - discharging
+        # a device whose measurement registers stop updating (SIGUSR1 toggles it; `bench/chaos.py`):
+        # it still takes setpoints and its battery still moves, but SoC and state read as they were
+        self.frozen = False
+        self.log = device_log.shared()
+        self._logged_at = -math.inf  # simulated seconds of the last meter line
+        self._sim_seconds = 0.0
         self._task: asyncio.Task | None = None
         self._serve: asyncio.Task | None = None
 
@@ -190,10 +198,29 @@ class SunSpecBatterySim:
                 self.last_write = time.monotonic()
                 self._reverted = False
                 self._derate()
+                self._log_apply()
             return
         self._revert_if_due()
         for k in range(count):
             current[address - start_address + k] = self.regs[address - BASE + k]
+
+    def _log_apply(self) -> None:
+        """The control model as it stands after a write: what the device now applies."""
+        if not self.log.enabled or self.control is None:
+            return
+        if self.control_id == 124:
+            wmax = self._num("WChaMax") * 10**W_SF / 1000
+            mode = self._num("StorCtl_Mod")
+            in_kw = self._num("InWRte") * 10**RTE_SF / 100 * wmax
+            out_kw = self._num("OutWRte") * 10**RTE_SF / 100 * wmax
+            fields = {"charge_kw": round(in_kw, 4), "discharge_kw": round(out_kw, 4), "mode": mode}
+        else:
+            fields = {"wset_kw": round(self._num("WSet") * 10**WSET_SF / 1000, 4), "ena": self._num("WSetEna")}
+        self.log.write("battery", "apply", commanded_kw=round(self.commanded_kw(), 4), **fields)
+
+    def set_frozen(self, frozen: bool) -> None:
+        self.frozen = frozen
+        self.log.write("battery", "freeze" if frozen else "thaw")
 
     def get(self, model: ModelDef, name: str) -> int | str | None:
         p = model.point(name)
@@ -285,6 +312,12 @@ class SunSpecBatterySim:
             power = -min(-power, left * s.discharge_efficiency / hours) if hours else 0.0
             self.soc_pct += power / s.discharge_efficiency * hours / s.capacity_kwh * 100
         self.power_kw = power
+        self._sim_seconds += seconds
+        if self.log.enabled and self._sim_seconds - self._logged_at >= 60:
+            self._logged_at = self._sim_seconds
+            self.log.write("battery", "meter", kw=round(power, 4), soc=round(self.soc_pct, 4), frozen=self.frozen)
+        if self.frozen:
+            return  # the registers read as they were when it froze
         cha_st = 4 if power > 0 else 3 if power < 0 else 1
         self._set(self.battery, "SoC", int(round(self.soc_pct * 10)))
         self._set(self.battery, "ChaSt", cha_st)
@@ -305,6 +338,10 @@ class SunSpecBatterySim:
                 break
             await asyncio.sleep(0.01)
         self._task = asyncio.create_task(self._physics())
+        if self.log.enabled:
+            self.log.write("battery", "boot", soc=round(self.soc_pct, 4))
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread's loop
+                asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, lambda: self.set_frozen(not self.frozen))
         # pymodbus types its listener as a BaseTransport; a TCP server's is an asyncio.Server
         return self.server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 

@@ -492,6 +492,22 @@ def test_every_container_is_locked_down(which, request):
             assert container["resources"].get("requests"), name
 
 
+GRIDMESH_STOP_SECONDS = 10  # every gridmesh service ends within this on SIGTERM (tests/services/test_shutdown.py)
+
+
+@pytest.mark.parametrize("which", ["defaults", "everything"])
+def test_gridmesh_pods_get_the_time_they_take_to_stop(which, request):
+    # the container's PID 1 is gridmesh itself (the image's exec-form ENTRYPOINT), which handles SIGTERM
+    specs = [(n, s) for n, s in pod_specs(request.getfixturevalue(which)) if "ray" not in n.split("/")[0]]
+    assert specs
+    for name, spec in specs:
+        assert spec["terminationGracePeriodSeconds"] > GRIDMESH_STOP_SECONDS, name
+    assert '\nENTRYPOINT ["gridmesh"]' in (ROOT / "Dockerfile").read_text()
+    bad = with_values(siteNodes__terminationGracePeriodSeconds=5)
+    with pytest.raises(Exception, match="terminationGracePeriodSeconds"):
+        render(request.getfixturevalue("chart"), bad)
+
+
 def dockerfile_healthcheck() -> list[str]:
     text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
     line = next(line for line in text.splitlines() if line.startswith("HEALTHCHECK "))
