@@ -58,7 +58,7 @@ DURATION_MINUTES = {
     "operator_writes": (15, 40),
 }
 LINK_KINDS = {"node_kill", "portfolio_kill", "link_blackhole", "link_drop", "link_delay", "operator_writes"}
-BURST_SESSIONS = 40  # sessions without a charger: the depot's MIP chooses 40 chargers and runs into its limit
+BURST_SESSIONS = 50  # sessions without a charger, more than the depot has free: its MIP runs into its limit
 FEEDER_NOTICE = timedelta(minutes=30)  # a new feeder cap is checked from the step after this
 EVENT_NOTICE = timedelta(hours=2)  # a flex event made during an outage starts this far ahead
 
@@ -261,34 +261,42 @@ class Injector:
         self.fleet.signal("battery-sim", signal.SIGUSR1)
 
     async def _plan_time_limit(self, fault: Fault) -> None:
-        """A burst of sessions without chargers: the depot's MIP picks chargers for all of them
-        and runs into its time limit; they end with the fault."""
+        """A burst of overlapping sessions without chargers (more cars than free chargers, as
+        `bench/optimizer.py`'s overloaded fleet): every plan is a MIP that runs into the depot's
+        short time limit; the statuses the node reported meanwhile are noted; they end with the fault."""
         port = self.built.lay.node_ports["depot"]
-        now = sim_time(self.built, time.time())
-        ids = [f"burst-{len(self.writes)}-{i:02d}-{int(now.timestamp())}" for i in range(fault.params["sessions"])]
+        rng = random.Random(int(fault.at.timestamp()))
+        now = sim_time(self.built, time.time()).replace(microsecond=0)
+        tag = int(now.timestamp())
+        statuses: dict[str, int] = {}
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             node = sitenode_pb2_grpc.SiteNodeStub(channel)
-            for i, sid in enumerate(ids):
+            ids = []
+            for i in range(fault.params["sessions"]):
+                arrival = now + timedelta(minutes=15 * rng.randint(0, 8))
                 s = EVSession(
-                    session_id=sid,
-                    arrival=now.replace(microsecond=0),
-                    departure=(now + timedelta(hours=6 + (i % 5))).replace(microsecond=0),
-                    energy_kwh=20.0 + i % 7 * 5,
-                    max_kw=22.0,
-                    priority=1 + i % 3,
+                    session_id=f"burst-{tag}-{i:02d}",
+                    arrival=arrival,
+                    departure=arrival + timedelta(minutes=15 * rng.randint(24, 52)),
+                    energy_kwh=round(rng.uniform(10, 45), 1),
+                    max_kw=rng.choice((11.0, 22.0, 50.0)),
+                    priority=rng.randint(1, 3),
                 )
-                await node.UpsertSession(
-                    sitenode_pb2.UpsertSessionRequest(session=convert.session_out(s)), metadata=self.meta, timeout=10
-                )
-            await self._hold(fault)
-            status = await node.GetStatus(sitenode_pb2.GetStatusRequest(), metadata=self.meta, timeout=10)
-            fault.notes["status"] = str(status)[:2000]
+                request = sitenode_pb2.UpsertSessionRequest(session=convert.session_out(s))
+                await node.UpsertSession(request, metadata=self.meta, timeout=30)
+                ids.append(s.session_id)
+            hold = asyncio.create_task(self._hold(fault))
+            while not hold.done():
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    got = await node.GetStatus(sitenode_pb2.GetStatusRequest(), metadata=self.meta, timeout=5)
+                    statuses[got.last_solve_status] = statuses.get(got.last_solve_status, 0) + 1
+                await asyncio.sleep(0.5)
             for sid in ids:
                 with contextlib.suppress(grpc.aio.AioRpcError):
                     await node.EndSession(
-                        sitenode_pb2.EndSessionRequest(session_id=sid), metadata=self.meta, timeout=10
+                        sitenode_pb2.EndSessionRequest(session_id=sid), metadata=self.meta, timeout=30
                     )
-        fault.notes["sessions"] = ids
+        fault.notes |= {"sessions": len(ids), "solve_statuses_seen": statuses}
 
     async def _operator_writes(self, fault: Fault) -> None:
         """Decide the writes while the portfolio is up, cut (portfolio or the office's link),

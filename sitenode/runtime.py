@@ -535,6 +535,9 @@ class NodeRuntime:
         step = timedelta(minutes=plan_cfg.step_minutes)
         plan, index = solved.plan, solved.problem.index
         self.last_plan, self.last_optimized_at = plan, now
+        if reason in ("operator", "direct"):
+            # the operator replaced the portfolio's schedule on purpose: no fallback plan follows
+            self._was_following = False
         version = f"local-{now.strftime('%Y%m%dT%H%M%S.%f')}"
         created = 0
         if plan.result.status.has_solution:

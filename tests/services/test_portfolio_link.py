@@ -421,3 +421,29 @@ def test_a_bad_portfolio_schedule_is_refused_and_changes_nothing(tmp_path, chang
         assert not expired.accepted and expired.reason.startswith("schedule.valid_until")
     finally:
         rt.close()
+
+
+def test_an_operator_plan_over_the_portfolios_schedule_is_kept_and_starts_no_fallback_plan(tmp_path):
+    from portfolio_rig import node_config
+
+    from sitenode.runtime import NodeRuntime
+
+    config = node_config("office", tmp_path, "127.0.0.1:1", grace_seconds=60.0)
+    clock = ManualClock(pd.Timestamp("2025-06-01T12:00Z").to_pydatetime())
+    rt = NodeRuntime(config, tmp_path, clock)
+
+    async def scenario() -> None:
+        now = clock.now()
+        rt.link_up(now)
+        rt.apply_portfolio_schedule("pf-1", portfolio_frame(rt, now), now + timedelta(hours=1), {}, None)
+        await _turn(rt)  # following the portfolio
+        assert rt.mode(now) is Mode.PORTFOLIO
+        out = await rt.plan_now()  # the operator's Optimize
+        await rt.step()
+        assert rt._plan_task is None or rt._plan_task.done()  # no fallback plan started
+        assert rt.schedule().version == out.version and rt.mode(clock.now()) is Mode.LOCAL
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        rt.close()
