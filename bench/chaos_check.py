@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import sqlite3
 from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,7 +41,8 @@ STEP = timedelta(minutes=15)
 TOL_KW = 0.5  # metered means over a step against a limit: setpoints change at step boundaries
 EV_TOLERANCE = 0.02
 BATTERY_KW_TOL = 0.15
-OPEN_GRACE = timedelta(minutes=30)  # a command due this close to the end may still be in flight
+OPEN_GRACE = timedelta(minutes=30)
+STALL_REAL_SECONDS = 5.0  # a node up, taking no telemetry sample for longer than this (wall time), is a gap
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -51,6 +53,24 @@ def _lines(path: Path) -> list[dict[str, Any]]:
                 out.append(json.loads(line))
             except ValueError:
                 continue
+    return out
+
+
+def spread(line: dict[str, Any]) -> list[tuple[datetime, float]]:
+    """A meter line's energy (kWh) over the steps its interval (t - dt, t] overlaps, pro rata: a
+    simulator held up for a while (a loaded machine) meters a long interval in one line."""
+    end = datetime.fromisoformat(line["t"])
+    kwh = float(line["wh"]) / 1000
+    dt = timedelta(seconds=float(line.get("dt", 0.0)))
+    if dt <= timedelta(0):
+        return [(pd.Timestamp(end).floor("15min").to_pydatetime(), kwh)]
+    start, out = end - dt, []
+    at = pd.Timestamp(start).floor("15min").to_pydatetime()
+    while at < end:
+        overlap = min(end, at + STEP) - max(start, at)
+        if overlap > timedelta(0):
+            out.append((at, kwh * (overlap / dt)))
+        at += STEP
     return out
 
 
@@ -99,7 +119,7 @@ class Run:
         """Per site name, when its node was down (killed, until it served again)."""
         out: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for f in self.faults:
-            if f.kind == "node_kill" and f.began_u is not None:
+            if f.kind in ("node_kill", "plan_time_limit") and f.began_u is not None:  # both restart the node
                 out[f.target].append((f.began_u, (f.ended_u or f.began_u) + 5.0))
         return out
 
@@ -130,8 +150,8 @@ class Run:
         if name == "depot":
             for x in self.charger_lines:
                 if x.get("kind") == "meter":
-                    step = pd.Timestamp(x["t"]).floor("15min").to_pydatetime()
-                    ev[step] += float(x["wh"]) / 1000 / (STEP.total_seconds() / 3600)
+                    for step, kwh in spread(x):
+                        ev[step] += kwh / (STEP.total_seconds() / 3600)
             for x in self.battery_lines:
                 if x.get("kind") == "meter":
                     step = pd.Timestamp(sim_time(self.built, x["u"])).floor("15min").to_pydatetime()
@@ -336,6 +356,7 @@ def _battery_applied(run: Run, kind: str, value: float, due: datetime) -> bool:
 
 def check_telemetry(run: Run) -> dict[str, Any]:
     violations: list[dict[str, Any]] = []
+    gaps: list[dict[str, Any]] = []
     checked = 0
     store = PortfolioStore(run.built.lay.out / "portfolio.db")
     try:
@@ -358,16 +379,48 @@ def check_telemetry(run: Run) -> dict[str, Any]:
                     violations.append(
                         {"site": site_id, "why": "two samples in one period", "slot_at": _slot_at(s, period)}
                     )
+            stored = max(seqs, default=0)
+            journaled = _journal_seq(run.built.lay.out / "nodes" / name / "journal.db")
+            if journaled - stored > 2:  # the last points of the run may be unacknowledged when it stops
+                violations.append({"site": site_id, "why": "journaled, never stored", "node_seq": journaled,
+                                   "stored_seq": stored})  # fmt: skip
+            # periods in which the node took no sample: while it was down, or while its loop did not
+            # run at all (a loaded machine holds a process for seconds: at 600x a period is 0.5 s);
+            # longer than `STALL_REAL_SECONDS` of wall time with the node up is a gap
             lo = int(np.floor((run.check_from.timestamp() - period / 2) / period)) + 1
             hi = int(np.floor((run.built.plan.end.timestamp() - period / 2) / period)) - 1
-            for s in range(lo, hi):
-                if s not in counts:
-                    at = datetime.fromisoformat(_slot_at(s, period))
-                    if not run.node_dead(name, at - timedelta(seconds=period), at + timedelta(seconds=2 * period)):
-                        violations.append({"site": site_id, "why": "no sample in a period", "slot_at": at.isoformat()})
+            missing = [s for s in range(lo, hi) if s not in counts]
+            for first, last in _runs(missing):
+                at = datetime.fromisoformat(_slot_at(first, period)) - timedelta(seconds=period / 2)
+                until = datetime.fromisoformat(_slot_at(last, period)) + timedelta(seconds=period / 2)
+                gaps.append({"site": site_id, "from": at.isoformat(), "until": until.isoformat()})
+                if run.node_dead(name, at - timedelta(seconds=period), until + timedelta(seconds=period)):
+                    continue
+                if (until - at).total_seconds() / run.built.plan.speed > STALL_REAL_SECONDS:
+                    violations.append({"site": site_id, "why": "no sample for a while", "from": at.isoformat(),
+                                       "until": until.isoformat()})  # fmt: skip
     finally:
         store.close()
-    return {"checked": checked, "violations": violations}
+    return {"checked": checked, "violations": violations, "periods_without_a_sample": gaps}
+
+
+def _journal_seq(path: Path) -> int:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'telemetry'").fetchone()
+    finally:
+        db.close()
+    return int(row[0]) if row else 0
+
+
+def _runs(values: list[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for v in values:
+        if out and v == out[-1][1] + 1:
+            out[-1] = (out[-1][0], v)
+        else:
+            out.append((v, v))
+    return out
 
 
 def _slot_at(slot: int, period: float) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 import pandas as pd
+import yaml
 
 from bench.chaos_fleet import CHARGER_GROUPS, Built, Fleet, sim_time, start_battery, start_chargers, unix_at
 from bench.chaos_proxy import Proxy
@@ -30,7 +31,6 @@ from services import convert
 from services import portfolio_convert as pc
 from services.demo import SITES
 from services.stubs.gridmesh.v1 import portfolio_pb2, portfolio_pb2_grpc, sitenode_pb2, sitenode_pb2_grpc
-from sitenode.model.sessions import EVSession
 
 KINDS = (
     "node_kill",
@@ -57,8 +57,15 @@ DURATION_MINUTES = {
     "plan_time_limit": (30, 60),
     "operator_writes": (15, 40),
 }
-LINK_KINDS = {"node_kill", "portfolio_kill", "link_blackhole", "link_drop", "link_delay", "operator_writes"}
-BURST_SESSIONS = 50  # sessions without a charger, more than the depot has free: its MIP runs into its limit
+LINK_KINDS = {
+    "node_kill",
+    "portfolio_kill",
+    "link_blackhole",
+    "link_drop",
+    "link_delay",
+    "operator_writes",
+    "plan_time_limit",
+}
 FEEDER_NOTICE = timedelta(minutes=30)  # a new feeder cap is checked from the step after this
 EVENT_NOTICE = timedelta(hours=2)  # a flex event made during an outage starts this far ahead
 
@@ -122,8 +129,8 @@ def _target(rng: random.Random, kind: str, i: int) -> tuple[str, dict[str, Any]]
         return rng.choice(sorted(CHARGER_GROUPS)), {}
     if kind in ("battery_restart", "battery_freeze"):
         return "battery-sim", {}
-    if kind == "plan_time_limit":
-        return "depot", {"sessions": BURST_SESSIONS}
+    if kind == "plan_time_limit":  # the office: no charge points to take down with it
+        return "office", {"deadline_seconds": 0.005}
     # operator writes: alternately while the portfolio is down and while the office's link is cut
     outage = rng.choice(("portfolio", "office"))
     return outage, {"cap_factor": round(rng.uniform(0.95, 1.05), 3), "event_factor": round(rng.uniform(0.9, 0.97), 3)}
@@ -261,42 +268,30 @@ class Injector:
         self.fleet.signal("battery-sim", signal.SIGUSR1)
 
     async def _plan_time_limit(self, fault: Fault) -> None:
-        """A burst of overlapping sessions without chargers (more cars than free chargers, as
-        `bench/optimizer.py`'s overloaded fleet): every plan is a MIP that runs into the depot's
-        short time limit; the statuses the node reported meanwhile are noted; they end with the fault."""
-        port = self.built.lay.node_ports["depot"]
-        rng = random.Random(int(fault.at.timestamp()))
-        now = sim_time(self.built, time.time()).replace(microsecond=0)
-        tag = int(now.timestamp())
-        statuses: dict[str, int] = {}
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            node = sitenode_pb2_grpc.SiteNodeStub(channel)
-            ids = []
-            for i in range(fault.params["sessions"]):
-                arrival = now + timedelta(minutes=15 * rng.randint(0, 8))
-                s = EVSession(
-                    session_id=f"burst-{tag}-{i:02d}",
-                    arrival=arrival,
-                    departure=arrival + timedelta(minutes=15 * rng.randint(24, 52)),
-                    energy_kwh=round(rng.uniform(10, 45), 1),
-                    max_kw=rng.choice((11.0, 22.0, 50.0)),
-                    priority=rng.randint(1, 3),
-                )
-                request = sitenode_pb2.UpsertSessionRequest(session=convert.session_out(s))
-                await node.UpsertSession(request, metadata=self.meta, timeout=30)
-                ids.append(s.session_id)
-            hold = asyncio.create_task(self._hold(fault))
-            while not hold.done():
-                with contextlib.suppress(grpc.aio.AioRpcError):
-                    got = await node.GetStatus(sitenode_pb2.GetStatusRequest(), metadata=self.meta, timeout=5)
-                    statuses[got.last_solve_status] = statuses.get(got.last_solve_status, 0) + 1
-                await asyncio.sleep(0.5)
-            for sid in ids:
-                with contextlib.suppress(grpc.aio.AioRpcError):
-                    await node.EndSession(
-                        sitenode_pb2.EndSessionRequest(session_id=sid), metadata=self.meta, timeout=30
-                    )
-        fault.notes |= {"sessions": len(ids), "solve_statuses_seen": statuses}
+        """The node restarted (SIGTERM, its own journal) with a plan deadline no solve can meet:
+        every plan it starts runs into the limit and is abandoned, for the fault's time; then it
+        is restarted on its own config. The node's log is read for the abandoned plans."""
+        name = fault.target
+        fault.sites = [SITES[name]]
+        config = self.built.lay.out / "config" / f"{name}.yaml"
+        tight = config.with_name(f"{name}-deadline.yaml")
+        doc = yaml.safe_load(config.read_text())
+        doc["plan"]["deadline_seconds"] = fault.params["deadline_seconds"]
+        tight.write_text(yaml.safe_dump(doc, sort_keys=False))
+        child = self.fleet.children[f"node-{name}"]
+        log = self.fleet.logs / f"node-{name}.log"
+        before = log.read_text().count("abandoned after") if log.exists() else 0
+        self.snapshot_shares([name])
+        self.fleet.stop([child.name])
+        child.argv = [str(tight) if a == str(config) else a for a in child.argv]
+        self.fleet.start(child.name)
+        await self._wait_node(name)
+        await self._hold(fault)
+        self.fleet.stop([child.name])
+        child.argv = [str(config) if a == str(tight) else a for a in child.argv]
+        self.fleet.start(child.name)
+        await self._wait_node(name)
+        fault.notes["plans_abandoned"] = log.read_text().count("abandoned after") - before
 
     async def _operator_writes(self, fault: Fault) -> None:
         """Decide the writes while the portfolio is up, cut (portfolio or the office's link),

@@ -37,9 +37,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -48,8 +45,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from rich.table import Table
+
+from portfolio_process import PortfolioProcess  # bench/, last on the path (benchpath)
 
 from sitenode.model.sessions import EVSession
 from sitenode.simulators.sunspec_battery import SunSpecBatterySim
@@ -105,62 +103,24 @@ class CountingBatterySim(SunSpecBatterySim):
         await super()._access(*request)
 
 
-class PortfolioProcess:
-    """`gridmesh portfolio serve` on loopback in a subprocess, on the node's simulated clock;
-    `close` ends it (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, folder: Path, start: datetime, origin_unix: float, time_limit_seconds: float) -> None:
-        self.folder, self.port = folder, 0
-        self.config = folder / "portfolio.yaml"
-        body = {
-            "portfolio": {
-                "store": "portfolio.db",
-                "tokens": [{"token": TOKEN, "role": "operator"}],
-                "step_minutes": 15,
-                "horizon_steps": 96,
-                "solve_period_seconds": 86_400,
-                "schedule_valid_minutes": 60,
-                "ping_interval_seconds": 1.0,
-                "ping_timeout_seconds": 3.0,
-                "clock_start": start.isoformat(),
-                "clock_origin_unix": origin_unix,
-            },
-            "solver": {"method": "monolithic", "time_limit_seconds": time_limit_seconds},
-        }
-        self.config.write_text(yaml.safe_dump(body))
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def open(self, timeout: float = 60.0) -> None:
-        command = [sys.executable, "-m", "services.cli", "portfolio", "serve", "--config", str(self.config)]
-        command += ["--insecure-loopback", "--listen", "127.0.0.1:0"]
-        out_path, err_path = self.folder / "portfolio.out", self.folder / "portfolio.err"
-        with out_path.open("wb") as out, err_path.open("wb") as err:
-            env = {**os.environ, "GRIDMESH_LOG_LEVEL": "WARNING"}
-            self.proc = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"portfolio exited with {self.proc.returncode}: {self.log_tail()}")
-            for line in out_path.read_text().splitlines():
-                if line.startswith("portfolio serving on port "):
-                    self.port = int(line.rsplit(" ", 1)[1])
-                    return
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"portfolio did not start within {timeout} s: {self.log_tail()}")
-
-    def log_tail(self, lines: int = 10) -> str:
-        path = self.folder / "portfolio.err"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-    def close(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+def portfolio_process(folder: Path, start: datetime, origin_unix: float, time_limit_seconds: float) -> PortfolioProcess:
+    """The portfolio on loopback, on the node's simulated clock."""
+    body = {
+        "portfolio": {
+            "store": "portfolio.db",
+            "tokens": [{"token": TOKEN, "role": "operator"}],
+            "step_minutes": 15,
+            "horizon_steps": 96,
+            "solve_period_seconds": 86_400,
+            "schedule_valid_minutes": 60,
+            "ping_interval_seconds": 1.0,
+            "ping_timeout_seconds": 3.0,
+            "clock_start": start.isoformat(),
+            "clock_origin_unix": origin_unix,
+        },
+        "solver": {"method": "monolithic", "time_limit_seconds": time_limit_seconds},
+    }
+    return PortfolioProcess(folder, body, env={"GRIDMESH_LOG_LEVEL": "WARNING"})
 
 
 @dataclass
@@ -298,7 +258,7 @@ async def busy_node(
         logging.getLogger().addHandler(logged)
         stack.callback(logging.getLogger().removeHandler, logged)
         # the portfolio's solve of the sessions is setup (waited for before the plan): a short one does
-        portfolio = PortfolioProcess(folder, START, origin, min(2.0, time_limit_seconds or 2.0))
+        portfolio = portfolio_process(folder, START, origin, min(2.0, time_limit_seconds or 2.0))
         stack.callback(portfolio.close)
         sim = CountingBatterySim(BatterySpec(capacity_kwh=200, max_kw=100, soc_pct=60), step_seconds=0.1)
         modbus_port = await sim.start()

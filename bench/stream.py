@@ -58,10 +58,7 @@ import json
 import math
 import os
 import re
-import shutil
-import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -72,9 +69,10 @@ from pathlib import Path
 
 import grpc
 import pandas as pd
-import yaml
 from rich.console import Console
 from rich.table import Table
+
+import portfolio_process  # bench/, last on the path (benchpath)
 
 from services import portfolio_convert as pc
 from services.convert import ts
@@ -128,9 +126,12 @@ class CpuSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self) -> None:
+        self.samples.append((time.time(), time.process_time(), cpu_seconds(self.pid), machine_busy_seconds()))
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.time(), time.process_time(), cpu_seconds(self.pid), machine_busy_seconds()))
+            self._sample()
             self._stop.wait(self.every)
 
     def __enter__(self) -> CpuSampler:
@@ -140,6 +141,10 @@ class CpuSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        # one more at the end: on a starved machine the thread may have taken none after the
+        # stretch a caller asks about, which then could not be bracketed
+        with contextlib.suppress(OSError):  # the portfolio may be gone already
+            self._sample()
 
     def cores(self, start: float, end: float) -> dict[str, float]:
         """Cores used from wall time `start` to `end` by this process, the portfolio and the machine
@@ -152,85 +157,23 @@ class CpuSampler:
         return {name: (y - x) / (t1 - t0) for name, x, y in zip(("bench", "portfolio", "machine"), a, b, strict=True)}
 
 
-def gridmesh_command() -> list[str]:
-    beside = Path(sys.executable).parent / "gridmesh"
-    found = str(beside) if beside.exists() else shutil.which("gridmesh")
-    return [found] if found else [sys.executable, "-m", "services.cli"]
-
-
-class PortfolioProcess:
-    """`gridmesh portfolio serve` in a subprocess; always ended by `close` (SIGTERM, then SIGKILL)."""
+class PortfolioProcess(portfolio_process.PortfolioProcess):
+    """The portfolio the stream bench measures: its step, horizon and heartbeat."""
 
     def __init__(self, folder: Path, ping_interval: float, ping_timeout: float) -> None:
-        self.folder = folder
-        self.config = folder / "portfolio.yaml"
-        self.config.write_text(
-            yaml.safe_dump(
-                {
-                    "portfolio": {
-                        "store": "portfolio.db",
-                        "tokens": [{"token": TOKEN, "role": "operator"}],
-                        "step_minutes": STEP_MINUTES,
-                        "horizon_steps": SOLVE_STEPS,
-                        "solve_period_seconds": 86_400,
-                        "schedule_valid_minutes": 60,
-                        "ping_interval_seconds": ping_interval,
-                        "ping_timeout_seconds": ping_timeout,
-                    }
-                }
-            )
-        )
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-
-    def command(self) -> tuple[list[str], str]:
-        """The command line, and the line it prints once serving (ending in the port)."""
-        return [
-            *gridmesh_command(),
-            "portfolio",
-            "serve",
-            "--config",
-            str(self.config),
-            "--insecure-loopback",
-            "--listen",
-            "127.0.0.1:0",
-        ], "portfolio serving on port "
-
-    async def open(self, timeout: float = 60.0) -> None:
-        command, ready = self.command()
-        out, err = (self.folder / "portfolio.out").open("wb"), (self.folder / "portfolio.err").open("wb")
-        self.proc = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        out.close()
-        err.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"portfolio exited with {self.proc.returncode}: {self.log_tail()}")
-            for line in (self.folder / "portfolio.out").read_text().splitlines():
-                if line.startswith(ready):
-                    self.port = int(line.rsplit(" ", 1)[1])
-                    return
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"portfolio did not start within {timeout} s: {self.log_tail()}")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def log_tail(self, lines: int = 10) -> str:
-        path = self.folder / "portfolio.err"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-    def close(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        body = {
+            "portfolio": {
+                "store": "portfolio.db",
+                "tokens": [{"token": TOKEN, "role": "operator"}],
+                "step_minutes": STEP_MINUTES,
+                "horizon_steps": SOLVE_STEPS,
+                "solve_period_seconds": 86_400,
+                "schedule_valid_minutes": 60,
+                "ping_interval_seconds": ping_interval,
+                "ping_timeout_seconds": ping_timeout,
+            }
+        }
+        super().__init__(folder, body)
 
 
 class BareLinkProcess(PortfolioProcess):

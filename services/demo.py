@@ -798,7 +798,11 @@ async def _first_plan_then_limits(
     if event.start < now + EVENT_NOTICE:
         # a slow start ate into the evening: the event moves out to give the notice
         begin = pd.Timestamp(now + EVENT_NOTICE).ceil("15min").to_pydatetime()
-        event = event.model_copy(update={"start": begin, "end": begin + length})
+        # and caps its new window's planned peak: the old window may lie before the plans began
+        # (nothing planned there: a limit of 0 kW that no site could keep)
+        window = imports[(imports.index >= pd.Timestamp(begin)) & (imports.index < pd.Timestamp(begin + length))]
+        limit = round(0.85 * float(window.max()), 1) if len(window) else event.kw
+        event = event.model_copy(update={"start": begin, "end": begin + length, "kw": limit})
     await stub.CreateFlexEvent(portfolio_pb2.CreateFlexEventRequest(event=pc.event_out(event)), metadata=meta)
     return feeder, event
 

@@ -663,11 +663,14 @@ class NodeRuntime:
             while not stop.is_set():
                 await self.step()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        stop.wait(), self.config.node.tick_seconds / getattr(self.clock, "speed", 1.0)
-                    )
+                    await asyncio.wait_for(stop.wait(), self._tick_real_seconds())
         finally:
             self._stop_planning()
+
+    def _tick_real_seconds(self) -> float:
+        """The tick in real seconds; never below MIN_TICK_REAL_SECONDS, so a fast simulated
+        clock with a short tick does not spin the loop (a core busy for nothing)."""
+        return max(MIN_TICK_REAL_SECONDS, self.config.node.tick_seconds / getattr(self.clock, "speed", 1.0))
 
     def _stop_planning(self) -> None:
         """A plan under way is dropped (nothing of it applied) and the worker thread let go."""
@@ -785,6 +788,7 @@ class NodeRuntime:
         )
 
 
+MIN_TICK_REAL_SECONDS = 0.01
 RETRY_AFTER = timedelta(minutes=1)  # after a plan failed or was abandoned, on the node's clock
 
 

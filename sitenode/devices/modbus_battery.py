@@ -178,6 +178,7 @@ class SunSpecBattery:
 
     async def status(self) -> BatteryStatus:
         await self.ensure_connected()
+        await self._keep_alive()
         battery = await self._points(load_model(802))
         soc = scale(self._num(battery, "SoC"), self._sf(battery, "SoC_SF")) or 0.0
         wh = scale(self._num(battery, "WHRtg"), self._sf(battery, "WHRtg_SF")) or 0.0
@@ -189,6 +190,20 @@ class SunSpecBattery:
         return BatteryStatus(
             soc, wh / 1000, charge_w / 1000, discharge_w / 1000, int(charge_state or 0), int(battery.get("Evt1") or 0)
         )
+
+    async def _keep_alive(self) -> None:
+        """A device reverts to idle `revert_seconds` after the last write to its control model,
+        so that a node gone silent does not leave it running. A node that still polls is not
+        silent: every poll rewrites the reversion timer of a setpoint this adapter wrote, so the
+        setpoint holds for as long as the node wants it (a plan step outlasts the timer: 15
+        minutes against 120 s by default). Polls must come faster than the timer."""
+        if not self._last_write or self.control_id not in (124, 704):
+            return
+        async with self._lock:
+            if self.control_id == 124:
+                await self._write_point(load_model(124), "InOutWRte_RvrtTms", self.revert_seconds)
+            else:
+                await self._write_point(load_model(704), "WSetRvrtTms", self.revert_seconds)
 
     async def execute(self, command: Command) -> float:
         """Write a SET_CHARGE_RATE or SET_DISCHARGE_RATE; return the kW the device took."""

@@ -169,6 +169,7 @@ async def _play(
                     cid,
                     "meter",
                     t=now.isoformat(),
+                    dt=round(hours * 3600, 3),  # the energy below was drawn over (t - dt, t]
                     kw=round(cp.power_kw(), 4),
                     wh=round(drawn * 1000, 3),
                     reg=round(cp.energy_wh, 3),

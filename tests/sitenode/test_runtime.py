@@ -239,3 +239,18 @@ async def test_the_optimize_call_waits_for_its_plan_off_the_loop(tmp_path):
     rt, clock, _ = runtime(tmp_path)
     out = await rt.plan_now()
     assert out.plan.result.status == "optimal" and rt.schedule().version == out.version
+
+
+def test_a_fast_clock_with_a_short_tick_does_not_spin_the_loop(tmp_path):
+    from sitenode.clock import SimulatedClock
+    from sitenode.runtime import MIN_TICK_REAL_SECONDS
+
+    config, base = load_node_config(ROOT / "examples" / "nodes" / "depot.yaml")
+    node = config.node.model_copy(update={"journal": str(tmp_path / "j.db"), "tick_seconds": 0.05})
+    rt = NodeRuntime(config.model_copy(update={"node": node}), base, SimulatedClock(T0, 864.0))
+    _made.append(rt)
+    assert rt._tick_real_seconds() == MIN_TICK_REAL_SECONDS  # 0.05 / 864 would be 58 µs
+    slow = config.node.model_copy(update={"journal": str(tmp_path / "k.db"), "tick_seconds": 1.0})
+    rt2 = NodeRuntime(config.model_copy(update={"node": slow}), base, SimulatedClock(T0, 2.0))
+    _made.append(rt2)
+    assert rt2._tick_real_seconds() == 0.5

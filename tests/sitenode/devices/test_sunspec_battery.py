@@ -81,6 +81,24 @@ async def test_silence_reverts_the_battery_to_idle(sim):
         await adapter.close()
 
 
+@pytest.mark.parametrize("control", [124, 704])
+async def test_a_polling_node_keeps_its_setpoint_past_the_reversion_timer(control):
+    # a plan step (15 min) outlasts the timer: the node's polls keep the setpoint alive (the
+    # chaos soak found the battery idle for the last 5 minutes of every 15-minute step)
+    async with running(control) as (simulator, port):
+        adapter = SunSpecBattery("127.0.0.1", port, RATING, revert_seconds=60)
+        try:
+            await adapter.execute(Command.new("t", "battery", CommandType.SET_DISCHARGE_RATE, 20.0, NOW))
+            for _ in range(8):  # 240 simulated seconds, a poll every 30
+                await asyncio.sleep(0.05)
+                await adapter.status()
+                assert simulator.commanded_kw() == pytest.approx(-20)
+            await asyncio.sleep(0.2)  # then silence: it reverts
+            assert simulator.commanded_kw() == 0
+        finally:
+            await adapter.close()
+
+
 async def test_a_map_without_suns_and_a_dead_device_are_adapter_errors(sim):
     simulator, port = sim
     # registers the device does not have: it answers with Modbus exception code 2

@@ -252,8 +252,9 @@ def test_no_baseline_that_keeps_the_limits_beats_the_optimum(problem: SiteProble
 def test_the_relaxation_report_matches_the_schedule(problem: SiteProblem) -> None:
     plan = optimize_site(problem)
     over, _, breach, _ = lexicographic_key(problem, plan.schedule)
-    assert abs(plan.relaxation.over_limit_kwh - over) < 1e-6
-    assert abs(plan.relaxation.breach_kwh - breach) < 1e-6
+    # HiGHS keeps each row to 1e-7: summed over a horizon, kWh agree to 1e-6 relative, not absolute
+    assert abs(plan.relaxation.over_limit_kwh - over) < 1e-6 * max(1.0, over)
+    assert abs(plan.relaxation.breach_kwh - breach) < 1e-6 * max(1.0, breach)
     delivered = {w.session_id: plan.schedule[ev_column(w.session_id)].sum() * problem.dt_h for w in problem.sessions}
     for w in problem.sessions:
         expected = max(0.0, w.need_kwh - delivered[w.session_id])
