@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -185,8 +186,17 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     metrics.observe(method, _code(context, failed), time.perf_counter() - started)
 
+            async def writer(request: Any, context: grpc.aio.ServicerContext) -> None:
+                """A handler that streams with `context.write` (grpc's health Watch) is a coroutine."""
+                started, failed = time.perf_counter(), True
+                try:
+                    await inner_stream(request, context)
+                    failed = False
+                finally:
+                    metrics.observe(method, _code(context, failed), time.perf_counter() - started)
+
             return grpc.unary_stream_rpc_method_handler(
-                stream,
+                stream if inspect.isasyncgenfunction(inner_stream) else writer,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

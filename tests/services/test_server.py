@@ -1,5 +1,6 @@
 """The server factory: plaintext only on loopback, TLS otherwise, metrics for every call."""
 
+import asyncio
 import urllib.request
 
 import grpc
@@ -62,3 +63,30 @@ async def test_metrics_count_calls_by_method_and_code():
     finally:
         await stop(built, 0.1)
         metrics.close()
+
+
+async def test_health_watch_streams_through_every_interceptor_and_is_counted():
+    """grpc's health Watch streams with `context.write` (a coroutine, not a generator): each
+    interceptor must pass that shape through."""
+    metrics = Metrics()
+    built = build_server(ServerOptions(listen="127.0.0.1:0", insecure_loopback=True), no_services, metrics)
+    await start(built)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{built.port}") as channel:
+            call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+            first = await call.read()
+            assert first.status == health_pb2.HealthCheckResponse.SERVING
+            call.cancel()
+        for _ in range(50):
+            if metrics.requests.labels(method="/grpc.health.v1.Health/Watch", code="CANCELLED")._value.get():
+                break
+            await asyncio.sleep(0.02)
+        counted = {
+            s.labels["code"]
+            for m in metrics.registry.collect()
+            for s in m.samples
+            if s.name == "gridmesh_grpc_requests_total" and s.labels.get("method") == "/grpc.health.v1.Health/Watch"
+        }
+        assert counted, "the Watch call was not counted"
+    finally:
+        await stop(built, 0.1)
