@@ -268,9 +268,9 @@ class Injector:
         self.fleet.signal("battery-sim", signal.SIGUSR1)
 
     async def _plan_time_limit(self, fault: Fault) -> None:
-        """The node restarted (SIGTERM, its own journal) with a plan deadline no solve can meet:
-        every plan it starts runs into the limit and is abandoned, for the fault's time; then it
-        is restarted on its own config. The node's log is read for the abandoned plans."""
+        """The node restarted (SIGTERM, its own journal) with a plan deadline no solve can meet and
+        its link black-holed: every plan it starts runs into the limit and is abandoned, for the
+        fault's time; then it is restarted on its own config. Its log is read for the abandoned plans."""
         name = fault.target
         fault.sites = [SITES[name]]
         config = self.built.lay.out / "config" / f"{name}.yaml"
@@ -286,7 +286,11 @@ class Injector:
         child.argv = [str(tight) if a == str(config) else a for a in child.argv]
         self.fleet.start(child.name)
         await self._wait_node(name)
+        # a node in PORTFOLIO mode plans nothing of its own: its link cut, it falls back to planning
+        # alone, and every plan it starts runs into the deadline (it keeps the schedule in force)
+        self.proxies[name].set_mode("blackhole")
         await self._hold(fault)
+        self.proxies[name].set_mode("pass")
         self.fleet.stop([child.name])
         child.argv = [str(config) if a == str(tight) else a for a in child.argv]
         self.fleet.start(child.name)

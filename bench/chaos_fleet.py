@@ -212,7 +212,7 @@ def start_chargers(fleet: Fleet, b: Built, name: str) -> None:
         "sim", "chargers", "--central-system", f"ws://127.0.0.1:{b.lay.ocpp_port}/ocpp", "--ids", ",".join(ids),
         f"--password={b.password}", "--ocpp", version, "--speed", f"{b.plan.speed}",
         "--clock-start", b.plan.start.isoformat(), "--clock-origin", f"{b.lay.origin_unix}",
-        "--sessions", str(b.lay.out / "config" / "depot_sessions.csv"), "--meter-seconds", "60", "--ev-kw", "11",
+        "--sessions", str(b.lay.out / "config" / "depot_sessions.csv"), "--meter-seconds", "300", "--ev-kw", "11",
     ]  # fmt: skip
     fleet.start(name, argv, {**b.env, DEVICE_LOG_ENV: str(b.device_logs / f"{name}.jsonl")})
 

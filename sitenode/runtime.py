@@ -549,9 +549,7 @@ class NodeRuntime:
             )
             assets = AssetMap(BATTERY_ID if site.battery is not None else None, plan.charger_assignment)
             commands = commands_from_schedule(plan.schedule, version, assets, self.ratings, self._settled_setpoints())
-            # commands start from the plan's first step, or from now if the plan took that long
-            start = max(index[0].to_pydatetime(), self.clock.now())
-            created = self.engine.submit(commands, self.clock.now(), replace_from=start)
+            created = self.engine.submit(commands, self.clock.now(), replace_from=index[0].to_pydatetime())
         log.info(
             "plan (%s) %s in %.2f s: %d commands",
             reason,
