@@ -199,7 +199,13 @@ class NodeRuntime:
         self.charger_kw: dict[str, float] = {}
         self._charger_sample: dict[str, tuple[datetime, float]] = {}
         self._register: dict[str, float] = {}  # each charger's last energy register reading, kWh
-        self.delivered_kwh: dict[str, float] = {}  # measured per session: plans ask only for the rest
+        # measured per session: plans ask only for the rest. Kept in the journal (each plan and
+        # telemetry period), so a node restarted mid-session does not ask for the whole need again
+        stored_delivered = self.journal.setting("delivered_kwh")
+        active = {s.session_id for s in self.journal.sessions()}
+        self.delivered_kwh: dict[str, float] = {
+            k: float(v) for k, v in (json.loads(stored_delivered) if stored_delivered else {}).items() if k in active
+        }
         self.ev_energy_kwh = float(
             self.journal.setting("ev_energy_kwh") or 0.0
         )  # every charger, cumulative, kept across restarts
@@ -485,6 +491,7 @@ class NodeRuntime:
         """What a plan needs, read on the loop (journal, history, limits), for the worker."""
         self.settings.dirty = False
         self._plan_asked_at = now
+        self._keep_delivered()
         limit = self.import_limit
         return PlanInputs(self.inputs(now), limit, self.config.plan.deadline_seconds)
 
@@ -749,7 +756,13 @@ class NodeRuntime:
         self._last_telemetry_at = now
         point = self.flows(now)
         self.journal.put_setting("ev_energy_kwh", repr(self.ev_energy_kwh))
+        self._keep_delivered()
         return self.journal.append_telemetry(point)
+
+    def _keep_delivered(self) -> None:
+        active = {s.session_id for s in self.journal.sessions()}
+        self.delivered_kwh = {k: v for k, v in self.delivered_kwh.items() if k in active}
+        self.journal.put_setting("delivered_kwh", json.dumps(self.delivered_kwh, sort_keys=True))
 
     def flows(self, now: datetime) -> TelemetryPoint:
         """The site's flows now (unnumbered): the schedule's current step, with what devices

@@ -163,8 +163,14 @@ def test_measured_ev_energy_counts_towards_the_session_and_the_next_plan(tmp_pat
         assert [s.energy_kwh for s in plan_inputs.sessions] == [pytest.approx(14.5)]  # the plan asks only for the rest
         rt.charger_energy("ac-01", 3.0, clock.now())  # a meter reset is a new baseline, not negative energy
         assert rt.delivered_kwh["v"] == pytest.approx(5.5)
+        rt.optimize()  # a plan keeps what was delivered in the journal
     finally:
         rt.close()
+    # killed and restarted on its journal: what was delivered still counts (kept at the last plan)
+    again = NodeRuntime(rt.config, ROOT / "examples" / "nodes", clock, AdapterRegistry())
+    _made.append(again)
+    assert again.delivered_kwh == {"v": pytest.approx(5.5)}
+    assert [s.energy_kwh for s in again.inputs(clock.now()).sessions] == [pytest.approx(14.5)]
 
 
 def test_transactions_are_timed_by_the_node_clock_not_the_chargers(tmp_path):
