@@ -426,6 +426,12 @@ class PortfolioStore:
         )
         return None if r is None else _schedule(r)
 
+    def latest_issue(self) -> datetime | None:
+        """When the newest schedule was issued, to any site (None: none yet). Rows go in in issue
+        order, so the newest row says it (the primary key: no scan of the table)."""
+        r = self._one("SELECT issued_at FROM schedules ORDER BY id DESC LIMIT 1")
+        return None if r is None else _dt(r[0])
+
     def schedules(self, site_id: str, limit: int = 20) -> list[IssuedSchedule]:
         """Issued schedules, newest first: by issue time, then by issue order."""
         rows = self._all(

@@ -968,8 +968,18 @@ class PortfolioLinkServicer(portfolio_pb2_grpc.PortfolioLinkServicer):
         settings = hub.store.settings(site_id)
         if settings is not None:  # an operator's choice reaches a node that was away when it was made
             yield portfolio_pb2.PortfolioMessage(settings=pc.settings_out(settings))
+        # the site's newest schedule is resent only while it is part of the newest solve's: a solve
+        # made since without this site (its link was down) has the other sites following plans that
+        # schedule was not coupled with, so neither its plan nor the share it carries holds any more.
+        # The node keeps the schedule and share it holds until the solve its snapshot brings (the
+        # newest issue is read first: a solve storing in between makes `current` newer, not older)
+        latest = hub.store.latest_issue()
         current = hub.store.current_schedule(site_id, now)
-        if current is not None and current.version != hello.schedule_version:
+        if (
+            current is not None
+            and current.version != hello.schedule_version
+            and (latest is None or current.issued_at >= latest)
+        ):
             yield portfolio_pb2.PortfolioMessage(schedule=portfolio_pb2.SetpointSchedule.FromString(current.payload))
         failure: list[BaseException] = []
 

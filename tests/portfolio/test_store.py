@@ -163,16 +163,18 @@ def test_schedules_issue_ack_and_history(tmp_path):
 
 def test_current_schedule_picks_newest_valid_and_ignores_expired(tmp_path):
     with PortfolioStore(tmp_path / "p.db") as store:
-        assert store.current_schedule("s1", T0) is None
+        assert store.current_schedule("s1", T0) is None and store.latest_issue() is None
         store.issue_schedule("s1", "long", T0, T0 + 240 * M, b"long", T0)
         store.issue_schedule("s1", "short", T0, T0 + 30 * M, b"short", T0 + M)
         store.issue_schedule("s2", "other", T0, T0 + 480 * M, b"other", T0 + 2 * M)
         assert store.current_schedule("s1", T0 + 10 * M).version == "short"
         assert store.current_schedule("s1", T0 + 30 * M).version == "long"  # valid_until is exclusive
         assert store.current_schedule("s1", T0 + 240 * M) is None
+        assert store.latest_issue() == T0 + 2 * M  # to any site
         # issuing a version again makes it the newest, ISSUED again
         store.ack("s1", "long", True, "", T0 + 3 * M)
         store.issue_schedule("s1", "long", T0, T0 + 240 * M, b"long2", T0 + 4 * M)
+        assert store.latest_issue() == T0 + 4 * M
         current = store.current_schedule("s1", T0 + 10 * M)
         assert (current.version, current.payload, current.state, current.acked_at) == (
             "long",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -217,6 +218,72 @@ async def test_nodes_ride_out_a_portfolio_outage_then_resync(tmp_path):
     finally:
         for n in nodes:
             await n.halt()
+
+
+async def test_a_reconnecting_node_is_not_resent_a_schedule_a_later_solve_left_it_out_of(tmp_path):
+    # the chaos soak (seed 1, link_drop on the office): a solve issued the office its schedule just
+    # as the office's link reset; two solves made without the office followed, the depot's taking
+    # the whole feeder; on reconnect the portfolio resent the undelivered schedule, and its plan
+    # and larger share (coupled with a depot plan no longer followed) replaced the office's
+    pf = make_rig_portfolio(tmp_path, {"feeders": [{"feeder_id": "north", "site_ids": list(NORTH), "cap_kw": CAP_KW}]})
+    await pf.begin()
+    nodes = [make_node(name, tmp_path, pf.address) for name in SITES]
+    office = nodes[list(SITES).index("office")]
+    store = pf.hub.store
+
+    def settled() -> bool:
+        return acked_all(pf) and not pf.hub._wanted.is_set() and not pf.hub._lock.locked()
+
+    async def cut() -> None:  # the office's link only: its node runs on, following what it holds
+        office.tasks[1].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await office.tasks[1]
+        await until(lambda: "office-east" not in pf.hub.connections, 5)
+
+    def reconnect() -> None:
+        office.tasks[1] = asyncio.create_task(office.link.run(office.stop))
+
+    def issued_undelivered(version: str) -> None:
+        """What a push to a link that just went down leaves: issued, stored, never received."""
+        now = pf.hub.clock.now()
+        current = store.current_schedule("office-east", now)
+        assert current is not None
+        msg = portfolio_pb2.SetpointSchedule.FromString(current.payload)
+        msg.schedule.version = version
+        store.issue_schedules(
+            [("office-east", version, current.valid_from, current.valid_until, msg.SerializeToString())], now
+        )
+
+    def state(version: str) -> str | None:
+        return next((str(s.state) for s in store.schedules("office-east", 50) if s.version == version), None)
+
+    try:
+        for n in nodes:
+            n.start()
+        await until(settled, 60)
+        # the newest issue, undelivered: resent when the node reconnects
+        await cut()
+        issued_undelivered("pf-undelivered-1")
+        reconnect()
+        await until(lambda: state("pf-undelivered-1") == "ACKED", 20)
+        await until(settled, 60)
+        # undelivered, then a solve without the office: not resent; the node keeps the schedule and
+        # share it holds until the solve its reconnection brings
+        await cut()
+        held = office.runtime.schedule().version
+        issued_undelivered("pf-undelivered-2")
+        report = await pf.hub.solve("test")
+        assert "office-east" not in report.schedules and report.schedules
+        reconnect()
+        await until(lambda: office.link.connects >= 3 and office.runtime.schedule().version != held, 20)
+        await until(settled, 60)
+        assert state("pf-undelivered-2") == "ISSUED"  # never sent: a node acks every schedule it gets
+        newest = store.schedules("office-east", 1)[0]
+        assert newest.issued_at > report.at and office.runtime.schedule().version == newest.version
+    finally:
+        for n in nodes:
+            await n.halt()
+        await pf.end()
 
 
 class FreezingProxy:
