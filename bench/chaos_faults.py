@@ -130,7 +130,7 @@ def _target(rng: random.Random, kind: str, i: int) -> tuple[str, dict[str, Any]]
     if kind in ("battery_restart", "battery_freeze"):
         return "battery-sim", {}
     if kind == "plan_time_limit":  # the office: no charge points to take down with it
-        return "office", {"deadline_seconds": 0.005}
+        return "office", {"deadline_seconds": 0.0001}
     # operator writes: alternately while the portfolio is down and while the office's link is cut
     outage = rng.choice(("portfolio", "office"))
     return outage, {"cap_factor": round(rng.uniform(0.95, 1.05), 3), "event_factor": round(rng.uniform(0.9, 0.97), 3)}
@@ -277,6 +277,8 @@ class Injector:
         tight = config.with_name(f"{name}-deadline.yaml")
         doc = yaml.safe_load(config.read_text())
         doc["plan"]["deadline_seconds"] = fault.params["deadline_seconds"]
+        # a grace shorter than the fault: the node must plan alone while cut off (and fails to)
+        doc["portfolio"]["grace_seconds"] = min(doc["portfolio"].get("grace_seconds", 300), 120)
         tight.write_text(yaml.safe_dump(doc, sort_keys=False))
         child = self.fleet.children[f"node-{name}"]
         log = self.fleet.logs / f"node-{name}.log"

@@ -4,8 +4,13 @@ The coupled problem is every site's own program (`formulation.add_site`, unchang
 block of columns per site in one `LinearProgram`) plus coupling rows over the sites'
 grid flows, at each step t of the shared horizon:
 
-* feeder ``f``:   Σ_{s in f} (import_s[t] − export_s[t]) − over_f[t]  <= cap_f[t]
-  (net import is what the transformer carries; a site's export relieves its neighbours);
+* feeder ``f``:   Σ_{s in f} (import_s[t] − export_s[t]) − over_f[t]  <= cap_f[t] − reserved_f[t]
+  (net import is what the transformer carries; a site's export relieves its neighbours).
+  The sum runs over the members in the solve; ``reserved_f[t]`` (``reserved_kw``, default 0)
+  is what the members not in it still hold: an absent node plans alone within the share it
+  last acked, so that share is kept out of what the present sites may use
+  (`reserved_for_absent`). It is not clipped: a reservation above the cap leaves a negative
+  bound, which only the overflow slack meets (relaxed and reported, as any infeasible cap);
 * ``CAP_AT`` event e, t in its window:    Σ_{s in e} import_s[t] − short_e[t] <= kw
 * ``REDUCE_BY`` event e, t in its window: Σ_{s in e} import_s[t] − short_e[t]
   <= Σ_{s in e} baseline_s[t] − kw, with baseline_s the import of site s's own optimum
@@ -49,8 +54,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import numpy as np
@@ -110,9 +116,12 @@ ScheduleEncoder = Callable[[list[str], np.ndarray, dict[str, str]], bytes]
 @dataclass(frozen=True)
 class CapCheck:
     feeder_id: str
-    max_excess_kw: float  # worst Σ net import − cap over the horizon, 0 when it holds
+    max_excess_kw: float  # worst Σ net import − (cap − reserved) over the horizon, 0 when it holds
     holds: bool
-    binding_steps: int  # steps at the cap (within tolerance)
+    binding_steps: int  # steps at the cap less the reservation (within tolerance)
+    # the most kept out of the cap at one step for the members absent from the solve (the
+    # shares their nodes hold); the present sites' net import is checked against cap − reserved
+    reserved_kw: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -154,7 +163,9 @@ class CoupledSolver(Protocol):
     """What the portfolio service calls; the monolithic solve and a decomposition both offer it.
 
     `MonolithicSolver` and `DecompositionSolver` also take ``coincident_peak_price_per_kw``
-    (keyword, default 0: no charge); see the module doc.
+    (keyword, default 0: no charge) and ``reserved_kw`` (feeder id -> kW per step of the
+    horizon kept out of that feeder's cap for its absent members, `reserved_for_absent`); see
+    the module doc.
     """
 
     def solve(
@@ -164,6 +175,7 @@ class CoupledSolver(Protocol):
         events: Sequence[FlexEvent],
         *,
         coincident_peak_price_per_kw: float = 0.0,
+        reserved_kw: Mapping[str, np.ndarray] | None = None,
     ) -> PortfolioPlan: ...
 
 
@@ -176,6 +188,7 @@ class Coupling:
     steps: np.ndarray  # steps the row applies to
     bound: np.ndarray  # one per entry of `steps`
     net: bool  # feeders bound import − export; events bound import alone
+    reserved: np.ndarray | None = None  # feeders: kept out of the cap for absent members (bound = cap − reserved)
 
 
 class MonolithicSolver:
@@ -193,10 +206,12 @@ class MonolithicSolver:
         events: Sequence[FlexEvent],
         *,
         coincident_peak_price_per_kw: float = 0.0,
+        reserved_kw: Mapping[str, np.ndarray] | None = None,
     ) -> PortfolioPlan:
         started = time.perf_counter()
         index = common_index(problems)
         price = check_peak_price(coincident_peak_price_per_kw)
+        reserved = reserved_kw or {}
         live = [e for e in events if e.state is not FlexState.CANCELLED]
         if not problems:
             return PortfolioPlan(
@@ -205,7 +220,10 @@ class MonolithicSolver:
                 objective=0.0,
                 alone_objective=0.0,
                 coupling_cost=0.0,
-                feeders=tuple(CapCheck(f.feeder_id, 0.0, True, 0) for f in feeders),
+                feeders=tuple(
+                    CapCheck(f.feeder_id, 0.0, True, 0, float(np.max(reserved.get(f.feeder_id, 0.0), initial=0.0)))
+                    for f in feeders
+                ),
                 events=tuple(TargetCheck(e.event_id, str(e.kind), 0.0, True) for e in live),
                 relaxed=(),
                 status=str(SolverStatus.OPTIMAL),
@@ -217,7 +235,7 @@ class MonolithicSolver:
         # each site alone: its cost without the portfolio, and the REDUCE_BY baselines
         alone = {sid: optimize_site(p, threads=self.threads) for sid, p in problems.items()}
         baseline = {sid: plan.schedule[GRID_IMPORT].to_numpy() for sid, plan in alone.items()}
-        feeder_rows = [feeder_coupling(f, problems, len(index)) for f in feeders]
+        feeder_rows = [feeder_coupling(f, problems, len(index), reserved.get(f.feeder_id)) for f in feeders]
         event_rows = [event_coupling(e, problems, index, baseline) for e in live]
 
         built = time.perf_counter()
@@ -347,11 +365,65 @@ def _horizon(p: SiteProblem) -> str:
     return f"(start {start}, step {p.step_minutes} min, {p.steps} steps)"
 
 
-def feeder_coupling(feeder: Feeder, problems: Mapping[str, SiteProblem], steps: int) -> Coupling:
-    # a site the feeder lists but the solve does not hold is not connected now: skip it
+def feeder_coupling(
+    feeder: Feeder, problems: Mapping[str, SiteProblem], steps: int, reserved_kw: np.ndarray | None = None
+) -> Coupling:
+    """The feeder's row over the members in the solve, bound by its cap less `reserved_kw` (kW
+    per step, what its absent members hold: `reserved_for_absent`), never clipped at zero."""
+    # a site the feeder lists but the solve does not hold is not connected now: it is left out
+    # of the row, and the share its node holds is what `reserved_kw` keeps out of the cap
     present = tuple(s for s in feeder.site_ids if s in problems)
     caps = np.array([feeder.cap_at(t) for t in range(steps)], dtype=float)
-    return Coupling(feeder.feeder_id, present, np.arange(steps), caps, net=True)
+    if reserved_kw is None:
+        return Coupling(feeder.feeder_id, present, np.arange(steps), caps, net=True)
+    reserved = np.asarray(reserved_kw, dtype=float)
+    if reserved.shape != (steps,) or not np.isfinite(reserved).all() or (reserved < 0).any():
+        raise InvalidInput.one(
+            "reserved_kw", f"feeder {feeder.feeder_id!r}: needs {steps} finite values >= 0, got shape {reserved.shape}"
+        )
+    return Coupling(feeder.feeder_id, present, np.arange(steps), caps - reserved, net=True, reserved=reserved)
+
+
+@dataclass(frozen=True)
+class HeldShare:
+    """An import limit a node holds (the share of the schedule it last acked): per step from
+    `start`, the last value holding beyond the end, as the node's own `ImportLimit` reads it."""
+
+    start: datetime
+    step_minutes: int
+    values_kw: tuple[float, ...]
+
+    def over(self, index: pd.DatetimeIndex) -> np.ndarray:
+        if not self.values_kw or not len(index):
+            return np.zeros(len(index))
+        steps = ((index - pd.Timestamp(self.start)) / pd.Timedelta(minutes=self.step_minutes)).to_numpy()
+        at = np.clip(np.floor(steps).astype(int), 0, len(self.values_kw) - 1)
+        return np.asarray(self.values_kw, dtype=float)[at]
+
+
+def reserved_for_absent(
+    feeders: Sequence[Feeder], present: Collection[str], held: Mapping[str, HeldShare], index: pd.DatetimeIndex
+) -> dict[str, np.ndarray]:
+    """Per feeder, kW per step of `index` to keep out of its cap for its members not in the solve.
+
+    A member absent from the solve (its link is down) plans alone within the share it holds,
+    so Σ over the feeder's absent members of their share at each step is reserved. A member
+    with no entry in `held` (it never acked a schedule: its node holds no share from the
+    portfolio and plans within its own site's limit) is reserved nothing, and so is a step at
+    which its share is no limit (not finite). Feeders with nothing reserved are left out.
+    """
+    out: dict[str, np.ndarray] = {}
+    for feeder in feeders:
+        absent = [s for s in feeder.site_ids if s not in present and s in held]
+        if not absent:
+            continue
+        total = np.zeros(len(index))
+        for site_id in absent:
+            share = held[site_id].over(index)
+            total += np.where(np.isfinite(share), np.clip(share, 0.0, None), 0.0)
+        if total.any():
+            out[feeder.feeder_id] = total
+    return out
 
 
 def event_coupling(
@@ -427,13 +499,15 @@ def _aggregate(c: Coupling, frames: dict[str, pd.DataFrame]) -> np.ndarray:
 
 
 def check_cap(feeder_id: str, c: Coupling, frames: dict[str, pd.DataFrame]) -> CapCheck:
+    """The present sites' net import against the cap less what is reserved for the absent ones."""
+    reserved = float(np.max(c.reserved, initial=0.0)) if c.reserved is not None else 0.0
     if not c.site_ids:
-        return CapCheck(feeder_id, 0.0, True, 0)  # nothing connected carries nothing
+        return CapCheck(feeder_id, 0.0, True, 0, reserved)  # nothing connected carries nothing
     net = _aggregate(c, frames)
     excess = float(np.max(net - c.bound, initial=0.0)) if not np.isnan(net).any() else math.nan
     tol = np.array([_tol(b) for b in c.bound])
     binding = int(np.count_nonzero(net >= c.bound - tol))
-    return CapCheck(feeder_id, excess, bool(np.all(net <= c.bound + tol)), binding)
+    return CapCheck(feeder_id, excess, bool(np.all(net <= c.bound + tol)), binding, reserved)
 
 
 def check_target(event: FlexEvent, c: Coupling, frames: dict[str, pd.DataFrame]) -> TargetCheck:

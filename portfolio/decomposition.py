@@ -1084,19 +1084,24 @@ class DecompositionSolver:
         events: Sequence[FlexEvent],
         *,
         coincident_peak_price_per_kw: float = 0.0,
+        reserved_kw: Mapping[str, np.ndarray] | None = None,
     ) -> PortfolioPlan:
         started = time.perf_counter()
         index = common_index(problems)  # raises InvalidInput before any work
         price = check_peak_price(coincident_peak_price_per_kw)
+        reserved = dict(reserved_kw or {})
         self.stats = SolveStats()
         if not problems:
-            return dataclasses.replace(self.monolithic.solve(problems, feeders, events), method=METHOD)
+            plan = self.monolithic.solve(problems, feeders, events, reserved_kw=reserved)
+            return dataclasses.replace(plan, method=METHOD)
         try:
-            return _Run(self, problems, feeders, events, index, started, price).run()
+            return _Run(self, problems, feeders, events, index, started, price, reserved).run()
         except _Fallback as why:
             self.stats.fallback_reason = str(why)
             log.info("decomposition falls back to the monolithic solve: %s", why)
-            plan = self.monolithic.solve(problems, feeders, events, coincident_peak_price_per_kw=price)
+            plan = self.monolithic.solve(
+                problems, feeders, events, coincident_peak_price_per_kw=price, reserved_kw=reserved
+            )
             return dataclasses.replace(plan, method=FALLBACK, seconds=time.perf_counter() - started)
 
 
@@ -1185,8 +1190,10 @@ class _Run:
         index: pd.DatetimeIndex,
         started: float,
         price: float = 0.0,
+        reserved: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         self.s, self.problems, self.feeders, self.index, self.started = solver, problems, feeders, index, started
+        self.reserved = reserved or {}  # feeder id -> kW per step kept out of its cap for absent members
         self.events = [e for e in events if e.state is not FlexState.CANCELLED]
         self.price = price  # of the coincident peak, per kW
         self.stats = solver.stats
@@ -1210,7 +1217,7 @@ class _Run:
         alone: dict[str, Alone] = {a.site_id: a for lst in alone_lists for a in lst}
 
         baseline = {sid: a.grid_import for sid, a in alone.items()}
-        feeder_rows = [feeder_coupling(f, problems, T) for f in self.feeders]
+        feeder_rows = [feeder_coupling(f, problems, T, self.reserved.get(f.feeder_id)) for f in self.feeders]
         event_rows = [event_coupling(e, problems, self.index, baseline) for e in self.events]
         couplings = [c for c in feeder_rows + event_rows if c.site_ids and len(c.steps)]
         # the coincident peak: rows Σ_s net_s[t] − P <= 0 over every site, last in the master

@@ -19,8 +19,11 @@ class SiteCost:
 class FeederResult:
     feeder_id: str
     holds: bool
-    max_excess_kw: float
+    max_excess_kw: float  # worst net import of the sites in the solve above cap − reserved_kw
     binding_steps: int
+    # the most kept out of the cap at one step for members absent from the solve (the shares
+    # their nodes last acked); reports stored before this key read as 0
+    reserved_kw: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import Field
 
 from portfolio.coupled import CoupledSolver, MonolithicSolver, PortfolioPlan, ScheduleEncoder
@@ -117,9 +118,16 @@ class AutoSolver:
         events: Sequence[FlexEvent],
         *,
         coincident_peak_price_per_kw: float = 0.0,
+        reserved_kw: Mapping[str, np.ndarray] | None = None,
     ) -> PortfolioPlan:
         solver = self.pick(len(problems), peak=coincident_peak_price_per_kw > 0)
-        return solver.solve(problems, feeders, events, coincident_peak_price_per_kw=coincident_peak_price_per_kw)
+        return solver.solve(
+            problems,
+            feeders,
+            events,
+            coincident_peak_price_per_kw=coincident_peak_price_per_kw,
+            reserved_kw=reserved_kw,
+        )
 
     def close(self) -> None:
         if self._decomposition is not None:

@@ -432,6 +432,30 @@ class PortfolioStore:
         r = self._one("SELECT issued_at FROM schedules ORDER BY id DESC LIMIT 1")
         return None if r is None else _dt(r[0])
 
+    def last_acked(self, site_ids: Iterable[str]) -> dict[str, IssuedSchedule]:
+        """Per site, the newest schedule it acked (accepted), by issue time then issue order: the
+        one its node holds (with the import-limit share it plans within when its link is down).
+        Sites that never acked one are left out. Each site walks its `schedules_site` index from
+        the newest row back to its first ACKED one, so the cost does not grow with the table."""
+        out: dict[str, IssuedSchedule] = {}
+        with self._lock:
+            for site_id in dict.fromkeys(site_ids):
+                r = self._db.execute(
+                    f"SELECT {_SCHEDULE_COLUMNS} FROM schedules INDEXED BY schedules_site"
+                    " WHERE site_id = ? AND state = ? ORDER BY issued_at DESC, id DESC LIMIT 1",
+                    (site_id, str(ScheduleState.ACKED)),
+                ).fetchone()
+                if r is not None:
+                    out[site_id] = _schedule(r)
+        return out
+
+    def schedule(self, site_id: str, version: str) -> IssuedSchedule | None:
+        """One issued schedule by its version (None: none such)."""
+        r = self._one(
+            f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE site_id = ? AND version = ?", (site_id, version)
+        )
+        return None if r is None else _schedule(r)
+
     def schedules(self, site_id: str, limit: int = 20) -> list[IssuedSchedule]:
         """Issued schedules, newest first: by issue time, then by issue order."""
         rows = self._all(

@@ -372,7 +372,11 @@ def report_out(r: SolveReport) -> portfolio_pb2.SolveReport:
         ],
         feeders=[
             portfolio_pb2.FeederCheck(
-                feeder_id=f.feeder_id, holds=f.holds, max_excess_kw=f.max_excess_kw, binding_steps=f.binding_steps
+                feeder_id=f.feeder_id,
+                holds=f.holds,
+                max_excess_kw=f.max_excess_kw,
+                binding_steps=f.binding_steps,
+                reserved_kw=f.reserved_kw,
             )
             for f in r.feeders
         ],

@@ -37,11 +37,19 @@ from datetime import UTC, date, datetime, timedelta
 import grpc
 import numpy as np
 import pandas as pd
+from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from portfolio.config import PortfolioSettings
-from portfolio.coupled import CoupledSolver, PortfolioPlan, SitePlan
-from portfolio.model import FlexState, SiteSettings
+from portfolio.coupled import (
+    CoupledSolver,
+    HeldShare,
+    PortfolioPlan,
+    SitePlan,
+    common_index,
+    reserved_for_absent,
+)
+from portfolio.model import Feeder, FlexState, SiteSettings
 from portfolio.outcome import running_day
 from portfolio.report import EventResult, FeederResult, SiteCost, SolveReport
 from portfolio.snapshot import CommonHorizon, SiteSnapshot, check_snapshot, common_horizon
@@ -166,6 +174,9 @@ class PortfolioHub:
         self._acked_at: dict[str, float] = {}  # time.monotonic() of each site's latest telemetry ack
         self._telemetry: dict[str, list[portfolio_pb2.TelemetryPoint]] = {}  # received, not yet stored, per site
         self._acks: list[tuple[str, str, bool, str, datetime]] = []
+        # per site, the version of the newest schedule its node accepted since start (a solve
+        # reserves the share it carries while the site is away; the store may not have the ack yet)
+        self._accepted: dict[str, str] = {}
         self._snapshots: dict[str, tuple[bytes, datetime]] = {}  # checked, not yet stored, per site (the latest)
         # the store's writes run in one thread of their own, in order: a thousand snapshot checks
         # queued in the default executor must not hold up telemetry acks or a solve's schedules
@@ -390,7 +401,8 @@ class PortfolioHub:
                 horizon.steps,
                 sites=tuple(SiteCost(k, v.alone_cost, v.coupled_cost) for k, v in plan.sites.items()),
                 feeders=tuple(
-                    FeederResult(c.feeder_id, c.holds, c.max_excess_kw, c.binding_steps) for c in plan.feeders
+                    FeederResult(c.feeder_id, c.holds, c.max_excess_kw, c.binding_steps, c.reserved_kw)
+                    for c in plan.feeders
                 ),
                 events=tuple(EventResult(c.event_id, c.holds, c.worst_shortfall_kw) for c in plan.events),
                 relaxed=plan.relaxed,
@@ -439,15 +451,65 @@ class PortfolioHub:
                 built += 1
                 self._problems[site_id] = (snap, horizon.start, horizon.steps, problem)
             problems[site_id] = problem
+        reserved = self._reserved(feeders, problems, horizon)
         times.building, times.built = time.perf_counter() - started, built
         started = time.perf_counter()
         plan = self.solver.solve(
-            problems, feeders, events, coincident_peak_price_per_kw=self.settings.coincident_peak_price_per_kw
+            problems,
+            feeders,
+            events,
+            coincident_peak_price_per_kw=self.settings.coincident_peak_price_per_kw,
+            reserved_kw=reserved,
         )
         times.solved_at = self.clock.now()
         times.push_id = self.push_window.begin(set(plan.sites))
         times.solved = time.perf_counter()
         return plan, times.solved - started
+
+    def _reserved(
+        self, feeders: list[Feeder], problems: dict[str, SiteProblem], horizon: CommonHorizon
+    ) -> dict[str, np.ndarray]:
+        """Worker thread: per feeder, kW per step kept out of its cap for its members not in this
+        solve (link down, or left out): each such node plans alone within the share of the
+        schedule it last acked, so the sites in the solve may use only the cap less those
+        shares (`reserved_for_absent`). A member that never acked a schedule holds no share
+        from the portfolio (its node plans within its own site's import limit) and is reserved
+        nothing: the portfolio cannot tell that limit of a site it may never have heard from,
+        and reserving a site's whole connection would leave its neighbours nothing for a node
+        that is not running under the portfolio at all."""
+        absent = {s for f in feeders for s in f.site_ids if s not in problems}
+        if not absent:
+            return {}
+        held = self.store.last_acked(sorted(absent))
+        for site_id in absent:  # an accepted ack the store has not written yet is newer
+            version = self._accepted.get(site_id)
+            if version is not None and (site_id not in held or held[site_id].version != version):
+                record = self.store.schedule(site_id, version)
+                if record is not None and (site_id not in held or record.issued_at >= held[site_id].issued_at):
+                    held[site_id] = record
+        shares: dict[str, HeldShare] = {}
+        for site_id, record in held.items():
+            try:
+                limit = pc.import_limit_in(portfolio_pb2.SetpointSchedule.FromString(record.payload))
+            except (GridmeshError, DecodeError) as exc:
+                log.warning("site %s: the share of schedule %s is unreadable: %s", site_id, record.version, exc)
+                continue
+            if limit is not None:
+                shares[site_id] = HeldShare(limit.start, limit.step_minutes, limit.values_kw)
+        if problems:
+            index = common_index(problems)
+        else:
+            index = pd.date_range(horizon.start, periods=horizon.steps, freq=f"{horizon.step_minutes}min")
+        reserved = reserved_for_absent(feeders, problems.keys(), shares, index)
+        for f in feeders:
+            if f.feeder_id in reserved:
+                log.info(
+                    "feeder %s: up to %.1f kW of its cap reserved for absent members %s (the shares they hold)",
+                    f.feeder_id,
+                    float(reserved[f.feeder_id].max()),
+                    ", ".join(s for s in f.site_ids if s in shares and s not in problems),
+                )
+        return reserved
 
     async def _push_plan(
         self,
@@ -820,7 +882,9 @@ class PortfolioHub:
             ):
                 raise InvalidInput.one("ack.version", f"no schedule {ack.version!r} was issued to {site_id}")
             self.push_window.acked(site_id, ack.version)
-            if not ack.accepted:
+            if ack.accepted:
+                self._accepted[site_id] = ack.version
+            else:
                 log.warning(
                     "site %s refused schedule %s: %s",
                     site_id,

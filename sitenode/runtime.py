@@ -188,7 +188,9 @@ class NodeRuntime:
         self.planner = PlanWorker(config.plan.deadline_seconds)
         self._plan_task: asyncio.Task[OptimizeOutcome] | None = None
         self._plan_asked_at: datetime | None = None
-        self._bridging = False  # a plan replacing the portfolio's schedule is under way
+        # the portfolio's schedule stopped being followed and no plan of the node's own is in yet:
+        # that schedule stays in force (while valid) rather than the failsafe, which keeps no share
+        self._bridging = False
         # after a restart the journalled schedule stays in force until the next planned re-plan
         current = self.journal.current_schedule()
         if current is not None and current.valid_until > clock.now():
@@ -240,10 +242,9 @@ class NodeRuntime:
         if current is None or current.valid_until <= now:
             return Mode.FAILSAFE
         if current.source == "portfolio":
-            # a portfolio schedule the node may no longer follow, and no local plan instead; while
-            # the fallback plan is being made, the schedule in force stays in force
-            bridging = self._bridging and self._plan_task is not None and not self._plan_task.done()
-            return Mode.PORTFOLIO if self.following_portfolio(now) or bridging else Mode.FAILSAFE
+            # past the grace the node plans alone; until a plan of its own is in (however long its
+            # plans take, fail or are abandoned) the portfolio's schedule stays in force while valid
+            return Mode.PORTFOLIO if self.following_portfolio(now) or self._bridging else Mode.FAILSAFE
         return Mode.LOCAL
 
     def following_portfolio(self, now: datetime) -> bool:
@@ -548,6 +549,7 @@ class NodeRuntime:
         version = f"local-{now.strftime('%Y%m%dT%H%M%S.%f')}"
         created = 0
         if plan.result.status.has_solution:
+            self._bridging = False
             self.journal.save_schedule(version, "local", plan.schedule, now)
             self.bus.publish(
                 EventType.SCHEDULE_RECEIVED,

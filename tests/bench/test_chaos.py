@@ -44,6 +44,9 @@ def test_chaos_short_form_keeps_every_invariant(tmp_path):
     assert scheduled == set(KINDS)
     assert result["faults_by_kind"] == {k: sum(1 for f in result["faults"] if f["kind"] == k) for k in scheduled}
     assert sum(result["faults_by_kind"].values()) >= 10
+    # the plan fault really ran plans into their deadline (the node kept the portfolio's schedule)
+    limited = [f for f in result["faults"] if f["kind"] == "plan_time_limit"]
+    assert limited and all(f["notes"]["plans_abandoned"] > 0 for f in limited), limited
     for name, check in result["invariants"].items():
         assert check["checked"] > 0, name
     violations = {name: c["violations"][:3] for name, c in result["invariants"].items() if c["violations"]}

@@ -265,3 +265,27 @@ def test_many_schedules_in_chunked_statements_replace_as_one_by_one_would(tmp_pa
                 ScheduleState.ISSUED,
                 T0 + 2 * M,
             )
+
+
+def test_last_acked_is_the_newest_accepted_schedule_per_site_read_off_the_index(tmp_path):
+    with PortfolioStore(tmp_path / "p.db") as store:
+        assert store.last_acked(["s1"]) == {}
+        store.issue_schedule("s1", "v1", T0, T0 + 60 * M, b"one", T0)
+        store.issue_schedule("s1", "v2", T0, T0 + 60 * M, b"two", T0 + M)
+        store.issue_schedule("s1", "v3", T0, T0 + 60 * M, b"three", T0 + 2 * M)
+        store.issue_schedule("s2", "w1", T0, T0 + 60 * M, b"w", T0)
+        assert store.last_acked(["s1", "s2"]) == {}  # issued, never acked
+        store.ack("s1", "v1", True, "", T0 + 3 * M)
+        store.ack("s1", "v2", True, "", T0 + 4 * M)
+        store.ack("s1", "v3", False, "does not fit", T0 + 5 * M)  # refused: the node keeps v2
+        store.ack("s2", "w1", True, "", T0 + 3 * M)
+        held = store.last_acked(["s1", "s2", "never", "s1"])
+        assert {k: (v.version, v.payload) for k, v in held.items()} == {"s1": ("v2", b"two"), "s2": ("w1", b"w")}
+        assert store.schedule("s1", "v3").state is ScheduleState.NACKED and store.schedule("s1", "nope") is None
+        plan = store._db.execute(
+            "EXPLAIN QUERY PLAN SELECT version FROM schedules INDEXED BY schedules_site"
+            " WHERE site_id = ? AND state = ? ORDER BY issued_at DESC, id DESC LIMIT 1",
+            ("s1", "ACKED"),
+        ).fetchall()
+        detail = " ".join(str(row[-1]) for row in plan)
+        assert "USING INDEX schedules_site" in detail and "TEMP B-TREE" not in detail

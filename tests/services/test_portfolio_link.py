@@ -514,3 +514,37 @@ def test_an_operator_plan_over_the_portfolios_schedule_is_kept_and_starts_no_fal
         asyncio.run(scenario())
     finally:
         rt.close()
+
+
+def test_a_node_whose_own_plans_are_abandoned_keeps_the_portfolios_schedule_until_it_expires(tmp_path):
+    """Past the grace the node plans alone; while none of its plans gets in, the portfolio's
+    schedule (and the share it carries) stays in force, not the failsafe, until it expires."""
+    from portfolio_rig import node_config
+
+    from sitenode.runtime import NodeRuntime
+
+    def tight(doc: dict) -> None:
+        doc["plan"]["deadline_seconds"] = 0.0001  # no plan can be made in time
+
+    config = node_config("office", tmp_path, "127.0.0.1:1", tight, grace_seconds=60.0)
+    clock = ManualClock(pd.Timestamp("2025-06-01T12:00Z").to_pydatetime())
+    rt = NodeRuntime(config, tmp_path, clock)
+
+    async def scenario() -> None:
+        now = clock.now()
+        rt.link_up(now)
+        rt.apply_portfolio_schedule("pf-1", portfolio_frame(rt, now), now + timedelta(hours=1), {}, None)
+        await _turn(rt)
+        rt.link_down(now)
+        for minutes in (2, 4, 6):  # past the grace: fallback plans, each abandoned, retried a minute later
+            clock._now = now + timedelta(minutes=minutes)
+            await _turn(rt)
+            assert rt.mode(clock.now()) is Mode.PORTFOLIO and rt.schedule().version == "pf-1"
+        assert rt.planner.abandoned >= 2
+        clock._now = now + timedelta(hours=1, seconds=1)
+        assert rt.mode(clock.now()) is Mode.FAILSAFE  # expired: nothing valid is left to follow
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        rt.close()

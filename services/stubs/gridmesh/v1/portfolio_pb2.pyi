@@ -407,16 +407,18 @@ class SiteCost(_message.Message):
     def __init__(self, site_id: _Optional[str] = ..., alone_cost: _Optional[float] = ..., coupled_cost: _Optional[float] = ...) -> None: ...
 
 class FeederCheck(_message.Message):
-    __slots__ = ("feeder_id", "holds", "max_excess_kw", "binding_steps")
+    __slots__ = ("feeder_id", "holds", "max_excess_kw", "binding_steps", "reserved_kw")
     FEEDER_ID_FIELD_NUMBER: _ClassVar[int]
     HOLDS_FIELD_NUMBER: _ClassVar[int]
     MAX_EXCESS_KW_FIELD_NUMBER: _ClassVar[int]
     BINDING_STEPS_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_KW_FIELD_NUMBER: _ClassVar[int]
     feeder_id: str
     holds: bool
     max_excess_kw: float
     binding_steps: int
-    def __init__(self, feeder_id: _Optional[str] = ..., holds: _Optional[bool] = ..., max_excess_kw: _Optional[float] = ..., binding_steps: _Optional[int] = ...) -> None: ...
+    reserved_kw: float
+    def __init__(self, feeder_id: _Optional[str] = ..., holds: _Optional[bool] = ..., max_excess_kw: _Optional[float] = ..., binding_steps: _Optional[int] = ..., reserved_kw: _Optional[float] = ...) -> None: ...
 
 class EventCheck(_message.Message):
     __slots__ = ("event_id", "holds", "worst_shortfall_kw")
