@@ -111,7 +111,7 @@ def test_the_present_sites_plan_within_the_cap_less_what_the_absent_member_holds
     assert plan.method == method and plan.relaxed == ()
     net = net_import(plan, present)
     assert (net <= WIDE - RESERVED + TOL).all()
-    assert (net[:2] >= WIDE - RESERVED[:2] - TOL).all()  # it binds where the whole cap was used
+    assert (net[:2] >= WIDE - RESERVED[:2] - 1e-4).all()  # it binds where the whole cap was used
     (check,) = plan.feeders
     assert check.holds and check.reserved_kw == pytest.approx(10.0) and check.binding_steps >= 2
     # the shares handed to the present sites leave the absent member's share free
@@ -120,9 +120,9 @@ def test_the_present_sites_plan_within_the_cap_less_what_the_absent_member_holds
 
 def test_a_reservation_beyond_the_cap_is_relaxed_as_overflow_and_reported(solver: MonolithicSolver) -> None:
     reserved = np.full(6, CAP + 10)
-    FEEDER = Feeder(feeder_id="f", site_ids=["a", "b", "c", "zz"], cap_kw=CAP)
+    tight = Feeder(feeder_id="f", site_ids=["a", "b", "c", "zz"], cap_kw=CAP)
     for s in (solver, DecompositionSolver(use_ray=False, workers=1, time_limit_seconds=60, monolithic=solver)):
-        plan = s.solve(portfolio(), [FEEDER], [], reserved_kw={"f": reserved})
+        plan = s.solve(portfolio(), [tight], [], reserved_kw={"f": reserved})
         assert OVER in plan.relaxed and not plan.all_hold
         (check,) = plan.feeders
         net = net_import(plan, ["a", "b", "c"])

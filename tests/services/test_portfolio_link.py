@@ -286,6 +286,65 @@ async def test_a_reconnecting_node_is_not_resent_a_schedule_a_later_solve_left_i
         await pf.end()
 
 
+async def test_a_solve_keeps_the_share_an_absent_feeder_member_holds_out_of_the_cap(tmp_path):
+    # the chaos soak: with a node's link down, solves left its site out of the feeder row and gave
+    # the other member the whole cap, while the away node went on importing up to the share it
+    # last acked: together past the cap by up to that share. Here the depot is away; the office
+    # (its battery charging at night, against the cap) is the one that would take it all
+    clock = SimulatedClock(RIG_START, 1.0, time.time())
+    pf = make_rig_portfolio(
+        tmp_path, {"feeders": [{"feeder_id": "north", "site_ids": list(NORTH), "cap_kw": CAP_KW}]}, clock=clock
+    )
+    await pf.begin()
+    depot, office = (make_node(name, tmp_path, pf.address, clock) for name in ("depot", "office"))
+    store = pf.hub.store
+
+    def settled() -> bool:
+        newest = [store.schedules(site, 1) for site in NORTH]
+        return (
+            all(s and str(s[0].state) == "ACKED" for s in newest)
+            and not pf.hub._wanted.is_set()
+            and not pf.hub._lock.locked()
+        )
+
+    try:
+        depot.start()
+        office.start()
+        await until(settled, 60)
+        # the depot's link only: its node runs on, within the share of the schedule it acked
+        depot.tasks[1].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await depot.tasks[1]
+        await until(lambda: "depot-north" not in pf.hub.connections, 5)
+        held = depot.runtime.import_limit
+        assert held is not None and held.values_kw
+        acked = store.last_acked(["depot-north"])["depot-north"]
+        assert pc.import_limit_in(portfolio_pb2.SetpointSchedule.FromString(acked.payload)) == held
+
+        report = await pf.hub.solve("test")
+        assert list(report.schedules) == ["office-east"] and report.all_hold
+        planned = pf.hub.planned["office-east"]
+        index = pd.date_range(pf.hub.planned_start, periods=len(planned), freq=f"{report.step_minutes}min")
+        share = held.over(index)
+        assert (planned <= CAP_KW - share + 1e-6).all(), (planned, share)
+        (north,) = report.feeders
+        assert north.feeder_id == "north" and north.holds and north.reserved_kw == pytest.approx(share.max())
+        async with grpc.aio.insecure_channel(pf.address) as channel:
+            stub = portfolio_pb2_grpc.PortfolioStub(channel)
+            got = await stub.GetSolveReport(
+                portfolio_pb2.GetSolveReportRequest(solve_id=report.solve_id), metadata=OPERATOR
+            )
+        assert got.report.feeders[0].reserved_kw == pytest.approx(share.max())
+        # the office's new share leaves the depot's free: the shares the nodes hold keep the cap
+        await until(lambda: office.runtime.schedule().version == report.schedules["office-east"], 20)
+        assert office.runtime.import_limit is not None
+        assert (office.runtime.import_limit.over(index) + share <= CAP_KW + 1e-6).all()
+    finally:
+        for n in (depot, office):
+            await n.halt()
+        await pf.end()
+
+
 class FreezingProxy:
     """TCP relay that can stop forwarding without closing: a silently dead network path."""
 
