@@ -269,7 +269,7 @@ class Injector:
 
     async def _plan_time_limit(self, fault: Fault) -> None:
         """The node restarted (SIGTERM, its own journal) with a plan deadline no solve can meet and
-        its link black-holed: every plan it starts runs into the limit and is abandoned, for the
+        its link cut: every plan it starts runs into the limit and is abandoned, for the
         fault's time; then it is restarted on its own config. Its log is read for the abandoned plans."""
         name = fault.target
         fault.sites = [SITES[name]]
@@ -289,8 +289,10 @@ class Injector:
         self.fleet.start(child.name)
         await self._wait_node(name)
         # a node in PORTFOLIO mode plans nothing of its own: its link cut, it falls back to planning
-        # alone, and every plan it starts runs into the deadline (it keeps the schedule in force)
-        self.proxies[name].set_mode("blackhole")
+        # alone, and every plan it starts runs into the deadline (it keeps the schedule in force).
+        # Reset, not black-holed: a silent link takes the ping timeout (real seconds) to notice,
+        # longer than this fault lasts at the soak's speeds
+        self.proxies[name].set_mode("drop")
         await self._hold(fault)
         self.proxies[name].set_mode("pass")
         self.fleet.stop([child.name])
