@@ -26,6 +26,7 @@ class EventType(StrEnum):
     STATE_CHANGED = "STATE_CHANGED"
     SCHEDULE_RECEIVED = "SCHEDULE_RECEIVED"
     PLAN_ABANDONED = "PLAN_ABANDONED"
+    SESSION_CLOSED = "SESSION_CLOSED"
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,25 @@ class PlanAbandonedEvent:
     seconds: float
 
 
-Payload = CommandEvent | StateChanged | ScheduleReceived | PlanAbandonedEvent
+@dataclass(frozen=True)
+class SessionClosed:
+    """An EV session past its departure: what it needed and what was measured delivered (kWh);
+    `reason` names a shortfall, so it reaches the WatchEvents stream."""
+
+    session_id: str
+    need_kwh: float
+    delivered_kwh: float
+    reason: str
+
+
+Payload = CommandEvent | StateChanged | ScheduleReceived | PlanAbandonedEvent | SessionClosed
 
 _PAYLOAD_OF = {
     **{t: CommandEvent for t in EventType if t.name.startswith("COMMAND_")},
     EventType.STATE_CHANGED: StateChanged,
     EventType.SCHEDULE_RECEIVED: ScheduleReceived,
     EventType.PLAN_ABANDONED: PlanAbandonedEvent,
+    EventType.SESSION_CLOSED: SessionClosed,
 }
 
 

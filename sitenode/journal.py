@@ -38,7 +38,27 @@ CREATE INDEX IF NOT EXISTS commands_due ON commands(due_at, id);
 CREATE TABLE IF NOT EXISTS sessions (session_id TEXT PRIMARY KEY, body TEXT NOT NULL, ended INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS telemetry (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS session_outcomes (
+    session_id TEXT PRIMARY KEY, departed_at TEXT NOT NULL, need_kwh REAL NOT NULL, delivered_kwh REAL NOT NULL,
+    measured INTEGER NOT NULL);
 """
+
+
+@dataclass(frozen=True)
+class SessionOutcome:
+    """An EV session closed at its departure: what it needed and what was measured delivered
+    (kWh); the shortfall is what the node reports it could not give. A node whose chargers
+    report nothing (no OCPP device: a dry run) measures nothing and claims no shortfall."""
+
+    session_id: str
+    departed_at: datetime
+    need_kwh: float
+    delivered_kwh: float
+    measured: bool = True
+
+    @property
+    def shortfall_kwh(self) -> float:
+        return max(0.0, self.need_kwh - self.delivered_kwh) if self.measured else 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,6 +263,32 @@ class Journal:
                 ).rowcount
                 == 1
             )
+
+    def close_session(self, outcome: SessionOutcome) -> bool:
+        """A session past its departure: ended, with what it needed and got, in one transaction."""
+        with self._tx():
+            ended = (
+                self._db.execute(
+                    "UPDATE sessions SET ended = 1 WHERE session_id = ? AND ended = 0", (outcome.session_id,)
+                ).rowcount
+                == 1
+            )
+            if ended:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO session_outcomes VALUES (?,?,?,?,?)",
+                    (
+                        outcome.session_id,
+                        outcome.departed_at.isoformat(),
+                        outcome.need_kwh,
+                        outcome.delivered_kwh,
+                        int(outcome.measured),
+                    ),
+                )
+        return ended
+
+    def session_outcomes(self) -> list[SessionOutcome]:
+        rows = self._db.execute("SELECT * FROM session_outcomes ORDER BY departed_at, session_id")
+        return [SessionOutcome(r[0], datetime.fromisoformat(r[1]), float(r[2]), float(r[3]), bool(r[4])) for r in rows]
 
     def sessions(self) -> list[EVSession]:
         rows = self._db.execute("SELECT body FROM sessions WHERE ended = 0 ORDER BY session_id")

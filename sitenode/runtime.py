@@ -41,9 +41,16 @@ from sitenode.dispatch import (
     commands_from_schedule,
 )
 from sitenode.errors import InvalidInput, NotFound
-from sitenode.events import EventBus, EventType, PlanAbandonedEvent, ScheduleReceived, StateChanged
+from sitenode.events import (
+    EventBus,
+    EventType,
+    PlanAbandonedEvent,
+    ScheduleReceived,
+    SessionClosed,
+    StateChanged,
+)
 from sitenode.forecast import provider_for
-from sitenode.journal import Journal, StoredSchedule
+from sitenode.journal import Journal, SessionOutcome, StoredSchedule
 from sitenode.metrics import compute_metrics
 from sitenode.model.problem import SiteProblem, build_problem
 from sitenode.model.run import Horizon, Objective, Priorities, RunConfig
@@ -642,6 +649,7 @@ class NodeRuntime:
         """One turn of the loop: start a plan when due (it runs in the worker and is put in
         force when done), then dispatch. Never waits for a plan."""
         now = self.clock.now()
+        self._close_departed(now)
         following = self.following_portfolio(now)
         reason = self._plan_due(now, following)
         if reason is not None:
@@ -673,6 +681,32 @@ class NodeRuntime:
                     await asyncio.wait_for(stop.wait(), self._tick_real_seconds())
         finally:
             self._stop_planning()
+
+    def _close_departed(self, now: datetime) -> None:
+        """Sessions whose EV has left are closed with what they needed and got: a shortfall is
+        reported (event, journal, log) even when no plan could say it in time (the node was down
+        at the departure), and the journal's open sessions do not grow without end."""
+        for s in self.journal.sessions():
+            if s.departure > now:
+                continue
+            delivered = self.delivered_kwh.pop(s.session_id, 0.0)
+            measured = self.config.devices.ocpp is not None
+            outcome = SessionOutcome(s.session_id, s.departure, s.energy_kwh, delivered, measured)
+            if not self.journal.close_session(outcome):
+                continue
+            short = outcome.shortfall_kwh
+            why = f"short by {short:.2f} kWh" if short > SHORTFALL_REPORT_KWH else ""
+            self.bus.publish(EventType.SESSION_CLOSED, SessionClosed(s.session_id, s.energy_kwh, delivered, why), now)
+            if why:
+                log.warning(
+                    "session %s left %s (needed %.2f kWh, delivered %.2f)",
+                    s.session_id,
+                    why,
+                    s.energy_kwh,
+                    delivered,
+                    extra=logfields.fields(site=self.config.site.site_id),
+                )
+            self._changed()
 
     def _tick_real_seconds(self) -> float:
         """The tick in real seconds; never below MIN_TICK_REAL_SECONDS, so a fast simulated
@@ -802,6 +836,7 @@ class NodeRuntime:
 
 
 MIN_TICK_REAL_SECONDS = 0.01
+SHORTFALL_REPORT_KWH = 0.01  # a session closed this far below its need reports a shortfall
 RETRY_AFTER = timedelta(minutes=1)  # after a plan failed or was abandoned, on the node's clock
 
 

@@ -17,7 +17,7 @@ def test_payload_must_match_its_type():
 def test_every_event_type_has_its_payload_and_a_wire_name():
     from sitenode.events import _PAYLOAD_OF
 
-    assert set(_PAYLOAD_OF) == set(EventType) and len(EventType) == 9
+    assert set(_PAYLOAD_OF) == set(EventType) and len(EventType) == 10
     assert all(str(t) == t.name for t in EventType)  # WatchEvents carries the name as is
 
 

@@ -200,6 +200,10 @@ def test_transactions_are_timed_by_the_node_clock_not_the_chargers(tmp_path):
 
 async def test_a_turn_of_the_loop_starts_a_plan_and_does_not_wait_for_it(tmp_path):
     rt, clock, _ = runtime(tmp_path)
+    for k in range(8):  # sessions with no charger named: a MIP far longer than a turn of the loop
+        rt.upsert_session(
+            EVSession(session_id=f"v{k}", arrival=T0, departure=T0 + timedelta(hours=6), energy_kwh=30, max_kw=22)
+        )
     await rt.step()
     assert rt.last_optimized_at is None and rt.mode(clock.now()) is Mode.FAILSAFE  # under way, in the worker
     await rt.plans_settled()
@@ -260,3 +264,54 @@ def test_a_fast_clock_with_a_short_tick_does_not_spin_the_loop(tmp_path):
     rt2 = NodeRuntime(config.model_copy(update={"node": slow}), base, SimulatedClock(T0, 2.0))
     _made.append(rt2)
     assert rt2._tick_real_seconds() == 0.5
+
+
+async def test_a_departed_session_is_closed_and_its_shortfall_reported_even_after_a_restart(tmp_path):
+    from sitenode.events import EventType
+    from sitenode.node_config import OcppCentralSystem
+
+    rt, clock, _ = runtime(tmp_path)
+    # chargers that report energy (an OCPP central system): deliveries are measured
+    measured = rt.config.model_copy(
+        update={"devices": rt.config.devices.model_copy(update={"ocpp": OcppCentralSystem()})}
+    )
+    rt.close()
+    rt = NodeRuntime(measured, ROOT / "examples" / "nodes", clock, AdapterRegistry())
+    _made.append(rt)
+    for sid, charger in (("v", "ac-01"), ("w", "ac-02")):
+        rt.upsert_session(
+            EVSession(
+                session_id=sid, arrival=T0, departure=T0 + timedelta(hours=2), energy_kwh=20, max_kw=11,
+                charger_id=charger,
+            )
+        )  # fmt: skip
+    rt.charger_energy("ac-01", 100.0, clock.now())
+    clock.t += timedelta(minutes=30)
+    rt.charger_energy("ac-01", 120.0, clock.now())  # v got all it needed
+    rt.charger_energy("ac-02", 0.0, clock.now())
+    clock.t += timedelta(minutes=30)
+    rt.charger_energy("ac-02", 6.0, clock.now())  # w got 6 of 20
+    await turn(rt)  # the plan keeps the deliveries in the journal
+    rt.close()  # killed before the departure; back after it
+    clock.t = T0 + timedelta(hours=3)
+    again = NodeRuntime(measured, ROOT / "examples" / "nodes", clock, AdapterRegistry())
+    _made.append(again)
+    events = again.bus.subscribe([EventType.SESSION_CLOSED])
+    await turn(again)
+    assert again.journal.sessions() == []
+    outcomes = {o.session_id: o for o in again.journal.session_outcomes()}
+    assert outcomes["v"].shortfall_kwh == 0 and outcomes["w"].shortfall_kwh == pytest.approx(14.0)
+    closed = {e.payload.session_id: e.payload.reason for e in [events.queue.get_nowait() for _ in range(2)]}
+    assert closed == {"v": "", "w": "short by 14.00 kWh"}
+    assert again.delivered_kwh == {}
+
+
+async def test_a_dry_node_closes_departed_sessions_without_claiming_a_shortfall(tmp_path):
+    rt, clock, _ = runtime(tmp_path)
+    rt.upsert_session(
+        EVSession(session_id="v", arrival=T0, departure=T0 + timedelta(hours=1), energy_kwh=20, max_kw=11)
+    )
+    clock.t += timedelta(hours=2)
+    await turn(rt)
+    (outcome,) = rt.journal.session_outcomes()
+    assert rt.journal.sessions() == [] and not outcome.measured and outcome.shortfall_kwh == 0
