@@ -17,6 +17,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from services.errors import abort
+from services.handlers import behaviour_of, rebuild
 from sitenode.errors import InvalidInput
 
 Decoder = Callable[[bytes], Any]
@@ -55,12 +56,7 @@ class RequestDecoder(grpc.aio.ServerInterceptor):
             return handler
         decode: Decoder = handler.request_deserializer
         streaming_in, streaming_out = handler.request_streaming, handler.response_streaming
-        inner = {
-            (False, False): handler.unary_unary,
-            (False, True): handler.unary_stream,
-            (True, False): handler.stream_unary,
-            (True, True): handler.stream_stream,
-        }[(streaming_in, streaming_out)]
+        inner = behaviour_of(handler)
 
         async def request_of(raw: Any, context: grpc.aio.ServicerContext) -> Any:
             if streaming_in:
@@ -78,10 +74,4 @@ class RequestDecoder(grpc.aio.ServerInterceptor):
                 yield item
 
         behaviour = stream if streaming_out and inspect.isasyncgenfunction(inner) else unary
-        make = {
-            (False, False): grpc.unary_unary_rpc_method_handler,
-            (False, True): grpc.unary_stream_rpc_method_handler,
-            (True, False): grpc.stream_unary_rpc_method_handler,
-            (True, True): grpc.stream_stream_rpc_method_handler,
-        }[(streaming_in, streaming_out)]
-        return make(behaviour, request_deserializer=None, response_serializer=handler.response_serializer)
+        return rebuild(handler, behaviour, request_deserializer=None)
