@@ -21,6 +21,7 @@ the deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -73,14 +74,17 @@ class PlanWorker:
         future: asyncio.Future[T] = asyncio.get_running_loop().run_in_executor(self._executor, job)
         self._busy = future
         future.add_done_callback(_retrieve)
-        try:
-            result = await asyncio.wait_for(asyncio.shield(future), self.deadline_seconds)
-        except TimeoutError:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(future), self.deadline_seconds)
+        took = time.monotonic() - started
+        # strictly by the clock: a loop held past the deadline may find the plan done and the
+        # timeout due at once, and wait_for then hands the late plan back
+        if took > self.deadline_seconds or not future.done():
             self.abandoned += 1
-            raise PlanAbandoned(reason, time.monotonic() - started) from None
+            raise PlanAbandoned(reason, took) from None
         if mine != self._generation:
             raise Superseded(f"plan ({reason}) superseded by a newer request while it ran")
-        return result
+        return future.result()
 
     def close(self) -> None:
         """Let the worker thread go; a solve under way finishes in it (bounded by its time

@@ -536,8 +536,9 @@ class NodeRuntime:
         try:
             solved = await self.planner.run(functools.partial(solve_local, self.config.site, gathered), reason)
         except PlanAbandoned as exc:
+            # tried again after RETRY_AFTER (`_plan_due`), not at once: a plan that cannot be made in
+            # time would otherwise be retried every turn, a core busy for nothing
             self.bus.publish(EventType.PLAN_ABANDONED, PlanAbandonedEvent(reason, exc.seconds), self.clock.now())
-            self.settings.dirty = True  # the next turn plans again (from fresh inputs)
             raise
         if reason != "operator" and self.following_portfolio(self.clock.now()):
             # the portfolio's schedule came in while this plan ran: it stays in force
