@@ -26,6 +26,7 @@ import logging
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -106,16 +107,19 @@ class NodeLink:
             call = portfolio_pb2_grpc.PortfolioLinkStub(ch).Connect()
             try:
                 held = runtime.journal.latest_version("portfolio")
-                await call.write(
-                    portfolio_pb2.NodeMessage(
-                        hello=portfolio_pb2.Hello(
-                            site_id=runtime.config.site.site_id,
-                            software_version=SOFTWARE_VERSION,
-                            schedule_version=held,
-                        )
+                hello = portfolio_pb2.NodeMessage(
+                    hello=portfolio_pb2.Hello(
+                        site_id=runtime.config.site.site_id, software_version=SOFTWARE_VERSION, schedule_version=held
                     )
                 )
-                first = await asyncio.wait_for(call.read(), cfg.ping_timeout_seconds * 3)
+
+                async def opened() -> Any:
+                    await call.write(hello)
+                    return await call.read()
+
+                # the hello's write waits for the connection too: a half-open one (its handshake
+                # answered by nobody) would hold it for gRPC's 20 s connect timeout
+                first = await asyncio.wait_for(opened(), cfg.ping_timeout_seconds * 3)
                 if first is grpc.aio.EOF or first.WhichOneof("body") != "welcome":
                     raise ConnectionError("the portfolio did not welcome the node")
                 self.connects += 1

@@ -607,3 +607,35 @@ def test_a_node_whose_own_plans_are_abandoned_keeps_the_portfolios_schedule_unti
         asyncio.run(scenario())
     finally:
         rt.close()
+
+
+async def test_a_half_open_portfolio_is_given_up_within_the_hello_timeout_and_tried_again(tmp_path):
+    """A listener that takes the connection and answers nothing (its handshake never done): the
+    node gives the attempt up after 3 ping timeouts and tries again, instead of waiting out
+    gRPC's own 20 s connect timeout."""
+    from portfolio_rig import make_node
+
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        with contextlib.suppress(Exception):
+            while await reader.read(65536):
+                pass
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    node = make_node("office", tmp_path, f"127.0.0.1:{port}", ping_timeout_seconds=0.3, backoff_max_seconds=0.1)
+    stop = asyncio.Event()
+    task = asyncio.create_task(node.link.run(stop))
+    try:
+        await until(lambda: len(accepted) >= 3, timeout=8.0)
+        assert node.link.connects == 0 and "TimeoutError" in node.link.last_error
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        for w in accepted:
+            w.close()
+        server.close()
+        await server.wait_closed()
+        node.runtime.close()
