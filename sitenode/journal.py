@@ -257,22 +257,18 @@ class Journal:
 
     def end_session(self, session_id: str) -> bool:
         with self._tx():
-            return (
-                self._db.execute(
-                    "UPDATE sessions SET ended = 1 WHERE session_id = ? AND ended = 0", (session_id,)
-                ).rowcount
-                == 1
-            )
+            return self._end(session_id)
+
+    def _end(self, session_id: str) -> bool:
+        return (
+            self._db.execute("UPDATE sessions SET ended = 1 WHERE session_id = ? AND ended = 0", (session_id,)).rowcount
+            == 1
+        )
 
     def close_session(self, outcome: SessionOutcome) -> bool:
         """A session past its departure: ended, with what it needed and got, in one transaction."""
         with self._tx():
-            ended = (
-                self._db.execute(
-                    "UPDATE sessions SET ended = 1 WHERE session_id = ? AND ended = 0", (outcome.session_id,)
-                ).rowcount
-                == 1
-            )
+            ended = self._end(outcome.session_id)
             if ended:
                 self._db.execute(
                     "INSERT OR REPLACE INTO session_outcomes VALUES (?,?,?,?,?)",

@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -198,6 +198,7 @@ class NodeRuntime:
         # the portfolio's schedule stopped being followed and no plan of the node's own is in yet:
         # that schedule stays in force (while valid) rather than the failsafe, which keeps no share
         self._bridging = False
+        self._next_departure: datetime | None = None  # None: look in the journal at the next turn
         # after a restart the journalled schedule stays in force until the next planned re-plan
         current = self.journal.current_schedule()
         if current is not None and current.valid_until > clock.now():
@@ -323,6 +324,7 @@ class NodeRuntime:
     def upsert_session(self, session: EVSession) -> EVSession:
         check_sessions(self.config.site, [session], prefix="session", indexed=False)
         self.journal.upsert_session(session)
+        self._next_departure = None
         self._changed()
         return session
 
@@ -686,8 +688,13 @@ class NodeRuntime:
     def _close_departed(self, now: datetime) -> None:
         """Sessions whose EV has left are closed with what they needed and got: a shortfall is
         reported (event, journal, log) even when no plan could say it in time (the node was down
-        at the departure), and the journal's open sessions do not grow without end."""
-        for s in self.journal.sessions():
+        at the departure), and the journal's open sessions do not grow without end. The journal
+        is read only once the next departure is due (or the sessions changed), not every turn."""
+        if self._next_departure is not None and now < self._next_departure:
+            return
+        sessions = self.journal.sessions()
+        self._next_departure = min((s.departure for s in sessions if s.departure > now), default=NO_DEPARTURE)
+        for s in sessions:
             if s.departure > now:
                 continue
             delivered = self.delivered_kwh.pop(s.session_id, 0.0)
@@ -837,6 +844,7 @@ class NodeRuntime:
 
 
 MIN_TICK_REAL_SECONDS = 0.01
+NO_DEPARTURE = datetime.max.replace(tzinfo=UTC)  # no open session: nothing to close until one comes
 SHORTFALL_REPORT_KWH = 0.01  # a session closed this far below its need reports a shortfall
 RETRY_AFTER = timedelta(minutes=1)  # after a plan failed or was abandoned, on the node's clock
 
